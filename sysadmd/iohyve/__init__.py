@@ -1,0 +1,1 @@
+"""iohyve: command lines, output parsers and the adapter the handlers call."""

@@ -1,0 +1,1 @@
+"""A simulator of the iohyve command-line tool, for machines without bhyve."""
