@@ -1,0 +1,271 @@
+"""The registry: the single declaration of every API action.
+
+An action is declared once, on the method that handles it, with the :func:`action`
+decorator: its namespace, class name and action word, its arguments (name, type,
+required or not, meaning), the JSON Schema of its reply and a summary. Argument
+validation, error messages, documentation and schema documents are all derived
+from these declarations, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sysadmd.errors import ApiError, bad_request, not_found
+from sysadmd.validate import NAME_PATTERN, check_name
+
+JSON = Any
+Handler = Callable[[dict[str, Any]], Awaitable[JSON]]
+
+#: Keys of the request envelope. When a request carries no ``args`` the whole object
+#: is its arguments (sysadm's rule); these keys are then part of the envelope, not
+#: arguments.
+ENVELOPE_KEYS: Final = frozenset({"namespace", "name", "id"})
+
+
+@dataclass(frozen=True)
+class ArgType:
+    """How one kind of argument is checked and described.
+
+    ``check(value, label)`` returns the value to hand to the handler or raises a 400
+    whose message starts with ``label``; ``schema`` is the JSON Schema of the value.
+    """
+
+    schema: Mapping[str, Any]
+    check: Callable[[Any, str], Any]
+
+
+def _string(value: Any, label: str) -> str:
+    if not isinstance(value, str):
+        raise bad_request(f"{label} must be a string")
+    return value
+
+
+def _name(value: Any, label: str) -> str:
+    return check_name(_string(value, label), label)
+
+
+#: A guest or ISO name (see :mod:`sysadmd.validate`).
+NAME: Final = ArgType({"type": "string", "pattern": NAME_PATTERN, "maxLength": 128}, _name)
+#: A URL to fetch; the handler validates it further (scheme, file name, local files).
+URL: Final = ArgType({"type": "string", "format": "uri", "maxLength": 2048}, _string)
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of an action."""
+
+    name: str
+    type: ArgType
+    description: str
+    required: bool = True
+
+    @property
+    def label(self) -> str:
+        """How error messages refer to this argument."""
+        return f"argument '{self.name}'"
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """The declaration of one action, independent of any handler instance."""
+
+    namespace: str
+    name: str
+    action: str | None
+    summary: str
+    args: tuple[Arg, ...]
+    reply: Mapping[str, Any]
+    queued: bool = False
+
+    @property
+    def path(self) -> str:
+        """``namespace/name``, the class this action belongs to."""
+        return f"{self.namespace}/{self.name}"
+
+    def parse_args(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``raw`` against the declared arguments and return the clean values.
+
+        Unknown keys are refused so that a misspelt argument is reported rather than
+        silently ignored.
+        """
+        known = {arg.name for arg in self.args}
+        ignored = {"action"} if self.action is not None else set()
+        unknown = sorted(key for key in raw if key not in known and key not in ignored)
+        if unknown:
+            expected = ", ".join(f"'{a.name}'" for a in self.args) or "none"
+            raise bad_request(
+                f"{self._what} does not take {_describe_keys(unknown)}; its arguments: {expected}"
+            )
+        values: dict[str, Any] = {}
+        for arg in self.args:
+            if arg.name in raw:
+                values[arg.name] = arg.type.check(raw[arg.name], arg.label)
+            elif arg.required:
+                raise bad_request(f"{self._what} needs {arg.label}")
+        return values
+
+    @property
+    def _what(self) -> str:
+        if self.action is None:
+            return self.path
+        return f"action '{self.action}' of {self.path}"
+
+    def args_schema(self) -> dict[str, Any]:
+        """The JSON Schema of this action's arguments object."""
+        properties: dict[str, Any] = {}
+        if self.action is not None:
+            properties["action"] = {"const": self.action}
+        for arg in self.args:
+            properties[arg.name] = {**arg.type.schema, "description": arg.description}
+        required = (["action"] if self.action is not None else []) + [
+            a.name for a in self.args if a.required
+        ]
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": False,
+        }
+
+    def reply_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the reply's ``args``: the result under the action's key."""
+        if self.action is None:
+            return dict(self.reply)
+        return {
+            "type": "object",
+            "properties": {self.action: self.reply},
+            "required": [self.action],
+            "additionalProperties": False,
+        }
+
+
+def _describe_keys(keys: Sequence[str]) -> str:
+    shown = [k for k in keys if len(k) <= 64 and k.isprintable()]
+    if len(shown) != len(keys) or not shown:
+        return "some of the given keys"
+    return "the key" + ("s " if len(shown) > 1 else " ") + ", ".join(f"'{k}'" for k in shown)
+
+
+_SPEC_ATTRIBUTE: Final = "__sysadmd_action__"
+
+
+def action(
+    namespace: str,
+    name: str,
+    action: str | None,
+    *,
+    summary: str,
+    reply: Mapping[str, Any],
+    args: Sequence[Arg] = (),
+    queued: bool = False,
+) -> Callable[[Callable[..., Awaitable[JSON]]], Callable[..., Awaitable[JSON]]]:
+    """Declare the decorated method as the handler of one API action.
+
+    The method takes the validated arguments as a dict and returns the result,
+    which the registry places under the action's key in the reply.
+    """
+    spec = ActionSpec(namespace, name, action, summary, tuple(args), reply, queued)
+
+    def decorate(
+        method: Callable[..., Awaitable[JSON]],
+    ) -> Callable[..., Awaitable[JSON]]:
+        setattr(method, _SPEC_ATTRIBUTE, spec)
+        return method
+
+    return decorate
+
+
+def declared_actions(cls: type) -> Iterator[tuple[str, ActionSpec]]:
+    """Every action declared on ``cls``: the method's name and its declaration."""
+    for method_name, member in inspect.getmembers(cls, inspect.isfunction):
+        spec = getattr(member, _SPEC_ATTRIBUTE, None)
+        if isinstance(spec, ActionSpec):
+            yield method_name, spec
+
+
+@dataclass
+class _ApiClass:
+    actions: dict[str | None, tuple[ActionSpec, Handler]] = field(default_factory=dict)
+
+
+class Registry:
+    """Every action the daemon serves, looked up by namespace, name and action."""
+
+    def __init__(self) -> None:
+        self._classes: dict[tuple[str, str], _ApiClass] = {}
+
+    def register(self, provider: object) -> None:
+        """Register every action declared on ``provider``'s methods."""
+        declared = list(declared_actions(type(provider)))
+        for method_name, spec in declared:
+            self.add(spec, getattr(provider, method_name))
+        if not declared:
+            raise ValueError(f"{provider!r} declares no actions")
+
+    def add(self, spec: ActionSpec, handler: Handler) -> None:
+        """Register one action; the same namespace/name/action twice is an error."""
+        api_class = self._classes.setdefault((spec.namespace, spec.name), _ApiClass())
+        if spec.action in api_class.actions:
+            raise ValueError(f"{spec.path} action {spec.action!r} is registered twice")
+        if None in api_class.actions or (spec.action is None and api_class.actions):
+            raise ValueError(f"{spec.path} mixes a plain handler with actions")
+        api_class.actions[spec.action] = (spec, handler)
+
+    def specs(self) -> list[ActionSpec]:
+        """All registered declarations, sorted by namespace, name and action."""
+        return sorted(
+            (spec for c in self._classes.values() for spec, _ in c.actions.values()),
+            key=lambda s: (s.namespace, s.name, s.action or ""),
+        )
+
+    def resolve(self, namespace: str, name: str, args: Any) -> tuple[ActionSpec, Handler, Any]:
+        """Find the action a request names and validate its arguments.
+
+        Returns the declaration, the handler and the validated arguments. Raises
+        404 for an unknown namespace/name and 400 for a missing or unknown action
+        or invalid arguments.
+        """
+        api_class = self._classes.get((namespace, name))
+        if api_class is None:
+            known = ", ".join(sorted(f"{ns}/{n}" for ns, n in self._classes))
+            raise not_found(f"no API class of that namespace and name; this server has: {known}")
+        if None in api_class.actions:
+            spec, handler = api_class.actions[None]
+            raw = args if isinstance(args, Mapping) else {}
+            return spec, handler, spec.parse_args(raw)
+        if not isinstance(args, Mapping):
+            raise bad_request(f"{namespace}/{name} needs an object of arguments with an 'action'")
+        word = args.get("action")
+        if not isinstance(word, str):
+            raise bad_request(f"{namespace}/{name} needs an 'action' string")
+        entry = api_class.actions.get(word)
+        if entry is None:
+            known = ", ".join(sorted(str(a) for a in api_class.actions))
+            raise bad_request(f"{namespace}/{name} has no such action; its actions: {known}")
+        spec, handler = entry
+        return spec, handler, spec.parse_args(args)
+
+
+def wrap_result(spec: ActionSpec, result: JSON) -> JSON:
+    """Place an action's result under its key, as sysadm replies do."""
+    if spec.action is None:
+        return result
+    return {spec.action: result}
+
+
+__all__ = [
+    "NAME",
+    "URL",
+    "ActionSpec",
+    "ApiError",
+    "Arg",
+    "ArgType",
+    "Registry",
+    "action",
+    "declared_actions",
+    "wrap_result",
+]

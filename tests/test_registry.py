@@ -1,0 +1,109 @@
+"""The registry: one declaration per action drives look-up, validation and schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import pytest
+from support import async_test
+
+from sysadmd.api import Api
+from sysadmd.errors import ApiError
+from sysadmd.iohyve.actions import IohyveActions
+from sysadmd.registry import NAME, Arg, Registry, action, declared_actions
+
+
+class Echo:
+    """A small API class for testing the registry on its own."""
+
+    @action(
+        "test",
+        "echo",
+        "say",
+        summary="Echo a name.",
+        args=[Arg("who", NAME, "a name"), Arg("extra", NAME, "optional", required=False)],
+        reply={"type": "object"},
+    )
+    async def say(self, args: dict[str, Any]) -> Any:
+        return dict(args)
+
+    @action("test", "echo", "fail", summary="Fail.", reply={"type": "object"})
+    async def fail(self, args: dict[str, Any]) -> Any:
+        raise RuntimeError("a bug")
+
+
+@pytest.fixture
+def api() -> Api:
+    registry = Registry()
+    registry.register(Echo())
+    return Api(registry)
+
+
+async def _code(api: Api, namespace: str, name: str, args: Any) -> tuple[int, str]:
+    try:
+        await api.call(namespace, name, args)
+    except ApiError as e:
+        return e.code, e.message
+    return 200, ""
+
+
+@async_test
+async def test_call_wraps_result_under_action(api: Api) -> None:
+    """The handler's result is placed under the action's key."""
+    assert await api.call("test", "echo", {"action": "say", "who": "bob"}) == {
+        "say": {"who": "bob"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name", "args", "code", "words"),
+    [
+        ("test", "nope", {"action": "say"}, 404, "no API class"),
+        ("other", "echo", {"action": "say"}, 404, "test/echo"),
+        ("test", "echo", "say", 400, "object of arguments"),
+        ("test", "echo", {}, 400, "'action' string"),
+        ("test", "echo", {"action": 5}, 400, "'action' string"),
+        ("test", "echo", {"action": "SAY"}, 400, "its actions: fail, say"),
+        ("test", "echo", {"action": "say"}, 400, "needs argument 'who'"),
+        ("test", "echo", {"action": "say", "who": 5}, 400, "argument 'who' must be a string"),
+        ("test", "echo", {"action": "say", "who": "../x"}, 400, "argument 'who' may hold"),
+        ("test", "echo", {"action": "say", "who": "a", "whom": "b"}, 400, "the key 'whom'"),
+        ("test", "echo", {"action": "fail"}, 500, "internal error"),
+    ],
+)
+@async_test
+async def test_errors(
+    api: Api, namespace: str, name: str, args: Any, code: int, words: str
+) -> None:
+    """Each kind of bad request gets its code and a message that names the problem."""
+    got_code, message = await _code(api, namespace, name, args)
+    assert got_code == code
+    assert words in message
+
+
+def test_schemas_accept_valid_and_refuse_invalid_arguments() -> None:
+    """The derived JSON Schema agrees with the validation for every iohyve action."""
+    specs = {spec.action: spec for _, spec in declared_actions(IohyveActions)}
+    assert sorted(str(a) for a in specs) == ["fetchiso", "listvms", "renameiso", "rmiso"]
+    rename = specs["renameiso"].args_schema()
+    jsonschema.validate({"action": "renameiso", "source": "a.iso", "target": "b.iso"}, rename)
+    for bad in (
+        {"action": "renameiso", "source": "a.iso"},
+        {"action": "renameiso", "source": "-a", "target": "b"},
+        {"action": "renameiso", "source": "a", "target": "b", "x": "y"},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, rename)
+        with pytest.raises(ApiError):
+            specs["renameiso"].parse_args(bad)
+
+
+def test_duplicate_registration_is_refused() -> None:
+    """An action cannot be declared twice."""
+    registry = Registry()
+    registry.register(Echo())
+    with pytest.raises(ValueError, match="twice"):
+        registry.register(Echo())
+    with pytest.raises(ValueError, match="declares no actions"):
+        registry.register(object())
