@@ -7,6 +7,7 @@ from typing import Final
 #: The status codes the API uses, with the word sysadm clients know them by.
 CODES: Final[dict[int, str]] = {
     400: "Bad Request",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",

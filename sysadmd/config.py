@@ -1,0 +1,287 @@
+"""The daemon's configuration: a TOML file, overridden by command-line flags.
+
+Every key is declared once in :data:`KEYS` with its type, default, bounds and
+meaning; loading, validation, error messages and the documentation of
+``conf/sysadmd.toml`` (checked by a test) follow from that table. A bad value
+raises :class:`ConfigError` with one line naming the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+DEFAULT_LISTEN: Final = ("ssl:12150:interface=127.0.0.1", "ssl:12151:interface=127.0.0.1")
+PROFILES: Final = ("0.7.3", "0.7.9")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: ``section.name`` in the file."""
+
+    section: str
+    name: str
+    default: Any
+    check: Callable[[Any, str], Any]
+    doc: str
+
+    @property
+    def dotted(self) -> str:
+        """The key as messages and docs name it."""
+        return f"{self.section}.{self.name}"
+
+    @property
+    def attribute(self) -> str:
+        """The :class:`Config` attribute holding the value."""
+        return self.name if self.section == "daemon" else f"{self.section}_{self.name}"
+
+
+def _string_list(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{key}: must be a non-empty list of non-empty strings")
+    return tuple(value)
+
+
+def _origins(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?", v)
+        for v in value
+    ):
+        raise ConfigError(f"{key}: must be a list of origins such as 'https://admin.example:8443'")
+    return tuple(value)
+
+
+def _path(value: Any, key: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: must be a non-empty path string")
+    return Path(value)
+
+
+def _absolute_path(value: Any, key: str) -> Path:
+    path = _path(value, key)
+    if not path.is_absolute():
+        raise ConfigError(f"{key}: must be an absolute path")
+    return path
+
+
+def _paths(value: Any, key: str) -> tuple[Path, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: must be a list of absolute directory paths")
+    return tuple(_absolute_path(v, key) for v in value)
+
+
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: must be true or false")
+    return value
+
+
+def _int(low: int, high: int) -> Callable[[Any, str], int]:
+    def check(value: Any, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{key}: must be a whole number from {low} to {high}")
+        return value
+
+    return check
+
+
+def _seconds(low: float, high: float) -> Callable[[Any, str], float]:
+    def check(value: Any, key: str) -> float:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise ConfigError(f"{key}: must be a number of seconds from {low:g} to {high:g}")
+        return float(value)
+
+    return check
+
+
+def _choice(*choices: str) -> Callable[[Any, str], str]:
+    def check(value: Any, key: str) -> str:
+        if value not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(repr(c) for c in choices)}")
+        return str(value)
+
+    return check
+
+
+def _hostname(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 253 or not value.isascii():
+        raise ConfigError(f"{key}: must be an ASCII host name")
+    return value
+
+
+KEYS: Final = (
+    Key(
+        "daemon",
+        "listen",
+        list(DEFAULT_LISTEN),
+        _string_list,
+        "Twisted server endpoints to listen on; every one serves the WebSocket API at / and "
+        "REST at /<namespace>/<name>. An ssl: endpoint without privateKey= uses the daemon's "
+        "own certificate from the state directory.",
+    ),
+    Key(
+        "daemon",
+        "allowed_origins",
+        [],
+        _origins,
+        "Browser origins (scheme://host[:port]) allowed to open the WebSocket. Programs send "
+        "no Origin header and sysadm's Qt client sends 'sysadm-client'; both are always let "
+        "in. Any other origin, 'null' included, is refused.",
+    ),
+    Key(
+        "daemon",
+        "state_dir",
+        "/var/db/sysadmd",
+        _path,
+        "Directory for everything the daemon writes (its TLS key and certificate, the "
+        "simulator's state).",
+    ),
+    Key(
+        "daemon",
+        "hostname",
+        None,
+        _hostname,
+        "Host name put in the daemon's own certificate; defaults to this machine's name.",
+    ),
+    Key(
+        "iohyve",
+        "path",
+        "/usr/local/sbin/iohyve",
+        _absolute_path,
+        "The iohyve executable.",
+    ),
+    Key(
+        "iohyve",
+        "simulate",
+        False,
+        _bool,
+        "Drive the bundled iohyve simulator (state under <state_dir>/simulator) instead of "
+        "iohyve, so the daemon runs on a machine without bhyve.",
+    ),
+    Key(
+        "iohyve",
+        "simulator_profile",
+        "0.7.9",
+        _choice(*PROFILES),
+        "Which iohyve release the simulator imitates.",
+    ),
+    Key(
+        "iohyve",
+        "timeout",
+        120,
+        _seconds(1, 3600),
+        "Seconds an iohyve command other than fetch may run before it is stopped.",
+    ),
+    Key(
+        "fetch",
+        "concurrency",
+        1,
+        _int(1, 16),
+        "How many ISO fetches run at the same time.",
+    ),
+    Key(
+        "fetch",
+        "queue_size",
+        16,
+        _int(1, 1000),
+        "How many fetches may wait; a fetchiso beyond that is refused with 503.",
+    ),
+    Key(
+        "fetch",
+        "timeout",
+        21600,
+        _seconds(10, 7 * 86400),
+        "Seconds one fetch may run before it is stopped.",
+    ),
+    Key(
+        "fetch",
+        "file_roots",
+        [],
+        _paths,
+        "Directories whose regular files may be fetched with file:// URLs; empty refuses "
+        "every file:// URL.",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The daemon's validated settings."""
+
+    listen: tuple[str, ...]
+    allowed_origins: tuple[str, ...]
+    state_dir: Path
+    hostname: str
+    iohyve_path: Path
+    iohyve_simulate: bool
+    iohyve_simulator_profile: str
+    iohyve_timeout: float
+    fetch_concurrency: int
+    fetch_queue_size: int
+    fetch_timeout: float
+    fetch_file_roots: tuple[Path, ...]
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: is not valid TOML: {e}") from None
+
+
+def _file_values(document: Mapping[str, Any], source: str) -> dict[str, Any]:
+    by_section: dict[str, dict[str, Key]] = {}
+    for key in KEYS:
+        by_section.setdefault(key.section, {})[key.name] = key
+    values: dict[str, Any] = {}
+    for section, table in document.items():
+        keys = by_section.get(section)
+        if keys is None:
+            raise ConfigError(f"{source}: unknown section [{section}]")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: {section} must be a [{section}] table")
+        for name, value in table.items():
+            if name not in keys:
+                raise ConfigError(f"{source}: unknown key {section}.{name}")
+            values[keys[name].dotted] = value
+    return values
+
+
+def load(config_file: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Build the configuration from the defaults, a TOML file and flag overrides.
+
+    ``overrides`` maps dotted keys (``"daemon.listen"``) to values given on the
+    command line; they win over the file.
+    """
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(_file_values(_read_file(config_file), str(config_file)))
+    values.update(overrides or {})
+    settings: dict[str, Any] = {}
+    for key in KEYS:
+        raw = values.get(key.dotted, key.default)
+        if raw is None and key.dotted == "daemon.hostname":
+            raw = socket.gethostname()
+        settings[key.attribute] = key.check(raw, key.dotted)
+    return Config(**settings)
+
+
+def documented_keys() -> Sequence[Key]:
+    """Every key, for documentation and the test that checks the sample file."""
+    return KEYS

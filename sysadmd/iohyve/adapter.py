@@ -1,0 +1,244 @@
+"""The iohyve adapter: iohyve's command lines, run through the process runner.
+
+It is the only code that knows how to ask iohyve for something. Because iohyve's
+exit codes do not tell whether a command worked (most failures exit 0, and a
+rename is two separate steps), every mutation is checked beforehand and verified
+afterwards against ``iohyve isolist``.
+
+Mutations run one at a time, in the order they were asked for, and a read waits
+for every mutation asked for before it: a client that renames an ISO and then
+lists the ISOs sees the rename, even if it sent both requests at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+
+from sysadmd.errors import ApiError, conflict, not_found
+from sysadmd.iohyve import parse
+from sysadmd.runner import ProcessResult, ProcessRunner, RunningProcess
+
+T = TypeVar("T")
+
+
+class IohyveFailed(ApiError):
+    """iohyve ran but did not do what was asked; carries the tool's own message."""
+
+    def __init__(self, what: str, result: ProcessResult | None, detail: str | None = None) -> None:
+        if detail is None and result is not None:
+            detail = describe_failure(result)
+        super().__init__(500, f"iohyve {what} failed: {detail}")
+        self.result = result
+
+
+def describe_failure(result: ProcessResult) -> str:
+    """A one-line account of why a command failed, in iohyve's own words if it had any."""
+    if result.timed_out:
+        return "it did not finish in time and was stopped"
+    if result.cancelled:
+        return "it was cancelled"
+    if result.truncated:
+        return "it printed more output than the daemon accepts"
+    message = parse.first_message(_text(result.stdout), _text(result.stderr))
+    if result.signal is not None:
+        return f"it was ended by signal {result.signal} ({message})"
+    return message
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+class _Order:
+    """Mutations one at a time in arrival order; reads after the mutations before them."""
+
+    def __init__(self) -> None:
+        self._last_write: Deferred[None] | None = None
+
+    async def _after_writes(self) -> None:
+        last = self._last_write
+        if last is not None:
+            waiter: Deferred[None] = Deferred()
+            last.addBoth(lambda _: waiter.callback(None))
+            await waiter
+
+    def read(self, work: Callable[[], Awaitable[T]]) -> Deferred[T]:
+        async def run() -> T:
+            await self._after_writes()
+            return await work()
+
+        return ensureDeferred(run())
+
+    def write(self, work: Callable[[], Awaitable[T]]) -> Deferred[T]:
+        previous = self._last_write
+
+        async def run() -> T:
+            if previous is not None:
+                waiter: Deferred[None] = Deferred()
+                previous.addBoth(lambda _: waiter.callback(None))
+                await waiter
+            return await work()
+
+        result = ensureDeferred(run())
+        done: Deferred[None] = Deferred()
+        self._last_write = done
+
+        def finished(outcome: object) -> object:
+            if self._last_write is done:
+                self._last_write = None
+            done.callback(None)
+            return outcome
+
+        result.addBoth(finished)
+        return result
+
+
+class Iohyve:
+    """Runs iohyve commands and turns their output into values.
+
+    ``command`` is the argv prefix that starts iohyve: ``["/usr/local/sbin/iohyve"]``
+    on a real host, or the simulator's interpreter and options in simulate mode.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, runner: ProcessRunner, command: Sequence[str], *, timeout: float = 120.0
+    ) -> None:
+        if not command:
+            raise ValueError("the iohyve command must not be empty")
+        self._runner = runner
+        self._executable = command[0]
+        self._prefix = tuple(command[1:])
+        self._timeout = timeout
+        self._order = _Order()
+
+    def _run(self, *args: str, timeout: float | None = None) -> Deferred[ProcessResult]:
+        return self._runner.run(
+            self._executable, (*self._prefix, *args), timeout=timeout or self._timeout
+        )
+
+    async def _read(self, what: str, *args: str) -> str:
+        result = await self._run(*args)
+        if not result.ok:
+            raise IohyveFailed(what, result)
+        return _text(result.stdout)
+
+    # Reads
+
+    def list_vms(self) -> Deferred[dict[str, parse.Guest]]:
+        """The guests, from ``iohyve list``."""
+        return self._order.read(self._list_vms)
+
+    async def _list_vms(self) -> dict[str, parse.Guest]:
+        return _parsed("list", parse.parse_list, await self._read("list", "list"))
+
+    def list_isos(self) -> Deferred[list[str]]:
+        """The ISO names, from ``iohyve isolist``."""
+        return self._order.read(self._list_isos)
+
+    async def _list_isos(self) -> list[str]:
+        return _parsed("isolist", parse.parse_isolist, await self._read("isolist", "isolist"))
+
+    def version(self) -> Deferred[str]:
+        """iohyve's version string."""
+
+        async def run() -> str:
+            return _parsed("version", parse.parse_version, await self._read("version", "version"))
+
+        return self._order.read(run)
+
+    # Mutations
+
+    def rename_iso(
+        self, source: str, target: str, *, busy: Callable[[str], bool]
+    ) -> Deferred[None]:
+        """Rename ISO ``source`` to ``target``: 404 if it is missing, 409 if taken.
+
+        ``busy(name)`` says whether a queued or running fetch owns a name; such
+        names are refused with 409 so that no download is renamed under its feet.
+        """
+
+        async def run() -> None:
+            _refuse_busy(busy, source, target)
+            if source == target:
+                raise conflict(f"ISO '{source}' cannot be renamed to itself")
+            isos = await self._list_isos()
+            if source not in isos:
+                raise not_found(f"ISO '{source}' does not exist")
+            if target in isos:
+                raise conflict(f"ISO '{target}' already exists")
+            result = await self._run("renameiso", source, target)
+            after = await self._list_isos()
+            if source in after or target not in after:
+                raise IohyveFailed("renameiso", result)
+            self.log.info("Renamed ISO {source} to {target}", source=source, target=target)
+
+        return self._order.write(run)
+
+    def remove_iso(self, target: str, *, busy: Callable[[str], bool]) -> Deferred[None]:
+        """Remove ISO ``target``: 404 if it is missing, 409 if a fetch owns it."""
+
+        async def run() -> None:
+            _refuse_busy(busy, target)
+            if target not in await self._list_isos():
+                raise not_found(f"ISO '{target}' does not exist")
+            result = await self._run("rmiso", target)
+            if target in await self._list_isos():
+                raise IohyveFailed("rmiso", result)
+            self.log.info("Removed ISO {target}", target=target)
+
+        return self._order.write(run)
+
+    def check_iso_absent(self, name: str) -> Deferred[None]:
+        """Raise 409 if ISO ``name`` exists already (a fetch must not overwrite it)."""
+
+        async def run() -> None:
+            if name in await self._list_isos():
+                raise conflict(f"ISO '{name}' already exists; remove or rename it first")
+
+        return self._order.read(run)
+
+    def start_fetch(self, url: str, *, timeout: float) -> RunningProcess:
+        """Start ``iohyve fetch URL``; the caller follows the process it returns."""
+        return self._runner.start(self._executable, (*self._prefix, "fetch", url), timeout=timeout)
+
+    def discard_partial(self, name: str) -> Deferred[None]:
+        """Remove what a failed or cancelled fetch left under ``name``, if anything."""
+
+        async def run() -> None:
+            if name in await self._list_isos():
+                result = await self._run("rmiso", name)
+                if not result.ok:
+                    self.log.warn(
+                        "Could not remove the remains of a failed fetch of {name}: {why}",
+                        name=name,
+                        why=describe_failure(result),
+                    )
+
+        return self._order.write(run)
+
+    def fetched(self, name: str) -> Deferred[bool]:
+        """Whether ISO ``name`` is listed, to check a finished fetch."""
+
+        async def run() -> bool:
+            return name in await self._list_isos()
+
+        return self._order.read(run)
+
+
+def _parsed(what: str, parser: Callable[[str], T], text: str) -> T:
+    try:
+        return parser(text)
+    except parse.ParseError as e:
+        raise IohyveFailed(what, None, f"its output could not be read ({e})") from None
+
+
+def _refuse_busy(busy: Callable[[str], bool], *names: str) -> None:
+    for name in names:
+        if busy(name):
+            raise conflict(f"ISO '{name}' is being fetched; wait for the fetch to finish")

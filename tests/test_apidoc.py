@@ -1,0 +1,26 @@
+"""docs/api.md carries the reference the registry renders, unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sysadmd import apidoc
+
+DOC = Path(__file__).parent.parent / "docs" / "api.md"
+
+
+def test_reference_is_current() -> None:
+    """Regenerate with `python -m sysadmd.apidoc` when this fails."""
+    text = DOC.read_text()
+    start = text.index(apidoc.BEGIN) + len(apidoc.BEGIN) + 1
+    end = text.index(apidoc.END)
+    assert text[start:end] == apidoc.render(apidoc.all_specs()) + "\n"
+
+
+def test_reference_names_every_action_and_argument() -> None:
+    """Every action and every argument appears in the rendered reference."""
+    text = apidoc.render(apidoc.all_specs())
+    for spec in apidoc.all_specs():
+        assert f"`{spec.path} {spec.action}`" in text
+        for arg in spec.args:
+            assert f"| `{arg.name}` |" in text

@@ -1,0 +1,84 @@
+"""The REST transport, in memory through treq.testing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from probe import probe_api
+from support import async_test
+from treq.testing import StubTreq
+
+from sysadmd.app import build_site
+
+URL = "http://sysadmd.test/test/probe"
+
+
+@pytest.fixture
+def treq() -> Any:
+    api, _ = probe_api()
+    return StubTreq(build_site(api).resource)
+
+
+async def _call(treq: Any, method: str, url: str, body: bytes | None) -> tuple[int, Any]:
+    response = await treq.request(
+        method, url, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.headers.getRawHeaders("Content-Type") == ["application/json"]
+    return response.code, json.loads(await response.content())
+
+
+@pytest.mark.parametrize("method", ["PUT", "POST"])
+@async_test
+async def test_call_with_body_as_args(treq: Any, method: str) -> None:
+    """The body is the arguments; the reply is ``{"args": …}``."""
+    assert await _call(treq, method, URL, b'{"action": "echo", "word": "hi"}') == (
+        200,
+        {"args": {"echo": {"word": "hi"}}},
+    )
+
+
+@async_test
+async def test_call_with_wrapped_args(treq: Any) -> None:
+    """``{"args": …}`` works too, and envelope keys in a bare body are not arguments."""
+    assert await _call(treq, "PUT", URL, b'{"args": {"action": "echo", "word": "a"}}') == (
+        200,
+        {"args": {"echo": {"word": "a"}}},
+    )
+    assert await _call(
+        treq, "PUT", URL, b'{"action": "echo", "word": "b", "id": "x", "name": "probe"}'
+    ) == (200, {"args": {"echo": {"word": "b"}}})
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "code", "words"),
+    [
+        (URL, b'{"action": "taken"}', 409, "it is taken"),
+        (URL, b'{"action": "echo"}', 400, "needs argument 'word'"),
+        (URL, b'{"action": "echo", "word": "../etc"}', 400, "argument 'word' may hold"),
+        (URL, b"{not json", 400, "not valid JSON"),
+        (URL, b"", 400, "not valid JSON"),
+        (URL, b"[1, 2]", 400, "JSON object"),
+        (URL, b'{"a": 1, "a": 2}', 400, "same key"),
+        ("http://sysadmd.test/test/nothing", b'{"action": "echo"}', 404, "no API class"),
+        ("http://sysadmd.test/a/b/c", b"{}", 404, "no such path"),
+    ],
+)
+@async_test
+async def test_errors(treq: Any, url: str, body: bytes, code: int, words: str) -> None:
+    """The status is the error's code; the body says what is wrong."""
+    status, reply = await _call(treq, "PUT", url, body)
+    assert status == code
+    assert reply["args"]["code"] == str(code)
+    assert words in reply["args"]["message"]
+    assert set(reply) == {"args"}
+
+
+@async_test
+async def test_other_methods(treq: Any) -> None:
+    """GET and friends get a JSON 405 naming the methods to use."""
+    response = await treq.get(URL)
+    assert response.code == 405
+    assert response.headers.getRawHeaders("Allow") == ["PUT, POST"]
+    assert json.loads(await response.content())["args"]["code"] == "405"
