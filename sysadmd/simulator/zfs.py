@@ -1,0 +1,141 @@
+"""ZFS dataset names and the error texts ``zfs`` prints for them.
+
+These are pure functions: they decide what ``zfs`` would say about a dataset name, the simulator
+prints it. The rules follow libzfs as shipped with FreeBSD 10 (``zfs_namecheck.c``
+``dataset_namecheck``, ``libzfs_dataset.c`` ``zfs_validate_name`` and ``zfs_open``):
+
+* opening a dataset with an invalid name always reports ``invalid dataset name``;
+* creating or renaming to an invalid name reports the precise reason.
+
+One rule is the simulator's own: a name that would leave the simulator's root directory (it
+contains ``/`` or is ``.`` or ``..``) is refused for every operation. Real ZFS would accept
+``a/b`` as a nested dataset and old libzfs even accepted ``.`` components; iohyve then hands the
+same word to ``mv`` and ``fetch``, which is how it can write outside ``/iohyve``.
+"""
+
+from __future__ import annotations
+
+#: ZFS rejects full names of this length or longer (MAXNAMELEN is 256 including the NUL).
+MAX_NAME_LENGTH = 256
+
+_VALID_EXTRA = "-_.: "
+
+#: The message ``zfs`` prints when a dataset is missing.
+DOES_NOT_EXIST = "dataset does not exist"
+#: The message ``zfs`` prints when a dataset to be created already exists.
+ALREADY_EXISTS = "dataset already exists"
+#: The message printed when a dataset is in use (here: an ISO with a download in progress).
+BUSY = "dataset is busy"
+
+
+def _valid_char(char: str) -> bool:
+    return (
+        ("a" <= char <= "z")
+        or ("A" <= char <= "Z")
+        or ("0" <= char <= "9")
+        or (char in _VALID_EXTRA)
+    )
+
+
+def unsafe_component(name: str) -> str | None:
+    """Return why ``name`` may not be used as one path component, or None if it may.
+
+    This is the simulator's guard against path traversal; the texts follow ZFS's wording.
+    """
+    if "/" in name:
+        return "invalid character '/' in name"
+    if name == ".":
+        return "self reference, '.' is found in name"
+    if name == "..":
+        return "parent reference, '..' is found in name"
+    return None
+
+
+def _component_problem(component: str) -> str | None:
+    for char in component:
+        if not _valid_char(char) and char != "%":
+            return f"invalid character '{char}' in name"
+    return None
+
+
+def _walk_components(path: str) -> str | None:
+    # Components end at "/" or "@"; everything after the first "@" is the snapshot name.
+    found_snapshot = False
+    position = 0
+    while True:
+        end = position
+        while end < len(path) and path[end] not in "/@":
+            end += 1
+        delimiter = path[end] if end < len(path) else ""
+        if end == position:
+            if not delimiter and path[end - 1] == "/":
+                return "trailing slash in name"
+            return (
+                "multiple '@' delimiters in name"
+                if delimiter == "@" and found_snapshot
+                else "empty component in name"
+            )
+        problem = _component_problem(path[position:end])
+        if problem is not None or not delimiter:
+            return problem
+        if found_snapshot:
+            return (
+                "multiple '@' delimiters in name" if delimiter == "@" else "trailing slash in name"
+            )
+        found_snapshot = delimiter == "@"
+        position = end + 1
+
+
+def namecheck(path: str) -> str | None:
+    """Check a full dataset name as ``dataset_namecheck`` does; return the reason or None."""
+    if len(path.encode("utf-8", "surrogateescape")) >= MAX_NAME_LENGTH:
+        return "name is too long"
+    if path.startswith("/"):
+        return "leading slash in name"
+    if not path:
+        return "empty component in name"
+    return _walk_components(path)
+
+
+def validate_for_change(path: str) -> str | None:
+    """Return why ``zfs create``/``zfs rename`` refuses ``path`` as a filesystem name, or None."""
+    reason = namecheck(path)
+    if reason is not None:
+        return reason
+    if "@" in path:
+        return "snapshot delimiter '@' in filesystem name"
+    if "%" in path:
+        return "invalid character % in name"
+    return None
+
+
+def validate_for_open(path: str) -> str | None:
+    """Return why ``zfs_open`` refuses ``path`` (always ``invalid dataset name``), or None."""
+    return None if namecheck(path) is None else "invalid dataset name"
+
+
+def name_error(verb: str, path: str, component: str, *, changing: bool) -> str | None:
+    """Return the full ``zfs`` error line for using ``component`` within ``path``, or None.
+
+    ``verb`` is the start of zfs's message (``create``, ``open``, ``rename to``); ``path`` is the
+    full dataset name that contains ``component`` as its last part; ``changing`` selects the
+    create/rename rules instead of the open rules.
+    """
+    reason = unsafe_component(component)
+    if reason is None:
+        reason = validate_for_change(path) if changing else validate_for_open(path)
+    if reason is None:
+        return None
+    return f"cannot {verb} '{path}': {reason}"
+
+
+def error(verb: str, path: str, reason: str) -> str:
+    """Format a ``zfs`` error line such as ``cannot open 'tank/x': dataset does not exist``."""
+    return f"cannot {verb} '{path}': {reason}"
+
+
+def valid_user_property(name: str) -> bool:
+    """Return whether ``name`` is a valid ZFS user property name (``module:property``)."""
+    if ":" not in name or len(name) >= MAX_NAME_LENGTH:
+        return False
+    return all(("a" <= c <= "z") or ("0" <= c <= "9") or c in "-_.:" for c in name)

@@ -1,0 +1,81 @@
+"""Helpers shared by the simulator tests: run ``iohyve-sim`` in-process or as a process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sysadmd.simulator.cli import main
+
+#: The repository root, so ``python -m sysadmd.simulator`` finds the package in any case.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Fri Jan  8 20:15:33 CST 2016, the description in the reference's ``list`` example.
+REFERENCE_NOW = "1452305733"
+#: A POSIX TZ string glibc understands even without a zoneinfo database.
+CST = "CST6CDT"
+
+
+class Sim:
+    """Run the simulator in-process against one state directory and capture its output."""
+
+    def __init__(self, root: Path, capsys: pytest.CaptureFixture[str], profile: str) -> None:
+        self.root = root
+        self.capsys = capsys
+        self.profile = profile
+
+    def __call__(self, *words: str, profile: str | None = None) -> tuple[int, str, str]:
+        """Run ``iohyve <words>``; return the exit status, stdout and stderr."""
+        self.capsys.readouterr()
+        status = main(["--root", str(self.root), "--profile", profile or self.profile, *words])
+        captured = self.capsys.readouterr()
+        return status, captured.out, captured.err
+
+    def ok(self, *words: str, profile: str | None = None) -> str:
+        """Run ``iohyve <words>``, require status 0 and no stderr, return stdout."""
+        status, out, err = self(*words, profile=profile)
+        assert (status, err) == (0, ""), (words, status, out, err)
+        return out
+
+    def iso(self, name: str) -> Path:
+        """Return the directory standing for the ISO dataset ``name``."""
+        return self.root / "iohyve" / "ISO" / name
+
+
+def sim_env(root: Path, **extra: str) -> dict[str, str]:
+    """Return an environment for running the simulator as a process."""
+    env = dict(os.environ)
+    env["IOHYVE_SIM_ROOT"] = str(root)
+    env.pop("IOHYVE_SIM_PROFILE", None)
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def run_process(
+    root: Path, *args: str, timeout: float = 30, **extra: str
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m sysadmd.simulator <args>`` with ``root`` as state directory."""
+    return subprocess.run(
+        [sys.executable, "-m", "sysadmd.simulator", *args],
+        capture_output=True,
+        env=sim_env(root, **extra),
+        cwd=REPO_ROOT,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start_process(root: Path, *args: str, **extra: str) -> subprocess.Popen[bytes]:
+    """Start ``python -m sysadmd.simulator <args>`` in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sysadmd.simulator", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=sim_env(root, **extra),
+        cwd=REPO_ROOT,
+    )
