@@ -568,7 +568,6 @@ class ProcessRunner:
             executable,
             *argv,
         ]
-        self.log.debug("spawning {argv!r} in {path!r}", argv=argv, path=self._path)
         # path=None: the helper changes directory itself. With any other path than the daemon's
         # own cwd, Twisted forks the Python process and runs Python code in the child until exec,
         # with the daemon's Python signal handlers still installed: a SIGTERM sent in that window
