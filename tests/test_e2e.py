@@ -1,0 +1,355 @@
+"""End to end: the real twistd plugin on loopback TLS, every example of the API page.
+
+The daemon runs in simulate mode as its own process; the tests reach it like any
+client would, with an HTTPS client and a WebSocket client that trust only the
+daemon's own certificate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon import TWISTD, Daemon
+from httpserver import HTTPServer
+from support import async_test
+from twisted.web.http_headers import Headers
+from wsclient import connect, settle
+
+from sysadmd.simulator.cli import main as simulator
+
+pytestmark = pytest.mark.e2e
+
+DESCRIPTION = "February 1, 2016 at 03:11:57 PM EST"
+SEED_FETCH_URL = (
+    "ftp://ftp.freebsd.org/pub/FreeBSD/releases/amd64/amd64/ISO-IMAGES/10.1/"
+    "FreeBSD-10.1-RELEASE-amd64-disc1.iso"
+)
+BOOTONLY = "FreeBSD-10.2-RELEASE-amd64-bootonly.iso"
+
+
+def _sim(root: Path, *args: str) -> None:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert simulator(["--root", str(root), *args]) == 0
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A daemon whose simulator holds the guest and ISOs the API page's examples use."""
+    base = tmp_path_factory.mktemp("e2e")
+    state = base / "state"
+    root = state / "simulator"
+    _sim(root, "create", "testguest", "8G")
+    _sim(root, "set", "testguest", f"description={DESCRIPTION}")
+    for name in ("test.iso", BOOTONLY):
+        (base / name).write_bytes(f"bytes of {name}".encode())
+        _sim(root, "fetch", f"file://{base / name}")
+    running = Daemon(state)
+    yield running
+    assert running.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[HTTPServer]:
+    server = HTTPServer()
+    yield server
+    server.stop()
+
+
+async def rest(daemon: Daemon, body: dict[str, Any], port: int | None = None) -> tuple[int, Any]:
+    """``PUT /sysadm/iohyve`` as the API page shows it."""
+    port = port or daemon.ports[1]
+    response = await daemon.http().put(
+        f"https://localhost:{port}/sysadm/iohyve",
+        data=json.dumps(body).encode(),
+        headers=Headers({"Content-Type": ["application/json"]}),
+    )
+    assert response.headers.getRawHeaders("Content-Type") == ["application/json"]
+    return response.code, json.loads(await response.content())
+
+
+def _isos(daemon: Daemon) -> dict[str, bytes]:
+    store = daemon.state_dir / "simulator" / "iohyve" / "ISO"
+    return {
+        p.name: (p / p.name).read_bytes() for p in sorted(store.iterdir()) if (p / p.name).exists()
+    }
+
+
+def _spawns(daemon: Daemon) -> int:
+    return len(re.findall(r"spawned pid \d+", daemon.log_text()))
+
+
+@async_test
+async def test_listvms_rest_and_websocket_on_both_ports(daemon: Daemon) -> None:
+    """The List VMs examples, over REST and WebSocket, on each of the two listeners."""
+    guest = {"description": DESCRIPTION, "rcboot": "NO", "running": "NO", "vmm": "NO"}
+    for port in daemon.ports:
+        assert await rest(daemon, {"action": "listvms"}, port) == (
+            200,
+            {"args": {"listvms": {"testguest": guest}}},
+        )
+        client = await connect("localhost", port, tls=daemon.tls())  # type: ignore[arg-type]
+        client.send(
+            {"namespace": "sysadm", "args": {"action": "listvms"}, "name": "iohyve", "id": "fooid"}
+        )
+        assert await client.next() == {
+            "args": {"listvms": {"testguest": guest}},
+            "id": "fooid",
+            "name": "response",
+            "namespace": "sysadm",
+        }
+        await client.close()
+
+
+@async_test
+async def test_fetchiso_examples(tmp_path: Path, http: HTTPServer) -> None:
+    """The Fetch ISO examples: queued at once, with the page's reply shape.
+
+    A download from the local server that never finishes holds the only worker, so
+    the page's ftp:// URL is queued behind it and never fetched: the tests reach
+    no address beyond this machine.
+    """
+    http.files.files["hold.iso"] = b"x" * 1000
+    http.files.stall.add("hold.iso")
+    daemon = Daemon(tmp_path / "state")
+    try:
+        assert (await rest(daemon, {"url": http.url("hold.iso"), "action": "fetchiso"}))[0] == 200
+        code, reply = await rest(daemon, {"url": SEED_FETCH_URL, "action": "fetchiso"})
+        assert code == 200
+        fetch = reply["args"]["fetchiso"]
+        assert fetch["command"] == f"iohyve fetch {SEED_FETCH_URL}"
+        assert fetch["comment"] == "Task Queued"
+        assert re.fullmatch(r"\{[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\}", fetch["queueid"])
+        client = await connect("localhost", daemon.ports[0], tls=daemon.tls())  # type: ignore[arg-type]
+        client.send(
+            {
+                "namespace": "sysadm",
+                "name": "iohyve",
+                "args": {"url": SEED_FETCH_URL.replace("disc1", "disc2"), "action": "fetchiso"},
+                "id": "fooid",
+            }
+        )
+        reply = await client.next()
+        assert (reply["id"], reply["name"], reply["namespace"]) == ("fooid", "response", "sysadm")
+        assert reply["args"]["fetchiso"]["comment"] == "Task Queued"
+        client.send(
+            {
+                "namespace": "sysadm",
+                "name": "iohyve",
+                "args": {"url": SEED_FETCH_URL, "action": "fetchiso"},
+                "id": "again",
+            }
+        )
+        reply = await client.next()
+        assert reply["args"] == {
+            "code": "409",
+            "message": "ISO 'FreeBSD-10.1-RELEASE-amd64-disc1.iso' is already being fetched",
+        }
+        await client.close()
+    finally:
+        assert daemon.stop()
+    assert "Fetching ftp://" not in daemon.log_text()
+
+
+@async_test
+async def test_fetchiso_downloads_from_a_local_server(daemon: Daemon, http: HTTPServer) -> None:
+    """A fetch really downloads, and the ISO store then holds identical bytes."""
+    data = bytes(range(256)) * 8192
+    http.files.files["disc1.iso"] = data
+    code, _ = await rest(daemon, {"url": http.url("disc1.iso"), "action": "fetchiso"})
+    assert code == 200
+    for _ in range(200):
+        if "disc1.iso" in _isos(daemon) and _isos(daemon)["disc1.iso"] == data:
+            break
+        await settle(0.05)
+    assert _isos(daemon)["disc1.iso"] == data
+    for _ in range(100):
+        code, listed = await rest(daemon, {"action": "rmiso", "target": "disc1.iso"})
+        if code != 409:
+            break
+        await settle(0.05)
+    assert (code, listed) == (200, {"args": {"rmiso": {"target": "disc1.iso"}}})
+
+
+@async_test
+async def test_renameiso_examples(daemon: Daemon) -> None:
+    """The Rename ISO examples, REST then back over WebSocket."""
+    before = _isos(daemon)
+    assert await rest(
+        daemon, {"source": "test.iso", "target": "102.iso", "action": "renameiso"}
+    ) == (
+        200,
+        {"args": {"renameiso": {"source": "test.iso", "target": "102.iso"}}},
+    )
+    assert _isos(daemon)["102.iso"] == before["test.iso"]
+    client = await connect("localhost", daemon.ports[0], tls=daemon.tls())  # type: ignore[arg-type]
+    client.send(
+        {
+            "args": {"target": "test.iso", "source": "102.iso", "action": "renameiso"},
+            "id": "fooid",
+            "name": "iohyve",
+            "namespace": "sysadm",
+        }
+    )
+    assert await client.next() == {
+        "args": {"renameiso": {"source": "102.iso", "target": "test.iso"}},
+        "id": "fooid",
+        "name": "response",
+        "namespace": "sysadm",
+    }
+    await client.close()
+    assert _isos(daemon) == before
+
+
+@async_test
+async def test_rmiso_examples(daemon: Daemon) -> None:
+    """The Remove ISO examples: REST removes it, WebSocket then finds it gone."""
+    assert await rest(daemon, {"action": "rmiso", "target": BOOTONLY}) == (
+        200,
+        {"args": {"rmiso": {"target": BOOTONLY}}},
+    )
+    assert BOOTONLY not in _isos(daemon)
+    client = await connect("localhost", daemon.ports[0], tls=daemon.tls())  # type: ignore[arg-type]
+    client.send(
+        {
+            "id": "fooid",
+            "name": "iohyve",
+            "args": {"target": BOOTONLY, "action": "rmiso"},
+            "namespace": "sysadm",
+        }
+    )
+    assert await client.next() == {
+        "args": {"code": "404", "message": f"ISO '{BOOTONLY}' does not exist"},
+        "id": "fooid",
+        "name": "error",
+        "namespace": "error",
+    }
+    await client.close()
+
+
+@async_test
+async def test_rejected_requests_spawn_nothing_and_lose_nothing(daemon: Daemon) -> None:
+    """Invalid names and URLs are refused at the edge: no process, no change."""
+    before, spawns = _isos(daemon), _spawns(daemon)
+    for body in [
+        {"action": "rmiso", "target": "../../etc/passwd"},
+        {"action": "rmiso", "target": "-rf"},
+        {"action": "renameiso", "source": "test.iso", "target": "a b"},
+        {"action": "renameiso", "source": "test.iso"},
+        {"action": "fetchiso", "url": "http://127.0.0.1/x.iso?evil"},
+        {"action": "fetchiso", "url": "file:///etc/master.passwd"},
+        {"action": "fetchiso", "url": "gopher://host/a.iso"},
+        {"action": "LISTVMS"},
+    ]:
+        code, reply = await rest(daemon, body)
+        assert code == 400, body
+        assert reply["args"]["code"] == "400"
+    await settle(0.1)
+    assert _spawns(daemon) == spawns
+    assert _isos(daemon) == before
+
+
+@async_test
+async def test_sysadm_client_conversation(daemon: Daemon) -> None:
+    """sysadm's Qt client: Origin 'sysadm-client', pipelined requests, it closes itself."""
+    client = await connect(
+        "localhost",
+        daemon.ports[0],
+        tls=daemon.tls(),  # type: ignore[arg-type]
+        headers={"Origin": "sysadm-client"},
+    )
+    client.send(
+        {
+            "args": "system-state",
+            "id": "sysadm-client-event-auto",
+            "name": "subscribe",
+            "namespace": "events",
+        }
+    )
+    for i in range(3):
+        client.send(
+            {"args": {"action": "listvms"}, "id": str(i), "name": "iohyve", "namespace": "sysadm"}
+        )
+    replies = [await client.next() for _ in range(4)]
+    assert sorted(r["id"] for r in replies) == ["0", "1", "2", "sysadm-client-event-auto"]
+    assert all(r["name"] == "response" for r in replies if r["id"] != "sysadm-client-event-auto")
+    await settle(0.2)
+    assert not client.closed.called
+    await client.close()
+
+
+def test_bad_configuration_exits_with_one_line(tmp_path: Path) -> None:
+    """A bad setting stops the start with one line naming the key."""
+    config = tmp_path / "bad.toml"
+    config.write_text("[fetch]\nconcurrency = 99\n")
+    result = subprocess.run(
+        [
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            "sysadmd",
+            "--simulate",
+            f"--state-dir={tmp_path}",
+            f"--config={config}",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "sysadmd: fetch.concurrency: must be a whole number from 1 to 16"
+    )
+
+
+def test_twistd_lists_the_plugin() -> None:
+    """``twistd --help`` names sysadmd in the development install."""
+    result = subprocess.run(
+        [TWISTD, "--help"], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert re.search(r"^\s+sysadmd\s+Serve the sysadm iohyve API", result.stdout, re.M)
+
+
+def test_plain_install_lists_the_plugin(tmp_path: Path) -> None:
+    """After a plain (non-editable) ``pip install .`` twistd finds the plugin too."""
+    project = Path(__file__).parent.parent
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(project),
+        ],
+        check=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert (target / "twisted" / "plugins" / "sysadmd_plugin.py").is_file()
+    assert not (target / "twisted" / "plugins" / "__init__.py").exists()
+    result = subprocess.run(
+        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+    )
+    assert re.search(r"^\s+sysadmd\s+Serve the sysadm iohyve API", result.stdout, re.M), (
+        result.stderr
+    )
