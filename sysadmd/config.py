@@ -66,6 +66,11 @@ def _path(value: Any, key: str) -> Path:
     return Path(value)
 
 
+def _directory(value: Any, key: str) -> Path:
+    # Children run in "/", so a relative directory would mean something else to them.
+    return _path(value, key).absolute()
+
+
 def _absolute_path(value: Any, key: str) -> Path:
     path = _path(value, key)
     if not path.is_absolute():
@@ -145,9 +150,9 @@ KEYS: Final = (
         "daemon",
         "state_dir",
         "/var/db/sysadmd",
-        _path,
+        _directory,
         "Directory for everything the daemon writes (its TLS key and certificate, the "
-        "simulator's state).",
+        "simulator's state); a relative path is taken from the daemon's working directory.",
     ),
     Key(
         "daemon",

@@ -80,3 +80,11 @@ def test_missing_file(tmp_path: Path) -> None:
     """A file that cannot be read is named."""
     with pytest.raises(config.ConfigError, match="cannot be read"):
         config.load(tmp_path / "missing.toml")
+
+
+def test_relative_state_dir_becomes_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Children run in /, so the state directory is made absolute when it is read."""
+    monkeypatch.chdir(tmp_path)
+    assert config.load(None, {"daemon.state_dir": "state"}).state_dir == tmp_path / "state"
