@@ -54,7 +54,14 @@ class Listener(Service):
         d = self._endpoint.listen(self._site)
         d.addCallbacks(self._listening, failures.append)
         if failures:
-            failures[0].raiseException()
+            reason = failures[0].value
+            detail = getattr(reason, "socketError", None) or reason
+            log.critical(
+                "Cannot listen on {description}: {detail}",
+                description=self.description,
+                detail=str(detail),
+            )
+            raise SystemExit(1)
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -286,28 +287,56 @@ async def test_sysadm_client_conversation(daemon: Daemon) -> None:
     await client.close()
 
 
-def test_bad_configuration_exits_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("file_text", "flags", "line"),
+    [
+        (
+            "[fetch]\nconcurrency = 99\n",
+            [],
+            "sysadmd: fetch.concurrency: must be a whole number from 1 to 16",
+        ),
+        (
+            "",
+            ["--listen=nonsense:1"],
+            "sysadmd: daemon.listen: 'nonsense:1' is not a usable endpoint: "
+            "Unknown endpoint type: 'nonsense'",
+        ),
+        (
+            "[daemon]\nlisten = 'tcp:1'\n",
+            [],
+            "sysadmd: daemon.listen: must be a non-empty list of non-empty strings",
+        ),
+    ],
+)
+def test_bad_configuration_exits_with_one_line(
+    tmp_path: Path, file_text: str, flags: list[str], line: str
+) -> None:
     """A bad setting stops the start with one line naming the key."""
     config = tmp_path / "bad.toml"
-    config.write_text("[fetch]\nconcurrency = 99\n")
-    result = subprocess.run(
-        [
-            TWISTD,
-            "-n",
-            "--pidfile=",
-            "sysadmd",
-            "--simulate",
-            f"--state-dir={tmp_path}",
-            f"--config={config}",
-        ],
+    config.write_text(file_text)
+    result = _twistd(tmp_path, f"--config={config}", *flags)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [line]
+
+
+def test_port_in_use_stops_the_start(tmp_path: Path) -> None:
+    """A listener that cannot bind stops the daemon with a clear log line."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _twistd(tmp_path, f"--listen=tcp:{port}:interface=127.0.0.1")
+    assert result.returncode == 1
+    assert f"Cannot listen on tcp:{port}:interface=127.0.0.1: " in result.stdout
+
+
+def _twistd(state: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TWISTD, "-n", "--pidfile=", "sysadmd", "--simulate", f"--state-dir={state}", *flags],
         check=False,
         capture_output=True,
         text=True,
         timeout=60,
-    )
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
-        "sysadmd: fetch.concurrency: must be a whole number from 1 to 16"
     )
 
 
