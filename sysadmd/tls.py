@@ -141,14 +141,7 @@ def ensure_certificate(directory: Path, hostname: str, *, now: datetime | None =
     else:
         reason = _replacement_reason(key, cert, cert_path, moment)
         if reason is None:
-            return TLSFiles(
-                key_path=key_path,
-                cert_path=cert_path,
-                fingerprint=_der_fingerprint(cert.public_bytes(serialization.Encoding.DER)),
-                created=False,
-                reason=None,
-                not_after=cert.not_valid_after_utc,
-            )
+            return _files(key_path, cert_path, cert, None, created=False)
 
     new_key, new_cert = _generate(hostname, moment)
     key_pem = new_key.private_bytes(
@@ -160,13 +153,19 @@ def ensure_certificate(directory: Path, hostname: str, *, now: datetime | None =
     # next start replaces again.
     _write_atomically(key_path, key_pem, _KEY_MODE)
     _write_atomically(cert_path, new_cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+    return _files(key_path, cert_path, new_cert, reason, created=True)
+
+
+def _files(
+    key_path: Path, cert_path: Path, cert: x509.Certificate, reason: str | None, *, created: bool
+) -> TLSFiles:
     return TLSFiles(
         key_path=key_path,
         cert_path=cert_path,
-        fingerprint=_der_fingerprint(new_cert.public_bytes(serialization.Encoding.DER)),
-        created=True,
+        fingerprint=_der_fingerprint(cert.public_bytes(serialization.Encoding.DER)),
+        created=created,
         reason=reason,
-        not_after=new_cert.not_valid_after_utc,
+        not_after=cert.not_valid_after_utc,
     )
 
 
