@@ -1,0 +1,580 @@
+"""sysadm's public-key login (``rpc/auth_ssl``) and the registered keys behind it.
+
+The login has two stages. In the first the client asks for a challenge and gets a random test
+string (:meth:`Challenges.issue`) that is live for 30 seconds. In the second it sends that
+string "encrypted" with its RSA private key the way sysadm's client does it: OpenSSL's
+``RSA_private_encrypt`` with PKCS#1 v1.5 padding, which is a raw PKCS#1 v1.5 type-1 signature
+of the bytes themselves (no hash, no DigestInfo), base64-encoded. The server undoes that with
+every registered public key (:meth:`Challenges.verify`); a key that recovers a live test string
+logs the client in as the user who registered the key.
+
+:class:`KeyStore` keeps the registered keys (``rpc/settings`` ``register_ssl_cert``,
+``list_ssl_certs`` and ``revoke_ssl_cert``) in a JSON file that only its owner may read or
+write. :func:`sign_challenge` is the client side of the second stage, for tests and the bundled
+client; the server never uses it.
+
+:class:`SSLAuthError` messages are one line and safe to send to a client: they never repeat the
+key material they are about. :class:`KeyStoreError` is the daemon's own problem (the file cannot
+be read, parsed or written) and names the file, so it is for the log, not for clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import contextlib
+import json
+import os
+import secrets
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from twisted.internet.interfaces import IReactorTime
+
+__all__ = [
+    "CHALLENGE_LIFETIME",
+    "MAX_KEY_BITS",
+    "MAX_LIVE_CHALLENGES",
+    "MAX_TEXT_LENGTH",
+    "MIN_KEY_BITS",
+    "Challenges",
+    "KeyStore",
+    "KeyStoreError",
+    "SSLAuthError",
+    "sign_challenge",
+]
+
+MIN_KEY_BITS: Final = 2048
+"""The smallest RSA key that can be registered."""
+
+MAX_KEY_BITS: Final = 8192
+"""The largest RSA key that can be registered (bounds the cost of a login attempt)."""
+
+MAX_TEXT_LENGTH: Final = 128
+"""The longest nickname or email address a key may carry."""
+
+MAX_KEYS_PER_USER: Final = 100
+"""Default bound on the keys one user may register: every login attempt tries every key."""
+
+CHALLENGE_LIFETIME: Final = 30.0
+"""Seconds a test string stays live, as in sysadm."""
+
+MAX_LIVE_CHALLENGES: Final = 1000
+"""Default bound on test strings live at once; issuing past it drops the oldest."""
+
+_STORE_VERSION: Final = 1
+_FILE_MODE: Final = 0o600
+_DIR_MODE: Final = 0o700
+_MAX_KEY_INPUT: Final = 16384  # characters; an 8192-bit key's base64 PEM is about 2000
+_MAX_SIGNATURE_INPUT: Final = 4096  # characters; an 8192-bit signature's base64 is 1368
+_PKCS1_OVERHEAD: Final = 11  # 0x00 0x01, at least 8 x 0xFF, 0x00
+_CHALLENGE_BYTES: Final = 24  # token_urlsafe(24) is 32 characters
+
+
+class SSLAuthError(ValueError):
+    """A key or its details cannot be registered; the message is one line, safe for clients."""
+
+
+class KeyStoreError(Exception):
+    """The key store's file cannot be read, parsed or written; the message names the file."""
+
+
+# --------------------------------------------------------------------------------------------
+# Public keys
+
+
+def _decode_key_text(pub_key: str) -> bytes:
+    """Return the PEM bytes in ``pub_key``, given as PEM text or as the base64 of PEM text."""
+    if "-----BEGIN" in pub_key:
+        text = pub_key
+    else:
+        try:
+            decoded = base64.b64decode("".join(pub_key.split()), validate=True)
+            text = decoded.decode("ascii")
+        except (binascii.Error, ValueError):
+            text = ""
+        if "-----BEGIN" not in text:
+            raise SSLAuthError(
+                "pub_key is neither a PEM public key nor the base64 of one"
+            ) from None
+    try:
+        pem = text.strip().encode("ascii")
+    except UnicodeEncodeError:
+        raise SSLAuthError("pub_key is not a PEM public key") from None
+    if pem.count(b"-----BEGIN") != 1:
+        raise SSLAuthError("pub_key must hold exactly one PEM block")
+    if b"PRIVATE KEY" in pem:
+        raise SSLAuthError("pub_key is a private key; register the public key only")
+    return pem
+
+
+def _parse_key(pub_key: object, *, check_size: bool) -> rsa.RSAPublicKey:
+    """Load ``pub_key`` (PEM text or its base64) as an RSA public key, or raise SSLAuthError.
+
+    ``check_size`` applies the 2048..8192-bit rule of new registrations; a key that is already
+    stored is looked up without it.
+    """
+    if not isinstance(pub_key, str) or not pub_key.strip():
+        raise SSLAuthError("pub_key must be a non-empty string")
+    if len(pub_key) > _MAX_KEY_INPUT:
+        raise SSLAuthError(f"pub_key is too long (at most {_MAX_KEY_INPUT} characters)")
+    pem = _decode_key_text(pub_key)
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except UnsupportedAlgorithm:
+        raise SSLAuthError("pub_key uses an unsupported algorithm; only RSA keys work") from None
+    except ValueError:
+        raise SSLAuthError(
+            "pub_key is not a PEM public key (BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY)"
+        ) from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise SSLAuthError("only RSA public keys can be registered")
+    if check_size and not MIN_KEY_BITS <= key.key_size <= MAX_KEY_BITS:
+        raise SSLAuthError(
+            f"the RSA key has {key.key_size} bits; "
+            f"it must have {MIN_KEY_BITS} to {MAX_KEY_BITS} bits"
+        )
+    exponent = key.public_numbers().e
+    if exponent < 3 or exponent % 2 == 0:
+        raise SSLAuthError("the RSA key has an invalid public exponent")
+    return key
+
+
+def _canonical_pem(key: rsa.RSAPublicKey) -> str:
+    """The form a key is stored and compared in: SubjectPublicKeyInfo PEM text."""
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def _listed_form(pem: str) -> str:
+    """How ``list_ssl_certs`` shows a key, as sysadm did: the base64 of its PEM text."""
+    return base64.b64encode(pem.encode("ascii")).decode("ascii")
+
+
+def _check_text(value: object, what: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH or not value.isprintable():
+        raise SSLAuthError(f"{what} must be printable text of at most {MAX_TEXT_LENGTH} characters")
+    return value
+
+
+def _check_user(user: object) -> str:
+    if not isinstance(user, str) or not user or not user.isprintable():
+        raise SSLAuthError("the user name must be a non-empty printable string")
+    return user
+
+
+# --------------------------------------------------------------------------------------------
+# Key store
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One registered key: who registered it, its canonical PEM, and what the user said."""
+
+    user: str
+    pem: str
+    key: rsa.RSAPublicKey
+    nickname: str
+    email: str
+    registered: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "user": self.user,
+            "public_key": self.pem,
+            "nickname": self.nickname,
+            "email": self.email,
+            "registered": self.registered,
+        }
+
+    def description(self) -> str:
+        return f"Nickname: {self.nickname}\nEmail: {self.email}\nDate Registered: {self.registered}"
+
+
+_Signature = tuple[int, int, int, int, int, int]
+
+
+def _signature(status: os.stat_result) -> _Signature:
+    """What tells a changed file from the one last read: a rewrite, an edit or a chmod."""
+    return (
+        status.st_dev,
+        status.st_ino,
+        status.st_size,
+        status.st_mtime_ns,
+        status.st_ctime_ns,
+        status.st_mode,
+    )
+
+
+class KeyStore:
+    """Registered public keys per user, in a JSON file (mode 0600, atomic temp+fsync+os.replace).
+
+    The file is read when the store is made and again whenever it has changed on disk since
+    (another process, such as an administration tool, may have written it), so every method
+    sees the current keys. A file that is missing is an empty store; a file that cannot be
+    read or parsed, or that is writable by group or others, raises :class:`KeyStoreError`
+    from every method and is never overwritten. Writes replace the file atomically.
+
+    Within one process the store is meant to be used from the reactor thread only. Two
+    processes that change the store at the very same moment may lose one of the changes.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        clock: IReactorTime,
+        *,
+        max_keys_per_user: int = MAX_KEYS_PER_USER,
+    ) -> None:
+        if max_keys_per_user < 1:
+            raise ValueError("max_keys_per_user must be at least 1")
+        self._path = Path(path)
+        self._clock = clock
+        self._max_keys_per_user = max_keys_per_user
+        self._entries: tuple[_Entry, ...] = ()
+        self._signature: _Signature | None = None
+        self._entries = self._current()
+
+    @property
+    def path(self) -> Path:
+        """The JSON file the keys are kept in."""
+        return self._path
+
+    # Queries
+
+    def list(self, user: str | None = None) -> dict[str, dict[str, str]]:
+        """The keys in sysadm's ``list_ssl_certs`` shape, of every user or only of ``user``.
+
+        ``{"<user>": {"<base64 of the PEM>": "Nickname: …\\nEmail: …\\nDate Registered: …"}}``;
+        users without keys do not appear.
+        """
+        listing: dict[str, dict[str, str]] = {}
+        for entry in sorted(self._current(), key=lambda e: (e.user, e.pem)):
+            if user is None or entry.user == user:
+                listing.setdefault(entry.user, {})[_listed_form(entry.pem)] = entry.description()
+        return listing
+
+    def keys(self) -> builtins.list[tuple[str, rsa.RSAPublicKey]]:
+        """Every registered key with the user it logs in as, for :meth:`Challenges.verify`."""
+        return [(entry.user, entry.key) for entry in self._current()]
+
+    def users_with_keys(self) -> set[str]:
+        """The users who have at least one registered key."""
+        return {entry.user for entry in self._current()}
+
+    # Changes
+
+    def register(self, user: str, pub_key: str, nickname: str = "", email: str = "") -> None:
+        """Register ``pub_key`` for ``user``, or update its nickname and email if it already is.
+
+        ``pub_key`` is PEM text (``BEGIN PUBLIC KEY`` or ``BEGIN RSA PUBLIC KEY``) or the
+        base64 of PEM text, as sysadm's clients send it; both forms of one key are one entry.
+        Only RSA keys of 2048 to 8192 bits are accepted. A key that another user registered
+        is refused, as a login with it could not tell the two users apart. Re-registering
+        also renews the registration date, as sysadm's overwrite did.
+
+        Raises :class:`SSLAuthError` when the request is refused and :class:`KeyStoreError`
+        when the file cannot be read or written (the store is then unchanged).
+        """
+        user = _check_user(user)
+        key = _parse_key(pub_key, check_size=True)
+        nickname = _check_text(nickname, "nickname")
+        email = _check_text(email, "email")
+        pem = _canonical_pem(key)
+
+        entries = list(self._current())
+        registered = self._now()
+        for index, entry in enumerate(entries):
+            if entry.pem != pem:
+                continue
+            if entry.user != user:
+                raise SSLAuthError("this key is already registered by another user")
+            entries[index] = replace(entry, nickname=nickname, email=email, registered=registered)
+            break
+        else:
+            if sum(1 for entry in entries if entry.user == user) >= self._max_keys_per_user:
+                raise SSLAuthError(
+                    f"{user} already has {self._max_keys_per_user} registered keys; "
+                    "revoke one first"
+                )
+            entries.append(_Entry(user, pem, key, nickname, email, registered))
+        self._save(entries)
+
+    def revoke(self, pub_key: str, user: str | None = None) -> bool:
+        """Remove ``pub_key`` (of ``user`` only, if given); say whether a key was removed.
+
+        ``pub_key`` may be in any form :meth:`register` takes, including the base64 form
+        :meth:`list` shows. Input that is no RSA public key matches nothing and gives
+        ``False``. Raises :class:`KeyStoreError` when the file cannot be read or written.
+        """
+        try:
+            pem = _canonical_pem(_parse_key(pub_key, check_size=False))
+        except SSLAuthError:
+            return False
+        entries = self._current()
+        kept = [e for e in entries if not (e.pem == pem and (user is None or e.user == user))]
+        if len(kept) == len(entries):
+            return False
+        self._save(kept)
+        return True
+
+    # The file
+
+    def _now(self) -> str:
+        moment = datetime.fromtimestamp(self._clock.seconds(), UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _stat(self) -> os.stat_result | None:
+        try:
+            return self._path.stat()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise KeyStoreError(f"{self._path}: cannot read: {_one_line(e)}") from e
+
+    def _current(self) -> tuple[_Entry, ...]:
+        """The entries as the file holds them now, reading it again only if it changed."""
+        status = self._stat()
+        if status is None:
+            self._entries, self._signature = (), None
+            return self._entries
+        signature = _signature(status)
+        if signature == self._signature:
+            return self._entries
+        if not stat.S_ISREG(status.st_mode):
+            raise KeyStoreError(f"{self._path}: not a regular file")
+        if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise KeyStoreError(
+                f"{self._path}: writable by group or others; refusing to trust its keys"
+            )
+        try:
+            data = self._path.read_bytes()
+        except OSError as e:
+            raise KeyStoreError(f"{self._path}: cannot read: {_one_line(e)}") from e
+        self._entries = self._parse(data)
+        self._signature = signature
+        return self._entries
+
+    def _parse(self, data: bytes) -> tuple[_Entry, ...]:
+        try:
+            document = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise KeyStoreError(f"{self._path}: not valid JSON") from None
+        if (
+            not isinstance(document, dict)
+            or document.get("version") != _STORE_VERSION
+            or not isinstance(document.get("keys"), list)
+        ):
+            raise KeyStoreError(f"{self._path}: not a sysadmd key store (version {_STORE_VERSION})")
+        entries: list[_Entry] = []
+        seen: set[str] = set()
+        for number, item in enumerate(document["keys"], start=1):
+            entry = self._parse_entry(item, number)
+            if entry.pem in seen:
+                raise KeyStoreError(f"{self._path}: key {number} is listed twice")
+            seen.add(entry.pem)
+            entries.append(entry)
+        return tuple(entries)
+
+    def _parse_entry(self, item: Any, number: int) -> _Entry:
+        fields = ("user", "public_key", "nickname", "email", "registered")
+        if not isinstance(item, dict) or not all(isinstance(item.get(f), str) for f in fields):
+            raise KeyStoreError(f"{self._path}: key {number} is malformed")
+        try:
+            user = _check_user(item["user"])
+            key = _parse_key(item["public_key"], check_size=False)
+        except SSLAuthError as e:
+            raise KeyStoreError(f"{self._path}: key {number}: {e}") from None
+        return _Entry(
+            user=user,
+            pem=_canonical_pem(key),
+            key=key,
+            nickname=item["nickname"],
+            email=item["email"],
+            registered=item["registered"],
+        )
+
+    def _save(self, entries: Iterable[_Entry]) -> None:
+        """Write ``entries`` to the file atomically, then make them the current state."""
+        new = tuple(entries)
+        document = {"version": _STORE_VERSION, "keys": [e.to_json() for e in new]}
+        data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("ascii")
+        _write_atomically(self._path, data)
+        status = self._stat()
+        self._entries = new
+        self._signature = None if status is None else _signature(status)
+
+
+def _one_line(error: OSError) -> str:
+    return error.strerror or str(error).replace("\n", " ")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` via a 0600 temporary file, fsync and ``os.replace``."""
+    try:
+        path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+    except OSError as e:
+        raise KeyStoreError(f"{path}: cannot create its directory: {_one_line(e)}") from e
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(temporary, flags, _FILE_MODE)
+    except OSError as e:
+        raise KeyStoreError(f"{path}: cannot write: {_one_line(e)}") from e
+    try:
+        try:
+            # os.open's mode is filtered by the umask; make it exact before writing.
+            os.fchmod(fd, _FILE_MODE)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise KeyStoreError(f"{path}: cannot write: {_one_line(e)}") from e
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename durable; best effort, as not every system can open a directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------
+# Challenges
+
+
+class Challenges:
+    """The live test strings of ``rpc/auth_ssl`` and the check of their signatures.
+
+    A test string is live for ``lifetime`` seconds after :meth:`issue` and can log in once.
+    At most ``max_live`` strings are live at once; issuing another drops the oldest, so a
+    flood of first stages costs bounded memory (and may cost the flooder's victims a retry).
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        *,
+        lifetime: float = CHALLENGE_LIFETIME,
+        max_live: int = MAX_LIVE_CHALLENGES,
+    ) -> None:
+        if not lifetime > 0:
+            raise ValueError("lifetime must be positive")
+        if max_live < 1:
+            raise ValueError("max_live must be at least 1")
+        self._clock = clock
+        self._lifetime = lifetime
+        self._max_live = max_live
+        self._live: dict[str, float] = {}  # test string -> moment it expires, oldest first
+
+    def __len__(self) -> int:
+        """How many test strings are live now."""
+        self._purge()
+        return len(self._live)
+
+    def issue(self) -> str:
+        """A new random test string (32 URL-safe characters), live for ``lifetime`` seconds."""
+        self._purge()
+        while len(self._live) >= self._max_live:
+            del self._live[next(iter(self._live))]
+        test_string = secrets.token_urlsafe(_CHALLENGE_BYTES)
+        while test_string in self._live:  # pragma: no cover - 192 random bits
+            test_string = secrets.token_urlsafe(_CHALLENGE_BYTES)
+        self._live[test_string] = self._clock.seconds() + self._lifetime
+        return test_string
+
+    def verify(
+        self, encrypted_b64: str, keys: Iterable[tuple[str, rsa.RSAPublicKey]]
+    ) -> str | None:
+        """The user whose key signed a live test string as ``encrypted_b64``, or ``None``.
+
+        ``encrypted_b64`` is the base64 (standard alphabet, padded; line breaks and other
+        white space are ignored) of a PKCS#1 v1.5 type-1 "private encryption" of a test
+        string. Every key in ``keys`` is tried with public decryption; the first that recovers
+        a live test string wins, and that string is used up. Anything else, including input
+        that is not a string or not base64, gives ``None``; this never raises for bad input.
+        """
+        self._purge()
+        if not self._live or not isinstance(encrypted_b64, str):
+            return None
+        if len(encrypted_b64) > _MAX_SIGNATURE_INPUT:
+            return None
+        try:
+            signature = base64.b64decode("".join(encrypted_b64.split()), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if not signature:
+            return None
+        for user, key in keys:
+            if not isinstance(key, rsa.RSAPublicKey) or (key.key_size + 7) // 8 != len(signature):
+                continue
+            try:
+                recovered = key.recover_data_from_signature(signature, padding.PKCS1v15(), None)
+                test_string = recovered.decode("ascii")
+            except (InvalidSignature, ValueError):
+                continue
+            if test_string in self._live:
+                del self._live[test_string]
+                return user
+        return None
+
+    def _purge(self) -> None:
+        now = self._clock.seconds()
+        if any(deadline <= now for deadline in self._live.values()):
+            self._live = {s: deadline for s, deadline in self._live.items() if deadline > now}
+
+
+# --------------------------------------------------------------------------------------------
+# Client side
+
+
+def sign_challenge(private_key: rsa.RSAPrivateKey, test_string: str) -> str:
+    """What sysadm's client sends in stage 2: ``test_string`` "encrypted" with the private key.
+
+    This is OpenSSL's ``RSA_private_encrypt`` with ``RSA_PKCS1_PADDING``: the UTF-8 bytes of
+    ``test_string`` padded as ``00 01 FF…FF 00 || data`` (at least 8 ``FF`` bytes) to the
+    modulus length, raised to the private exponent, and base64-encoded. ``cryptography``
+    cannot make such a signature without a digest, so the arithmetic is done here.
+
+    It is plain ``pow(m, d, n)``: **not constant-time**, meant for the tests and the bundled
+    client, which sign a public test string with their own key; the server never calls it.
+    Raises ``ValueError`` if the string is too long for the key (more than its size in bytes
+    minus 11).
+    """
+    if not isinstance(private_key, rsa.RSAPrivateKey):
+        raise TypeError("sign_challenge needs an RSA private key")
+    numbers = private_key.private_numbers()
+    modulus = numbers.public_numbers.n
+    size = (modulus.bit_length() + 7) // 8
+    data = test_string.encode("utf-8")
+    if len(data) > size - _PKCS1_OVERHEAD:
+        raise ValueError(
+            f"the test string has {len(data)} bytes; a {private_key.key_size}-bit key "
+            f"signs at most {size - _PKCS1_OVERHEAD}"
+        )
+    block = b"\x00\x01" + b"\xff" * (size - 3 - len(data)) + b"\x00" + data
+    signature = pow(int.from_bytes(block, "big"), numbers.d, modulus)
+    return base64.b64encode(signature.to_bytes(size, "big")).decode("ascii")
