@@ -1,0 +1,463 @@
+"""The local account database: users of the daemon that are not system accounts.
+
+The database is one JSON file (:data:`ACCOUNTS_FILE` in the state directory), mode 0600,
+always replaced atomically::
+
+    {"version": 1, "users": {"alice": {"role": "admin", "hash": "$argon2id$v=19$..."}}}
+
+Each user has a role (``admin`` or ``operator``) and an argon2id hash made by
+:class:`argon2.PasswordHasher`; the password itself is never stored. ``sysadmd-admin``
+changes the file with the synchronous methods of :class:`LocalAccounts`; the running daemon
+checks logins with :meth:`LocalAccounts.check`, which notices such changes by the file's
+inode, size and modification time and re-reads it, so no restart is needed.
+
+Every read-modify-write (the CLI's changes and the daemon's rehash on login) holds an
+exclusive ``flock`` on ``<file>.lock`` next to the database, so a change made by one process
+is never lost to another's stale copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+import stat
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Final, cast
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from sysadmd.credentials import MAX_PASSWORD_LENGTH, CredentialChecker, plausible_password
+from sysadmd.roles import Role
+
+#: The database's file name in the daemon's state directory.
+ACCOUNTS_FILE: Final = "accounts.json"
+#: Where :func:`ensure_initial_admin` leaves the first admin's password, in the state directory.
+INITIAL_PASSWORD_FILE: Final = "initial-admin-password"  # noqa: S105 - a file name
+#: The ``version`` this module reads and writes.
+FORMAT_VERSION: Final = 1
+#: Roles an account may hold (``public`` is never held).
+ACCOUNT_ROLES: Final = (Role.ADMIN, Role.OPERATOR)
+
+_NAME: Final = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+_HASH_PREFIX: Final = "$argon2id$"
+
+_log = Logger()
+
+# (inode, size, mtime in ns) of the file a snapshot was read from; None when there is no file.
+_Stamp = tuple[int, int, int] | None
+
+
+class AccountError(ValueError):
+    """A request to the account database cannot be carried out; the message is one line."""
+
+
+def validate_name(name: str) -> None:
+    """Raise :class:`AccountError` unless ``name`` is a valid account name.
+
+    Valid names match ``^[a-z_][a-z0-9_.-]{0,31}$`` (the usual Unix user-name rules).
+    """
+    if not _NAME.fullmatch(name):
+        raise AccountError(
+            f"invalid user name {name!r}: use 1 to 32 of a-z, 0-9, '_', '.', '-', "
+            "starting with a letter or '_'"
+        )
+
+
+def validate_password(password: str) -> None:
+    """Raise :class:`AccountError` unless ``password`` is acceptable for a new account.
+
+    A password must be non-empty, at most :data:`MAX_PASSWORD_LENGTH` characters long and
+    free of NUL characters. The message never contains the password.
+    """
+    if not password:
+        raise AccountError("the password must not be empty")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise AccountError(f"the password is longer than {MAX_PASSWORD_LENGTH} characters")
+    if "\0" in password:
+        raise AccountError("the password must not contain NUL characters")
+
+
+def _account_role(role: Role) -> Role:
+    try:
+        checked = Role(role)
+    except ValueError:
+        checked = Role.PUBLIC
+    if checked not in ACCOUNT_ROLES:
+        raise AccountError(f"invalid role {role!r}: use admin or operator")
+    return checked
+
+
+@dataclass(frozen=True)
+class _Account:
+    role: Role
+    hash: str
+
+
+@dataclass
+class _Outcome:
+    """What a check found, handed from the worker thread back to the reactor thread."""
+
+    role: Role | None
+    problems: list[str] = field(default_factory=list)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically with a file of mode 0600 holding ``data``.
+
+    The data goes to a temporary file created 0600 in the same directory, is flushed to
+    disk, and the temporary file is renamed over ``path``; readers see the old file or the
+    new one, never a part, and the content is never readable by others at any moment.
+    """
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), 0o600)
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _parse(raw: bytes, path: Path) -> dict[str, _Account]:
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AccountError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(document, dict):
+        raise AccountError(f"{path}: not a sysadmd account database")
+    if document.get("version") != FORMAT_VERSION:
+        raise AccountError(f"{path}: unsupported format version {document.get('version')!r}")
+    users = document.get("users")
+    if not isinstance(users, dict):
+        raise AccountError(f"{path}: 'users' must be an object")
+    accounts: dict[str, _Account] = {}
+    for name, entry in cast(dict[str, Any], users).items():
+        if not _NAME.fullmatch(name):
+            raise AccountError(f"{path}: invalid user name {name!r}")
+        role = entry.get("role") if isinstance(entry, dict) else None
+        hashed = entry.get("hash") if isinstance(entry, dict) else None
+        if role not in ACCOUNT_ROLES or not isinstance(hashed, str):
+            raise AccountError(f"{path}: user {name} needs a role (admin or operator) and a hash")
+        if not hashed.startswith(_HASH_PREFIX):
+            raise AccountError(f"{path}: the hash of user {name} is not an argon2id hash")
+        accounts[name] = _Account(Role(role), hashed)
+    return accounts
+
+
+def _serialize(accounts: dict[str, _Account]) -> bytes:
+    users = {
+        name: {"role": str(account.role), "hash": account.hash}
+        for name, account in sorted(accounts.items())
+    }
+    return (json.dumps({"version": FORMAT_VERSION, "users": users}, indent=2) + "\n").encode()
+
+
+class LocalAccounts(CredentialChecker):
+    """The local account database in the JSON file ``path``.
+
+    :param path: the database file, normally ``<state_dir>/accounts.json``. It need not
+        exist yet: a missing file is an empty database, and the first change creates it (and
+        its directory, mode 0700).
+    :param reactor: provides ``IReactorThreads`` (checked here); :meth:`check` runs its work
+        in this reactor's thread pool. ``None`` means the global reactor, looked up only when
+        :meth:`check` is first called (the CLI never needs one).
+    :param max_concurrent: how many checks may run in threads at once; more wait their turn.
+    :param hasher: the argon2 hasher for new hashes (and the rehash test). The default is
+        ``argon2.PasswordHasher()`` with argon2's own default parameters; tests pass a cheaper
+        one.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        reactor: object | None = None,
+        *,
+        max_concurrent: int = 4,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        self.path = path
+        self._reactor = IReactorThreads(reactor) if reactor is not None else None
+        self._hasher = hasher if hasher is not None else PasswordHasher()
+        self._semaphore = DeferredSemaphore(max_concurrent)
+        # Guards the cached snapshot and the dummy hash, which worker threads share.
+        self._lock = threading.Lock()
+        self._cached: tuple[_Stamp, dict[str, _Account]] | None = None
+        self._dummy_hash: str | None = None
+
+    @property
+    def _lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    # -- reading and writing the file -------------------------------------------------------
+
+    def _read(self) -> tuple[_Stamp, dict[str, _Account], int]:
+        """The file's stamp, its accounts and its permission bits (0 when there is no file)."""
+        try:
+            file = self.path.open("rb")
+        except FileNotFoundError:
+            return None, {}, 0
+        with file:
+            status = os.fstat(file.fileno())
+            raw = file.read()
+        stamp = (status.st_ino, status.st_size, status.st_mtime_ns)
+        return stamp, _parse(raw, self.path), stat.S_IMODE(status.st_mode)
+
+    def _load(self) -> dict[str, _Account]:
+        return self._read()[1]
+
+    def _store(self, accounts: dict[str, _Account]) -> None:
+        write_private_file(self.path, _serialize(accounts))
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the database's write lock (shared by every process that changes it)."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- management, for sysadmd-admin and start-up -----------------------------------------
+
+    def add(self, name: str, role: Role, password: str) -> None:
+        """Create the account ``name`` with ``role`` (admin or operator) and ``password``.
+
+        :raises AccountError: the name, role or password is invalid, the account exists, or
+            the database file is damaged.
+        :raises OSError: the file cannot be read or written.
+        """
+        validate_name(name)
+        role = _account_role(role)
+        validate_password(password)
+        hashed = self._hasher.hash(password)
+        with self._locked():
+            accounts = self._load()
+            if name in accounts:
+                raise AccountError(f"user {name} already exists")
+            accounts[name] = _Account(role, hashed)
+            self._store(accounts)
+
+    def delete(self, name: str) -> None:
+        """Remove the account ``name``.
+
+        :raises AccountError: there is no such account, or the file is damaged.
+        :raises OSError: the file cannot be read or written.
+        """
+        validate_name(name)
+        with self._locked():
+            accounts = self._load()
+            if accounts.pop(name, None) is None:
+                raise AccountError(f"no such user: {name}")
+            self._store(accounts)
+
+    def set_password(self, name: str, password: str) -> None:
+        """Give the account ``name`` a new password (its role stays).
+
+        :raises AccountError: the name or password is invalid, there is no such account, or
+            the file is damaged.
+        :raises OSError: the file cannot be read or written.
+        """
+        validate_name(name)
+        validate_password(password)
+        hashed = self._hasher.hash(password)
+        with self._locked():
+            accounts = self._load()
+            account = accounts.get(name)
+            if account is None:
+                raise AccountError(f"no such user: {name}")
+            accounts[name] = _Account(account.role, hashed)
+            self._store(accounts)
+
+    def users(self) -> list[tuple[str, Role]]:
+        """Every account as ``(name, role)``, sorted by name.
+
+        :raises AccountError: the file is damaged.
+        :raises OSError: the file cannot be read.
+        """
+        return [(name, account.role) for name, account in sorted(self._load().items())]
+
+    def is_empty(self) -> bool:
+        """Whether the database holds no account (a missing file holds none).
+
+        :raises AccountError: the file is damaged.
+        :raises OSError: the file cannot be read.
+        """
+        return not self._load()
+
+    # -- checking logins --------------------------------------------------------------------
+
+    def check(self, username: str, password: str) -> Deferred[Role | None]:
+        """Fire with the role of ``username`` if ``password`` is right, else with ``None``.
+
+        The file read and the argon2 verification run in the reactor's thread pool, at most
+        ``max_concurrent`` at a time. An unknown user costs one verification against a
+        dummy hash, like a known one. A changed file is re-read; a damaged or unreadable one
+        is logged once and treated as empty (nobody logs in locally until it is fixed).
+        A right password whose hash has outdated parameters is rehashed in the file.
+        """
+        if not _NAME.fullmatch(username) or not plausible_password(password):
+            # No account can have this name or this password: there is nothing to learn.
+            return succeed(None)
+        work = partial(self._check_blocking, username, password)
+        return self._semaphore.run(self._in_thread, work).addCallbacks(
+            self._report, self._unexpected
+        )
+
+    def role_of(self, username: str) -> Deferred[Role | None]:
+        """Fire with the role of the account ``username`` (``None`` if there is none).
+
+        Reads the file in a worker thread like :meth:`check`, without any hashing.
+        """
+        if not _NAME.fullmatch(username):
+            return succeed(None)
+        work = partial(self._role_blocking, username)
+        return self._semaphore.run(self._in_thread, work).addCallbacks(
+            self._report, self._unexpected
+        )
+
+    def _in_thread(self, work: Callable[[], _Outcome]) -> Deferred[_Outcome]:
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor  # noqa: PLC0415
+
+            reactor = self._reactor = IReactorThreads(global_reactor)
+        return deferToThreadPool(reactor, reactor.getThreadPool(), work)
+
+    def _report(self, outcome: _Outcome) -> Role | None:
+        for problem in outcome.problems:
+            _log.error("Local accounts: {problem}", problem=problem)
+        return outcome.role
+
+    def _unexpected(self, failure: Failure) -> None:
+        _log.failure("Checking a local account failed", failure)
+
+    def _check_blocking(self, username: str, password: str) -> _Outcome:
+        """The part of :meth:`check` that runs in a worker thread."""
+        outcome = _Outcome(None)
+        account = self._snapshot(outcome.problems).get(username)
+        if account is None:
+            self._verify(self._dummy(), password)
+            return outcome
+        if not self._verify(account.hash, password):
+            return outcome
+        outcome.role = account.role
+        if self._hasher.check_needs_rehash(account.hash):
+            try:
+                self._rehash(username, account.hash, password)
+            except (OSError, AccountError) as e:
+                outcome.problems.append(f"could not store a new hash for user {username}: {e}")
+        return outcome
+
+    def _role_blocking(self, username: str) -> _Outcome:
+        """The part of :meth:`role_of` that runs in a worker thread."""
+        outcome = _Outcome(None)
+        account = self._snapshot(outcome.problems).get(username)
+        outcome.role = account.role if account is not None else None
+        return outcome
+
+    def _verify(self, hashed: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(hashed, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _dummy(self) -> str:
+        """A hash no password matches in practice, made with this hasher's parameters."""
+        with self._lock:
+            if self._dummy_hash is None:
+                self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(32))
+            return self._dummy_hash
+
+    def _snapshot(self, problems: list[str]) -> dict[str, _Account]:
+        """The accounts as the file holds them now, re-read only when it has changed."""
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            stamp: _Stamp = None
+        except OSError as e:
+            problems.append(f"cannot read {self.path}: {e.strerror}")
+            return {}
+        else:
+            stamp = (status.st_ino, status.st_size, status.st_mtime_ns)
+        with self._lock:
+            if self._cached is not None and self._cached[0] == stamp:
+                return self._cached[1]
+        try:
+            stamp, accounts, mode = self._read()
+        except AccountError as e:
+            problems.append(f"{e}; no local account can log in until it is fixed")
+            accounts, mode = {}, 0
+        except OSError as e:
+            problems.append(f"cannot read {self.path}: {e.strerror}")
+            return {}
+        if mode & 0o077:
+            problems.append(f"{self.path} has mode {mode:04o}; it should be 0600")
+        with self._lock:
+            self._cached = (stamp, accounts)
+        return accounts
+
+    def _rehash(self, name: str, old_hash: str, password: str) -> None:
+        """Replace ``old_hash`` by a hash with the current parameters, unless it changed."""
+        new_hash = self._hasher.hash(password)
+        with self._locked():
+            accounts = self._load()
+            account = accounts.get(name)
+            if account is None or account.hash != old_hash:
+                return
+            accounts[name] = _Account(account.role, new_hash)
+            self._store(accounts)
+
+
+def ensure_initial_admin(accounts: LocalAccounts, state_dir: Path) -> Path | None:
+    """Create a first ``admin`` account if the database holds none.
+
+    The password is random (:func:`secrets.token_urlsafe`) and is written, followed by a
+    newline, to ``state_dir/initial-admin-password`` (mode 0600 from the start, replaced
+    atomically) before the account is created. Returns that file's path so the caller can
+    log where the password is (never the password itself); returns ``None`` when the
+    database already holds an account.
+
+    :raises AccountError: the database file is damaged.
+    :raises OSError: a file cannot be read or written.
+    """
+    target = state_dir / INITIAL_PASSWORD_FILE
+    # Under the write lock, so that a concurrent sysadmd-admin or daemon cannot slip in
+    # between the emptiness test and the creation.
+    with accounts._locked():
+        if accounts._load():
+            return None
+        password = secrets.token_urlsafe(18)
+        hashed = accounts._hasher.hash(password)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The password file first: an account whose password nobody knows would be useless.
+        write_private_file(target, (password + "\n").encode())
+        accounts._store({"admin": _Account(Role.ADMIN, hashed)})
+    return target

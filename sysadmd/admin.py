@@ -1,0 +1,160 @@
+"""``sysadmd-admin``: manage the daemon's local accounts from the command line.
+
+::
+
+    sysadmd-admin [--state-dir DIR] user add NAME --role admin|operator
+    sysadmd-admin [--state-dir DIR] user del NAME
+    sysadmd-admin [--state-dir DIR] user list
+    sysadmd-admin [--state-dir DIR] user passwd NAME
+
+A password is read from standard input when that is not a terminal (one line, without its
+newline), so scripts can pipe it in; on a terminal it is asked for twice without echo. The
+running daemon sees every change at its next login check, without a restart. Sessions that
+are already logged in are not ended by ``del`` or ``passwd``.
+
+Exit status: 0 on success, 1 on an error (one line on standard error), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from sysadmd.accounts import (
+    ACCOUNT_ROLES,
+    ACCOUNTS_FILE,
+    AccountError,
+    LocalAccounts,
+    validate_name,
+)
+from sysadmd.roles import Role
+
+PROG: Final = "sysadmd-admin"
+DEFAULT_STATE_DIR: Final = Path("/var/db/sysadmd")
+
+_Command = Callable[[LocalAccounts, argparse.Namespace], None]
+
+
+def read_password() -> str:
+    """The new password: one line of standard input, or typed twice on a terminal.
+
+    :raises AccountError: standard input is empty, or the two typed passwords differ.
+    """
+    stdin = sys.stdin
+    if stdin is None or not stdin.isatty():
+        line = stdin.readline() if stdin is not None else ""
+        if not line:
+            raise AccountError("no password on standard input")
+        return line.removesuffix("\n").removesuffix("\r")
+    try:
+        first = getpass.getpass("New password: ")
+        second = getpass.getpass("Repeat the password: ")
+    except EOFError:
+        raise AccountError("no password given") from None
+    if first != second:
+        raise AccountError("the passwords do not match")
+    return first
+
+
+def _names(accounts: LocalAccounts) -> set[str]:
+    return {name for name, _ in accounts.users()}
+
+
+def _add(accounts: LocalAccounts, args: argparse.Namespace) -> None:
+    role = Role(args.role)
+    # Fail before asking for a password that could not be used.
+    validate_name(args.name)
+    if args.name in _names(accounts):
+        raise AccountError(f"user {args.name} already exists")
+    accounts.add(args.name, role, read_password())
+    print(f"added user {args.name} with role {role}")
+
+
+def _delete(accounts: LocalAccounts, args: argparse.Namespace) -> None:
+    accounts.delete(args.name)
+    print(f"deleted user {args.name}")
+
+
+def _list(accounts: LocalAccounts, args: argparse.Namespace) -> None:
+    users = accounts.users()
+    width = max([len("NAME")] + [len(name) for name, _ in users])
+    print(f"{'NAME':<{width}}  ROLE")
+    for name, role in users:
+        print(f"{name:<{width}}  {role}")
+
+
+def _passwd(accounts: LocalAccounts, args: argparse.Namespace) -> None:
+    validate_name(args.name)
+    if args.name not in _names(accounts):
+        raise AccountError(f"no such user: {args.name}")
+    accounts.set_password(args.name, read_password())
+    print(f"changed the password of user {args.name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``sysadmd-admin``."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Manage the local accounts of sysadmd.")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        metavar="DIR",
+        help=f"the daemon's state directory, holding {ACCOUNTS_FILE} (default: %(default)s)",
+    )
+    areas = parser.add_subparsers(dest="area", required=True, metavar="COMMAND")
+    user = areas.add_parser("user", help="manage local accounts")
+    actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    add = actions.add_parser(
+        "add", help="create an account; the password comes from stdin or a prompt"
+    )
+    add.add_argument("name", metavar="NAME")
+    add.add_argument(
+        "--role", required=True, choices=[str(role) for role in ACCOUNT_ROLES], help="its role"
+    )
+    add.set_defaults(command=_add)
+
+    delete = actions.add_parser("del", help="delete an account")
+    delete.add_argument("name", metavar="NAME")
+    delete.set_defaults(command=_delete)
+
+    listing = actions.add_parser("list", help="list the accounts and their roles")
+    listing.set_defaults(command=_list)
+
+    passwd = actions.add_parser(
+        "passwd", help="set a new password; it comes from stdin or a prompt"
+    )
+    passwd.add_argument("name", metavar="NAME")
+    passwd.set_defaults(command=_passwd)
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"{PROG}: {' '.join(message.split())}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``sysadmd-admin`` with ``argv`` (default: the process's arguments); the exit status."""
+    args = build_parser().parse_args(argv)
+    accounts = LocalAccounts(args.state_dir.absolute() / ACCOUNTS_FILE)
+    command: _Command = args.command
+    try:
+        command(accounts, args)
+    except AccountError as e:
+        return _error(str(e))
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        return _error(f"{where}{e.strerror or e}")
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

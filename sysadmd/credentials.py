@@ -1,0 +1,51 @@
+"""Checking a user name and password: the interface every credential backend provides.
+
+Two backends implement :class:`CredentialChecker`: :class:`sysadmd.accounts.LocalAccounts`
+(the daemon's own account database, managed with ``sysadmd-admin``) and
+:class:`sysadmd.pam_backend.PamChecker` (system accounts through PAM, with sysadm's group
+rules). Both answer with a :class:`~sysadmd.roles.Role` or ``None`` and keep the slow work
+(argon2, PAM) off the reactor thread.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Protocol
+
+from twisted.internet.defer import Deferred
+
+from sysadmd.roles import Role
+
+#: Longest password any backend accepts; longer ones are refused before any hashing.
+MAX_PASSWORD_LENGTH: Final = 1024
+
+
+class CredentialChecker(Protocol):
+    """Something that can tell whether a user name and password are right, and the user's role."""
+
+    def check(self, username: str, password: str) -> Deferred[Role | None]:
+        """Check ``password`` for ``username``.
+
+        Fires with the role of a valid user whose password is right, and with ``None``
+        for a wrong password, an unknown user, or a user without a permitted role. The
+        three failures look the same from outside: same result and similar time. Bad
+        credentials never make the Deferred fail. The slow work runs in a thread pool
+        with a concurrency cap, so the reactor is never blocked.
+        """
+        ...
+
+    def role_of(self, username: str) -> Deferred[Role | None]:
+        """The role ``username`` holds now, without any password check.
+
+        For logins that prove who the user is in another way (``rpc/auth_ssl``'s signed
+        test string): fires with ``None`` for an unknown user or one without a permitted
+        role. Like :meth:`check`, it never blocks the reactor.
+        """
+        ...
+
+
+def plausible_password(password: str) -> bool:
+    """Whether ``password`` could be anyone's password: non-empty, not too long, no NUL.
+
+    Backends refuse other passwords at once; that reveals nothing about any account.
+    """
+    return 0 < len(password) <= MAX_PASSWORD_LENGTH and "\0" not in password
