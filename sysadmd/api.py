@@ -7,50 +7,127 @@ look-up, validation, handler call and error mapping happen here, once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from sysadmd import envelope
+from sysadmd.calls import Call, Connection, Identity
 from sysadmd.errors import ApiError
-from sysadmd.registry import Registry, wrap_result
+from sysadmd.registry import ActionSpec, Registry, wrap_result
+from sysadmd.roles import Role
+
+
+class Gate(Protocol):
+    """Says who is behind a connection, and records what they did."""
+
+    def caller(self, connection: Connection) -> Identity | None:
+        """The logged-in user of ``connection``, or None."""
+        ...
+
+    def audit(self, spec: ActionSpec, call: Call, outcome: str) -> None:
+        """Record a call of an action that changes something."""
+        ...
 
 
 class Api:
-    """Routes requests through the registry to their handlers."""
+    """Routes requests through the registry to their handlers, if the caller may."""
 
     log = Logger()
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, gate: Gate) -> None:
         self.registry = registry
+        self._gate = gate
 
-    async def call(self, namespace: str, name: str, args: Any) -> Any:
+    def caller(self, connection: Connection) -> Identity | None:
+        """The logged-in user of ``connection``, or None."""
+        return self._gate.caller(connection)
+
+    def refuse(self, data: bytes | str, error: ApiError) -> bytes:
+        """An error envelope for a message that will not be run, with its id if readable."""
+        try:
+            request_id = envelope.parse_request(data).id
+        except envelope.EnvelopeError as e:
+            request_id = e.request_id
+        return envelope.error_reply(request_id, error)
+
+    def _authorize(self, spec: ActionSpec, connection: Connection) -> Identity | None:
+        caller = self._gate.caller(connection)
+        if spec.role is Role.PUBLIC:
+            return caller
+        if caller is None:
+            raise ApiError(401, "log in first (rpc/auth, rpc/auth_token or rpc/auth_ssl)")
+        if not caller.role.allows(spec.role):
+            raise ApiError(403, f"the {caller.role} role may not call {spec.title}")
+        return caller
+
+    async def call(self, namespace: str, name: str, args: Any, connection: Connection) -> Any:
         """Run one request and return the reply's ``args``.
 
         Raises :class:`ApiError` for anything the client should hear about; any
         other exception is a bug, logged with its traceback and reported as a 500
         that reveals nothing of the server's internals.
         """
-        spec, handler, values = self.registry.resolve(namespace, name, args)
         try:
-            result = await handler(values)
+            return await self._call(namespace, name, args, connection)
         except ApiError:
             raise
         except Exception:
             self.log.failure(
-                "Unexpected error in {path} {action}", path=spec.path, action=spec.action
+                "Unexpected error in {namespace}/{name}", namespace=namespace, name=name
             )
             raise ApiError(500, "internal error; the server log has the details") from None
+
+    async def _call(self, namespace: str, name: str, args: Any, connection: Connection) -> Any:
+        spec, handler, raw = self.registry.find(namespace, name, args)
+        call = Call(spec.parse_args(raw), connection, self._authorize(spec, connection))
+        if spec.role is not Role.ADMIN:
+            return wrap_result(spec, await handler(call))
+        # Calls that change something are audited, whatever their outcome.
+        outcome = "500"
+        try:
+            result = await handler(call)
+            outcome = "ok"
+        except ApiError as e:
+            outcome = str(e.code)
+            raise
+        finally:
+            self._gate.audit(spec, call, outcome)
         return wrap_result(spec, result)
 
-    async def handle_message(self, data: bytes | str) -> bytes:
+    async def handle_message(self, data: bytes | str, connection: Connection) -> bytes:
         """Answer one WebSocket message with the bytes of its reply or error envelope."""
         try:
             request = envelope.parse_request(data)
         except envelope.EnvelopeError as e:
             return envelope.error_reply(e.request_id, e)
+        earlier_login = connection.login_done
+        is_login = request.namespace == "rpc" and request.name.startswith("auth")
+        if is_login:
+            this_login: Deferred[None] = Deferred()
+            connection.login_done = this_login
         try:
-            result = await self.call(request.namespace, request.name, request.args)
+            if earlier_login is not None:
+                await _after(earlier_login)
+            result = await self.call(request.namespace, request.name, request.args, connection)
         except ApiError as e:
             return envelope.error_reply(request.id, e)
+        finally:
+            if is_login:
+                if connection.login_done is this_login:
+                    connection.login_done = None
+                this_login.callback(None)
         return envelope.reply(request, result)
+
+
+async def _after(d: Deferred[None]) -> None:
+    """Wait for ``d`` without taking its result from its other waiters."""
+    waiter: Deferred[None] = Deferred()
+
+    def release(result: object) -> object:
+        waiter.callback(None)
+        return result
+
+    d.addBoth(release)
+    await waiter

@@ -1,22 +1,34 @@
 """Renders the API reference in Markdown from the registry's declarations.
 
-``python -m sysadmd.apidoc`` prints it; ``docs/api.md`` holds it between two
-marker lines, and a test keeps that copy equal to what this module renders.
+``python -m sysadmd.apidoc`` prints it and ``python -m sysadmd.apidoc --update
+docs/api.md`` refreshes the copy that file holds between two marker lines; a test
+keeps that copy equal to what this module renders.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 from sysadmd.iohyve.actions import IohyveActions
 from sysadmd.registry import ActionSpec, declared_actions
+from sysadmd.roles import Role
+from sysadmd.rpc import Rpc
 
 #: Every class of actions the daemon serves.
-API_CLASSES: tuple[type, ...] = (IohyveActions,)
+API_CLASSES: tuple[type, ...] = (Rpc, IohyveActions)
 
 BEGIN = "<!-- BEGIN GENERATED REFERENCE: python -m sysadmd.apidoc -->"
 END = "<!-- END GENERATED REFERENCE -->"
+
+
+_ROLE = {
+    Role.PUBLIC: "Needs no login.",
+    Role.OPERATOR: "Needs the operator or admin role.",
+    Role.ADMIN: "Needs the admin role.",
+}
 
 
 def all_specs() -> list[ActionSpec]:
@@ -37,8 +49,7 @@ def render(specs: Iterable[ActionSpec]) -> str:
     """The Markdown reference of ``specs``."""
     out: list[str] = []
     for spec in specs:
-        title = f"{spec.path} {spec.action}" if spec.action else spec.path
-        out += [f"### `{title}`", "", spec.summary, ""]
+        out += [f"### `{spec.title}`", "", spec.summary, "", _ROLE[spec.role], ""]
         if spec.queued:
             out += ["Runs as a queued background task; the reply comes at once.", ""]
         if spec.args:
@@ -64,11 +75,21 @@ def render(specs: Iterable[ActionSpec]) -> str:
     return "\n".join(out)
 
 
-def main() -> None:
-    """Print the reference between its marker lines."""
-    print(BEGIN)
-    print(render(all_specs()))
-    print(END)
+def generated() -> str:
+    """The reference with its marker lines, as docs/api.md holds it."""
+    return f"{BEGIN}\n{render(all_specs())}\n{END}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the reference, or with ``--update FILE`` replace it inside FILE."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "--update":
+        path = Path(args[1])
+        text = path.read_text()
+        start, end = text.index(BEGIN), text.index(END) + len(END)
+        path.write_text(text[:start] + generated() + text[end:])
+        return
+    print(generated())
 
 
 if __name__ == "__main__":

@@ -13,24 +13,36 @@ from pathlib import Path
 from typing import Any
 
 import txaio
+from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
-from twisted.web.server import Site
 
 from sysadmd import tls
+from sysadmd.accounts import LocalAccounts, ensure_initial_admin
 from sysadmd.api import Api
+from sysadmd.audit import AuditLog
+from sysadmd.auth import Authenticator
 from sysadmd.config import Config, ConfigError
+from sysadmd.credentials import CredentialChecker
 from sysadmd.iohyve.actions import IohyveActions
 from sysadmd.iohyve.adapter import Iohyve
+from sysadmd.limits import ConnectionCounter
+from sysadmd.lockout import Lockout
+from sysadmd.pam_backend import PamChecker
 from sysadmd.registry import Registry
-from sysadmd.rest import RestApi
+from sysadmd.rest import ApiSite, RestApi
+from sysadmd.rpc import Rpc
 from sysadmd.runner import ProcessRunner
+from sysadmd.sessions import Sessions
+from sysadmd.sslauth import Challenges, KeyStore
 from sysadmd.tasks import FetchQueue
-from sysadmd.websocket import ApiServerFactory, OriginCheckedResource
+from sysadmd.websocket import ApiServerFactory, Limits, OriginCheckedResource
 
 log = Logger()
 
@@ -42,7 +54,9 @@ class Listener(Service):
     before twistd drops privileges, and a port that cannot be bound stops the start.
     """
 
-    def __init__(self, description: str, endpoint: IStreamServerEndpoint, site: Site) -> None:
+    def __init__(
+        self, description: str, endpoint: IStreamServerEndpoint, site: IProtocolFactory
+    ) -> None:
         self.description = description
         self._endpoint = endpoint
         self._site = site
@@ -132,7 +146,9 @@ def _prepare_state_dir(path: Path) -> None:
         raise ConfigError(f"daemon.state_dir: {path} is not writable")
 
 
-def _endpoints(config: Config, reactor: Any) -> list[tuple[str, IStreamServerEndpoint]]:
+def _endpoints(
+    config: Config, reactor: Any
+) -> list[tuple[str, IStreamServerEndpoint, CertificateOptions | None]]:
     descriptions = list(config.listen)
     if tls.needs_default_certificate(descriptions):
         try:
@@ -150,10 +166,47 @@ def _endpoints(config: Config, reactor: Any) -> list[tuple[str, IStreamServerEnd
     endpoints = []
     for shown, description in zip(config.listen, descriptions, strict=True):
         try:
-            endpoints.append((shown, serverFromString(reactor, description)))
+            tls_listener = tls.split_tls_endpoint(description)
+            tcp, options = tls_listener if tls_listener else (description, None)
+            endpoints.append((shown, serverFromString(reactor, tcp), options))
+        except tls.TLSError as e:
+            raise ConfigError(f"daemon.listen: {shown!r}: {e}") from None
         except (ValueError, TypeError, KeyError, OSError) as e:
             raise ConfigError(f"daemon.listen: {shown!r} is not a usable endpoint: {e}") from None
     return endpoints
+
+
+def _credentials(config: Config, reactor: Any) -> CredentialChecker:
+    backend = config.auth_backend
+    if backend == "auto":
+        backend = "local" if config.iohyve_simulate else "pam"
+    if backend == "pam":
+        return PamChecker(reactor)
+    accounts = LocalAccounts(config.state_dir / "accounts.json", reactor)
+    if config.iohyve_simulate:
+        created = ensure_initial_admin(accounts, config.state_dir)
+        if created is not None:
+            log.info("Created the account 'admin'; its password is in {path}", path=str(created))
+    return accounts
+
+
+def make_authenticator(config: Config, reactor: Any) -> Authenticator:
+    """The logins, sessions, lockout and audit log the configuration asks for."""
+    return Authenticator(
+        _credentials(config, reactor),
+        sessions=Sessions(
+            reactor, idle=config.auth_session_idle, absolute=config.auth_session_lifetime
+        ),
+        lockout=Lockout(
+            reactor,
+            limit=config.auth_lockout_failures,
+            window=config.auth_lockout_window,
+            block=config.auth_lockout_block,
+        ),
+        audit=AuditLog(config.auth_audit_log or config.state_dir / "audit.log", reactor),
+        keys=KeyStore(config.state_dir / "ssl_keys.json", reactor),
+        challenges=Challenges(reactor),
+    )
 
 
 def make_service(config: Config, reactor: Any) -> IService:
@@ -172,16 +225,39 @@ def make_service(config: Config, reactor: Any) -> IService:
         max_queued=config.fetch_queue_size,
         timeout=config.fetch_timeout,
     )
+    auth = make_authenticator(config, reactor)
     registry = Registry()
+    registry.register(Rpc(auth, config.hostname))
     registry.register(IohyveActions(iohyve, fetches, config.fetch_file_roots))
-    api = Api(registry)
-    site = build_site(api, config.allowed_origins)
+    api = Api(registry, auth)
+    site = build_site(
+        api,
+        auth,
+        reactor,
+        allowed_origins=config.allowed_origins,
+        limits=Limits(
+            message_after_login=config.limits_message_size,
+            login_timeout=config.limits_login_timeout,
+            idle_timeout=config.limits_idle_timeout,
+            in_flight=config.limits_in_flight,
+        ),
+        max_body=config.limits_message_size,
+        request_deadline=config.limits_request_deadline,
+    )
+    connections = ConnectionCounter(
+        total=config.limits_connections, per_address=config.limits_connections_per_address
+    )
 
     top = MultiService()
     _ChildProcesses(runner).setServiceParent(top)
     fetches.setServiceParent(top)
-    for description, endpoint in endpoints:
-        Listener(description, endpoint, site).setServiceParent(top)
+    purge = TimerService(60, auth.sessions.purge)
+    purge.clock = reactor
+    purge.setServiceParent(top)
+    for description, endpoint, tls_options in endpoints:
+        # Limits outermost, so that a refused connection costs no TLS handshake.
+        factory = TLSMemoryBIOFactory(tls_options, False, site) if tls_options else site
+        Listener(description, endpoint, connections.wrap(factory)).setServiceParent(top)
     mode = (
         "simulated iohyve " + config.iohyve_simulator_profile
         if config.iohyve_simulate
@@ -193,14 +269,21 @@ def make_service(config: Config, reactor: Any) -> IService:
     return top
 
 
-def build_site(api: Api, allowed_origins: Iterable[str] = ()) -> Site:
+def build_site(
+    api: Api,
+    auth: Authenticator,
+    clock: Any,
+    *,
+    allowed_origins: Iterable[str] = (),
+    limits: Limits | None = None,
+    max_body: int = 64 * 1024,
+    request_deadline: float = 10.0,
+) -> ApiSite:
     """The Site every listener serves: WebSocket at ``/``, REST below it."""
     # Autobahn logs every frame at debug level through txaio; keep it to what matters.
     txaio.set_global_log_level("info")
-    factory = ApiServerFactory(api)
+    factory = ApiServerFactory(api, clock, limits)
     # A factory wrapped in a resource is never started by the Site; start it here.
     factory.startFactory()
-    rest = RestApi(api, OriginCheckedResource(factory, allowed_origins))
-    site = Site(rest.resource())
-    site.displayTracebacks = False
-    return site
+    rest = RestApi(api, auth, OriginCheckedResource(factory, allowed_origins))
+    return ApiSite(rest.resource(), clock, max_body=max_body, request_deadline=request_deadline)

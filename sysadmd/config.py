@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-DEFAULT_LISTEN: Final = ("ssl:12150:interface=127.0.0.1", "ssl:12151:interface=127.0.0.1")
+DEFAULT_LISTEN: Final = ("ssl:12150", "ssl:12151")
 PROFILES: Final = ("0.7.3", "0.7.9")
 
 
@@ -84,6 +84,12 @@ def _paths(value: Any, key: str) -> tuple[Path, ...]:
     return tuple(_absolute_path(v, key) for v in value)
 
 
+def _optional_path(value: Any, key: str) -> Path | None:
+    if value == "":
+        return None
+    return _path(value, key).absolute()
+
+
 def _bool(value: Any, key: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{key}: must be true or false")
@@ -135,7 +141,7 @@ KEYS: Final = (
         _string_list,
         "Twisted server endpoints to listen on; every one serves the WebSocket API at / and "
         "REST at /<namespace>/<name>. An ssl: endpoint without privateKey= uses the daemon's "
-        "own certificate from the state directory.",
+        "own certificate from the state directory. The defaults listen on every address.",
     ),
     Key(
         "daemon",
@@ -191,6 +197,97 @@ KEYS: Final = (
         "Seconds an iohyve command other than fetch may run before it is stopped.",
     ),
     Key(
+        "auth",
+        "backend",
+        "auto",
+        _choice("auto", "pam", "local"),
+        "Where passwords are checked: 'pam' (system accounts: root and members of wheel are "
+        "admins, members of operator are operators), 'local' (the account database in "
+        "<state_dir>/accounts.json, managed with sysadmd-admin), or 'auto': local in simulate "
+        "mode, pam otherwise.",
+    ),
+    Key("auth", "session_idle", 900, _seconds(60, 86400), "Seconds a session lives unused."),
+    Key(
+        "auth",
+        "session_lifetime",
+        28800,
+        _seconds(60, 30 * 86400),
+        "Seconds a session lives at most, however much it is used.",
+    ),
+    Key(
+        "auth",
+        "lockout_failures",
+        5,
+        _int(1, 1000),
+        "Failed logins from one address, or for one user name, that block further logins.",
+    ),
+    Key(
+        "auth",
+        "lockout_window",
+        600,
+        _seconds(1, 86400),
+        "Seconds within which those failures must fall.",
+    ),
+    Key("auth", "lockout_block", 3600, _seconds(1, 7 * 86400), "Seconds a block lasts."),
+    Key(
+        "auth",
+        "audit_log",
+        "",
+        _optional_path,
+        "JSON-lines audit log of logins and of every call that changes something (mode "
+        "0600); empty means <state_dir>/audit.log.",
+    ),
+    Key(
+        "limits",
+        "connections",
+        256,
+        _int(1, 100_000),
+        "Open connections at most, over all listeners.",
+    ),
+    Key(
+        "limits",
+        "connections_per_address",
+        16,
+        _int(1, 100_000),
+        "Open connections at most from one address.",
+    ),
+    Key(
+        "limits",
+        "login_timeout",
+        30,
+        _seconds(1, 3600),
+        "Seconds a WebSocket may stay open without logging in.",
+    ),
+    Key(
+        "limits",
+        "idle_timeout",
+        1800,
+        _seconds(10, 86400),
+        "Seconds a logged-in WebSocket may stay silent before it is closed.",
+    ),
+    Key(
+        "limits",
+        "message_size",
+        65536,
+        _int(1024, 16 * 1024 * 1024),
+        "Largest WebSocket message and REST body, in bytes, once logged in (before a login "
+        "WebSocket messages are limited to 8 KiB).",
+    ),
+    Key(
+        "limits",
+        "in_flight",
+        8,
+        _int(1, 1000),
+        "Requests one WebSocket may have waiting for replies; more are refused with 429.",
+    ),
+    Key(
+        "limits",
+        "request_deadline",
+        10,
+        _seconds(1, 600),
+        "Seconds a client has to send a whole REST request.",
+    ),
+    Key(
         "fetch",
         "concurrency",
         1,
@@ -234,6 +331,20 @@ class Config:
     iohyve_simulate: bool
     iohyve_simulator_profile: str
     iohyve_timeout: float
+    auth_backend: str
+    auth_session_idle: float
+    auth_session_lifetime: float
+    auth_lockout_failures: int
+    auth_lockout_window: float
+    auth_lockout_block: float
+    auth_audit_log: Path | None
+    limits_connections: int
+    limits_connections_per_address: int
+    limits_login_timeout: float
+    limits_idle_timeout: float
+    limits_message_size: int
+    limits_in_flight: int
+    limits_request_deadline: float
     fetch_concurrency: int
     fetch_queue_size: int
     fetch_timeout: float

@@ -14,11 +14,13 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from sysadmd.calls import Call
 from sysadmd.errors import ApiError, bad_request, not_found
+from sysadmd.roles import Role
 from sysadmd.validate import NAME_PATTERN, check_name
 
 JSON = Any
-Handler = Callable[[dict[str, Any]], Awaitable[JSON]]
+Handler = Callable[[Call], Awaitable[JSON]]
 
 #: Keys of the request envelope. When a request carries no ``args`` the whole object
 #: is its arguments (sysadm's rule); these keys are then part of the envelope, not
@@ -50,6 +52,17 @@ def _name(value: Any, label: str) -> str:
 
 #: A guest or ISO name (see :mod:`sysadmd.validate`).
 NAME: Final = ArgType({"type": "string", "pattern": NAME_PATTERN, "maxLength": 128}, _name)
+
+
+def _text(value: Any, label: str) -> str:
+    text = _string(value, label)
+    if len(text) > 1024 or "\x00" in text:
+        raise bad_request(f"{label} must be at most 1024 characters, without NUL")
+    return text
+
+
+#: Free text such as a password or a token: a string of at most 1024 characters.
+TEXT: Final = ArgType({"type": "string", "maxLength": 1024}, _text)
 #: A URL to fetch; the handler validates it further (scheme, file name, local files).
 URL: Final = ArgType({"type": "string", "format": "uri", "maxLength": 2048}, _string)
 
@@ -79,7 +92,9 @@ class ActionSpec:
     summary: str
     args: tuple[Arg, ...]
     reply: Mapping[str, Any]
+    role: Role
     queued: bool = False
+    wrapped: bool = True
 
     @property
     def path(self) -> str:
@@ -109,6 +124,11 @@ class ActionSpec:
         return values
 
     @property
+    def title(self) -> str:
+        """``namespace/name action``, as messages and docs name the action."""
+        return self.path if self.action is None else f"{self.path} {self.action}"
+
+    @property
     def _what(self) -> str:
         if self.action is None:
             return self.path
@@ -132,8 +152,9 @@ class ActionSpec:
         }
 
     def reply_schema(self) -> dict[str, Any]:
-        """The JSON Schema of the reply's ``args``: the result under the action's key."""
-        if self.action is None:
+        """The JSON Schema of the reply's ``args``: the result, under the action's key
+        for the classes that wrap it (``sysadm/iohyve``)."""
+        if self.action is None or not self.wrapped:
             return dict(self.reply)
         return {
             "type": "object",
@@ -160,15 +181,20 @@ def action(
     *,
     summary: str,
     reply: Mapping[str, Any],
+    role: Role,
     args: Sequence[Arg] = (),
     queued: bool = False,
+    wrapped: bool = True,
 ) -> Callable[[Callable[..., Awaitable[JSON]]], Callable[..., Awaitable[JSON]]]:
     """Declare the decorated method as the handler of one API action.
 
-    The method takes the validated arguments as a dict and returns the result,
-    which the registry places under the action's key in the reply.
+    ``role`` is the role a caller needs: :attr:`Role.PUBLIC` for actions anyone may
+    call (the logins), :attr:`Role.OPERATOR` for read-only actions, :attr:`Role.ADMIN`
+    for everything else. The method receives a :class:`~sysadmd.calls.Call` with
+    the validated arguments and returns the result, which the registry places
+    under the action's key in the reply unless ``wrapped`` is false.
     """
-    spec = ActionSpec(namespace, name, action, summary, tuple(args), reply, queued)
+    spec = ActionSpec(namespace, name, action, summary, tuple(args), reply, role, queued, wrapped)
 
     def decorate(
         method: Callable[..., Awaitable[JSON]],
@@ -222,12 +248,15 @@ class Registry:
             key=lambda s: (s.namespace, s.name, s.action or ""),
         )
 
-    def resolve(self, namespace: str, name: str, args: Any) -> tuple[ActionSpec, Handler, Any]:
-        """Find the action a request names and validate its arguments.
+    def find(
+        self, namespace: str, name: str, args: Any
+    ) -> tuple[ActionSpec, Handler, Mapping[str, Any]]:
+        """Find the action a request names.
 
-        Returns the declaration, the handler and the validated arguments. Raises
-        404 for an unknown namespace/name and 400 for a missing or unknown action
-        or invalid arguments.
+        Returns the declaration, the handler and the arguments still to validate
+        with :meth:`ActionSpec.parse_args` (after the caller has been authorized).
+        Raises 404 for an unknown namespace/name and 400 for a missing or unknown
+        action.
         """
         api_class = self._classes.get((namespace, name))
         if api_class is None:
@@ -235,8 +264,7 @@ class Registry:
             raise not_found(f"no API class of that namespace and name; this server has: {known}")
         if None in api_class.actions:
             spec, handler = api_class.actions[None]
-            raw = args if isinstance(args, Mapping) else {}
-            return spec, handler, spec.parse_args(raw)
+            return spec, handler, args if isinstance(args, Mapping) else {}
         if not isinstance(args, Mapping):
             raise bad_request(f"{namespace}/{name} needs an object of arguments with an 'action'")
         word = args.get("action")
@@ -247,12 +275,12 @@ class Registry:
             known = ", ".join(sorted(str(a) for a in api_class.actions))
             raise bad_request(f"{namespace}/{name} has no such action; its actions: {known}")
         spec, handler = entry
-        return spec, handler, spec.parse_args(args)
+        return spec, handler, args
 
 
 def wrap_result(spec: ActionSpec, result: JSON) -> JSON:
-    """Place an action's result under its key, as sysadm replies do."""
-    if spec.action is None:
+    """Place an action's result under its key, as sysadm's iohyve replies do."""
+    if spec.action is None or not spec.wrapped:
         return result
     return {spec.action: result}
 

@@ -12,13 +12,16 @@ import json
 from typing import Any, Final
 
 from klein import Klein
+from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
+from twisted.web.server import Request, Site
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from sysadmd import envelope
 from sysadmd.api import Api
+from sysadmd.auth import CHALLENGE_HEADER, Authenticator
 from sysadmd.errors import CODES, ApiError
 
 CALL_METHODS: Final = ("PUT", "POST")
@@ -36,13 +39,103 @@ def _error(request: IRequest, error: ApiError) -> bytes:
     return _render(request, error.code, {"args": envelope.error_body(error)})
 
 
+def _require_json(request: IRequest) -> None:
+    content_type = request.getHeader(b"content-type") or b""
+    if content_type.split(b";", 1)[0].strip().lower() != b"application/json":
+        raise ApiError(415, "send the arguments as JSON, with Content-Type: application/json")
+
+
+class LimitedRequest(Request):
+    """A request whose body is capped and which must arrive within a deadline.
+
+    Twisted accepts request bodies of any size, and its idle timeout restarts with
+    every byte, so a client could fill the disk or hold a connection forever. A
+    body over ``max_body`` bytes is refused with 413 as soon as its length is
+    known (or, when chunked, as soon as it is exceeded), and a request not fully
+    received within ``deadline`` seconds ends the connection with 408.
+    """
+
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(channel, *args, **kwargs)
+        site = channel.site
+        self.max_body: int = site.max_body
+        self.deadline: float = site.request_deadline
+        self._received = 0
+        self._refused = False
+        self._timer: IDelayedCall | None = site.reactor.callLater(self.deadline, self._too_slow)
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > self.max_body:
+            self._refuse(413, f"the request body must be at most {self.max_body} bytes")
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > self.max_body:
+            self._refuse(413, f"the request body must be at most {self.max_body} bytes")
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self._stop_timer()
+        if not self._refused:
+            super().requestReceived(command, path, version)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._stop_timer()
+        super().connectionLost(reason)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _too_slow(self) -> None:
+        self._timer = None
+        self._refuse(408, f"the request was not received within {self.deadline:g} seconds")
+
+    def _refuse(self, code: int, message: str) -> None:
+        """Answer at once, outside the normal request cycle, and close the connection."""
+        if self._refused:
+            return
+        self._refused = True
+        body = envelope.dumps({"args": {"code": str(code), "message": message}})
+        reason = CODES.get(code, "Error").encode()
+        transport = self.channel.transport
+        if transport is None:
+            return
+        transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (code, reason, len(body), body)
+        )
+        transport.loseConnection()
+
+
+class ApiSite(Site):
+    """The Site of every listener: limited requests, no tracebacks shown."""
+
+    requestFactory = LimitedRequest
+    displayTracebacks = False
+
+    def __init__(
+        self, resource: IResource, clock: Any, *, max_body: int, request_deadline: float
+    ) -> None:
+        super().__init__(resource, reactor=clock)
+        self.max_body = max_body
+        self.request_deadline = request_deadline
+
+
 class RestApi:
     """The Klein application: REST calls, the WebSocket at ``/``, JSON errors elsewhere."""
 
     app = Klein()
 
-    def __init__(self, api: Api, websocket: IResource) -> None:
+    def __init__(self, api: Api, auth: Authenticator, websocket: IResource) -> None:
         self._api = api
+        self._auth = auth
         self._websocket = websocket
 
     def resource(self) -> IResource:
@@ -59,12 +152,18 @@ class RestApi:
     async def call(self, request: IRequest, namespace: str, name: str) -> bytes:
         """Run one API call."""
         try:
+            _require_json(request)
             body = envelope.loads(request.content.read()) if request.content else None
             if not isinstance(body, dict):
                 raise ApiError(400, "the request body must be a JSON object of arguments")
-            args = envelope.args_of(body)
-            result = await self._api.call(namespace, name, args)
+            peer = getattr(request.getClientAddress(), "host", "unknown")
+            connection = await self._auth.rest_connection(request.getHeader(b"authorization"), peer)
+            result = await self._api.call(namespace, name, envelope.args_of(body), connection)
         except ApiError as e:
+            if e.code == 401:
+                request.responseHeaders.setRawHeaders(
+                    b"WWW-Authenticate", [CHALLENGE_HEADER.encode()]
+                )
             return _error(request, e)
         return _render(request, 200, {"args": result})
 

@@ -18,7 +18,7 @@ import hashlib
 import ipaddress
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +29,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from twisted.internet.ssl import (
+    Certificate,
+    CertificateOptions,
+    PrivateCertificate,
+    TLSVersion,
+)
 
 __all__ = [
     "CERT_FILE",
@@ -376,7 +382,7 @@ class _Description:
 
     kind: str
     positional: tuple[str, ...]
-    keywords: frozenset[str]
+    keywords: Mapping[str, str]
 
 
 def _parse_description(description: str) -> _Description:
@@ -410,7 +416,7 @@ def _parse_description(description: str) -> _Description:
     kind_segment, *parameters = segments
     kind = kind_segment[0] if kind_segment[1] is None else ""
     positional = tuple(k for k, v in parameters if v is None)
-    keywords = frozenset(k for k, v in parameters if v is not None)
+    keywords = {k: v for k, v in parameters if v is not None}
     return _Description(kind=kind, positional=positional, keywords=keywords)
 
 
@@ -458,3 +464,69 @@ def with_default_certificate(description: str, files: TLSFiles) -> str:
         f"{description}:privateKey={_escape(str(files.key_path))}"
         f":certKey={_escape(str(files.cert_path))}"
     )
+
+
+# TLS applied by the daemon itself
+
+#: Parameters of an ``ssl:`` endpoint that carry over to the TCP endpoint under it.
+_TCP_PARAMETERS = ("port", "interface", "backlog")
+
+
+def split_tls_endpoint(description: str) -> tuple[str, CertificateOptions] | None:
+    """Turn an ``ssl:`` server endpoint into a ``tcp:`` one and the TLS options for it.
+
+    The daemon applies TLS itself, on top of its connection limits, rather than
+    letting the ``ssl:`` endpoint do it. ``privateKey``, ``certKey`` (default: the
+    key file) and ``extraCertChain`` are read here; ``port``, ``interface`` and
+    ``backlog`` go to the TCP endpoint. Other descriptions give None. Raises
+    ``TLSError`` for files that cannot be read and ``ValueError`` for parameters
+    the daemon does not accept (``sslmethod``, ``dhParameters``: the TLS versions
+    and key exchanges are the daemon's choice, TLS 1.2 or newer).
+    """
+    parsed = _parse_description(description)
+    if parsed.kind != "ssl":
+        return None
+    keywords = dict(parsed.keywords)
+    for name, value in zip(("port", "privateKey", "certKey"), parsed.positional, strict=False):
+        keywords.setdefault(name, value)
+    unknown = sorted(set(keywords) - {*_TCP_PARAMETERS, "privateKey", "certKey", "extraCertChain"})
+    if unknown:
+        raise ValueError(f"{description!r}: the daemon does not accept {', '.join(unknown)}")
+    if "port" not in keywords or "privateKey" not in keywords:
+        raise ValueError(f"{description!r} needs a port and a privateKey")
+    key_path = Path(keywords["privateKey"])
+    cert_path = Path(keywords.get("certKey", keywords["privateKey"]))
+    pem = _require(key_path, "private key") + b"\n" + _require(cert_path, "certificate")
+    chain_pem = b""
+    if "extraCertChain" in keywords:
+        chain_pem = _require(Path(keywords["extraCertChain"]), "certificate chain")
+    try:
+        private = PrivateCertificate.loadPEM(pem)
+        chain = [Certificate.loadPEM(block).original for block in _pem_blocks(chain_pem)]
+    except Exception as e:
+        raise TLSError(f"{key_path} or {cert_path}: cannot be loaded: {e}") from None
+    options = CertificateOptions(
+        privateKey=private.privateKey.original,
+        certificate=private.original,
+        extraCertChain=chain or None,
+        raiseMinimumTo=TLSVersion.TLSv1_2,
+    )
+    tcp = ":".join(
+        [
+            "tcp",
+            *(f"{name}={_escape(keywords[name])}" for name in _TCP_PARAMETERS if name in keywords),
+        ]
+    )
+    return tcp, options
+
+
+def _require(path: Path, what: str) -> bytes:
+    data = _read(path, what)
+    if data is None:
+        raise TLSError(f"{path}: cannot read {what}: no such file")
+    return data
+
+
+def _pem_blocks(data: bytes) -> list[bytes]:
+    end = b"-----END CERTIFICATE-----"
+    return [block + end for block in data.split(end) if b"-----BEGIN" in block]

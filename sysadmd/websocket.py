@@ -9,12 +9,14 @@ after a reply: sysadm's clients close it themselves.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -22,10 +24,29 @@ from twisted.web.server import Request
 
 from sysadmd import envelope
 from sysadmd.api import Api
+from sysadmd.calls import Connection
 from sysadmd.errors import ApiError
 
 # Autobahn gives each protocol a txaio logger in ``self.log``; ours is separate.
 log = Logger()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one WebSocket connection may do; the defaults suit sysadm's clients."""
+
+    #: Largest message (and frame) before and after logging in, in bytes.
+    message_before_login: int = 8 * 1024
+    message_after_login: int = 64 * 1024
+    #: Seconds to log in before the connection is closed.
+    login_timeout: float = 30.0
+    #: Seconds without a message from the client before the connection is closed.
+    idle_timeout: float = 1800.0
+    #: Requests one connection may have waiting for their replies.
+    in_flight: int = 8
+    #: Ping the client after this many quiet seconds; close if no pong within the timeout.
+    ping_interval: float = 30.0
+    ping_timeout: float = 10.0
 
 
 class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
@@ -33,11 +54,51 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 
     factory: ApiServerFactory
 
+    def onConnect(self, request: Any) -> None:
+        """Note who connected; every request of this connection runs as this peer."""
+        self.connection = Connection(request.peer, "websocket", on_login=[self._logged_in])
+        self._in_flight = 0
+        self._timer: IDelayedCall | None = None
+
+    def onOpen(self) -> None:
+        """Start the log-in deadline."""
+        self._arm(self.factory.limits.login_timeout, self._login_deadline)
+
+    def _arm(self, seconds: float, expire: Callable[[], None]) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self.factory.clock.callLater(seconds, expire)
+
+    def _login_deadline(self) -> None:
+        if self.factory.api.caller(self.connection) is None:
+            self.sendClose(4001, "not logged in within the time allowed")
+        else:
+            self._arm(self.factory.limits.idle_timeout, self._idle)
+
+    def _idle(self) -> None:
+        self.sendClose(4000, "idle for too long")
+
+    def _logged_in(self) -> None:
+        limit = self.factory.limits.message_after_login
+        self.maxMessagePayloadSize = limit
+        self.maxFramePayloadSize = limit
+
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """Answer a request; text and binary frames are read alike."""
-        d = ensureDeferred(self.factory.api.handle_message(payload))
+        if self.connection.token is not None or self.connection.identity is not None:
+            self._arm(self.factory.limits.idle_timeout, self._idle)
+        if self._in_flight >= self.factory.limits.in_flight:
+            self._send(self.factory.api.refuse(payload, TOO_MANY))
+            return
+        self._in_flight += 1
+        d = ensureDeferred(self.factory.api.handle_message(payload, self.connection))
+        d.addBoth(self._answered)
         d.addCallback(self._send)
         d.addErrback(self._failed)
+
+    def _answered(self, result: Any) -> Any:
+        self._in_flight -= 1
+        return result
 
     def _send(self, data: bytes) -> None:
         if self.state == self.STATE_OPEN:
@@ -46,21 +107,41 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     def _failed(self, failure: Failure) -> None:
         log.failure("Could not answer a WebSocket request", failure)
 
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        """Stop the timers of a closed connection."""
+        timer = getattr(self, "_timer", None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+
+TOO_MANY: Final = ApiError(429, "too many requests waiting for replies on this connection")
+
 
 class ApiServerFactory(WebSocketServerFactory):  # type: ignore[misc]
     """Creates :class:`ApiServerProtocol` connections bound to one :class:`Api`."""
 
     protocol = ApiServerProtocol
 
-    def __init__(self, api: Api, **kwargs: Any) -> None:
+    def __init__(
+        self, api: Api, clock: IReactorTime, limits: Limits | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.api = api
+        self.clock = clock
+        self.limits = limits or Limits()
         self.setProtocolOptions(
             # No HTML status page for plain GETs, no compression.
             webStatus=False,
             perMessageCompressionAccept=lambda offers: None,
             # Origins are checked by OriginCheckedResource before Autobahn sees them.
             allowNullOrigin=False,
+            # Until a login, small messages only; an oversized frame is refused from its
+            # header, with close code 1009, before its payload is read.
+            maxFramePayloadSize=self.limits.message_before_login,
+            maxMessagePayloadSize=self.limits.message_before_login,
+            failByDrop=False,
+            autoPingInterval=self.limits.ping_interval,
+            autoPingTimeout=self.limits.ping_timeout,
         )
 
 

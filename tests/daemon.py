@@ -62,6 +62,11 @@ class Daemon:
         return [int(where.rsplit(":", 1)[1]) for _, where in self.addresses]
 
     @property
+    def password(self) -> str:
+        """The password simulate mode gave the account 'admin' on the first start."""
+        return (self.state_dir / "initial-admin-password").read_text().strip()
+
+    @property
     def certificate(self) -> Certificate:
         return Certificate.loadPEM((self.state_dir / "tls" / "cert.pem").read_bytes())
 

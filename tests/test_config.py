@@ -13,12 +13,11 @@ SAMPLE = Path(__file__).parent.parent / "conf" / "sysadmd.toml"
 
 
 def test_defaults() -> None:
-    """Without a file or flags the daemon listens on the sysadm ports, loopback only."""
+    """Without a file or flags the daemon listens on the sysadm ports, on every address."""
     settings = config.load()
-    assert settings.listen == (
-        "ssl:12150:interface=127.0.0.1",
-        "ssl:12151:interface=127.0.0.1",
-    )
+    assert settings.listen == ("ssl:12150", "ssl:12151")
+    assert settings.auth_backend == "auto"
+    assert settings.auth_session_idle == 900
     assert settings.state_dir == Path("/var/db/sysadmd")
     assert settings.iohyve_path == Path("/usr/local/sbin/iohyve")
     assert settings.iohyve_simulate is False

@@ -23,7 +23,7 @@ from daemon import TWISTD, Daemon
 from httpserver import HTTPServer
 from support import async_test
 from twisted.web.http_headers import Headers
-from wsclient import connect, settle
+from wsclient import WsClient, connect, settle
 
 from sysadmd.simulator.cli import main as simulator
 
@@ -65,16 +65,45 @@ def http() -> Iterator[HTTPServer]:
     server.stop()
 
 
-async def rest(daemon: Daemon, body: dict[str, Any], port: int | None = None) -> tuple[int, Any]:
-    """``PUT /sysadm/iohyve`` as the API page shows it."""
+async def rest(
+    daemon: Daemon,
+    body: dict[str, Any],
+    port: int | None = None,
+    *,
+    path: str = "sysadm/iohyve",
+    auth: tuple[str, str] | None = None,
+) -> tuple[int, Any]:
+    """``PUT /sysadm/iohyve`` as the API page shows it, logged in as admin by default."""
     port = port or daemon.ports[1]
     response = await daemon.http().put(
-        f"https://localhost:{port}/sysadm/iohyve",
+        f"https://localhost:{port}/{path}",
         data=json.dumps(body).encode(),
         headers=Headers({"Content-Type": ["application/json"]}),
+        auth=auth or ("admin", daemon.password),
     )
     assert response.headers.getRawHeaders("Content-Type") == ["application/json"]
     return response.code, json.loads(await response.content())
+
+
+async def ws(daemon: Daemon, port: int | None = None, **headers: str) -> WsClient:
+    """A WebSocket logged in as admin with rpc/auth, the way sysadm's clients do it."""
+    client = await connect(
+        "localhost",
+        port or daemon.ports[0],
+        tls=daemon.tls(),  # type: ignore[arg-type]
+        headers=headers,
+    )
+    client.send(
+        {
+            "args": {"password": daemon.password, "username": "admin"},
+            "id": "sysadm-client-auth-auto",
+            "name": "auth",
+            "namespace": "rpc",
+        }
+    )
+    reply = await client.next()
+    assert reply["name"] == "response", reply
+    return client
 
 
 def _isos(daemon: Daemon) -> dict[str, bytes]:
@@ -97,7 +126,7 @@ async def test_listvms_rest_and_websocket_on_both_ports(daemon: Daemon) -> None:
             200,
             {"args": {"listvms": {"testguest": guest}}},
         )
-        client = await connect("localhost", port, tls=daemon.tls())  # type: ignore[arg-type]
+        client = await ws(daemon, port)
         client.send(
             {"namespace": "sysadm", "args": {"action": "listvms"}, "name": "iohyve", "id": "fooid"}
         )
@@ -129,7 +158,7 @@ async def test_fetchiso_examples(tmp_path: Path, http: HTTPServer) -> None:
         assert fetch["command"] == f"iohyve fetch {SEED_FETCH_URL}"
         assert fetch["comment"] == "Task Queued"
         assert re.fullmatch(r"\{[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\}", fetch["queueid"])
-        client = await connect("localhost", daemon.ports[0], tls=daemon.tls())  # type: ignore[arg-type]
+        client = await ws(daemon)
         client.send(
             {
                 "namespace": "sysadm",
@@ -191,7 +220,7 @@ async def test_renameiso_examples(daemon: Daemon) -> None:
         {"args": {"renameiso": {"source": "test.iso", "target": "102.iso"}}},
     )
     assert _isos(daemon)["102.iso"] == before["test.iso"]
-    client = await connect("localhost", daemon.ports[0], tls=daemon.tls())  # type: ignore[arg-type]
+    client = await ws(daemon)
     client.send(
         {
             "args": {"target": "test.iso", "source": "102.iso", "action": "renameiso"},
@@ -218,7 +247,7 @@ async def test_rmiso_examples(daemon: Daemon) -> None:
         {"args": {"rmiso": {"target": BOOTONLY}}},
     )
     assert BOOTONLY not in _isos(daemon)
-    client = await connect("localhost", daemon.ports[0], tls=daemon.tls())  # type: ignore[arg-type]
+    client = await ws(daemon)
     client.send(
         {
             "id": "fooid",
@@ -260,13 +289,30 @@ async def test_rejected_requests_spawn_nothing_and_lose_nothing(daemon: Daemon) 
 
 @async_test
 async def test_sysadm_client_conversation(daemon: Daemon) -> None:
-    """sysadm's Qt client: Origin 'sysadm-client', pipelined requests, it closes itself."""
+    """sysadm's Qt client, message by message: identify, auth, subscribe, pipelined calls."""
     client = await connect(
         "localhost",
         daemon.ports[0],
         tls=daemon.tls(),  # type: ignore[arg-type]
         headers={"Origin": "sysadm-client"},
     )
+    client.send(
+        {"args": "", "id": "sysadm_client_identify", "name": "identify", "namespace": "rpc"}
+    )
+    identify = await client.next()
+    assert identify["args"]["type"] == "server"
+    assert identify["id"] == "sysadm_client_identify"
+    client.send(
+        {
+            "args": {"password": daemon.password, "username": "admin"},
+            "id": "sysadm-client-auth-auto",
+            "name": "auth",
+            "namespace": "rpc",
+        }
+    )
+    token, seconds = (await client.next())["args"]
+    assert isinstance(token, str) and len(token) >= 40
+    assert seconds == 900
     client.send(
         {
             "args": "system-state",
@@ -279,11 +325,31 @@ async def test_sysadm_client_conversation(daemon: Daemon) -> None:
         client.send(
             {"args": {"action": "listvms"}, "id": str(i), "name": "iohyve", "namespace": "sysadm"}
         )
-    replies = [await client.next() for _ in range(4)]
-    assert sorted(r["id"] for r in replies) == ["0", "1", "2", "sysadm-client-event-auto"]
-    assert all(r["name"] == "response" for r in replies if r["id"] != "sysadm-client-event-auto")
+        await settle(0.02)
+    replies = {r["id"]: r for r in [await client.next() for _ in range(4)]}
+    assert sorted(replies) == ["0", "1", "2", "sysadm-client-event-auto"]
+    assert all(replies[str(i)]["name"] == "response" for i in range(3))
     await settle(0.2)
     assert not client.closed.called
+    await client.close()
+
+
+@async_test
+async def test_auth_and_request_pipelined(daemon: Daemon) -> None:
+    """sysadm's test script sends the login and the request at once; the request sees it."""
+    client = await connect("localhost", daemon.ports[0], tls=daemon.tls())  # type: ignore[arg-type]
+    client.send(
+        {
+            "namespace": "rpc",
+            "name": "auth",
+            "id": "a",
+            "args": {"username": "admin", "password": daemon.password},
+        }
+    )
+    client.send({"namespace": "sysadm", "name": "iohyve", "id": "b", "args": {"action": "listvms"}})
+    first, second = await client.next(), await client.next()
+    assert (first["id"], first["name"]) == ("a", "response")
+    assert (second["id"], second["name"]) == ("b", "response")
     await client.close()
 
 

@@ -12,20 +12,25 @@ from typing import Any
 import jsonschema
 import pytest
 from httpserver import HTTPServer
+from probe import OpenGate
 from support import async_fixture, async_test
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from wsclient import settle
 
 from sysadmd.api import Api
+from sysadmd.auth import Account
+from sysadmd.calls import Connection
 from sysadmd.errors import ApiError
 from sysadmd.iohyve.actions import IohyveActions
 from sysadmd.iohyve.adapter import Iohyve
 from sysadmd.registry import Registry, declared_actions
+from sysadmd.roles import Role
 from sysadmd.runner import ProcessRunner
 from sysadmd.simulator.cli import main as simulator
 from sysadmd.tasks import FetchQueue, TaskState
 
+CONNECTION = Connection("127.0.0.1", "test")
 SPECS = {spec.action: spec for _, spec in declared_actions(IohyveActions)}
 
 
@@ -42,7 +47,7 @@ class Stack:
         self.fetches.startService()
         registry = Registry()
         registry.register(IohyveActions(self.iohyve, self.fetches, file_roots))
-        self.api = Api(registry)
+        self.api = Api(registry, OpenGate(Account("alice", Role.ADMIN)))
 
     def sim(self, *args: str) -> str:
         """Run the simulator in this process (to seed state), returning its stdout."""
@@ -58,13 +63,13 @@ class Stack:
         return sorted(p.name for p in (self.root / "iohyve" / "ISO").iterdir())
 
     async def call(self, action: str, **args: Any) -> Any:
-        reply = await self.api.call("sysadm", "iohyve", {"action": action, **args})
+        reply = await self.api.call("sysadm", "iohyve", {"action": action, **args}, CONNECTION)
         jsonschema.validate(reply, SPECS[action].reply_schema())
         return reply[action]
 
     async def error(self, action: str, **args: Any) -> tuple[int, str]:
         with pytest.raises(ApiError) as raised:
-            await self.api.call("sysadm", "iohyve", {"action": action, **args})
+            await self.api.call("sysadm", "iohyve", {"action": action, **args}, CONNECTION)
         return raised.value.code, raised.value.message
 
     async def finished(self, task_id: str) -> TaskState:

@@ -6,12 +6,17 @@ from typing import Any
 
 import jsonschema
 import pytest
+from probe import OpenGate
 from support import async_test
 
 from sysadmd.api import Api
+from sysadmd.calls import Call, Connection
 from sysadmd.errors import ApiError
 from sysadmd.iohyve.actions import IohyveActions
 from sysadmd.registry import NAME, Arg, Registry, action, declared_actions
+from sysadmd.roles import Role
+
+CONNECTION = Connection("127.0.0.1", "test")
 
 
 class Echo:
@@ -22,14 +27,15 @@ class Echo:
         "echo",
         "say",
         summary="Echo a name.",
+        role=Role.PUBLIC,
         args=[Arg("who", NAME, "a name"), Arg("extra", NAME, "optional", required=False)],
         reply={"type": "object"},
     )
-    async def say(self, args: dict[str, Any]) -> Any:
-        return dict(args)
+    async def say(self, call: Call) -> Any:
+        return dict(call.args)
 
-    @action("test", "echo", "fail", summary="Fail.", reply={"type": "object"})
-    async def fail(self, args: dict[str, Any]) -> Any:
+    @action("test", "echo", "fail", summary="Fail.", role=Role.PUBLIC, reply={"type": "object"})
+    async def fail(self, call: Call) -> Any:
         raise RuntimeError("a bug")
 
 
@@ -37,12 +43,12 @@ class Echo:
 def api() -> Api:
     registry = Registry()
     registry.register(Echo())
-    return Api(registry)
+    return Api(registry, OpenGate())
 
 
 async def _code(api: Api, namespace: str, name: str, args: Any) -> tuple[int, str]:
     try:
-        await api.call(namespace, name, args)
+        await api.call(namespace, name, args, CONNECTION)
     except ApiError as e:
         return e.code, e.message
     return 200, ""
@@ -51,7 +57,7 @@ async def _code(api: Api, namespace: str, name: str, args: Any) -> tuple[int, st
 @async_test
 async def test_call_wraps_result_under_action(api: Api) -> None:
     """The handler's result is placed under the action's key."""
-    assert await api.call("test", "echo", {"action": "say", "who": "bob"}) == {
+    assert await api.call("test", "echo", {"action": "say", "who": "bob"}, CONNECTION) == {
         "say": {"who": "bob"}
     }
 
@@ -97,6 +103,8 @@ def test_schemas_accept_valid_and_refuse_invalid_arguments() -> None:
             jsonschema.validate(bad, rename)
         with pytest.raises(ApiError):
             specs["renameiso"].parse_args(bad)
+    assert specs["renameiso"].role is Role.ADMIN
+    assert specs["listvms"].role is Role.OPERATOR
 
 
 def test_duplicate_registration_is_refused() -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from authkit import make_authenticator
 from probe import probe_api
 from support import async_test
 from treq.testing import StubTreq
+from twisted.internet import reactor
 
 from sysadmd.app import build_site
 
@@ -16,9 +19,9 @@ URL = "http://sysadmd.test/test/probe"
 
 
 @pytest.fixture
-def treq() -> Any:
+def treq(tmp_path: Path) -> Any:
     api, _ = probe_api()
-    return StubTreq(build_site(api).resource)
+    return StubTreq(build_site(api, make_authenticator(tmp_path), reactor).resource)
 
 
 async def _call(treq: Any, method: str, url: str, body: bytes | None) -> tuple[int, Any]:

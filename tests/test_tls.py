@@ -31,6 +31,7 @@ from twisted.internet.interfaces import (
     IHandshakeListener,
     IListeningPort,
     IOpenSSLClientConnectionCreator,
+    IProtocolFactory,
     IReactorTCP,
     IReactorTime,
     ISSLTransport,
@@ -40,7 +41,7 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.ssl import Certificate, CertificateOptions, TLSVersion, optionsForClientTLS
-from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -52,6 +53,7 @@ from sysadmd.tls import (
     certificate_fingerprint,
     ensure_certificate,
     needs_default_certificate,
+    split_tls_endpoint,
     with_default_certificate,
 )
 
@@ -534,8 +536,14 @@ class _Server:
         return greeter
 
     async def listen(self, description: str) -> int:
+        """Listen as the daemon does: TLS applied by sysadmd over a plain TCP endpoint."""
+        factory: IProtocolFactory = protocol.Factory.forProtocol(self._build)
+        split = split_tls_endpoint(description)
+        if split is not None:
+            description, options = split
+            factory = TLSMemoryBIOFactory(options, False, factory)
         endpoint = _server_from_string(reactor, description)
-        self.port = await endpoint.listen(protocol.Factory.forProtocol(self._build))
+        self.port = await endpoint.listen(factory)
         address = self.port.getHost()
         assert isinstance(address, IPv4Address)
         return address.port

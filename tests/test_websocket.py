@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from authkit import make_authenticator
 from probe import Probe, probe_api
 from support import async_test
 from treq import get
@@ -17,9 +19,14 @@ from sysadmd.app import build_site
 
 
 @pytest.fixture
-def server() -> Iterator[tuple[int, Probe]]:
+def server(tmp_path: Path) -> Iterator[tuple[int, Probe]]:
     api, probe = probe_api()
-    site = build_site(api, ["https://admin.example:8443"])
+    site = build_site(
+        api,
+        make_authenticator(tmp_path),
+        reactor,
+        allowed_origins=["https://admin.example:8443"],
+    )
     port: IListeningPort = reactor.listenTCP(0, cast(Any, site), interface="127.0.0.1")
     yield port.getHost().port, probe  # type: ignore[attr-defined]
     port.stopListening()

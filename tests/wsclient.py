@@ -15,7 +15,7 @@ from twisted.internet.task import deferLater
 WAIT = 10.0
 
 
-class TestClient(WebSocketClientProtocol):  # type: ignore[misc]
+class WsClient(WebSocketClientProtocol):  # type: ignore[misc]
     """Collects the server's messages in a queue, with their frame type."""
 
     def __init__(self) -> None:
@@ -72,17 +72,17 @@ async def connect(
     *,
     tls: IOpenSSLClientConnectionCreator | None = None,
     headers: dict[str, str] | None = None,
-) -> TestClient:
+) -> WsClient:
     """Open a WebSocket to ``/`` on host:port (wss if ``tls`` is given)."""
     scheme = "wss" if tls else "ws"
     factory = WebSocketClientFactory(f"{scheme}://{host}:{port}/", headers=headers or {})
-    factory.protocol = TestClient
+    factory.protocol = WsClient
     endpoint = (
         SSL4ClientEndpoint(_reactor, host, port, tls)
         if tls
         else TCP4ClientEndpoint(_reactor, host, port)
     )
-    client: TestClient = await _with_timeout(endpoint.connect(factory))
+    client: WsClient = await _with_timeout(endpoint.connect(factory))
     await _with_timeout(client.opened)
     return client
 

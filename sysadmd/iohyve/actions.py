@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from sysadmd.calls import Call
 from sysadmd.iohyve.adapter import Iohyve
 from sysadmd.registry import NAME, URL, Arg, action
+from sysadmd.roles import Role
 from sysadmd.tasks import FetchQueue
 from sysadmd.validate import iso_name_from_url
 
@@ -50,9 +52,10 @@ class IohyveActions:
         CLASS,
         "listvms",
         summary="List the guests with their description, rcboot, running and VMM state.",
+        role=Role.OPERATOR,
         reply={"type": "object", "additionalProperties": _GUEST},
     )
-    async def listvms(self, args: dict[str, Any]) -> Any:
+    async def listvms(self, call: Call) -> Any:
         return await self._iohyve.list_vms()
 
     @action(
@@ -76,10 +79,11 @@ class IohyveActions:
             comment={"const": "Task Queued"},
             queueid={"type": "string", "pattern": "^\\{[0-9a-f-]{36}\\}$"},
         ),
+        role=Role.ADMIN,
         queued=True,
     )
-    async def fetchiso(self, args: dict[str, Any]) -> Any:
-        url = args["url"]
+    async def fetchiso(self, call: Call) -> Any:
+        url = call.args["url"]
         name = iso_name_from_url(url, "argument 'url'", self._file_roots)
         self._fetches.ensure_free(name)
         await self._iohyve.check_iso_absent(name)
@@ -91,14 +95,15 @@ class IohyveActions:
         CLASS,
         "renameiso",
         summary="Rename an ISO. 404 if the source does not exist, 409 if the target does.",
+        role=Role.ADMIN,
         args=[
             Arg("source", NAME, "the ISO to rename"),
             Arg("target", NAME, "its new name"),
         ],
         reply=_object(source={"type": "string"}, target={"type": "string"}),
     )
-    async def renameiso(self, args: dict[str, Any]) -> Any:
-        source, target = args["source"], args["target"]
+    async def renameiso(self, call: Call) -> Any:
+        source, target = call.args["source"], call.args["target"]
         await self._iohyve.rename_iso(source, target, busy=self._fetches.busy)
         return {"source": source, "target": target}
 
@@ -107,10 +112,11 @@ class IohyveActions:
         CLASS,
         "rmiso",
         summary="Remove an ISO. 404 if it does not exist.",
+        role=Role.ADMIN,
         args=[Arg("target", NAME, "the ISO to remove")],
         reply=_object(target={"type": "string"}),
     )
-    async def rmiso(self, args: dict[str, Any]) -> Any:
-        target = args["target"]
+    async def rmiso(self, call: Call) -> Any:
+        target = call.args["target"]
         await self._iohyve.remove_iso(target, busy=self._fetches.busy)
         return {"target": target}

@@ -1,0 +1,60 @@
+"""Who is calling: the connection a request came on, and the call a handler receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+
+from sysadmd.roles import Role
+
+
+class Identity(Protocol):
+    """A logged-in user: a session, or the account behind a REST Basic login."""
+
+    @property
+    def user(self) -> str: ...
+
+    @property
+    def role(self) -> Role: ...
+
+
+@dataclass
+class Connection:
+    """One WebSocket connection, or one REST request.
+
+    ``token`` is the session token the connection logged in with (WebSocket logins,
+    REST Bearer); ``identity`` is set for a REST request authenticated with Basic,
+    which needs no session. ``limits_raised`` is called once after a login, so the
+    transport can lift its pre-login limits.
+    """
+
+    peer: str
+    transport: str
+    token: str | None = None
+    identity: Identity | None = None
+    on_login: list[Any] = field(default_factory=list)
+    #: Fires when the login this connection is running has finished; requests that
+    #: arrive meanwhile wait for it, so they run as the user the login gave.
+    login_done: Deferred[None] | None = None
+
+    def logged_in(self, token: str) -> None:
+        """Remember the session this connection is now logged in with."""
+        self.token = token
+        for callback in self.on_login:
+            callback()
+
+    def logged_out(self) -> None:
+        """Forget the session (after ``auth_clear``, or a new login attempt)."""
+        self.token = None
+        self.identity = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a handler receives: validated arguments and who asked."""
+
+    args: dict[str, Any]
+    connection: Connection
+    caller: Identity | None

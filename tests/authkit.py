@@ -1,0 +1,38 @@
+"""A real Authenticator for tests: local accounts with a fast hash, files in a temp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from twisted.internet import reactor
+
+from sysadmd.accounts import LocalAccounts
+from sysadmd.audit import AuditLog
+from sysadmd.auth import Authenticator
+from sysadmd.lockout import Lockout
+from sysadmd.roles import Role
+from sysadmd.sessions import Sessions
+from sysadmd.sslauth import Challenges, KeyStore
+
+#: Users every kit has, with their passwords.
+USERS = {"alice": ("alice-secret-1", Role.ADMIN), "oscar": ("oscar-secret-1", Role.OPERATOR)}
+
+#: Argon2 at its cheapest, so tests stay fast; the daemon uses argon2's defaults.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+def make_authenticator(directory: Path, clock: Any = reactor) -> Authenticator:
+    """An Authenticator on ``directory`` whose sessions and lockout run on ``clock``."""
+    accounts = LocalAccounts(directory / "accounts.json", reactor, hasher=FAST_HASHER)
+    for name, (password, role) in USERS.items():
+        accounts.add(name, role, password)
+    return Authenticator(
+        accounts,
+        sessions=Sessions(clock),
+        lockout=Lockout(clock),
+        audit=AuditLog(directory / "audit.log", clock),
+        keys=KeyStore(directory / "ssl_keys.json", clock),
+        challenges=Challenges(clock),
+    )
