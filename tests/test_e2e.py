@@ -117,6 +117,14 @@ def _spawns(daemon: Daemon) -> int:
     return len(re.findall(r"spawned pid \d+", daemon.log_text()))
 
 
+def test_initial_admin_password_is_in_a_file_not_the_log(daemon: Daemon) -> None:
+    """Simulate mode's first start makes 'admin'; the log names the file, not the password."""
+    path = daemon.state_dir / "initial-admin-password"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert f"its password is in {path}" in daemon.log_text()
+    assert daemon.password not in daemon.log_text()
+
+
 @async_test
 async def test_listvms_rest_and_websocket_on_both_ports(daemon: Daemon) -> None:
     """The List VMs examples, over REST and WebSocket, on each of the two listeners."""
@@ -371,6 +379,12 @@ async def test_auth_and_request_pipelined(daemon: Daemon) -> None:
             "[daemon]\nlisten = 'tcp:1'\n",
             [],
             "sysadmd: daemon.listen: must be a non-empty list of non-empty strings",
+        ),
+        (
+            "",
+            ["--listen=ssl:0:privateKey=/nonexistent/key.pem"],
+            "sysadmd: daemon.listen: 'ssl:0:privateKey=/nonexistent/key.pem': "
+            "/nonexistent/key.pem: cannot read private key: no such file",
         ),
     ],
 )

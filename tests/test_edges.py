@@ -142,6 +142,35 @@ async def test_login_deadline(server: Server) -> None:
 
 
 @async_test
+async def test_idle_deadline(tmp_path: Path) -> None:
+    """A logged-in WebSocket that stays silent past the idle limit is closed with 4000."""
+    quiet = Server(tmp_path, Limits(idle_timeout=0.3, login_timeout=0.2), per_address=4)
+    await quiet.start()
+    try:
+        client = await quiet.ws()
+        await _login(client, "oscar")
+        await settle(0.2)
+        client.send(_message("1", "echo", word="a"))  # a message restarts the idle time
+        await client.next()
+        await settle(0.2)
+        assert not client.closed.called
+        _, code, _ = await client.closed
+        assert code == 4000
+    finally:
+        await quiet.stop()
+
+
+def test_global_connection_cap() -> None:
+    """The total cap holds across hosts; released places can be taken again."""
+    counter = ConnectionCounter(total=3, per_address=2)
+    assert [counter.admit(h) for h in ("a", "a", "a", "b", "c")] == [True, True, False, True, False]
+    assert counter.open == 3
+    counter.release("a")
+    assert counter.admit("c")
+    assert counter.open == 3
+
+
+@async_test
 async def test_requests_in_flight_are_capped(server: Server) -> None:
     """Past the in-flight cap a request is refused with 429, by id; the others go on."""
     client = await server.ws()
