@@ -1,0 +1,617 @@
+"""The durable task journal: every fetch task and each of its state changes, in SQLite.
+
+The daemon records a task when it is queued and again at every change (running, progress,
+finished). After a restart, :meth:`Journal.recover` marks what was running as
+``interrupted`` and hands back what was still queued, so that the daemon can clean the
+partial ISOs and queue the rest again; :meth:`Journal.recent` gives the finished tasks back
+to clients that poll for results after reconnecting (security.md §4, "Queue across
+restarts").
+
+The database
+    Two tables: ``tasks`` (one row per task, keyed by its id, the last saved
+    :class:`TaskRecord`) and ``transitions`` (task id, state, time: one row each time a
+    save changes a task's state, in order; deleted with their task). ``PRAGMA user_version``
+    holds the schema version; a file written by a newer schema is refused.
+
+Durability
+    The connection runs with ``journal_mode=WAL`` and ``synchronous=FULL``: every save is
+    one transaction whose commit is fsynced (the WAL) before the Deferred returned by
+    :meth:`Journal.save` fires. Whatever fired survives ``kill -9`` or a power loss; a save
+    that had not fired may or may not be there, but never half of it.
+
+Threads and order
+    Every SQLite call, and every file system call on the database, runs in the
+    :class:`~twisted.enterprise.adbapi.ConnectionPool`'s single thread (``cp_min`` =
+    ``cp_max`` = 1), never on the reactor thread. That thread takes its work first in,
+    first out, so writes happen in call order: saves issued without waiting for each other
+    leave the last one in the file. A save snapshots the record when it is called; the
+    caller may change the object afterwards.
+
+File modes
+    The database is created by :meth:`Journal.open` itself, with
+    ``os.open(O_CREAT | O_NOFOLLOW, 0o600)``, before SQLite opens it; SQLite is then
+    opened with ``mode=rw`` so that it can never create the file itself (with its 0644
+    default). An existing database with other permissions is changed to 0600, and
+    anything but a regular file is refused. SQLite creates the ``-wal`` and ``-shm`` files
+    with the permissions of the database file (and the same owner), so they are 0600 from
+    their first byte too; ``open`` also changes left-over ones to 0600 and refuses them if
+    they are not regular files. The directory must exist; it should be the daemon's state
+    directory, owned by root and mode 0700 (a warning is logged otherwise), because
+    whoever can write to it can replace these files.
+
+Secrets and sizes
+    Before they are written, ``url``, ``command``, ``message`` and ``output_tail`` have
+    the user information of URLs replaced (``user:password@`` becomes ``<redacted>@``,
+    :func:`sysadmd.audit.redact_urls`), and ``output_tail`` is cut to its last 4 KiB
+    (UTF-8 bytes), redaction first so that the cut cannot expose part of a password.
+
+Pruning
+    Finished tasks (states in :data:`FINAL_STATES`) are deleted when they finished more than
+    ``keep_seconds`` ago or when more than ``keep_finished`` newer finished tasks exist.
+    This happens at :meth:`Journal.open`, every :data:`PRUNE_EVERY` saves (inside that
+    save's transaction) and when :meth:`Journal.prune` is called. Queued and running tasks
+    are never pruned.
+
+Errors
+    A database that cannot be opened, is not a database, fails ``PRAGMA quick_check`` or
+    has an unknown schema makes :meth:`Journal.open` fail with :class:`JournalError`, whose
+    message is one line naming the file. The daemon should refuse to start then; the
+    journal never deletes or renames a damaged file. Later SQLite or OS errors also
+    become :class:`JournalError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
+from urllib.parse import quote
+
+from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from sysadmd.audit import redact_urls
+
+__all__ = [
+    "FINAL_STATES",
+    "INTERRUPTED_MESSAGE",
+    "MAX_OUTPUT_TAIL",
+    "PRUNE_EVERY",
+    "SCHEMA_VERSION",
+    "STATES",
+    "Journal",
+    "JournalError",
+    "TaskRecord",
+]
+
+log = Logger()
+
+STATES = frozenset({"queued", "running", "succeeded", "failed", "cancelled", "interrupted"})
+"""Every state a task can be in."""
+
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+"""States a task never leaves; only tasks in these states are pruned."""
+
+MAX_OUTPUT_TAIL = 4096
+"""``output_tail`` keeps at most this many bytes (UTF-8) of the end of the output."""
+
+PRUNE_EVERY = 50
+"""Every this many saves, the save also prunes old finished tasks."""
+
+SCHEMA_VERSION = 1
+"""The ``PRAGMA user_version`` of the schema below."""
+
+INTERRUPTED_MESSAGE = "the daemon stopped while it ran"
+"""The message of a task that :meth:`Journal.recover` found running."""
+
+_FILE_MODE = 0o600
+
+# Constant statements: every value goes through a ? or :name parameter. The columns are
+# listed in the order of the fields of TaskRecord.
+_SELECT_ALL = """
+    SELECT id, command, url, name, "user", state, created, started, finished, return_code,
+           output_tail, bytes_fetched, size, message
+    FROM tasks ORDER BY created DESC, rowid DESC
+"""
+_SELECT_RUNNING = """
+    SELECT id, command, url, name, "user", state, created, started, finished, return_code,
+           output_tail, bytes_fetched, size, message
+    FROM tasks WHERE state = 'running' ORDER BY created, rowid
+"""
+_SELECT_QUEUED = """
+    SELECT id, command, url, name, "user", state, created, started, finished, return_code,
+           output_tail, bytes_fetched, size, message
+    FROM tasks WHERE state = 'queued' ORDER BY created, rowid
+"""
+_CHECK_COLUMNS = """
+    SELECT id, command, url, name, "user", state, created, started, finished, return_code,
+           output_tail, bytes_fetched, size, message
+    FROM tasks LIMIT 0
+"""
+_UPSERT = """
+    INSERT INTO tasks (id, command, url, name, "user", state, created, started, finished,
+                       return_code, output_tail, bytes_fetched, size, message)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET
+        command = excluded.command, url = excluded.url, name = excluded.name,
+        "user" = excluded."user", state = excluded.state, created = excluded.created,
+        started = excluded.started, finished = excluded.finished,
+        return_code = excluded.return_code, output_tail = excluded.output_tail,
+        bytes_fetched = excluded.bytes_fetched, size = excluded.size, message = excluded.message
+"""
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS tasks (
+        id TEXT PRIMARY KEY NOT NULL,
+        command TEXT NOT NULL,
+        url TEXT NOT NULL,
+        name TEXT NOT NULL,
+        "user" TEXT,
+        state TEXT NOT NULL CHECK (state IN
+            ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')),
+        created REAL NOT NULL,
+        started REAL,
+        finished REAL,
+        return_code INTEGER,
+        output_tail TEXT NOT NULL DEFAULT '',
+        bytes_fetched INTEGER,
+        size INTEGER,
+        message TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, created)",
+    """
+    CREATE TABLE IF NOT EXISTS transitions (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id TEXT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+        state TEXT NOT NULL,
+        time REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS transitions_by_task ON transitions (task_id, seq)",
+)
+_PRUNE = """
+    DELETE FROM tasks
+    WHERE state IN ('succeeded', 'failed', 'cancelled', 'interrupted')
+      AND (
+        COALESCE(finished, created) < :cutoff
+        OR id NOT IN (
+          SELECT id FROM tasks WHERE state IN ('succeeded', 'failed', 'cancelled', 'interrupted')
+          ORDER BY COALESCE(finished, created) DESC, rowid DESC
+          LIMIT :keep
+        )
+      )
+"""
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+@dataclass
+class TaskRecord:
+    """What the journal keeps of one task; times are epoch seconds."""
+
+    id: str
+    """The task's (queue) id, e.g. ``{b3a8b980-...}``."""
+    command: str
+    """``iohyve fetch <url>``, credentials redacted."""
+    url: str
+    """The URL, credentials redacted (``user:password@`` becomes ``<redacted>@``)."""
+    name: str
+    """The ISO name."""
+    user: str | None
+    """Who asked for the task."""
+    state: str
+    """One of :data:`STATES`."""
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    return_code: int | None = None
+    output_tail: str = ""
+    """At most the last 4 KiB of the output."""
+    bytes_fetched: int | None = None
+    size: int | None = None
+    """The total size, when known."""
+    message: str | None = None
+
+
+class JournalError(Exception):
+    """The journal cannot be used; the message is one line naming the file."""
+
+
+class _Cursor(Protocol):
+    """What the interactions use of :class:`adbapi.Transaction` (a DB-API cursor)."""
+
+    rowcount: int
+
+    def execute(self, sql: str, parameters: Sequence[object] | dict[str, object] = ...) -> Any:
+        """Run one statement."""
+
+    def fetchone(self) -> Any:
+        """The next row, or ``None``."""
+
+    def fetchall(self) -> list[Any]:
+        """The remaining rows."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "unknown error"
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)
+
+
+def _tail(text: str) -> str:
+    """The end of ``text`` that fits in :data:`MAX_OUTPUT_TAIL` UTF-8 bytes."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= MAX_OUTPUT_TAIL:
+        return text
+    # A cut inside a multi-byte character leaves continuation bytes at the start: drop them.
+    return data[-MAX_OUTPUT_TAIL:].decode("utf-8", "ignore")
+
+
+def _redact(text: str | None) -> str | None:
+    return None if text is None else redact_urls(text)
+
+
+def _row(record: TaskRecord) -> tuple[object, ...]:
+    """The column values of ``record``, secrets redacted and the output cut."""
+    return (
+        record.id,
+        redact_urls(record.command),
+        redact_urls(record.url),
+        record.name,
+        record.user,
+        record.state,
+        record.created,
+        record.started,
+        record.finished,
+        record.return_code,
+        _tail(redact_urls(record.output_tail)),
+        record.bytes_fetched,
+        record.size,
+        _redact(record.message),
+    )
+
+
+def _record(row: Sequence[Any]) -> TaskRecord:
+    return TaskRecord(*row)
+
+
+def _entered(record: TaskRecord) -> float | None:
+    """When ``record`` entered its state, from its own times, if it says."""
+    if record.state == "queued":
+        return record.created
+    if record.state == "running":
+        return record.started
+    return record.finished
+
+
+def _restrict(path: str, *, create: bool) -> None:
+    """Make ``path`` a 0600 regular file (creating it if ``create``); runs in the pool."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+    if create:
+        flags |= os.O_CREAT
+    try:
+        fd = os.open(path, flags, _FILE_MODE)
+    except FileNotFoundError:
+        if create:
+            raise
+        return
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise JournalError(f"task journal {path}: is a symbolic link") from error
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise JournalError(f"task journal {path}: not a regular file")
+        if stat.S_IMODE(info.st_mode) != _FILE_MODE:
+            os.fchmod(fd, _FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def _configure(connection: sqlite3.Connection) -> None:
+    """``cp_openfun``: WAL, fsync on every commit, foreign keys; runs in the pool."""
+    try:
+        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()
+        if mode is None or str(mode[0]).lower() != "wal":
+            raise sqlite3.OperationalError("cannot switch the database to WAL mode")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute("PRAGMA trusted_schema=OFF")
+    except BaseException:
+        connection.close()
+        raise
+
+
+class Journal:
+    """The task journal in the SQLite database at ``path``; see the module documentation.
+
+    Call :meth:`open` and wait for it before anything else, and :meth:`close` at the end.
+    ``reactor`` must provide ``IReactorCore`` and ``IReactorFromThreads`` (it runs the
+    pool); when it also provides ``IReactorTime`` its clock times transitions that a
+    record does not time itself, and pruning.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        reactor: object,
+        *,
+        keep_finished: int = 100,
+        keep_seconds: float = 7 * 86400,
+    ) -> None:
+        if not (IReactorCore.providedBy(reactor) and IReactorFromThreads.providedBy(reactor)):
+            raise TypeError("the reactor must provide IReactorCore and IReactorFromThreads")
+        if keep_finished < 0 or keep_seconds < 0:
+            raise ValueError("keep_finished and keep_seconds must not be negative")
+        self.path = path
+        self._reactor = reactor
+        self._from_threads = cast(IReactorFromThreads, reactor)
+        self._seconds: Callable[[], float] = (
+            cast(IReactorTime, reactor).seconds if IReactorTime.providedBy(reactor) else time.time
+        )
+        self._keep_finished = keep_finished
+        self._keep_seconds = keep_seconds
+        self._pool: adbapi.ConnectionPool | None = None
+        self._opened = False
+        self._closing: Deferred[None] | None = None
+        self._saves = 0
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def open(self) -> Deferred[None]:
+        """Create or open the database, check it, create the schema, prune.
+
+        Fails with :class:`JournalError` if the file cannot be used.
+        """
+        if self._pool is not None or self._closing is not None:
+            return fail(JournalError(f"task journal {self.path}: already opened"))
+        path = str(self.path)
+        pool = adbapi.ConnectionPool(
+            "sqlite3",
+            "file:" + quote(path) + "?mode=rw",
+            uri=True,
+            check_same_thread=False,
+            isolation_level=None,  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
+            timeout=5.0,
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=_configure,
+            cp_reactor=self._reactor,
+        )
+        self._pool = pool
+        now = self._seconds()
+
+        def connect(_: None) -> Deferred[None]:
+            # Queued only once the file is there, 0600: the pool's first connection opens it.
+            opened: Deferred[None] = pool.runInteraction(self._open_schema, now)
+            return opened
+
+        def done(_: None) -> None:
+            self._opened = True
+
+        def failed(failure: Failure) -> Deferred[None]:
+            def reraise(_: None) -> Failure:
+                return self._as_journal_error(failure)
+
+            return self._close_pool().addCallback(reraise)
+
+        prepared = deferToThreadPool(self._from_threads, pool.threadpool, self._prepare)
+        return prepared.addCallback(connect).addCallbacks(done, failed)
+
+    def close(self) -> Deferred[None]:
+        """Let pending writes finish, close the connection (in the pool), stop the pool."""
+        if self._closing is None:
+            self._opened = False
+            self._closing = self._close_pool()
+        closing = self._closing
+        done: Deferred[None] = Deferred()
+        closing.addBoth(lambda result: done.callback(None))
+        return done
+
+    def _close_pool(self) -> Deferred[None]:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return succeed(None)
+
+        def disconnect() -> None:
+            connection = pool.connections.get(pool.threadID())
+            if connection is not None:
+                pool.disconnect(connection)
+
+        # Runs after every job queued before it, in the pool's only thread.
+        closed = deferToThreadPool(self._from_threads, pool.threadpool, disconnect)
+
+        def stop(result: Failure | None) -> None:
+            pool.close()  # only joins the now idle thread
+            if isinstance(result, Failure):
+                log.failure("closing the task journal {path} failed", result, path=str(self.path))
+
+        return closed.addBoth(stop)
+
+    # -- operations ---------------------------------------------------------------------
+
+    def save(self, record: TaskRecord) -> Deferred[None]:
+        """Store ``record`` (as it is now); append a transition if its state changed.
+
+        The Deferred fires once the change is committed and synced to disk.
+        """
+        if record.state not in STATES:
+            return fail(ValueError(f"unknown task state {record.state!r}"))
+        snapshot = dataclasses.replace(record)
+        entered = _entered(snapshot)
+        now = self._seconds()
+        self._saves += 1
+        prune = self._saves % PRUNE_EVERY == 0
+        return self._interact(
+            self._save, snapshot, now if entered is None else entered, now if prune else None
+        )
+
+    def recover(self, now: float) -> Deferred[tuple[list[TaskRecord], list[TaskRecord]]]:
+        """At start-up: running tasks become ``interrupted``; return them and the queued.
+
+        The interrupted tasks get ``finished = now`` and :data:`INTERRUPTED_MESSAGE`, with
+        their transition; the queued ones come oldest first.
+        """
+        return self._interact(self._recover, now)
+
+    def recent(self) -> Deferred[list[TaskRecord]]:
+        """Every task still in the journal, newest first."""
+        return self._interact(self._recent)
+
+    def transitions(self, task_id: str) -> Deferred[list[tuple[str, float]]]:
+        """The states ``task_id`` went through, with their times, in order."""
+        return self._interact(self._transitions, task_id)
+
+    def prune(self, now: float | None = None) -> Deferred[int]:
+        """Delete old finished tasks now (``now`` defaults to the reactor's clock).
+
+        Fires with the number of tasks deleted.
+        """
+        return self._interact(self._prune_tx, self._seconds() if now is None else now)
+
+    # -- in the pool thread ------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        directory = self.path.parent
+        try:
+            _restrict(str(self.path), create=True)
+            for suffix in ("-wal", "-shm"):
+                _restrict(f"{self.path}{suffix}", create=False)
+            info = directory.stat()
+        except FileNotFoundError as error:
+            if not directory.is_dir():
+                raise JournalError(
+                    f"task journal {self.path}: the directory {directory} does not exist"
+                ) from error
+            raise
+        if info.st_mode & 0o077 or info.st_uid != os.geteuid():
+            log.warn(
+                "The task journal's directory {directory} is mode {mode:o}, owner {uid}:"
+                " keep it 0700 and owned by the daemon's user",
+                directory=str(directory),
+                mode=stat.S_IMODE(info.st_mode),
+                uid=info.st_uid,
+            )
+
+    def _open_schema(self, cursor: _Cursor, now: float) -> None:
+        cursor.execute("PRAGMA quick_check")
+        problems = [str(row[0]) for row in cursor.fetchall()]
+        if problems != ["ok"]:
+            raise JournalError(
+                f"task journal {self.path}: damaged database ({_one_line(problems[0])})"
+            )
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute("PRAGMA user_version")
+        version = int(cursor.fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"task journal {self.path}: schema version {version} is newer than"
+                f" this sysadmd's ({SCHEMA_VERSION})"
+            )
+        for statement in _SCHEMA:
+            cursor.execute(statement)
+        # Fails with "no such column" on a foreign database that has a tasks table.
+        cursor.execute(_CHECK_COLUMNS)
+        cursor.execute("SELECT task_id, state, time FROM transitions LIMIT 0")
+        cursor.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._prune_rows(cursor, now)
+        for suffix in ("-wal", "-shm"):
+            _restrict(f"{self.path}{suffix}", create=False)
+
+    def _save(
+        self, cursor: _Cursor, record: TaskRecord, entered: float, prune: float | None
+    ) -> None:
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute("SELECT state FROM tasks WHERE id = ?", (record.id,))
+        previous = cursor.fetchone()
+        cursor.execute(_UPSERT, _row(record))
+        if previous is None or previous[0] != record.state:
+            cursor.execute(
+                "INSERT INTO transitions (task_id, state, time) VALUES (?, ?, ?)",
+                (record.id, record.state, entered),
+            )
+        if prune is not None:
+            self._prune_rows(cursor, prune)
+
+    def _recover(self, cursor: _Cursor, now: float) -> tuple[list[TaskRecord], list[TaskRecord]]:
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute(_SELECT_RUNNING)
+        interrupted = [_record(row) for row in cursor.fetchall()]
+        for record in interrupted:
+            record.state = "interrupted"
+            record.finished = now
+            record.message = INTERRUPTED_MESSAGE
+            cursor.execute(
+                "UPDATE tasks SET state = ?, finished = ?, message = ? WHERE id = ?",
+                (record.state, now, record.message, record.id),
+            )
+            cursor.execute(
+                "INSERT INTO transitions (task_id, state, time) VALUES (?, ?, ?)",
+                (record.id, record.state, now),
+            )
+        cursor.execute(_SELECT_QUEUED)
+        queued = [_record(row) for row in cursor.fetchall()]
+        return interrupted, queued
+
+    def _recent(self, cursor: _Cursor) -> list[TaskRecord]:
+        cursor.execute(_SELECT_ALL)
+        return [_record(row) for row in cursor.fetchall()]
+
+    def _transitions(self, cursor: _Cursor, task_id: str) -> list[tuple[str, float]]:
+        cursor.execute(
+            "SELECT state, time FROM transitions WHERE task_id = ? ORDER BY seq", (task_id,)
+        )
+        return [(str(state), float(when)) for state, when in cursor.fetchall()]
+
+    def _prune_tx(self, cursor: _Cursor, now: float) -> int:
+        cursor.execute("BEGIN IMMEDIATE")
+        return self._prune_rows(cursor, now)
+
+    def _prune_rows(self, cursor: _Cursor, now: float) -> int:
+        cursor.execute(_PRUNE, {"cutoff": now - self._keep_seconds, "keep": self._keep_finished})
+        return max(cursor.rowcount, 0)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _interact(
+        self,
+        interaction: Callable[Concatenate[_Cursor, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[_T]:
+        """Run ``interaction(cursor, *args, **kwargs)`` in one transaction in the pool."""
+        pool = self._pool
+        if pool is None or not self._opened:
+            state = "closed" if self._closing is not None else "not open"
+            return fail(JournalError(f"task journal {self.path}: {state}"))
+        result: Deferred[_T] = pool.runInteraction(interaction, *args, **kwargs)
+        return result.addErrback(self._as_journal_error)
+
+    def _as_journal_error(self, failure: Failure) -> Failure:
+        """Turn a SQLite or OS error into a one-line :class:`JournalError`."""
+        error = failure.value
+        if isinstance(error, JournalError):
+            return failure
+        if isinstance(error, (sqlite3.Error, OSError)):
+            converted = JournalError(f"task journal {self.path}: {_one_line(_describe(error))}")
+            converted.__cause__ = error
+            return Failure(converted)
+        return failure
