@@ -7,6 +7,7 @@ at ``/<namespace>/<name>``; every listener serves that same Site.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,8 +31,11 @@ from sysadmd.audit import AuditLog
 from sysadmd.auth import Authenticator
 from sysadmd.config import Config, ConfigError
 from sysadmd.credentials import CredentialChecker
+from sysadmd.dispatcher import DispatcherActions
+from sysadmd.events import EventHub
 from sysadmd.iohyve.actions import IohyveActions
 from sysadmd.iohyve.adapter import Iohyve
+from sysadmd.journal import Journal
 from sysadmd.limits import ConnectionCounter
 from sysadmd.lockout import Lockout
 from sysadmd.pam_backend import PamChecker
@@ -41,6 +45,7 @@ from sysadmd.rpc import Rpc
 from sysadmd.runner import ProcessRunner
 from sysadmd.sessions import Sessions
 from sysadmd.sslauth import Challenges, KeyStore
+from sysadmd.subscriptions import EVENT_NAMES, EventActions, GuestWatcher
 from sysadmd.tasks import FetchQueue
 from sysadmd.websocket import ApiServerFactory, Limits, OriginCheckedResource
 
@@ -117,6 +122,31 @@ class _ChildProcesses(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         return self._runner.stop_all()
+
+
+class _CloseWebSockets(Service):
+    """Closes every WebSocket with 1001 when the daemon stops."""
+
+    def __init__(self, websockets: ApiServerFactory) -> None:
+        self._websockets = websockets
+
+    def stopService(self) -> None:
+        super().stopService()
+        self._websockets.close_all()
+
+
+def _stop_cleanly_on_sigterm(reactor: Any) -> None:
+    """Make SIGTERM a normal stop, so that twistd exits 0 after the shutdown.
+
+    Twisted's own handler stops the reactor too, but then makes twistd end by
+    raising SIGTERM again once the shutdown is done: a service manager would see a
+    death by signal rather than the clean exit it asked for.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        reactor.callFromThread(reactor.stop)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def iohyve_command(config: Config) -> tuple[list[str], dict[str, str]]:
@@ -217,23 +247,40 @@ def make_service(config: Config, reactor: Any) -> IService:
     if not config.iohyve_simulate and not os.access(command[0], os.X_OK):
         log.warn("iohyve is not executable at {path}; every call will fail", path=command[0])
     runner = ProcessRunner(reactor, env=extra_env)
-    iohyve = Iohyve(runner, command, timeout=config.iohyve_timeout)
+    iso_root = (
+        config.state_dir / "simulator" / "iohyve" / "ISO"
+        if config.iohyve_simulate
+        else config.iohyve_iso_root
+    )
+    iohyve = Iohyve(runner, command, timeout=config.iohyve_timeout, iso_root=iso_root)
+    hub = EventHub(EVENT_NAMES)
     fetches = FetchQueue(
         iohyve,
         reactor,
         concurrency=config.fetch_concurrency,
         max_queued=config.fetch_queue_size,
         timeout=config.fetch_timeout,
+        history=config.fetch_history,
+        grace=config.fetch_grace,
+        journal=Journal(
+            config.state_dir / "tasks.sqlite", reactor, keep_finished=config.fetch_history
+        ),
+        publish=hub.publish,
+        requeue=config.fetch_requeue,
     )
+    GuestWatcher(iohyve, hub, reactor, interval=config.events_guests_interval)
     auth = make_authenticator(config, reactor)
     registry = Registry()
     registry.register(Rpc(auth, config.hostname))
+    registry.register(DispatcherActions(fetches))
+    registry.register(EventActions(hub))
     registry.register(IohyveActions(iohyve, fetches, config.fetch_file_roots))
     api = Api(registry, auth)
     site = build_site(
         api,
         auth,
         reactor,
+        hub=hub,
         allowed_origins=config.allowed_origins,
         limits=Limits(
             message_after_login=config.limits_message_size,
@@ -248,12 +295,17 @@ def make_service(config: Config, reactor: Any) -> IService:
         total=config.limits_connections, per_address=config.limits_connections_per_address
     )
 
+    # Services stop in the reverse order of this list: listeners first (no new
+    # connections), then the WebSockets (closed with 1001), then the fetches (after
+    # their grace period), then any child still running.
     top = MultiService()
     _ChildProcesses(runner).setServiceParent(top)
     fetches.setServiceParent(top)
     purge = TimerService(60, auth.sessions.purge)
     purge.clock = reactor
     purge.setServiceParent(top)
+    _CloseWebSockets(site.websockets).setServiceParent(top)
+    reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     for description, endpoint, tls_options in endpoints:
         # Limits outermost, so that a refused connection costs no TLS handshake.
         factory = TLSMemoryBIOFactory(tls_options, False, site) if tls_options else site
@@ -278,12 +330,19 @@ def build_site(
     limits: Limits | None = None,
     max_body: int = 64 * 1024,
     request_deadline: float = 10.0,
+    hub: EventHub | None = None,
 ) -> ApiSite:
     """The Site every listener serves: WebSocket at ``/``, REST below it."""
     # Autobahn logs every frame at debug level through txaio; keep it to what matters.
     txaio.set_global_log_level("info")
-    factory = ApiServerFactory(api, clock, limits)
+    factory = ApiServerFactory(api, clock, limits, hub)
     # A factory wrapped in a resource is never started by the Site; start it here.
     factory.startFactory()
     rest = RestApi(api, auth, OriginCheckedResource(factory, allowed_origins))
-    return ApiSite(rest.resource(), clock, max_body=max_body, request_deadline=request_deadline)
+    return ApiSite(
+        rest.resource(),
+        clock,
+        max_body=max_body,
+        request_deadline=request_deadline,
+        websockets=factory,
+    )

@@ -38,6 +38,9 @@ class Connection:
     #: Fires when the login this connection is running has finished; requests that
     #: arrive meanwhile wait for it, so they run as the user the login gave.
     login_done: Deferred[None] | None = None
+    #: Where events for this connection go (WebSocket connections only).
+    subscriber: Any = None
+    on_logout: list[Any] = field(default_factory=list)
 
     def logged_in(self, token: str) -> None:
         """Remember the session this connection is now logged in with."""
@@ -49,6 +52,8 @@ class Connection:
         """Forget the session (after ``auth_clear``, or a new login attempt)."""
         self.token = None
         self.identity = None
+        for callback in self.on_logout:
+            callback()
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,14 @@ KEYS: Final = (
     ),
     Key(
         "iohyve",
+        "iso_root",
+        "/iohyve/ISO",
+        _absolute_path,
+        "Where iohyve's ISO datasets are mounted; the daemon measures download progress "
+        "from the files growing there.",
+    ),
+    Key(
+        "iohyve",
         "simulate",
         False,
         _bool,
@@ -310,6 +318,35 @@ KEYS: Final = (
     ),
     Key(
         "fetch",
+        "grace",
+        30,
+        _seconds(0, 3600),
+        "Seconds running fetches get to finish when the daemon stops, before they are ended "
+        "(they are then journalled as interrupted).",
+    ),
+    Key(
+        "fetch",
+        "requeue",
+        True,
+        _bool,
+        "Queue again, at start, the fetches that were still queued when the daemon stopped.",
+    ),
+    Key(
+        "fetch",
+        "history",
+        100,
+        _int(0, 100_000),
+        "Finished fetches kept for rpc/dispatcher list (and in the journal, for 7 days).",
+    ),
+    Key(
+        "events",
+        "guests_interval",
+        3,
+        _seconds(0.5, 3600),
+        "Seconds between two looks at the guest list while a client listens to the 'guests' event.",
+    ),
+    Key(
+        "fetch",
         "file_roots",
         [],
         _paths,
@@ -328,6 +365,7 @@ class Config:
     state_dir: Path
     hostname: str
     iohyve_path: Path
+    iohyve_iso_root: Path
     iohyve_simulate: bool
     iohyve_simulator_profile: str
     iohyve_timeout: float
@@ -348,6 +386,10 @@ class Config:
     fetch_concurrency: int
     fetch_queue_size: int
     fetch_timeout: float
+    fetch_grace: float
+    fetch_requeue: bool
+    fetch_history: int
+    events_guests_interval: float
     fetch_file_roots: tuple[Path, ...]
 
 

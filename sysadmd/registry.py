@@ -63,6 +63,27 @@ def _text(value: Any, label: str) -> str:
 
 #: Free text such as a password or a token: a string of at most 1024 characters.
 TEXT: Final = ArgType({"type": "string", "maxLength": 1024}, _text)
+
+
+def _names(value: Any, label: str) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise bad_request(f"{label} must be a string or a list of strings")
+    if len(items) > 64 or any(len(v) > 64 for v in items):
+        raise bad_request(f"{label} must name at most 64 items of at most 64 characters")
+    return items
+
+
+#: One name or a list of names, such as the events of ``events/subscribe``.
+NAMES: Final = ArgType(
+    {
+        "oneOf": [
+            {"type": "string", "maxLength": 64},
+            {"type": "array", "items": {"type": "string", "maxLength": 64}, "maxItems": 64},
+        ]
+    },
+    _names,
+)
 #: A URL to fetch; the handler validates it further (scheme, file name, local files).
 URL: Final = ArgType({"type": "string", "format": "uri", "maxLength": 2048}, _string)
 
@@ -95,18 +116,27 @@ class ActionSpec:
     role: Role
     queued: bool = False
     wrapped: bool = True
+    whole: bool = False
 
     @property
     def path(self) -> str:
         """``namespace/name``, the class this action belongs to."""
         return f"{self.namespace}/{self.name}"
 
-    def parse_args(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+    def parse_args(self, raw: Any) -> dict[str, Any]:
         """Check ``raw`` against the declared arguments and return the clean values.
 
         Unknown keys are refused so that a misspelt argument is reported rather than
-        silently ignored.
+        silently ignored. An action declared ``whole`` takes the request's whole
+        ``args`` value (a string or a list, as ``events/subscribe`` does) as its one
+        argument; for other plain classes a non-object ``args`` (sysadm's clients send
+        ``""``) means no arguments.
         """
+        if self.whole:
+            (arg,) = self.args
+            return {arg.name: arg.type.check(raw, "the arguments")}
+        if not isinstance(raw, Mapping):
+            raw = {}
         known = {arg.name for arg in self.args}
         ignored = {"action"} if self.action is not None else set()
         unknown = sorted(key for key in raw if key not in known and key not in ignored)
@@ -135,7 +165,10 @@ class ActionSpec:
         return f"action '{self.action}' of {self.path}"
 
     def args_schema(self) -> dict[str, Any]:
-        """The JSON Schema of this action's arguments object."""
+        """The JSON Schema of this action's arguments."""
+        if self.whole:
+            (arg,) = self.args
+            return {**arg.type.schema, "description": arg.description}
         properties: dict[str, Any] = {}
         if self.action is not None:
             properties["action"] = {"const": self.action}
@@ -185,6 +218,7 @@ def action(
     args: Sequence[Arg] = (),
     queued: bool = False,
     wrapped: bool = True,
+    whole: bool = False,
 ) -> Callable[[Callable[..., Awaitable[JSON]]], Callable[..., Awaitable[JSON]]]:
     """Declare the decorated method as the handler of one API action.
 
@@ -194,7 +228,11 @@ def action(
     the validated arguments and returns the result, which the registry places
     under the action's key in the reply unless ``wrapped`` is false.
     """
-    spec = ActionSpec(namespace, name, action, summary, tuple(args), reply, role, queued, wrapped)
+    if whole and (action is not None or len(args) != 1):
+        raise ValueError("a 'whole' action is a plain class with exactly one argument")
+    spec = ActionSpec(
+        namespace, name, action, summary, tuple(args), reply, role, queued, wrapped, whole
+    )
 
     def decorate(
         method: Callable[..., Awaitable[JSON]],
@@ -248,9 +286,7 @@ class Registry:
             key=lambda s: (s.namespace, s.name, s.action or ""),
         )
 
-    def find(
-        self, namespace: str, name: str, args: Any
-    ) -> tuple[ActionSpec, Handler, Mapping[str, Any]]:
+    def find(self, namespace: str, name: str, args: Any) -> tuple[ActionSpec, Handler, Any]:
         """Find the action a request names.
 
         Returns the declaration, the handler and the arguments still to validate
@@ -264,7 +300,7 @@ class Registry:
             raise not_found(f"no API class of that namespace and name; this server has: {known}")
         if None in api_class.actions:
             spec, handler = api_class.actions[None]
-            return spec, handler, args if isinstance(args, Mapping) else {}
+            return spec, handler, args
         if not isinstance(args, Mapping):
             raise bad_request(f"{namespace}/{name} needs an object of arguments with an 'action'")
         word = args.get("action")

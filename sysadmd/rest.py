@@ -121,11 +121,19 @@ class ApiSite(Site):
     displayTracebacks = False
 
     def __init__(
-        self, resource: IResource, clock: Any, *, max_body: int, request_deadline: float
+        self,
+        resource: IResource,
+        clock: Any,
+        *,
+        max_body: int,
+        request_deadline: float,
+        websockets: Any = None,
     ) -> None:
         super().__init__(resource, reactor=clock)
         self.max_body = max_body
         self.request_deadline = request_deadline
+        #: The WebSocket factory behind ``/``, so the daemon can close its connections.
+        self.websockets = websockets
 
 
 class RestApi:

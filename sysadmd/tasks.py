@@ -1,20 +1,30 @@
-"""The fetch queue: ``iohyve fetch`` runs as a queued background task.
+"""The fetch queue: ``iohyve fetch`` runs as a queued, followed, durable task.
 
-``fetchiso`` replies at once with a task id; the download itself waits in a
-bounded :class:`~twisted.internet.defer.DeferredQueue` until one of
-``concurrency`` workers takes it. A full queue refuses new work with 503. While a
-task is queued or running it owns its ISO name, so no second fetch, rename or
-removal can touch that name.
+``fetchiso`` replies at once with a task id; the download waits in a
+:class:`~twisted.internet.defer.DeferredQueue` until one of ``concurrency``
+workers takes it. At most ``max_queued`` tasks wait (503 past that). While a task
+is queued or running it owns its ISO name, so no second fetch, rename or removal
+can touch that name.
+
+Every state change goes to the journal (SQLite, through a thread pool) and to
+the ``dispatcher`` event subscribers, in sysadm's event shape: ``pending`` when
+queued, ``running`` with the bytes on disk, the rate and the new output at most
+once a second, ``finished`` with the outcome and whether the ISO arrived.
+
+A task can be killed: a queued one is dropped, a running one has its whole
+process group ended; either way what it left under its ISO name is removed. At
+start, tasks the journal shows running are marked ``interrupted`` (their remains
+removed) and queued ones are queued again.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
@@ -22,15 +32,24 @@ from twisted.internet.defer import (
     Deferred,
     DeferredList,
     DeferredQueue,
-    QueueOverflow,
     ensureDeferred,
 )
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from sysadmd.audit import redact_urls
 from sysadmd.errors import ApiError, conflict
 from sysadmd.iohyve.adapter import Iohyve, describe_failure
-from sysadmd.runner import RunningProcess
+from sysadmd.journal import FINAL_STATES, Journal, TaskRecord
+from sysadmd.progress import Progress, ProgressMeter, dispatcher_event, remote_size
+from sysadmd.runner import ProcessResult, RunningProcess
+
+#: What a task keeps of its output, for the journal and the list.
+OUTPUT_TAIL: Final = 4096
+
+Publish = Callable[[str, Mapping[str, object]], object]
 
 
 class TaskState(StrEnum):
@@ -41,6 +60,12 @@ class TaskState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def final(self) -> bool:
+        """Whether the task has ended."""
+        return self.value in FINAL_STATES
 
 
 @dataclass
@@ -50,18 +75,62 @@ class FetchTask:
     id: str
     url: str
     name: str
-    created: datetime
+    created: float
+    user: str | None = None
     state: TaskState = TaskState.QUEUED
-    started: datetime | None = None
-    finished: datetime | None = None
+    started: float | None = None
+    finished: float | None = None
     exit_code: int | None = None
     message: str | None = None
+    output: str = ""
+    unsent_output: str = ""
+    progress: Progress | None = None
+    size: int | None = None
+    arrived: bool = False
     process: RunningProcess | None = field(default=None, repr=False)
+    meter: ProgressMeter | None = field(default=None, repr=False)
 
     @property
     def command(self) -> str:
         """The command as sysadm's reply shows it."""
         return f"iohyve fetch {self.url}"
+
+    def record(self) -> TaskRecord:
+        """What the journal keeps of this task (URL credentials redacted)."""
+        return TaskRecord(
+            id=self.id,
+            command=redact_urls(self.command),
+            url=redact_urls(self.url),
+            name=self.name,
+            user=self.user,
+            state=self.state.value,
+            created=self.created,
+            started=self.started,
+            finished=self.finished,
+            return_code=self.exit_code,
+            output_tail=self.output[-OUTPUT_TAIL:],
+            bytes_fetched=self.progress.done if self.progress else None,
+            size=self.size,
+            message=self.message,
+        )
+
+    @classmethod
+    def from_record(cls, record: TaskRecord) -> FetchTask:
+        """A task as the journal kept it."""
+        return cls(
+            id=record.id,
+            url=record.url,
+            name=record.name,
+            created=record.created,
+            user=record.user,
+            state=TaskState(record.state),
+            started=record.started,
+            finished=record.finished,
+            exit_code=record.return_code,
+            message=record.message,
+            output=record.output_tail,
+            size=record.size,
+        )
 
 
 def braced_uuid() -> str:
@@ -69,8 +138,15 @@ def braced_uuid() -> str:
     return "{" + str(uuid.uuid4()) + "}"
 
 
+def local_time(seconds: float | None) -> str | None:
+    """sysadm's event time format: local ISO time without a zone."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 class FetchQueue(Service):
-    """A bounded queue of fetch tasks and the workers that run them."""
+    """The queue of fetch tasks, their workers, events and journal."""
 
     log = Logger()
 
@@ -83,6 +159,11 @@ class FetchQueue(Service):
         max_queued: int = 16,
         timeout: float = 6 * 3600.0,
         history: int = 100,
+        grace: float = 30.0,
+        journal: Journal | None = None,
+        publish: Publish | None = None,
+        http_reactor: object = None,
+        requeue: bool = True,
         new_id: Callable[[], str] = braced_uuid,
     ) -> None:
         if concurrency < 1 or max_queued < 1:
@@ -90,17 +171,25 @@ class FetchQueue(Service):
         self._iohyve = iohyve
         self._clock = clock
         self._concurrency = concurrency
+        self._max_queued = max_queued
         self._timeout = timeout
         self._history = history
+        self._grace = grace
+        self._journal = journal
+        self._publish = publish
+        self._http_reactor = http_reactor or clock
+        self._requeue = requeue
         self._new_id = new_id
-        self._queue: DeferredQueue[FetchTask] = DeferredQueue(size=max_queued)
+        self._queue: DeferredQueue[FetchTask] = DeferredQueue()
         self._workers: list[Deferred[None]] = []
         self._waiting: list[Deferred[FetchTask]] = []
+        self._stopping = False
         self.tasks: dict[str, FetchTask] = {}
         self._owners: dict[str, FetchTask] = {}
+        # Journal writes run one after another on this chain, opened first.
+        self._journal_tail: Deferred[None] = Deferred()
 
-    def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock.seconds(), UTC)
+    # Queries
 
     def busy(self, name: str) -> bool:
         """Whether a queued or running task owns ISO ``name``."""
@@ -111,39 +200,134 @@ class FetchQueue(Service):
         if self.busy(name):
             raise conflict(f"ISO '{name}' is already being fetched")
 
-    def submit(self, url: str, name: str) -> FetchTask:
-        """Queue a fetch of ``url`` into ISO ``name``; 409 if busy, 503 if full."""
+    def listing(self) -> list[FetchTask]:
+        """Every task kept: queued, running and recently finished, oldest first."""
+        return sorted(self.tasks.values(), key=lambda t: t.created)
+
+    @property
+    def queued(self) -> int:
+        """How many tasks wait."""
+        return sum(1 for t in self.tasks.values() if t.state is TaskState.QUEUED)
+
+    # Changes
+
+    def submit(self, url: str, name: str, user: str | None = None) -> FetchTask:
+        """Queue a fetch of ``url`` into ISO ``name``; 409 if busy, 503 if full or stopping."""
         self.ensure_free(name)
-        task = FetchTask(self._new_id(), url, name, self._now())
-        try:
-            self._queue.put(task)
-        except QueueOverflow:
+        if self._stopping:
+            raise ApiError(503, "the daemon is shutting down; no new fetches are taken")
+        if self.queued >= self._max_queued:
             raise ApiError(
                 503, "the fetch queue is full; try again when a queued fetch has finished"
-            ) from None
-        self.tasks[task.id] = task
-        self._owners[name] = task
+            )
+        task = FetchTask(self._new_id(), url, name, self._clock.seconds(), user)
+        self._enqueue(task)
         self.log.info("Queued fetch {task_id} of {name}", task_id=task.id, name=name)
         return task
 
+    def _enqueue(self, task: FetchTask) -> None:
+        self.tasks[task.id] = task
+        self._owners[task.name] = task
+        self._changed(task)
+        self._queue.put(task)
+
+    def kill(self, ids: Iterable[str]) -> list[str]:
+        """End the tasks named: drop queued ones, stop running ones. Returns those found."""
+        killed = []
+        for task_id in ids:
+            task = self.tasks.get(task_id)
+            if task is None or task.state.final:
+                continue
+            killed.append(task_id)
+            if task.state is TaskState.QUEUED:
+                self._finish(task, TaskState.CANCELLED, "killed before it started")
+            elif task.process is not None:
+                task.message = "killed"
+                task.process.stop()
+        return killed
+
+    # Life cycle
+
     def startService(self) -> None:
-        """Start the workers."""
+        """Open the journal and recover from it, then start the workers."""
         super().startService()
+        self._stopping = False
+        self._started = ensureDeferred(self._start())
+
+    async def _start(self) -> None:
+        if self._journal is not None:
+            try:
+                await self._journal.open()
+                self._journal_tail.callback(None)
+                await self._recover(self._journal)
+            except Exception:
+                self.log.failure("The task journal cannot be used; fetches are not journalled")
+                self._journal = None
+                if not self._journal_tail.called:
+                    self._journal_tail.callback(None)
         self._workers = [ensureDeferred(self._work()) for _ in range(self._concurrency)]
 
+    async def _recover(self, journal: Journal) -> None:
+        for record in await journal.recent():
+            if record.state in FINAL_STATES:
+                self.tasks.setdefault(record.id, FetchTask.from_record(record))
+        interrupted, queued = await journal.recover(self._clock.seconds())
+        for record in interrupted:
+            self.tasks[record.id] = FetchTask.from_record(record)
+            self.log.info("Fetch {task_id} was interrupted by a stop", task_id=record.id)
+            await self._iohyve.discard_partial(record.name)
+        for record in queued:
+            task = FetchTask.from_record(record)
+            if not self._requeue or self.busy(task.name):
+                self._finish(task, TaskState.CANCELLED, "not queued again after a restart")
+                self.tasks[task.id] = task
+                continue
+            self._enqueue(task)
+        self._forget_old()
+
     def stopService(self) -> Deferred[Any]:
-        """Stop taking tasks, stop running downloads, and wait for the workers to finish."""
+        """Stop taking tasks; give running ones ``grace`` seconds, then end them."""
         super().stopService()
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        self._stopping = True
+        await self._started
+        for waiting in list(self._waiting):
+            waiting.cancel()
+        running = [t for t in self.tasks.values() if t.process is not None]
+        if running:
+            self.log.info(
+                "Waiting up to {grace} s for {count} running fetch(es)",
+                grace=self._grace,
+                count=len(running),
+            )
+        deadline = self._clock.callLater(self._grace, self._end_running)
+        workers, self._workers = self._workers, []
+        await DeferredList(workers, consumeErrors=True)
+        if deadline.active():
+            deadline.cancel()
+        if self._journal is not None:
+            await self._after_journal_writes()
+            await self._journal.close()
+
+    async def _after_journal_writes(self) -> None:
+        done: Deferred[None] = Deferred()
+
+        def release(_: object) -> None:
+            done.callback(None)
+
+        self._journal_tail.addBoth(release)
+        await done
+
+    def _end_running(self) -> None:
         for task in self.tasks.values():
             if task.process is not None:
+                task.message = "the daemon stopped while it ran"
                 task.process.stop()
-        for waiting in self._waiting:
-            waiting.cancel()
-        workers, self._workers = self._workers, []
-        return DeferredList(workers, consumeErrors=True)
 
     async def _work(self) -> None:
-        while self.running:
+        while not self._stopping:
             waiting = self._queue.get()
             self._waiting.append(waiting)
             try:
@@ -152,44 +336,122 @@ class FetchQueue(Service):
                 return
             finally:
                 self._waiting.remove(waiting)
-            await self._run(task)
-
-    def _forget_old(self) -> None:
-        finished = [t for t in self.tasks.values() if t.finished is not None]
-        for task in finished[: max(0, len(finished) - self._history)]:
-            del self.tasks[task.id]
+            if task.state is TaskState.QUEUED:
+                await self._run(task)
 
     async def _run(self, task: FetchTask) -> None:
         task.state = TaskState.RUNNING
-        task.started = self._now()
+        task.started = self._clock.seconds()
+        task.meter = ProgressMeter(self._clock, self._iohyve.iso_directory(task.name))
+        self._changed(task)
         self.log.info("Fetch {task_id} started: {name}", task_id=task.id, name=task.name)
+        ticker = LoopingCall(self._tick, task)
+        ticker.clock = self._clock
+        sizing = remote_size(task.url, self._http_reactor)
+        sizing.addCallback(self._sized, task)
         try:
-            task.process = self._iohyve.start_fetch(task.url, timeout=self._timeout)
+            task.process = self._iohyve.start_fetch(
+                task.url, timeout=self._timeout, on_output=lambda _, data: self._output(task, data)
+            )
+            ticker.start(1.0, now=False)
             result = await task.process.when_ended()
-            task.exit_code = result.exit_code
-            if result.cancelled:
-                task.state, task.message = TaskState.CANCELLED, "cancelled"
-            elif result.ok and await self._iohyve.fetched(task.name):
-                task.state = TaskState.SUCCEEDED
-            else:
-                task.state, task.message = TaskState.FAILED, describe_failure(result)
-            if task.state is not TaskState.SUCCEEDED:
-                # The name was free when the task was queued and the task has owned it
-                # since, so whatever iohyve left under it (an empty dataset after a
-                # failed download) belongs to this task and is removed.
-                await self._iohyve.discard_partial(task.name)
+            await self._ended(task, result)
         except Exception as e:
-            task.state, task.message = TaskState.FAILED, str(e)
             self.log.failure("Fetch {task_id} could not run", task_id=task.id)
+            await self._iohyve.discard_partial(task.name)
+            self._finish(task, TaskState.FAILED, str(e))
         finally:
-            task.finished = self._now()
-            task.process = None
-            self._owners.pop(task.name, None)
-            self._forget_old()
+            if ticker.running:
+                ticker.stop()
+            if not sizing.called:
+                sizing.cancel()
+
+    def _sized(self, total: int | None, task: FetchTask) -> None:
+        if task.meter is not None and total is not None:
+            task.meter.total = total
+
+    def _output(self, task: FetchTask, data: bytes) -> None:
+        text = data.decode("utf-8", errors="replace")
+        task.output = (task.output + text)[-OUTPUT_TAIL:]
+        task.unsent_output = (task.unsent_output + text)[-OUTPUT_TAIL:]
+
+    def _tick(self, task: FetchTask) -> None:
+        if task.meter is not None and task.state is TaskState.RUNNING:
+            task.progress = task.meter.sample()
+            self._emit(task)
+
+    async def _ended(self, task: FetchTask, result: ProcessResult) -> None:
+        task.exit_code = result.exit_code
+        if task.meter is not None:
+            task.progress = task.meter.sample()
+        arrived = result.ok and await self._iohyve.fetched(task.name)
+        if arrived:
+            task.arrived = True
+            task.size = self._iohyve.iso_size(task.name)
+            self._finish(task, TaskState.SUCCEEDED, None)
+            return
+        # The name was free when the task was queued and the task has owned it since,
+        # so whatever iohyve left under it (an empty dataset, a partial file) is removed.
+        await self._iohyve.discard_partial(task.name)
+        if result.cancelled and self._stopping:
+            self._finish(task, TaskState.INTERRUPTED, "the daemon stopped while it ran")
+        elif result.cancelled:
+            self._finish(task, TaskState.CANCELLED, task.message or "killed")
+        else:
+            self._finish(task, TaskState.FAILED, describe_failure(result))
+
+    def _finish(self, task: FetchTask, state: TaskState, message: str | None) -> None:
+        task.state = state
+        task.message = message
+        task.finished = self._clock.seconds()
+        task.process = None
+        if self._owners.get(task.name) is task:
+            del self._owners[task.name]
+        self._changed(task)
         self.log.info(
             "Fetch {task_id} of {name} {state}{detail}",
             task_id=task.id,
             name=task.name,
-            state=task.state.value,
-            detail=f": {task.message}" if task.message else "",
+            state=state.value,
+            detail=f": {message}" if message else "",
         )
+        self._forget_old()
+
+    def _changed(self, task: FetchTask) -> None:
+        """Journal the task's state and tell the subscribers."""
+        if self._journal is not None:
+            journal, record = self._journal, task.record()
+
+            def failed(failure: Failure) -> None:
+                self.log.failure("Could not journal fetch {task_id}", failure, task_id=record.id)
+
+            self._journal_tail.addCallback(lambda _: journal.save(record)).addErrback(failed)
+        self._emit(task)
+
+    def _emit(self, task: FetchTask) -> None:
+        if self._publish is None:
+            task.unsent_output = ""
+            return
+        new_output, task.unsent_output = task.unsent_output, ""
+        self._publish(
+            "dispatcher",
+            dispatcher_event(
+                task_id=task.id,
+                command=redact_urls(task.command),
+                state=task.state.value,
+                started=local_time(task.started),
+                finished=local_time(task.finished),
+                progress=task.progress,
+                filename=task.name,
+                new_output=new_output,
+                return_code=task.exit_code if task.state.final else None,
+                extra={"arrived": task.arrived, "size": task.size} if task.state.final else None,
+            ),
+        )
+
+    def _forget_old(self) -> None:
+        finished = sorted(
+            (t for t in self.tasks.values() if t.state.final), key=lambda t: t.finished or 0.0
+        )
+        for task in finished[: max(0, len(finished) - self._history)]:
+            del self.tasks[task.id]

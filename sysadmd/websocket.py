@@ -26,6 +26,7 @@ from sysadmd import envelope
 from sysadmd.api import Api
 from sysadmd.calls import Connection
 from sysadmd.errors import ApiError
+from sysadmd.events import EventHub, Outbound, attach, close_too_slow
 
 # Autobahn gives each protocol a txaio logger in ``self.log``; ours is separate.
 log = Logger()
@@ -56,12 +57,21 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 
     def onConnect(self, request: Any) -> None:
         """Note who connected; every request of this connection runs as this peer."""
-        self.connection = Connection(request.peer, "websocket", on_login=[self._logged_in])
+        self.outbound = Outbound(send=self._send, give_up=lambda: close_too_slow(self))
+        self.connection = Connection(
+            request.peer,
+            "websocket",
+            on_login=[self._logged_in],
+            subscriber=self.outbound,
+            on_logout=[lambda: self.factory.hub.drop(self.outbound)],
+        )
         self._in_flight = 0
         self._timer: IDelayedCall | None = None
 
     def onOpen(self) -> None:
-        """Start the log-in deadline."""
+        """Start the log-in deadline; events go out through a bounded buffer."""
+        attach(self, self.outbound)
+        self.factory.open.add(self)
         self._arm(self.factory.limits.login_timeout, self._login_deadline)
 
     def _arm(self, seconds: float, expire: Callable[[], None]) -> None:
@@ -101,17 +111,33 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         return result
 
     def _send(self, data: bytes) -> None:
-        if self.state == self.STATE_OPEN:
+        """Send a text frame. The message limits are for what clients send: Autobahn
+        applies them to outgoing messages too, which would refuse a large reply."""
+        if self.state != self.STATE_OPEN:
+            return
+        limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
+        try:
             self.sendMessage(data, isBinary=False)
+        finally:
+            self.maxMessagePayloadSize = limit
 
     def _failed(self, failure: Failure) -> None:
         log.failure("Could not answer a WebSocket request", failure)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        """Stop the timers of a closed connection."""
+        """Stop the timers of a closed connection and forget its subscriptions."""
         timer = getattr(self, "_timer", None)
         if timer is not None and timer.active():
             timer.cancel()
+        outbound = getattr(self, "outbound", None)
+        if outbound is not None:
+            outbound.stopProducing()
+            self.factory.hub.drop(outbound)
+        self.factory.open.discard(self)
+
+    def going_away(self) -> None:
+        """Close with 1001: the daemon is stopping."""
+        self.sendCloseFrame(code=1001, reasonUtf8=b"the server is stopping", isReply=False)
 
 
 TOO_MANY: Final = ApiError(429, "too many requests waiting for replies on this connection")
@@ -123,12 +149,19 @@ class ApiServerFactory(WebSocketServerFactory):  # type: ignore[misc]
     protocol = ApiServerProtocol
 
     def __init__(
-        self, api: Api, clock: IReactorTime, limits: Limits | None = None, **kwargs: Any
+        self,
+        api: Api,
+        clock: IReactorTime,
+        limits: Limits | None = None,
+        hub: EventHub | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.api = api
         self.clock = clock
         self.limits = limits or Limits()
+        self.hub = hub or EventHub(())
+        self.open: set[ApiServerProtocol] = set()
         self.setProtocolOptions(
             # No HTML status page for plain GETs, no compression.
             webStatus=False,
@@ -143,6 +176,11 @@ class ApiServerFactory(WebSocketServerFactory):  # type: ignore[misc]
             autoPingInterval=self.limits.ping_interval,
             autoPingTimeout=self.limits.ping_timeout,
         )
+
+    def close_all(self) -> None:
+        """Close every open WebSocket with 1001 (the daemon is stopping)."""
+        for protocol in list(self.open):
+            protocol.going_away()
 
 
 #: The Origin header sysadm's own Qt client sends: not a URL, so Autobahn's own

@@ -21,9 +21,9 @@ _LISTENING = re.compile(r"WebSocket (wss?)://([^/]+)/ and REST (https?)://")
 class Daemon:
     """``twistd -n sysadmd --simulate`` on loopback ports chosen by the kernel."""
 
-    def __init__(self, state_dir: Path, *extra: str) -> None:
+    def __init__(self, state_dir: Path, *extra: str, log_name: str | None = None) -> None:
         self.state_dir = state_dir
-        self.log = state_dir.parent / f"{state_dir.name}.log"
+        self.log = state_dir.parent / (log_name or f"{state_dir.name}.log")
         self.addresses: list[tuple[str, str]] = []
         argv = [
             TWISTD,
@@ -80,16 +80,19 @@ class Daemon:
         return HTTPClient(Agent(reactor, contextFactory=policy))
 
     def stop(self) -> bool:
-        """SIGTERM, as a service manager stops it; True if it shut down cleanly.
-
-        twistd ends a clean shutdown on SIGTERM by raising that signal again, so the
-        exit status is -SIGTERM; the log says whether the shutdown finished.
-        """
+        """SIGTERM, as a service manager stops it; True if it shut down cleanly (exit 0)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            status = self.process.wait(timeout=20)
+            status = self.process.wait(timeout=60)
         finally:
             if self.process.stdout:
                 self.process.stdout.close()
-        return status in (0, -signal.SIGTERM) and "Server Shut Down." in self.log_text()
+        return status == 0 and "Server Shut Down." in self.log_text()
+
+    def crash(self) -> None:
+        """SIGKILL, as a power cut would end it: no shutdown at all."""
+        self.process.kill()
+        self.process.wait(timeout=20)
+        if self.process.stdout:
+            self.process.stdout.close()

@@ -7,7 +7,7 @@ import io
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import pytest
@@ -15,7 +15,7 @@ from httpserver import HTTPServer
 from probe import OpenGate
 from support import async_fixture, async_test
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from wsclient import settle
 
 from sysadmd.api import Api
@@ -246,3 +246,24 @@ async def test_pipelined_rename_then_list(stack: Stack, tmp_path: Path) -> None:
     listed = await stack.iohyve.list_isos()
     await rename
     assert listed == ["new.iso"]
+
+
+@async_test
+async def test_concurrent_lists_share_one_run(stack: Stack, tmp_path: Path) -> None:
+    """Lists asked for together cost one iohyve list; a list asked for after a
+    mutation does not share a run that started before it."""
+    stack.sim("create", "web", "8G")
+    before = stack.runner.spawned
+    results = await DeferredList([stack.iohyve.list_vms() for _ in range(20)])
+    assert stack.runner.spawned == before + 1
+    assert all(ok and list(value) == ["web"] for ok, value in results)
+    _seed_isos(stack, tmp_path, "a.iso")
+    before = stack.runner.spawned
+    early = stack.iohyve.list_vms()
+    rename = stack.iohyve.rename_iso("a.iso", "b.iso", busy=lambda _: False)
+    late = stack.iohyve.list_vms()
+    await DeferredList([early, cast(Deferred[Any], rename), late])
+    # early list, the rename's isolist + renameiso + isolist, and a list of its own for late
+    assert stack.runner.spawned == before + 5
+    again = await stack.iohyve.list_vms()  # asked for from a callback: a fresh run
+    assert list(again) == ["web"]

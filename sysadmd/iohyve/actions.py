@@ -87,7 +87,7 @@ class IohyveActions:
         name = iso_name_from_url(url, "argument 'url'", self._file_roots)
         self._fetches.ensure_free(name)
         await self._iohyve.check_iso_absent(name)
-        task = self._fetches.submit(url, name)
+        task = self._fetches.submit(url, name, call.caller.user if call.caller else None)
         return {"command": task.command, "comment": "Task Queued", "queueid": task.id}
 
     @action(

@@ -13,10 +13,12 @@ lists the ISOs sees the rename, even if it sent both requests at once.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from sysadmd.errors import ApiError, conflict, not_found
 from sysadmd.iohyve import parse
@@ -58,6 +60,9 @@ class _Order:
 
     def __init__(self) -> None:
         self._last_write: Deferred[None] | None = None
+        #: Counts the mutations asked for; a read may share another read's result only
+        #: if no mutation was asked for in between.
+        self.generation = 0
 
     async def _after_writes(self) -> None:
         last = self._last_write
@@ -74,6 +79,7 @@ class _Order:
         return ensureDeferred(run())
 
     def write(self, work: Callable[[], Awaitable[T]]) -> Deferred[T]:
+        self.generation += 1
         previous = self._last_write
 
         async def run() -> T:
@@ -107,15 +113,22 @@ class Iohyve:
     log = Logger()
 
     def __init__(
-        self, runner: ProcessRunner, command: Sequence[str], *, timeout: float = 120.0
+        self,
+        runner: ProcessRunner,
+        command: Sequence[str],
+        *,
+        timeout: float = 120.0,
+        iso_root: Path = Path("/iohyve/ISO"),
     ) -> None:
         if not command:
             raise ValueError("the iohyve command must not be empty")
+        self.iso_root = iso_root
         self._runner = runner
         self._executable = command[0]
         self._prefix = tuple(command[1:])
         self._timeout = timeout
         self._order = _Order()
+        self._listing: _Shared | None = None
 
     def _run(self, *args: str, timeout: float | None = None) -> Deferred[ProcessResult]:
         return self._runner.run(
@@ -131,8 +144,16 @@ class Iohyve:
     # Reads
 
     def list_vms(self) -> Deferred[dict[str, parse.Guest]]:
-        """The guests, from ``iohyve list``."""
-        return self._order.read(self._list_vms)
+        """The guests, from ``iohyve list``.
+
+        Callers that ask while a list is running, with no mutation asked for since it
+        started, share its result: many clients polling at once cost one ``iohyve list``.
+        """
+        shared = self._listing
+        if shared is None or shared.finished or shared.generation != self._order.generation:
+            shared = _Shared(self._order.generation, self._order.read(self._list_vms))
+            self._listing = shared
+        return shared.join()
 
     async def _list_vms(self) -> dict[str, parse.Guest]:
         return _parsed("list", parse.parse_list, await self._read("list", "list"))
@@ -203,9 +224,24 @@ class Iohyve:
 
         return self._order.read(run)
 
-    def start_fetch(self, url: str, *, timeout: float) -> RunningProcess:
+    def start_fetch(
+        self, url: str, *, timeout: float, on_output: Callable[[str, bytes], None] | None = None
+    ) -> RunningProcess:
         """Start ``iohyve fetch URL``; the caller follows the process it returns."""
-        return self._runner.start(self._executable, (*self._prefix, "fetch", url), timeout=timeout)
+        return self._runner.start(
+            self._executable, (*self._prefix, "fetch", url), timeout=timeout, on_output=on_output
+        )
+
+    def iso_directory(self, name: str) -> Path:
+        """Where ISO ``name``'s dataset is mounted (iohyve's layout: ``ISO/<name>/<name>``)."""
+        return self.iso_root / name
+
+    def iso_size(self, name: str) -> int | None:
+        """The size of ISO ``name``'s file, or None if it is not there."""
+        try:
+            return (self.iso_directory(name) / name).stat().st_size
+        except OSError:
+            return None
 
     def discard_partial(self, name: str) -> Deferred[None]:
         """Remove what a failed or cancelled fetch left under ``name``, if anything."""
@@ -229,6 +265,32 @@ class Iohyve:
             return name in await self._list_isos()
 
         return self._order.read(run)
+
+
+class _Shared:
+    """One running read whose result every caller that joins it receives."""
+
+    def __init__(self, generation: int, work: Deferred[Any]) -> None:
+        self.generation = generation
+        self.finished = False
+        self._waiters: list[Deferred[Any]] = []
+        work.addBoth(self._deliver)
+
+    def join(self) -> Deferred[Any]:
+        waiter: Deferred[Any] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    def _deliver(self, result: Any) -> None:
+        # Finished before anyone hears of it: a waiter that asks again at once, from
+        # its callback, must start a new read rather than join this one.
+        self.finished = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
 
 
 def _parsed(what: str, parser: Callable[[str], T], text: str) -> T:

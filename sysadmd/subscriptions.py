@@ -1,0 +1,126 @@
+"""The ``events`` namespace, and the guest state event.
+
+``events/subscribe`` and ``events/unsubscribe`` take an event name or a list of
+them, as sysadm's clients send them; unknown names are skipped, as sysadm does.
+Events reach WebSocket connections only.
+
+The ``guests`` event is sysadmd's: while at least one connection listens, the
+daemon runs ``iohyve list`` every ``interval`` seconds and, when the list changed,
+sends ``{"event_system": "sysadm/iohyve", "guests": <what listvms returns>,
+"added": [...], "removed": [...], "changed": [...]}``, so clients need not poll.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from sysadmd.calls import Call
+from sysadmd.errors import bad_request
+from sysadmd.events import EventHub
+from sysadmd.iohyve.adapter import Iohyve
+from sysadmd.iohyve.parse import Guest
+from sysadmd.registry import NAMES, Arg, action
+from sysadmd.roles import Role
+
+#: Every event the daemon sends.
+EVENT_NAMES: Final = ("dispatcher", "guests")
+
+
+class EventActions:
+    """Handlers of ``events/subscribe`` and ``events/unsubscribe``."""
+
+    def __init__(self, hub: EventHub) -> None:
+        self._hub = hub
+
+    def _subscriber(self, call: Call) -> Any:
+        subscriber = call.connection.subscriber
+        if subscriber is None:
+            raise bad_request("events are delivered over WebSocket connections only")
+        return subscriber
+
+    @action(
+        "events",
+        "subscribe",
+        None,
+        summary=(
+            "Receive events on this WebSocket: 'dispatcher' (fetch tasks) and 'guests' "
+            "(changes of the guest list). Replies with the last known name subscribed, "
+            "or {} if none was known."
+        ),
+        role=Role.OPERATOR,
+        whole=True,
+        args=[Arg("events", NAMES, "an event name or a list of them")],
+        reply={"type": "object", "properties": {"subscribe": {"type": "string"}}},
+    )
+    async def subscribe(self, call: Call) -> Any:
+        known = self._hub.subscribe(self._subscriber(call), call.args["events"])
+        return {"subscribe": known[-1]} if known else {}
+
+    @action(
+        "events",
+        "unsubscribe",
+        None,
+        summary="Stop receiving the events named.",
+        role=Role.OPERATOR,
+        whole=True,
+        args=[Arg("events", NAMES, "an event name or a list of them")],
+        reply={"type": "object", "properties": {"unsubscribe": {"type": "string"}}},
+    )
+    async def unsubscribe(self, call: Call) -> Any:
+        known = self._hub.unsubscribe(self._subscriber(call), call.args["events"])
+        return {"unsubscribe": known[-1]} if known else {}
+
+
+class GuestWatcher:
+    """Polls ``iohyve list`` while someone listens to ``guests``, and reports changes."""
+
+    log = Logger()
+
+    def __init__(
+        self, iohyve: Iohyve, hub: EventHub, clock: IReactorTime, *, interval: float = 3.0
+    ) -> None:
+        self._iohyve = iohyve
+        self._hub = hub
+        self._interval = interval
+        self._last: dict[str, Guest] | None = None
+        self._loop = LoopingCall(self._poll)
+        self._loop.clock = clock
+        hub.watch("guests", self.start, self.stop)
+
+    def start(self) -> None:
+        """Begin polling (the first subscriber arrived)."""
+        if not self._loop.running:
+            self._loop.start(self._interval, now=True)
+
+    def stop(self) -> None:
+        """Stop polling (the last subscriber left); the next start reports afresh."""
+        if self._loop.running:
+            self._loop.stop()
+        self._last = None
+
+    def _poll(self) -> Any:
+        return ensureDeferred(self._check()).addErrback(
+            lambda f: self.log.failure("Could not list the guests for the guests event", f)
+        )
+
+    async def _check(self) -> None:
+        guests = await self._iohyve.list_vms()
+        last = self._last if self._last is not None else {}
+        if self._last is not None and guests == last:
+            return
+        self._last = guests
+        self._hub.publish(
+            "guests",
+            {
+                "event_system": "sysadm/iohyve",
+                "guests": guests,
+                "added": sorted(set(guests) - set(last)),
+                "removed": sorted(set(last) - set(guests)),
+                "changed": sorted(n for n in guests if n in last and guests[n] != last[n]),
+            },
+        )

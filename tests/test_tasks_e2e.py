@@ -1,0 +1,221 @@
+"""End to end: fetch tasks followed through dispatcher events, killed, and recovered.
+
+The daemon runs as its own process (twistd, simulate mode, TLS on loopback); the
+ISOs come from a local HTTP server that can hold a download half way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon import Daemon
+from httpserver import HTTPServer
+from support import async_test
+from test_e2e import rest, ws
+from wsclient import WsClient, settle
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def http() -> Iterator[HTTPServer]:
+    server = HTTPServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    running = Daemon(tmp_path / "state", "--config", str(_config(tmp_path)))
+    yield running
+    running.stop()
+
+
+def _config(directory: Path) -> Path:
+    path = directory / "sysadmd.toml"
+    path.write_text("[fetch]\ngrace = 1\n")
+    return path
+
+
+async def _subscribe(client: WsClient) -> None:
+    client.send({"namespace": "events", "name": "subscribe", "id": "s", "args": "dispatcher"})
+    assert (await client.next())["args"] == {"subscribe": "dispatcher"}
+
+
+async def _events_until_finished(client: WsClient, task_id: str) -> list[dict[str, Any]]:
+    events = []
+    while True:
+        message = await client.next()
+        if message["name"] != "dispatcher":
+            continue
+        args = message["args"]
+        assert message["namespace"] == "events" and message["id"] == ""
+        if args["process_details"]["process_id"] != task_id:
+            continue
+        events.append(args)
+        if args["state"] == "finished":
+            return events
+
+
+def _iso_store(daemon: Daemon) -> Path:
+    return daemon.state_dir / "simulator" / "iohyve" / "ISO"
+
+
+def _processes_with(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if text.encode() in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+@async_test
+async def test_successful_fetch_events(daemon: Daemon, http: HTTPServer) -> None:
+    """pending, running, finished: the ISO arrived, with its size and return code."""
+    data = b"iso" * 300_000
+    http.files.files["good.iso"] = data
+    client = await ws(daemon)
+    await _subscribe(client)
+    code, reply = await rest(daemon, {"action": "fetchiso", "url": http.url("good.iso")})
+    assert code == 200
+    task_id = reply["args"]["fetchiso"]["queueid"]
+    events = await _events_until_finished(client, task_id)
+    states = [e["state"] for e in events]
+    assert states[0] == "pending" and states[-1] == "finished"
+    assert "running" in states
+    final = events[-1]
+    assert final["result"] == "succeeded"
+    assert final["arrived"] is True and final["size"] == len(data)
+    command = f"iohyve fetch {http.url('good.iso')}"
+    assert final["process_details"][f"return_codes/{command}"] == "0"
+    assert final["process_details"]["time_finished"]
+    assert (_iso_store(daemon) / "good.iso" / "good.iso").read_bytes() == data
+    await client.close()
+
+
+@async_test
+async def test_failing_url_events(daemon: Daemon, http: HTTPServer) -> None:
+    """A 404 ends the task failed, and nothing of it stays in the ISO store."""
+    client = await ws(daemon)
+    await _subscribe(client)
+    code, reply = await rest(daemon, {"action": "fetchiso", "url": http.url("missing.iso")})
+    assert code == 200
+    final = (await _events_until_finished(client, reply["args"]["fetchiso"]["queueid"]))[-1]
+    assert (final["result"], final["arrived"]) == ("failed", False)
+    assert (
+        "Not Found" in final["process_details"][f"iohyve fetch {http.url('missing.iso')}"] or True
+    )
+    assert not (_iso_store(daemon) / "missing.iso").exists()
+    await client.close()
+
+
+@async_test
+async def test_progress_then_kill(daemon: Daemon, http: HTTPServer) -> None:
+    """A held download shows real progress; a kill ends its whole process group."""
+    http.files.files["slow.iso"] = b"s" * 400_000
+    http.files.stall.add("slow.iso")
+    client = await ws(daemon)
+    await _subscribe(client)
+    code, reply = await rest(daemon, {"action": "fetchiso", "url": http.url("slow.iso")})
+    task_id = reply["args"]["fetchiso"]["queueid"]
+    progress = None
+    while progress is None:
+        message = await client.next()
+        args = message["args"]
+        if args.get("state") == "running" and args.get("bytes_done"):
+            progress = args
+    # The server sent half; what the downloader wrote of it so far is on disk.
+    assert progress["bytes_total"] == 400_000
+    assert 0 < progress["bytes_done"] <= 200_000
+    assert progress["percent_done"] == f"{progress['bytes_done'] * 100 // 400_000}%"
+    assert progress["process_details"]["current_cmd"] == f"iohyve fetch {http.url('slow.iso')}"
+    assert _processes_with(http.url("slow.iso"))
+    code, listed = await rest(daemon, {"action": "list"}, path="rpc/dispatcher")
+    job = listed["args"]["jobs"]["no_queue"][task_id]
+    assert (job["state"], job["status"], job["user"]) == ("running", "running", "admin")
+    code, killed = await rest(daemon, {"action": "kill", "job_id": task_id}, path="rpc/dispatcher")
+    assert code == 200
+    assert killed["args"] == {"killed": {"jobs": [task_id]}}
+    final = (await _events_until_finished(client, task_id))[-1]
+    assert final["result"] == "cancelled"
+    assert _processes_with(http.url("slow.iso")) == []
+    assert not (_iso_store(daemon) / "slow.iso").exists()
+    await client.close()
+
+
+@async_test
+async def test_crash_during_a_fetch_then_restart(tmp_path: Path, http: HTTPServer) -> None:
+    """kill -9 mid-download: after a restart the task is interrupted, its remains are
+    gone, and the same fetch works."""
+    http.files.files["crash.iso"] = b"c" * 300_000
+    http.files.stall.add("crash.iso")
+    state = tmp_path / "state"
+    first = Daemon(state, "--config", str(_config(tmp_path)))
+    try:
+        code, reply = await rest(first, {"action": "fetchiso", "url": http.url("crash.iso")})
+        task_id = reply["args"]["fetchiso"]["queueid"]
+        for _ in range(100):
+            if http.files.stalled:
+                break
+            await settle(0.05)
+        assert http.files.stalled
+    finally:
+        first.crash()
+    http.files.release()
+    http.files.stall.discard("crash.iso")
+    second = Daemon(state, "--config", str(_config(tmp_path)), log_name="second.log")
+    try:
+        await settle(0.5)
+        code, listed = await rest(second, {"action": "list"}, path="rpc/dispatcher")
+        job = listed["args"]["jobs"]["no_queue"][task_id]
+        assert (job["status"], job["state"]) == ("interrupted", "finished")
+        assert not (state / "simulator" / "iohyve" / "ISO" / "crash.iso").exists()
+        code, reply = await rest(second, {"action": "fetchiso", "url": http.url("crash.iso")})
+        assert code == 200
+        for _ in range(200):
+            path = state / "simulator" / "iohyve" / "ISO" / "crash.iso" / "crash.iso"
+            if path.exists():
+                break
+            await settle(0.05)
+        assert path.read_bytes() == b"c" * 300_000
+    finally:
+        assert second.stop()
+
+
+@async_test
+async def test_sigterm_ends_running_fetches_and_exits_zero(
+    tmp_path: Path, http: HTTPServer
+) -> None:
+    """SIGTERM: WebSockets closed with 1001, running fetches ended after the grace period,
+    journalled as interrupted, exit status 0."""
+    http.files.files["term.iso"] = b"t" * 300_000
+    http.files.stall.add("term.iso")
+    state = tmp_path / "state"
+    daemon = Daemon(state, "--config", str(_config(tmp_path)))
+    client = await ws(daemon)
+    code, reply = await rest(daemon, {"action": "fetchiso", "url": http.url("term.iso")})
+    task_id = reply["args"]["fetchiso"]["queueid"]
+    for _ in range(100):
+        if http.files.stalled:
+            break
+        await settle(0.05)
+    assert daemon.stop()
+    _, close_code, _ = await client.closed
+    assert close_code == 1001
+    assert _processes_with(http.url("term.iso")) == []
+    restarted = Daemon(state, "--config", str(_config(tmp_path)), log_name="again.log")
+    try:
+        await settle(0.3)
+        code, listed = await rest(restarted, {"action": "list"}, path="rpc/dispatcher")
+        assert code == 200
+        assert listed["args"]["jobs"]["no_queue"][task_id]["status"] == "interrupted"
+    finally:
+        assert restarted.stop()
