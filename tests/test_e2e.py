@@ -37,7 +37,7 @@ SEED_FETCH_URL = (
 BOOTONLY = "FreeBSD-10.2-RELEASE-amd64-bootonly.iso"
 
 
-def _sim(root: Path, *args: str) -> None:
+def run_simulator(root: Path, *args: str) -> None:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         assert simulator(["--root", str(root), *args]) == 0
 
@@ -48,11 +48,11 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     base = tmp_path_factory.mktemp("e2e")
     state = base / "state"
     root = state / "simulator"
-    _sim(root, "create", "testguest", "8G")
-    _sim(root, "set", "testguest", f"description={DESCRIPTION}")
+    run_simulator(root, "create", "testguest", "8G")
+    run_simulator(root, "set", "testguest", f"description={DESCRIPTION}")
     for name in ("test.iso", BOOTONLY):
         (base / name).write_bytes(f"bytes of {name}".encode())
-        _sim(root, "fetch", f"file://{base / name}")
+        run_simulator(root, "fetch", f"file://{base / name}")
     running = Daemon(state)
     yield running
     assert running.stop()

@@ -14,7 +14,7 @@ import pytest
 from daemon import Daemon
 from httpserver import HTTPServer
 from support import async_test
-from test_e2e import rest, ws
+from test_e2e import rest, run_simulator, ws
 from wsclient import WsClient, settle
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +36,7 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 
 def _config(directory: Path) -> Path:
     path = directory / "sysadmd.toml"
-    path.write_text("[fetch]\ngrace = 1\n")
+    path.write_text("[fetch]\ngrace = 1\n[events]\nguests_interval = 0.5\n")
     return path
 
 
@@ -219,3 +219,25 @@ async def test_sigterm_ends_running_fetches_and_exits_zero(
         assert listed["args"]["jobs"]["no_queue"][task_id]["status"] == "interrupted"
     finally:
         assert restarted.stop()
+
+
+@async_test
+async def test_guests_event(daemon: Daemon) -> None:
+    """Subscribers of 'guests' hear when a guest appears, starts or goes."""
+    client = await ws(daemon)
+    client.send({"namespace": "events", "name": "subscribe", "id": "g", "args": ["guests", "x"]})
+    assert (await client.next())["args"] == {"subscribe": "guests"}
+    first = await client.next()
+    assert (first["name"], first["args"]["guests"]) == ("guests", {})
+    root = daemon.state_dir / "simulator"
+    run_simulator(root, "create", "web", "8G")
+    event = (await client.next())["args"]
+    assert (event["added"], event["removed"], event["changed"]) == (["web"], [], [])
+    assert event["guests"]["web"]["running"] == "NO"
+    run_simulator(root, "start", "web")
+    event = (await client.next())["args"]
+    assert (event["added"], event["changed"]) == ([], ["web"])
+    assert event["guests"]["web"]["running"] == "YES"
+    client.send({"namespace": "events", "name": "unsubscribe", "id": "u", "args": "guests"})
+    assert (await client.next())["args"] == {"unsubscribe": "guests"}
+    await client.close()

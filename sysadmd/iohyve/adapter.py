@@ -186,11 +186,11 @@ class Iohyve:
 
         async def run() -> None:
             _refuse_busy(busy, source, target)
-            if source == target:
-                raise conflict(f"ISO '{source}' cannot be renamed to itself")
             isos = await self._list_isos()
             if source not in isos:
                 raise not_found(f"ISO '{source}' does not exist")
+            if source == target:
+                raise conflict(f"ISO '{source}' cannot be renamed to itself")
             if target in isos:
                 raise conflict(f"ISO '{target}' already exists")
             result = await self._run("renameiso", source, target)
