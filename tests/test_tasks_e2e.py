@@ -154,14 +154,17 @@ async def test_progress_then_kill(daemon: Daemon, http: HTTPServer) -> None:
 @async_test
 async def test_crash_during_a_fetch_then_restart(tmp_path: Path, http: HTTPServer) -> None:
     """kill -9 mid-download: after a restart the task is interrupted, its remains are
-    gone, and the same fetch works."""
+    gone, the task that was waiting runs, and the same fetch works again."""
     http.files.files["crash.iso"] = b"c" * 300_000
+    http.files.files["waiting.iso"] = b"w" * 1000
     http.files.stall.add("crash.iso")
     state = tmp_path / "state"
     first = Daemon(state, "--config", str(_config(tmp_path)))
     try:
         code, reply = await rest(first, {"action": "fetchiso", "url": http.url("crash.iso")})
         task_id = reply["args"]["fetchiso"]["queueid"]
+        code, reply = await rest(first, {"action": "fetchiso", "url": http.url("waiting.iso")})
+        waiting_id = reply["args"]["fetchiso"]["queueid"]
         for _ in range(100):
             if http.files.stalled:
                 break
@@ -178,6 +181,14 @@ async def test_crash_during_a_fetch_then_restart(tmp_path: Path, http: HTTPServe
         job = listed["args"]["jobs"]["no_queue"][task_id]
         assert (job["status"], job["state"]) == ("interrupted", "finished")
         assert not (state / "simulator" / "iohyve" / "ISO" / "crash.iso").exists()
+        for _ in range(200):
+            code, listed = await rest(second, {"action": "list"}, path="rpc/dispatcher")
+            if listed["args"]["jobs"]["no_queue"][waiting_id]["state"] == "finished":
+                break
+            await settle(0.05)
+        assert listed["args"]["jobs"]["no_queue"][waiting_id]["status"] == "succeeded"
+        waited = state / "simulator" / "iohyve" / "ISO" / "waiting.iso" / "waiting.iso"
+        assert waited.read_bytes() == b"w" * 1000
         code, reply = await rest(second, {"action": "fetchiso", "url": http.url("crash.iso")})
         assert code == 200
         for _ in range(200):
