@@ -71,7 +71,7 @@ class Server:
 
 @async_fixture()
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    running = Server(tmp_path, Limits(login_timeout=0.5, in_flight=2), per_address=6)
+    running = Server(tmp_path, Limits(login_timeout=1.0, in_flight=2), per_address=6)
     await running.start()
     yield running
     await running.stop()
@@ -144,15 +144,15 @@ async def test_login_deadline(server: Server) -> None:
 @async_test
 async def test_idle_deadline(tmp_path: Path) -> None:
     """A logged-in WebSocket that stays silent past the idle limit is closed with 4000."""
-    quiet = Server(tmp_path, Limits(idle_timeout=0.3, login_timeout=0.2), per_address=4)
+    quiet = Server(tmp_path, Limits(idle_timeout=1.0, login_timeout=0.5), per_address=4)
     await quiet.start()
     try:
         client = await quiet.ws()
         await _login(client, "oscar")
-        await settle(0.2)
+        await settle(0.6)
         client.send(_message("1", "echo", word="a"))  # a message restarts the idle time
         await client.next()
-        await settle(0.2)
+        await settle(0.6)
         assert not client.closed.called
         _, code, _ = await client.closed
         assert code == 4000
