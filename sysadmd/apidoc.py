@@ -13,14 +13,22 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sysadmd.dispatcher import DispatcherActions
+from sysadmd.host import HostActions
 from sysadmd.iohyve.actions import IohyveActions
 from sysadmd.registry import ActionSpec, declared_actions
 from sysadmd.roles import Role
-from sysadmd.rpc import Rpc
+from sysadmd.rpc import QueryActions, Rpc
 from sysadmd.subscriptions import EventActions
 
 #: Every class of actions the daemon serves.
-API_CLASSES: tuple[type, ...] = (Rpc, DispatcherActions, EventActions, IohyveActions)
+API_CLASSES: tuple[type, ...] = (
+    Rpc,
+    QueryActions,
+    DispatcherActions,
+    EventActions,
+    IohyveActions,
+    HostActions,
+)
 
 BEGIN = "<!-- BEGIN GENERATED REFERENCE: python -m sysadmd.apidoc -->"
 END = "<!-- END GENERATED REFERENCE -->"

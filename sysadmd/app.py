@@ -33,6 +33,7 @@ from sysadmd.config import Config, ConfigError
 from sysadmd.credentials import CredentialChecker
 from sysadmd.dispatcher import DispatcherActions
 from sysadmd.events import EventHub
+from sysadmd.host import HostActions
 from sysadmd.iohyve.actions import IohyveActions
 from sysadmd.iohyve.adapter import Iohyve
 from sysadmd.journal import Journal
@@ -41,7 +42,7 @@ from sysadmd.lockout import Lockout
 from sysadmd.pam_backend import PamChecker
 from sysadmd.registry import Registry
 from sysadmd.rest import ApiSite, RestApi
-from sysadmd.rpc import Rpc
+from sysadmd.rpc import QueryActions, Rpc
 from sysadmd.runner import ProcessRunner
 from sysadmd.sessions import Sessions
 from sysadmd.sslauth import Challenges, KeyStore
@@ -274,7 +275,24 @@ def make_service(config: Config, reactor: Any) -> IService:
     registry.register(Rpc(auth, config.hostname))
     registry.register(DispatcherActions(fetches))
     registry.register(EventActions(hub))
-    registry.register(IohyveActions(iohyve, fetches, config.fetch_file_roots))
+    simulator = config.state_dir / "simulator"
+    registry.register(
+        IohyveActions(
+            iohyve,
+            fetches,
+            config.fetch_file_roots,
+            rc_conf=simulator / "rc.conf" if config.iohyve_simulate else config.iohyve_rc_conf,
+            slow_timeout=config.iohyve_timeout + 30,
+        )
+    )
+    registry.register(
+        HostActions(
+            runner,
+            [*command, "zpool"] if config.iohyve_simulate else [str(config.iohyve_zpool)],
+            [*command, "ifconfig"] if config.iohyve_simulate else [str(config.iohyve_ifconfig)],
+        )
+    )
+    registry.register(QueryActions(registry))
     api = Api(registry, auth)
     site = build_site(
         api,

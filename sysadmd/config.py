@@ -176,6 +176,15 @@ KEYS: Final = (
     ),
     Key(
         "iohyve",
+        "rc_conf",
+        "/etc/rc.conf",
+        _absolute_path,
+        "The rc.conf file whose iohyve_flags line setup writes and issetup reads.",
+    ),
+    Key("iohyve", "zpool", "/sbin/zpool", _absolute_path, "The zpool executable."),
+    Key("iohyve", "ifconfig", "/sbin/ifconfig", _absolute_path, "The ifconfig executable."),
+    Key(
+        "iohyve",
         "iso_root",
         "/iohyve/ISO",
         _absolute_path,
@@ -365,6 +374,9 @@ class Config:
     state_dir: Path
     hostname: str
     iohyve_path: Path
+    iohyve_rc_conf: Path
+    iohyve_zpool: Path
+    iohyve_ifconfig: Path
     iohyve_iso_root: Path
     iohyve_simulate: bool
     iohyve_simulator_profile: str

@@ -33,11 +33,13 @@ class ArgType:
     """How one kind of argument is checked and described.
 
     ``check(value, label)`` returns the value to hand to the handler or raises a 400
-    whose message starts with ``label``; ``schema`` is the JSON Schema of the value.
+    whose message starts with ``label``; ``schema`` is the JSON Schema of the value;
+    ``example`` is a valid value, for documentation and tests.
     """
 
     schema: Mapping[str, Any]
     check: Callable[[Any, str], Any]
+    example: Any
 
 
 def _string(value: Any, label: str) -> str:
@@ -51,7 +53,9 @@ def _name(value: Any, label: str) -> str:
 
 
 #: A guest or ISO name (see :mod:`sysadmd.validate`).
-NAME: Final = ArgType({"type": "string", "pattern": NAME_PATTERN, "maxLength": 128}, _name)
+NAME: Final = ArgType(
+    {"type": "string", "pattern": NAME_PATTERN, "maxLength": 128}, _name, "test.iso"
+)
 
 
 def _text(value: Any, label: str) -> str:
@@ -62,7 +66,7 @@ def _text(value: Any, label: str) -> str:
 
 
 #: Free text such as a password or a token: a string of at most 1024 characters.
-TEXT: Final = ArgType({"type": "string", "maxLength": 1024}, _text)
+TEXT: Final = ArgType({"type": "string", "maxLength": 1024}, _text, "text")
 
 
 def _names(value: Any, label: str) -> list[str]:
@@ -83,9 +87,14 @@ NAMES: Final = ArgType(
         ]
     },
     _names,
+    ["dispatcher"],
 )
 #: A URL to fetch; the handler validates it further (scheme, file name, local files).
-URL: Final = ArgType({"type": "string", "format": "uri", "maxLength": 2048}, _string)
+URL: Final = ArgType(
+    {"type": "string", "format": "uri", "maxLength": 2048},
+    _string,
+    "http://127.0.0.1:9/test.iso",
+)
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,9 @@ class ActionSpec:
     queued: bool = False
     wrapped: bool = True
     whole: bool = False
+    #: For actions that take named pairs besides their arguments (``setprop``): how
+    #: the extra names and their values are checked.
+    extra: tuple[ArgType, ArgType] | None = None
 
     @property
     def path(self) -> str:
@@ -140,11 +152,21 @@ class ActionSpec:
         known = {arg.name for arg in self.args}
         ignored = {"action"} if self.action is not None else set()
         unknown = sorted(key for key in raw if key not in known and key not in ignored)
+        if unknown and self.extra is not None:
+            key_type, value_type = self.extra
+            values: dict[str, Any] = {
+                key: value_type.check(raw[key], f"'{key_type.check(key, 'a property name')}'")
+                for key in unknown
+            }
+            return {**self._declared(raw), "extra": values}
         if unknown:
             expected = ", ".join(f"'{a.name}'" for a in self.args) or "none"
             raise bad_request(
                 f"{self._what} does not take {_describe_keys(unknown)}; its arguments: {expected}"
             )
+        return self._declared(raw)
+
+    def _declared(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for arg in self.args:
             if arg.name in raw:
@@ -177,12 +199,19 @@ class ActionSpec:
         required = (["action"] if self.action is not None else []) + [
             a.name for a in self.args if a.required
         ]
-        return {
+        schema: dict[str, Any] = {
             "type": "object",
             "properties": properties,
             "required": required,
             "additionalProperties": False,
         }
+        if self.extra is not None:
+            key_type, value_type = self.extra
+            schema["additionalProperties"] = dict(value_type.schema)
+            schema["propertyNames"] = {
+                "anyOf": [dict(key_type.schema), {"enum": sorted(properties)}]
+            }
+        return schema
 
     def reply_schema(self) -> dict[str, Any]:
         """The JSON Schema of the reply's ``args``: the result, under the action's key
@@ -219,6 +248,7 @@ def action(
     queued: bool = False,
     wrapped: bool = True,
     whole: bool = False,
+    extra: tuple[ArgType, ArgType] | None = None,
 ) -> Callable[[Callable[..., Awaitable[JSON]]], Callable[..., Awaitable[JSON]]]:
     """Declare the decorated method as the handler of one API action.
 
@@ -231,7 +261,7 @@ def action(
     if whole and (action is not None or len(args) != 1):
         raise ValueError("a 'whole' action is a plain class with exactly one argument")
     spec = ActionSpec(
-        namespace, name, action, summary, tuple(args), reply, role, queued, wrapped, whole
+        namespace, name, action, summary, tuple(args), reply, role, queued, wrapped, whole, extra
     )
 
     def decorate(
@@ -278,6 +308,25 @@ class Registry:
         if None in api_class.actions or (spec.action is None and api_class.actions):
             raise ValueError(f"{spec.path} mixes a plain handler with actions")
         api_class.actions[spec.action] = (spec, handler)
+
+    def access(self, role: Role) -> dict[str, str]:
+        """sysadm's ``rpc/query`` map: each class ``role`` may use, ``read`` or ``read/write``.
+
+        A class whose every action the role may call is ``read/write``; one where it may
+        call only some (the read-only ones) is ``read``; public-only classes (the logins)
+        are not listed.
+        """
+        access: dict[str, str] = {}
+        for (namespace, name), api_class in sorted(self._classes.items()):
+            needed = [spec.role for spec, _ in api_class.actions.values()]
+            if all(r is Role.PUBLIC for r in needed):
+                continue
+            allowed = [role.allows(r) for r in needed]
+            if all(allowed):
+                access[f"{namespace}/{name}"] = "read/write"
+            elif any(allowed):
+                access[f"{namespace}/{name}"] = "read"
+        return access
 
     def specs(self) -> list[ActionSpec]:
         """All registered declarations, sorted by namespace, name and action."""

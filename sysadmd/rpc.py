@@ -7,7 +7,7 @@ from typing import Any, Final
 from sysadmd.auth import Authenticator
 from sysadmd.calls import Call, Identity
 from sysadmd.errors import ApiError, bad_request
-from sysadmd.registry import NAME, TEXT, Arg, action
+from sysadmd.registry import NAME, TEXT, Arg, Registry, action
 from sysadmd.roles import Role
 from sysadmd.sslauth import SSLAuthError
 
@@ -199,3 +199,25 @@ class Rpc:
         if not self._auth.keys.revoke(call.args["pub_key"], call.args.get("user")):
             raise ApiError(404, "no such registered key")
         return {}
+
+
+class QueryActions:
+    """``rpc/query``: which classes the caller may use, as sysadm's clients read it."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    @action(
+        "rpc",
+        "query",
+        None,
+        summary=(
+            "The API classes this server has and what the caller may do with each: "
+            '{"sysadm/iohyve": "read/write", ...}; an operator gets "read" where only the '
+            "read-only actions are open to it."
+        ),
+        role=Role.OPERATOR,
+        reply={"type": "object", "additionalProperties": {"enum": ["read", "read/write"]}},
+    )
+    async def query(self, call: Call) -> Any:
+        return self._registry.access(_caller(call).role)

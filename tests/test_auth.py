@@ -21,31 +21,25 @@ from sysadmd.auth import Authenticator
 from sysadmd.calls import Connection
 from sysadmd.errors import ApiError
 from sysadmd.events import EventHub
-from sysadmd.registry import NAME, NAMES, TEXT, URL, ActionSpec, Registry, declared_actions
+from sysadmd.registry import ActionSpec, Registry, declared_actions
 from sysadmd.roles import Role
-from sysadmd.rpc import Rpc
+from sysadmd.rpc import QueryActions, Rpc
 from sysadmd.sslauth import sign_challenge
 from sysadmd.subscriptions import EVENT_NAMES, EventActions
 
-SAMPLE = {
-    id(NAME): "x.iso",
-    id(TEXT): "text",
-    id(URL): "http://127.0.0.1:9/x.iso",
-    id(NAMES): ["dispatcher"],
-}
-
-
 #: The actions whose real handlers the tests run (the others only record that they ran).
-REAL = {spec.title for cls in (Rpc, EventActions) for _, spec in declared_actions(cls)}
+REAL = {
+    spec.title for cls in (Rpc, QueryActions, EventActions) for _, spec in declared_actions(cls)
+}
 
 
 def _args(spec: ActionSpec) -> Any:
     if spec.whole:
-        return SAMPLE[id(spec.args[0].type)]
+        return spec.args[0].type.example
     args: dict[str, Any] = {"action": spec.action} if spec.action else {}
     for arg in spec.args:
         if arg.required:
-            args[arg.name] = SAMPLE[id(arg.type)]
+            args[arg.name] = arg.type.example
     return args
 
 
@@ -60,6 +54,7 @@ class World:
         registry = Registry()
         registry.register(Rpc(self.auth, "testhost"))
         registry.register(EventActions(EventHub(EVENT_NAMES)))
+        registry.register(QueryActions(registry))
         for spec in all_specs():
             if spec.title not in REAL:
                 registry.add(spec, self._recording(spec))

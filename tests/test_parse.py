@@ -114,3 +114,58 @@ def test_first_message_prefers_stderr() -> None:
     )
     assert parse.first_message("only stdout\n", "") == "only stdout"
     assert parse.first_message("", "") == "no output"
+
+
+def test_getall_0_7_3() -> None:
+    """0.7.3: values were cut at the first space by iohyve itself."""
+    text = (
+        "Getting web props...\n"
+        "name         web\n"
+        "size         8G\n"
+        "description  Fri\n"
+        "bargs        -A_-H_-P\n"
+    )
+    assert parse.parse_getall(text) == {
+        "name": "web",
+        "size": "8G",
+        "description": "Fri",
+        "bargs": "-A_-H_-P",
+    }
+
+
+def test_getall_0_7_9() -> None:
+    """0.7.4+: names padded to 15 columns, values whole with their spaces."""
+    text = (
+        "Getting win10a iohyve properties...\n"
+        "bargs          -H_-w\n"
+        "boot           0\n"
+        "description    Mon Jul  1 21:58:42 ACST 2016\n"
+    )
+    assert parse.parse_getall(text) == {
+        "bargs": "-H_-w",
+        "boot": "0",
+        "description": "Mon Jul  1 21:58:42 ACST 2016",
+    }
+
+
+def test_getall_refuses_other_output() -> None:
+    """A guest that does not exist prints no title line."""
+    with pytest.raises(parse.ParseError):
+        parse.parse_getall("Guest web doesn't exist!\n")
+
+
+def test_disks() -> None:
+    """The title and header go through column -t too; rows are disk and size."""
+    text = "Listing  disks  for  debian...\ndiskN    Size\ndisk0    20G\ndisk1    40G\n"
+    assert parse.parse_disks(text) == {"disk0": "20G", "disk1": "40G"}
+
+
+def test_disks_of_a_guest_whose_name_another_contains() -> None:
+    """iohyve's substring match lists debian.old's disks with debian's: refused."""
+    text = (
+        "Listing  disks  for  debian...\ndiskN    Size\ndisk0    20G\ndisk1    40G\ndisk0    10G\n"
+    )
+    with pytest.raises(parse.ParseError, match="cannot tell"):
+        parse.parse_disks(text)
+    with pytest.raises(parse.ParseError):
+        parse.parse_disks("Not a valid guest name\n")

@@ -10,6 +10,7 @@ from probe import OpenGate
 from support import async_test
 
 from sysadmd.api import Api
+from sysadmd.apidoc import all_specs
 from sysadmd.calls import Call, Connection
 from sysadmd.errors import ApiError
 from sysadmd.iohyve.actions import IohyveActions
@@ -91,7 +92,29 @@ async def test_errors(
 def test_schemas_accept_valid_and_refuse_invalid_arguments() -> None:
     """The derived JSON Schema agrees with the validation for every iohyve action."""
     specs = {spec.action: spec for _, spec in declared_actions(IohyveActions)}
-    assert sorted(str(a) for a in specs) == ["fetchiso", "listvms", "renameiso", "rmiso"]
+    assert sorted(str(a) for a in specs) == sorted(
+        [
+            "adddisk",
+            "create",
+            "delete",
+            "deletedisk",
+            "fetchiso",
+            "getprops",
+            "install",
+            "issetup",
+            "listdisks",
+            "listisos",
+            "listvms",
+            "renameiso",
+            "resizedisk",
+            "rmiso",
+            "setprop",
+            "setup",
+            "start",
+            "stop",
+            "version",
+        ]
+    )
     rename = specs["renameiso"].args_schema()
     jsonschema.validate({"action": "renameiso", "source": "a.iso", "target": "b.iso"}, rename)
     for bad in (
@@ -115,3 +138,11 @@ def test_duplicate_registration_is_refused() -> None:
         registry.register(Echo())
     with pytest.raises(ValueError, match="declares no actions"):
         registry.register(object())
+
+
+def test_every_argument_type_accepts_its_example() -> None:
+    """Each declared argument's example passes its own check and its schema."""
+    for spec in all_specs():
+        for arg in spec.args:
+            assert arg.type.check(arg.type.example, "x") is not None
+            jsonschema.validate(arg.type.example, arg.type.schema)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from twisted.internet.threads import deferToThread
+
 from sysadmd.calls import Call
-from sysadmd.iohyve.adapter import Iohyve
-from sysadmd.registry import NAME, URL, Arg, action
+from sysadmd.errors import bad_request, conflict, not_found
+from sysadmd.iohyve import rcconf
+from sysadmd.iohyve.adapter import Iohyve, IohyveFailed
+from sysadmd.registry import NAME, URL, Arg, ArgType, action
 from sysadmd.roles import Role
 from sysadmd.tasks import FetchQueue
 from sysadmd.validate import iso_name_from_url
@@ -39,13 +44,104 @@ def _object(**properties: Any) -> dict[str, Any]:
     }
 
 
+SIZE_PATTERN: Final = r"^[0-9]{1,12}[KMGT]?$"
+_SIZE_RE: Final = re.compile(SIZE_PATTERN)
+#: Words iohyve 0.7.3 hides guests for (its list skips datasets holding them).
+_RESERVED_IN_GUEST_NAMES: Final = ("disk", "ISO", "Firmware")
+#: The properties iohyve knows (its ``iohyve:<name>`` ZFS user properties) that may be set.
+SETTABLE_PROPERTIES: Final = frozenset(
+    {
+        "ram", "cpu", "tap", "con", "persist", "boot", "loader", "os", "description",
+        "bargs", "install", "fw", "autogrub", "vnc", "vnc_ip", "vnc_w", "vnc_h",
+        "vnc_wait", "vnc_tablet", "vnc_port", "template", "utc", "bhyve_path", "sectorsize",
+    }
+)  # fmt: skip
+_PROPERTY_NAME_RE: Final = re.compile(r"^(?:pcidev:[0-9]{1,3}|mac_tap[0-9]{1,3})$")
+
+
+def _size(value: Any, label: str) -> str:
+    if not isinstance(value, str) or not _SIZE_RE.match(value):
+        raise bad_request(f"{label} must be a size such as 10G: digits and one of K, M, G, T")
+    return value
+
+
+def _guest(value: Any, label: str) -> str:
+    name: str = NAME.check(value, label)
+    if any(word in name for word in _RESERVED_IN_GUEST_NAMES):
+        raise bad_request(f"{label} must not contain 'disk', 'ISO' or 'Firmware'")
+    return name
+
+
+def _disk(value: Any, label: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"disk[0-9]{1,3}", value):
+        raise bad_request(f"{label} must be a disk name such as disk1")
+    return value
+
+
+def _flag(value: Any, label: str) -> bool:
+    if value in ("true", True):
+        return True
+    if value in ("false", False):
+        return False
+    raise bad_request(f'{label} must be "true" or "false"')
+
+
+def _nic(value: Any, label: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z]{1,12}[0-9]{1,4}", value):
+        raise bad_request(f"{label} must be a network interface name such as em0")
+    return value
+
+
+def _property(value: Any, label: str) -> str:
+    if not isinstance(value, str) or not (
+        value in SETTABLE_PROPERTIES or _PROPERTY_NAME_RE.match(value)
+    ):
+        raise bad_request(f"{label} must be an iohyve property such as ram, cpu or description")
+    return value
+
+
+def _property_value(value: Any, label: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 1024:
+        raise bad_request(f"{label} must be a string of 1 to 1024 characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value) or any(c in value for c in "=*?[]\"'`$"):
+        raise bad_request(
+            f"{label} must not hold control characters, '=', quotes or shell wildcards"
+        )
+    return value
+
+
+SIZE: Final = ArgType({"type": "string", "pattern": SIZE_PATTERN}, _size, "10G")
+GUEST: Final = ArgType(
+    {"type": "string", "pattern": "^(?!.*(disk|ISO|Firmware))[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
+    _guest,
+    "guest1",
+)
+DISK: Final = ArgType({"type": "string", "pattern": "^disk[0-9]{1,3}$"}, _disk, "disk1")
+FLAG: Final = ArgType({"enum": ["true", "false", True, False]}, _flag, "false")
+NIC: Final = ArgType({"type": "string", "pattern": "^[a-z]{1,12}[0-9]{1,4}$"}, _nic, "em0")
+PROPERTY: Final = ArgType({"enum": sorted(SETTABLE_PROPERTIES)}, _property, "ram")
+PROPERTY_VALUE: Final = ArgType(
+    {"type": "string", "minLength": 1, "maxLength": 1024}, _property_value, "512M"
+)
+
+
 class IohyveActions:
     """Handlers of ``sysadm/iohyve``; each validates nothing by hand."""
 
-    def __init__(self, iohyve: Iohyve, fetches: FetchQueue, file_roots: Sequence[Path] = ()):
+    def __init__(
+        self,
+        iohyve: Iohyve,
+        fetches: FetchQueue,
+        file_roots: Sequence[Path] = (),
+        *,
+        rc_conf: Path = Path("/etc/rc.conf"),
+        slow_timeout: float = 120.0,
+    ) -> None:
         self._iohyve = iohyve
         self._fetches = fetches
         self._file_roots = tuple(file_roots)
+        self._rc_conf = rc_conf
+        self._slow_timeout = slow_timeout
 
     @action(
         NAMESPACE,
@@ -120,3 +216,347 @@ class IohyveActions:
         target = call.args["target"]
         await self._iohyve.remove_iso(target, busy=self._fetches.busy)
         return {"target": target}
+
+    # The rest of the class: ISOs, setup, guests, disks, properties.
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "listisos",
+        summary="List the ISO names.",
+        role=Role.OPERATOR,
+        reply={"type": "array", "items": {"type": "string"}},
+    )
+    async def listisos(self, call: Call) -> Any:
+        return await self._iohyve.list_isos()
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "version",
+        summary="iohyve's version string.",
+        role=Role.OPERATOR,
+        reply=_object(version={"type": "string"}),
+    )
+    async def version(self, call: Call) -> Any:
+        return {"version": await self._iohyve.version()}
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "issetup",
+        summary="Whether iohyve is set up: rc.conf has a non-empty iohyve_flags line.",
+        role=Role.OPERATOR,
+        reply=_object(setup={"enum": ["true", "false"]}),
+    )
+    async def issetup(self, call: Call) -> Any:
+        flags = await deferToThread(rcconf.read_flags, self._rc_conf)
+        return {"setup": "true" if flags else "false"}
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "setup",
+        summary=(
+            "Set iohyve up on a pool and a network interface: writes "
+            'iohyve_flags="kmod=1 net=<nic>" to rc.conf, then runs iohyve setup.'
+        ),
+        role=Role.ADMIN,
+        args=[Arg("pool", NAME, "the ZFS pool"), Arg("nic", NIC, "the network interface")],
+        reply=_object(pool={"type": "string"}, nic={"type": "string"}),
+    )
+    async def setup(self, call: Call) -> Any:
+        pool, nic = call.args["pool"], call.args["nic"]
+        await deferToThread(rcconf.write_flags, self._rc_conf, f"kmod=1 net={nic}")
+        await self._iohyve.mutate(
+            lambda: self._iohyve.run_checked(
+                "setup", "setup", f"pool={pool}", "kmod=1", f"net={nic}"
+            )
+        )
+        return {"pool": pool, "nic": nic}
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "create",
+        summary="Create a guest with a first disk of the given size. 409 if the name is taken.",
+        role=Role.ADMIN,
+        args=[Arg("name", GUEST, "the new guest"), Arg("size", SIZE, "its disk0, e.g. 10G")],
+        reply=_object(name={"type": "string"}, size={"type": "string"}),
+    )
+    async def create(self, call: Call) -> Any:
+        name, size = call.args["name"], call.args["size"]
+
+        async def run() -> None:
+            if name in await self._iohyve.guests_now():
+                raise conflict(f"guest '{name}' already exists")
+            result = await self._iohyve.run("create", name, size)
+            if name not in await self._iohyve.guests_now():
+                raise IohyveFailed("create", result)
+
+        await self._iohyve.guest_operation(name, run)
+        return {"name": name, "size": size}
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "install",
+        summary="Boot a stopped guest from an ISO to install it.",
+        role=Role.ADMIN,
+        args=[Arg("name", NAME, "the guest"), Arg("iso", NAME, "the ISO to boot")],
+        reply=_object(name={"type": "string"}, iso={"type": "string"}),
+    )
+    async def install(self, call: Call) -> Any:
+        name, iso = call.args["name"], call.args["iso"]
+
+        async def run() -> None:
+            guest = await self._iohyve.require_guest(name)
+            if iso not in await self._iohyve.list_isos():
+                raise not_found(f"ISO '{iso}' does not exist")
+            if guest["running"] == "YES":
+                raise conflict(f"guest '{name}' is running; stop it first")
+            await self._iohyve.run_checked("install", "install", name, iso)
+
+        await self._iohyve.guest_operation(name, run)
+        return {"name": name, "iso": iso}
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "start",
+        summary="Start a guest. 409 if it is running already.",
+        role=Role.ADMIN,
+        args=[Arg("name", NAME, "the guest")],
+        reply=_object(name={"type": "string"}),
+    )
+    async def start(self, call: Call) -> Any:
+        name = call.args["name"]
+
+        async def run() -> None:
+            guest = await self._iohyve.require_guest(name)
+            if guest["running"] == "YES":
+                raise conflict(f"guest '{name}' is running already")
+            await self._iohyve.run_checked("start", "start", name)
+
+        await self._iohyve.guest_operation(name, run)
+        return {"name": name}
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "stop",
+        summary=(
+            'Stop a guest with an ACPI shutdown request, or with force="true" at once '
+            "(iohyve forcekill). 409 if it is not running."
+        ),
+        role=Role.ADMIN,
+        args=[
+            Arg("name", NAME, "the guest"),
+            Arg("force", FLAG, '"true" to kill it at once', required=False),
+        ],
+        reply=_object(name={"type": "string"}),
+    )
+    async def stop(self, call: Call) -> Any:
+        name, force = call.args["name"], call.args.get("force", False)
+
+        async def run() -> None:
+            guest = await self._iohyve.require_guest(name)
+            if guest["running"] != "YES" and guest["vmm"] != "YES":
+                raise conflict(f"guest '{name}' is not running")
+            await self._iohyve.run_checked("stop", "forcekill" if force else "stop", name)
+
+        await self._iohyve.guest_operation(name, run)
+        return {"name": name}
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "delete",
+        summary=(
+            "Delete a stopped guest and all its disks (iohyve delete -f, which waits 10 s "
+            "first; the reply waits, other requests do not)."
+        ),
+        role=Role.ADMIN,
+        args=[Arg("name", NAME, "the guest")],
+        reply=_object(name={"type": "string"}),
+    )
+    async def delete(self, call: Call) -> Any:
+        name = call.args["name"]
+
+        async def run() -> None:
+            guest = await self._iohyve.read(lambda: self._iohyve.require_guest(name))
+            if guest["running"] == "YES":
+                raise conflict(f"guest '{name}' is running; stop it first")
+            result = await self._iohyve.run("delete", "-f", name, timeout=self._slow_timeout)
+            if name in await self._iohyve.read(self._iohyve.guests_now):
+                raise IohyveFailed("delete", result)
+
+        await self._iohyve.guest_operation(name, run, slow=True)
+        return {"name": name}
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "adddisk",
+        summary="Add a disk to a guest, on its pool or the one given.",
+        role=Role.ADMIN,
+        args=[
+            Arg("name", NAME, "the guest"),
+            Arg("size", SIZE, "the new disk's size, e.g. 20G"),
+            Arg("pool", NAME, "the ZFS pool for it", required=False),
+        ],
+        reply={
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"size": {"type": "string"}, "pool": {"type": "string"}},
+                "required": ["size"],
+            },
+        },
+    )
+    async def adddisk(self, call: Call) -> Any:
+        name, size, pool = call.args["name"], call.args["size"], call.args.get("pool")
+
+        async def run() -> None:
+            await self._iohyve.require_guest(name)
+            before = await self._iohyve.disks(name)
+            result = await self._iohyve.run("add", name, size, *([pool] if pool else []))
+            if len(await self._iohyve.disks(name)) != len(before) + 1:
+                raise IohyveFailed("add", result)
+
+        await self._iohyve.guest_operation(name, run)
+        return {name: {"size": size, **({"pool": pool} if pool else {})}}
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "listdisks",
+        summary="A guest's disks and their sizes.",
+        role=Role.OPERATOR,
+        args=[Arg("name", NAME, "the guest")],
+        reply={"type": "object", "additionalProperties": {"type": "string"}},
+    )
+    async def listdisks(self, call: Call) -> Any:
+        name = call.args["name"]
+
+        async def run() -> dict[str, str]:
+            await self._iohyve.require_guest(name)
+            return await self._iohyve.disks(name)
+
+        return await self._iohyve.read(run)
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "resizedisk",
+        summary="Resize a disk of a stopped guest.",
+        role=Role.ADMIN,
+        args=[
+            Arg("name", NAME, "the guest"),
+            Arg("disk", DISK, "the disk, e.g. disk0"),
+            Arg("size", SIZE, "its new size"),
+        ],
+        reply=_object(name={"type": "string"}, disk={"type": "string"}, size={"type": "string"}),
+    )
+    async def resizedisk(self, call: Call) -> Any:
+        name, disk, size = call.args["name"], call.args["disk"], call.args["size"]
+
+        async def run() -> None:
+            guest = await self._iohyve.require_guest(name)
+            if disk not in await self._iohyve.disks(name):
+                raise not_found(f"guest '{name}' has no {disk}")
+            if guest["running"] == "YES":
+                raise conflict(f"guest '{name}' is running; stop it first")
+            result = await self._iohyve.run("resize", name, disk, size)
+            if (await self._iohyve.disks(name)).get(disk) != size:
+                raise IohyveFailed("resize", result)
+
+        await self._iohyve.guest_operation(name, run)
+        return {"name": name, "disk": disk, "size": size}
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "deletedisk",
+        summary="Remove a disk other than disk0 from a guest.",
+        role=Role.ADMIN,
+        args=[Arg("name", NAME, "the guest"), Arg("disk", DISK, "the disk, e.g. disk1")],
+        reply=_object(name={"type": "string"}, disk={"type": "string"}),
+    )
+    async def deletedisk(self, call: Call) -> Any:
+        name, disk = call.args["name"], call.args["disk"]
+        if disk == "disk0":
+            raise bad_request("disk0 cannot be removed")
+
+        async def run() -> None:
+            await self._iohyve.require_guest(name)
+            if disk not in await self._iohyve.disks(name):
+                raise not_found(f"guest '{name}' has no {disk}")
+            result = await self._iohyve.run("remove", "-f", name, disk)
+            if disk in await self._iohyve.disks(name):
+                raise IohyveFailed("remove", result)
+
+        await self._iohyve.guest_operation(name, run)
+        return {"name": name, "disk": disk}
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "getprops",
+        summary="A guest's iohyve properties, values whole.",
+        role=Role.OPERATOR,
+        args=[Arg("name", NAME, "the guest")],
+        reply={
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+            },
+        },
+    )
+    async def getprops(self, call: Call) -> Any:
+        name = call.args["name"]
+
+        async def run() -> dict[str, dict[str, str]]:
+            await self._iohyve.require_guest(name)
+            return {name: await self._iohyve.properties(name)}
+
+        return await self._iohyve.read(run)
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "setprop",
+        summary=(
+            "Set properties of a guest: every argument besides 'name' is a property "
+            "(ram, cpu, description, boot, ...) and its value."
+        ),
+        role=Role.ADMIN,
+        args=[Arg("name", NAME, "the guest")],
+        extra=(PROPERTY, PROPERTY_VALUE),
+        reply={
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+            },
+        },
+    )
+    async def setprop(self, call: Call) -> Any:
+        name, props = call.args["name"], call.args.get("extra", {})
+        if not props:
+            raise bad_request("setprop needs at least one property besides 'name'")
+        for key, value in props.items():
+            if key != "description" and " " in value:
+                raise bad_request(f"'{key}' must not contain spaces (only a description may)")
+        pairs = [f"{key}={value}" for key, value in sorted(props.items())]
+
+        async def run() -> None:
+            await self._iohyve.require_guest(name)
+            result = await self._iohyve.run("set", name, *pairs)
+            now = await self._iohyve.properties(name)
+            if any(now.get(k) != " ".join(v.split()) for k, v in props.items()):
+                raise IohyveFailed("set", result)
+
+        await self._iohyve.guest_operation(name, run)
+        return {name: props}

@@ -119,3 +119,50 @@ def first_message(stdout: str, stderr: str) -> str:
             if line.strip():
                 return line.strip()
     return "no output"
+
+
+def parse_getall(text: str) -> dict[str, str]:
+    """Parse ``iohyve getall NAME`` in either format into ``{property: value}``.
+
+    0.7.3 prints ``Getting NAME props...`` and ``column -t`` rows whose values were
+    cut at the first space; 0.7.4+ prints ``Getting NAME iohyve properties...`` and
+    rows whose values keep their spaces. Either way a row is the property name, then
+    padding, then the value.
+    """
+    lines = [line for line in _lines(text) if line.strip()]
+    if not lines or not lines[0].startswith("Getting "):
+        raise ParseError("iohyve getall printed no title line")
+    props: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(" ")
+        if not name or name in props:
+            raise ParseError("iohyve getall printed a row without a unique property name")
+        props[name] = value.lstrip(" ")
+    return props
+
+
+def parse_disks(text: str) -> dict[str, str]:
+    """Parse ``iohyve disks NAME`` into ``{"disk0": "20G", ...}``.
+
+    The title and the ``diskN Size`` header go through ``column -t`` like the rows.
+    iohyve finds the disks with a substring match, so another guest whose name
+    contains NAME adds its disks under the same ``diskN`` names: such output is
+    refused rather than misread.
+    """
+    lines = [line for line in _lines(text) if line.strip()]
+    if not lines or lines[0].split()[0] != "Listing":
+        raise ParseError("iohyve disks printed no title line")
+    disks: dict[str, str] = {}
+    for line in lines[1:]:
+        fields = line.split()
+        if fields == ["diskN", "Size"]:
+            continue
+        if len(fields) != 2 or not fields[0].startswith("disk") or not fields[0][4:].isdigit():
+            raise ParseError("iohyve disks printed a row that is not a disk and its size")
+        if fields[0] in disks:
+            raise ParseError(
+                "iohyve disks listed the same disk twice: another guest's name contains "
+                "this one's, and iohyve cannot tell their disks apart"
+            )
+        disks[fields[0]] = fields[1]
+    return disks
