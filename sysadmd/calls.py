@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,21 +27,21 @@ class Connection:
 
     ``token`` is the session token the connection logged in with (WebSocket logins,
     REST Bearer); ``identity`` is set for a REST request authenticated with Basic,
-    which needs no session. ``limits_raised`` is called once after a login, so the
-    transport can lift its pre-login limits.
+    which needs no session. The transport hooks ``on_login`` (to lift its pre-login
+    limits) and ``on_logout`` (to drop the connection's event subscriptions).
     """
 
     peer: str
     transport: str
     token: str | None = None
     identity: Identity | None = None
-    on_login: list[Any] = field(default_factory=list)
+    on_login: list[Callable[[], object]] = field(default_factory=list)
     #: Fires when the login this connection is running has finished; requests that
     #: arrive meanwhile wait for it, so they run as the user the login gave.
     login_done: Deferred[None] | None = None
     #: Where events for this connection go (WebSocket connections only).
     subscriber: Any = None
-    on_logout: list[Any] = field(default_factory=list)
+    on_logout: list[Callable[[], object]] = field(default_factory=list)
 
     def logged_in(self, token: str) -> None:
         """Remember the session this connection is now logged in with."""

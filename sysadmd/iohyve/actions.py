@@ -555,7 +555,9 @@ class IohyveActions:
             await self._iohyve.require_guest(name)
             result = await self._iohyve.run("set", name, *pairs)
             now = await self._iohyve.properties(name)
-            if any(now.get(k) != " ".join(v.split()) for k, v in props.items()):
+            # iohyve collapses white space in a description, and 0.7.3's getall shows
+            # only a value's first word.
+            if any(now.get(k) not in (" ".join(v.split()), v.split()[0]) for k, v in props.items()):
                 raise IohyveFailed("set", result)
 
         await self._iohyve.guest_operation(name, run)
