@@ -2,10 +2,25 @@
 
 ``iohyve-sim [--root DIR] [--profile 0.7.3|0.7.9] [--pool NAME] <iohyve arguments...>`` (or
 ``python -m sysadmd.simulator ...``) prints what FreeBSD's ``iohyve`` 0.7.3 or 0.7.9 prints for
-``version``, ``list``, ``isolist``, ``fetch``/``fetchiso``, ``renameiso``, ``rmiso``, ``create``,
-``start``, ``stop``, ``set``, ``getall`` and ``help``, byte for byte and with the same exit
-statuses, and keeps the guests and ISO images in a state directory shaped like iohyve's ZFS
-layout (see :mod:`sysadmd.simulator.state`). Downloads are real (http, https, ftp, file).
+``version``, ``setup``, ``list``, ``info``, ``isolist``, ``fetch``/``fetchiso``, ``renameiso``,
+``rmiso``, ``create``, ``install``, ``start``, ``stop``, ``forcekill``, ``delete``, ``set``,
+``get``, ``getall``, ``add``, ``remove``, ``resize``, ``disks`` and ``help``, byte for byte and
+with the same exit statuses, and keeps the guests (with their zvols), the ISO images and the
+host's pools, kernel modules and interfaces in a state directory shaped like iohyve's ZFS layout
+(see :mod:`sysadmd.simulator.state`). Downloads are real (http, https, ftp, file). No bhyve runs:
+``start`` and ``install`` mark the guest's VM as existing and running, ``stop`` and ``forcekill``
+end it. The simulator never has a controlling terminal, so the commands that ask on /dev/tty
+(``delete``, ``remove`` without ``-f``, always in 0.7.3) delete nothing, as under a daemon.
+
+Two FreeBSD tools the sysadm daemon also runs are simulated on the same state when they are the
+first word (:mod:`~sysadmd.simulator.hosttools` documents their output):
+
+``iohyve-sim [--root DIR] zpool list [-Hp] [-o property[,...]] [pool ...]``
+    the pools: by default one, named after ``--pool``; ``-H -o name,size,alloc,free,frag,dedup,
+    health`` prints ``tank<TAB>99.5G<TAB>1.82G<TAB>97.7G<TAB>3%<TAB>1.00x<TAB>ONLINE``;
+``iohyve-sim [--root DIR] ifconfig -l`` / ``ifconfig [-a]`` / ``ifconfig <if>``
+    ``em0`` (``status: active``), ``em1`` (``status: no carrier``), ``lo0`` and whatever
+    ``setup net=...`` created (``tap0``, ``bridge0``), as FreeBSD 10 prints them.
 
 Environment:
 
@@ -19,15 +34,21 @@ Environment:
     The time zone of that description (UTC when unset).
 ``IOHYVE_SIM_FETCH_BPS``
     Limits downloads to this many bytes per second, to watch a transfer in progress.
+``IOHYVE_SIM_DELETE_DELAY``
+    Seconds ``delete -f`` (0.7.9) waits before deleting (a float; default 10, as iohyve's
+    ``sleep 10``). The state lock is not held meanwhile.
 
 A download in progress is the file ``ROOT/iohyve/ISO/<name>/.fetch.XXXXXX.<name>``; it grows as
 data arrives and is renamed to ``<name>`` only when complete.
 
 Modules: :mod:`~sysadmd.simulator.cli` (options, entry point), :mod:`~.commands` (dispatch),
-:mod:`~.guests` and :mod:`~.iso` (the commands), :mod:`~.profiles` (the two dialects),
-:mod:`~.state` (state directory and lock), :mod:`~.fetch` (fetch(1)), :mod:`~.column`
-(``column -t``), :mod:`~.zfs` (dataset names and zfs messages), :mod:`~.shell` (cut, basename,
-grep, sort -V), :mod:`~.output` and :mod:`~.context`.
+:mod:`~.guests`, :mod:`~.lifecycle`, :mod:`~.disks`, :mod:`~.info`, :mod:`~.hostsetup` and
+:mod:`~.iso` (the commands), :mod:`~.hosttools` (zpool, ifconfig), :mod:`~.profiles` (the two
+dialects), :mod:`~.state` (state directory and lock), :mod:`~.datasets` (the simulated ZFS
+namespace and ``zfs list``/``zfs get`` lines), :mod:`~.zfsops` (zfs subcommands),
+:mod:`~.fetch` (fetch(1)), :mod:`~.column` (``column -t``), :mod:`~.zfs` (dataset names, sizes
+and zfs messages), :mod:`~.shell` (cut, basename, grep, sort -V), :mod:`~.output` and
+:mod:`~.context`.
 
 The package imports only the standard library: the daemon starts it for every command.
 """

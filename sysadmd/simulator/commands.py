@@ -11,13 +11,16 @@ script exits with the status of the last command that function ran. Unknown word
 
 Words the real tool knows but the simulator does not reproduce fail with exit status 2 and a
 message naming the simulator, so nobody mistakes them for a silent success.
+
+``zpool`` and ``ifconfig`` as the *first* word are not iohyve at all: they run the simulated
+FreeBSD tools of :mod:`~sysadmd.simulator.hosttools` on the same state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sysadmd.simulator import guests, iso
+from sysadmd.simulator import disks, guests, hostsetup, hosttools, info, iso, lifecycle
 from sysadmd.simulator.context import SIMULATOR_ERROR, Context
 from sysadmd.simulator.profiles import Profile
 
@@ -42,15 +45,25 @@ def command_table(profile: Profile) -> dict[str, Command]:
     """Return the words ``profile`` knows and the functions that simulate them."""
     table: dict[str, Command] = {
         "version": cmd_version,
+        "setup": hostsetup.cmd_setup,
         "list": guests.cmd_list,
+        "info": info.cmd_info,
         "isolist": iso.cmd_isolist,
         "renameiso": iso.cmd_renameiso,
         "rmiso": iso.cmd_rmiso,
         "create": guests.cmd_create,
+        "install": lifecycle.cmd_install,
         "start": guests.cmd_start,
         "stop": guests.cmd_stop,
+        "forcekill": lifecycle.cmd_forcekill,
+        "delete": lifecycle.cmd_delete,
         "set": guests.cmd_set,
+        "get": lifecycle.cmd_get,
         "getall": guests.cmd_getall,
+        "add": disks.cmd_add,
+        "remove": disks.cmd_remove,
+        "resize": disks.cmd_resize,
+        "disks": disks.cmd_disks,
         "help": cmd_help,
         "-h": cmd_help,
     }
@@ -59,10 +72,17 @@ def command_table(profile: Profile) -> dict[str, Command]:
     return table
 
 
+#: FreeBSD tools selected by the first word, outside iohyve's dispatcher.
+TOOLS: dict[str, Command] = {"zpool": hosttools.cmd_zpool, "ifconfig": hosttools.cmd_ifconfig}
+
+
 def run(ctx: Context, words: list[str]) -> int:
     """Run iohyve with the argument words ``words``; return its exit status."""
     if not words:
         return cmd_help(ctx, [])
+    tool = TOOLS.get(words[0])
+    if tool is not None:
+        return tool(ctx, words[1:])
     table = command_table(ctx.profile)
     for index, word in enumerate(words):
         command = table.get(word)

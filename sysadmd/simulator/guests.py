@@ -1,7 +1,7 @@
 """The guest commands: ``list``, ``create``, ``start``, ``stop``, ``set`` and ``getall``.
 
-A guest is the dataset ``<pool>/iohyve/<name>`` (with the zvol ``<name>/disk0``) carrying
-``iohyve:*`` user properties. How a command finds it differs between the dialects:
+A guest is the dataset ``<pool>/iohyve/<name>`` (with the zvols ``<name>/disk0``, ``disk1``...)
+carrying ``iohyve:*`` user properties. How a command finds it differs between the dialects:
 
 * 0.7.3 greps ``zfs list -H -t volume`` for the name as a substring (a basic regular expression,
   so ``web`` also matches ``web2``), then mostly addresses ``<pool>/iohyve/<name>`` directly;
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 
-from sysadmd.simulator import shell, zfs
+from sysadmd.simulator import datasets, shell, zfs, zfsops
 from sysadmd.simulator.column import column_t
 from sysadmd.simulator.context import SIMULATOR_ERROR, Context, arg
 from sysadmd.simulator.state import Guest, Store
@@ -29,6 +29,9 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 _NATIVE_PROPERTY_WIDTH = 20
 #: Datasets ``setup`` creates directly below ``<pool>/iohyve``; no guest can take these names.
 _RESERVED = ("ISO", "Firmware")
+#: What sh prints when ``read ... </dev/tty`` runs without a controlling terminal. The simulator
+#: never has one: it imitates iohyve run by a daemon.
+NO_TTY = "/usr/local/sbin/iohyve: cannot open /dev/tty: Device not configured"
 
 
 def date_text(now: float) -> str:
@@ -62,28 +65,61 @@ def _now() -> float | None:
 # -- finding guests -------------------------------------------------------------------------------
 
 
-def _volumes(ctx: Context, store: Store) -> list[str]:
+def volume_names(ctx: Context, store: Store) -> list[str]:
     """Return ``zfs list -H -o name -t volume`` for the simulated pool, in byte order."""
-    return [ctx.dataset(guest, "disk0") for guest in store.sorted_names()]
+    return [volume.name for volume in datasets.volumes(ctx, store)]
 
 
-def _volume_matches(ctx: Context, store: Store, name: str) -> list[str]:
+def volume_matches(ctx: Context, store: Store, name: str) -> list[str]:
     """Return 0.7.3's ``zfs list -H -t volume | grep <name> | grep disk0``."""
-    return [line for line in shell.grep(name, _volumes(ctx, store)) if "disk0" in line]
+    return [line for line in shell.grep(name, volume_names(ctx, store)) if "disk0" in line]
 
 
-def _pool_of(dataset: str) -> str:
+def pool_of(dataset: str) -> str:
     """Return the pool part (first component) of a dataset name."""
     return dataset.split("/", 1)[0]
 
 
-def _guest_of(dataset: str) -> str:
+def guest_of(dataset: str) -> str:
     """Return the guest part (third component) of ``<pool>/iohyve/<guest>/...``."""
     parts = dataset.split("/")
     return parts[2] if len(parts) > 2 else ""
 
 
-def _by_name_property(store: Store, name: str) -> str | None:
+def dir_test_0_7_3(ctx: Context, store: Store, name: str, pools: list[str]) -> bool:
+    """Return 0.7.3's ``[ -d /iohyve/$pool/$name ] || [ -d /iohyve/$name ]``.
+
+    ``$pool`` holds one line per ``grep`` match; with several, test(1) complains about the second
+    word on stderr and the ``||`` branch decides.
+    """
+    if len(pools) > 1:
+        words = shell.words(f"/iohyve/{chr(10).join(pools)}/{name}")
+        ctx.output.err(f"[: {words[1]}: unexpected operator")
+    elif datasets.mounted_directory_exists(ctx, store, f"/iohyve/{''.join(pools)}/{name}"):
+        return True
+    return datasets.mounted_directory_exists(ctx, store, f"/iohyve/{name}")
+
+
+def vm_name(ctx: Context, guest: str, record: Guest) -> str:
+    """Return the name iohyve gives the guest's VM (``ioh-<name>``, ``bhyve: ioh-<name>``).
+
+    0.7.6+ use the ``iohyve:name`` property, 0.7.3 the dataset name.
+    """
+    if ctx.profile.identify_by_name_property:
+        return record.props.get("iohyve:name", guest)
+    return guest
+
+
+def running_guest(ctx: Context, store: Store, name: str) -> str | None:
+    """Return the guest ``pgrep -fx "bhyve: ioh-<name>"`` finds running, if any."""
+    for guest in store.sorted_names():
+        record = store.guests[guest]
+        if record.running and vm_name(ctx, guest, record) == name:
+            return guest
+    return None
+
+
+def by_name_property(store: Store, name: str) -> str | None:
     """Return the dataset whose ``iohyve:name`` matches ``name`` exactly (0.7.6+), if any."""
     if not name:
         return None
@@ -95,7 +131,7 @@ def _by_name_property(store: Store, name: str) -> str | None:
     return None
 
 
-def _highest_plus_one(ctx: Context, values: list[str], prefix: str) -> str:
+def highest_plus_one(ctx: Context, values: list[str], prefix: str) -> str:
     """Return create's next tap/nmdm number: ``sort -V | cut -c<len+1>- | tail -n1`` plus one."""
     if not values:
         return "0"
@@ -111,35 +147,15 @@ def _highest_plus_one(ctx: Context, values: list[str], prefix: str) -> str:
 # -- zfs set --------------------------------------------------------------------------------------
 
 
-def _zfs_set_usage(ctx: Context) -> int:
-    for line in (
-        "missing value in property=value argument",
-        "usage:",
-        "\tset <property=value> <filesystem|volume|snapshot> ...",
-        "",
-        "For the property list, run: zfs set|get",
-        "",
-        "For the delegated permission list, run: zfs allow|unallow",
-    ):
-        ctx.output.err(line)
-    return 2
+def open_dataset(ctx: Context, store: Store, path: str) -> tuple[str | None, str | None]:
+    """Open ``path`` like ``zfs_open``: return (guest name or None, error line or None).
 
-
-def _open_dataset(ctx: Context, store: Store, path: str) -> tuple[str | None, str | None]:
-    """Open ``path`` like ``zfs_open``: return (guest name or None, error line or None)."""
-    problem = zfs.validate_for_open(path)
-    if problem is None and path.startswith(ctx.dataset() + "/"):
-        guest = path[len(ctx.dataset()) + 1 :]
-        if guest in store.guests:
-            return guest, None
-    if problem is None:
-        known = {ctx.dataset(), ctx.dataset("ISO"), ctx.dataset("Firmware")}
-        known.update(ctx.dataset("ISO", iso) for iso in ctx.root.iso_names())
-        known.update(_volumes(ctx, store))
-        if path in known:
-            return None, None
-        problem = zfs.DOES_NOT_EXIST
-    return None, zfs.error("open", path, problem)
+    The guest name is given only for a guest's own dataset, the one holding its properties.
+    """
+    dataset, problem = datasets.open_dataset(ctx, store, path)
+    if dataset is None or dataset.is_volume:
+        return None, problem
+    return dataset.guest, None
 
 
 def zfs_set(ctx: Context, store: Store, argv: list[str]) -> int:
@@ -147,11 +163,11 @@ def zfs_set(ctx: Context, store: Store, argv: list[str]) -> int:
     prop, equals, value = argv[0].partition("=") if argv else ("", "", "")
     if not equals or not value:
         # zfs refuses an empty value as a missing one.
-        return _zfs_set_usage(ctx)
+        return zfsops.set_usage(ctx)
     status = 0
     targets: list[tuple[str, str | None]] = []
     for path in argv[1:]:
-        guest, problem = _open_dataset(ctx, store, path)
+        guest, problem = open_dataset(ctx, store, path)
         if problem is not None:
             ctx.output.err(problem)
             status = 1
@@ -213,11 +229,11 @@ def _create_props(ctx: Context, values: dict[str, str], description: str) -> lis
 
 def _create_problems(
     ctx: Context, store: Store, name: str, size: str
-) -> tuple[str | None, str | None]:
-    """Return zfs's errors for creating the guest dataset and its ``disk0`` zvol."""
+) -> tuple[str | None, str | None, int]:
+    """Return zfs's errors for creating the guest dataset and its ``disk0`` zvol, and the size."""
     if len(shell.words(name)) > 1:
         # The unquoted name splits into several words: zfs create gets too many arguments.
-        return "too many arguments", "too many arguments"
+        return "too many arguments", "too many arguments", 0
     path, volume = ctx.dataset(name), ctx.dataset(name, "disk0")
     exists = name in store.guests or name in _RESERVED
     fs_problem = zfs.name_error("create", path, name, changing=True)
@@ -226,22 +242,19 @@ def _create_problems(
     vol_problem = zfs.name_error("create", volume, name, changing=True)
     if vol_problem is None and exists:
         vol_problem = zfs.error("create", volume, zfs.ALREADY_EXISTS)
-    if vol_problem is None and not size:
-        # "-V $size" with an empty, unquoted $size makes "-o" the volume size.
-        vol_problem = "bad volume size '-o': bad numeric value '-o'"
-    return fs_problem, vol_problem
+    number, unreadable, size_problem = zfsops.volume_size(size)
+    if vol_problem is None and unreadable is not None:
+        vol_problem = unreadable
+    elif vol_problem is None and size_problem is not None:
+        vol_problem = zfs.error("create", volume, size_problem)
+    return fs_problem, vol_problem, number
 
 
-def _create_by_set(
-    ctx: Context, store: Store, name: str, props: list[tuple[str, str]], fs_created: bool
-) -> int:
+def _create_by_set(ctx: Context, store: Store, name: str, props: list[tuple[str, str]]) -> int:
     """0.7.3: one ``zfs set`` per property on ``<pool>/iohyve/<name>``; the last one's status.
 
     An existing guest is not refused: its properties are overwritten with fresh defaults.
     """
-    if fs_created:
-        store.guests[name] = Guest()
-        store.dirty = True
     path = ctx.dataset(name)
     status = 0
     for prop, value in props:
@@ -254,7 +267,11 @@ def _create_by_set(
 
 
 def cmd_create(ctx: Context, args: list[str]) -> int:
-    """``iohyve create <name> <size>``: the guest dataset, its ``disk0`` zvol and properties."""
+    """``iohyve create <name> <size>``: the guest dataset, its ``disk0`` zvol and properties.
+
+    ``zfs create -V`` checks the size as libzfs does: a size it cannot read (``10X``), a zero size
+    or one that is not a multiple of the 8K block size leave the guest without ``disk0``.
+    """
     name, size = arg(args, 0), arg(args, 1)
     profile = ctx.profile
     if profile.argument_checks and not size:
@@ -265,7 +282,7 @@ def cmd_create(ctx: Context, args: list[str]) -> int:
         return SIMULATOR_ERROR
     with ctx.root.locked() as store:
         if profile.identify_by_name_property:
-            if _by_name_property(store, name) is not None:
+            if by_name_property(store, name) is not None:
                 ctx.output.out("Error: Guest with this name already exists")
                 return 1
             guests = [g for g in store.sorted_names() if "iohyve:name" in store.guests[g].props]
@@ -274,23 +291,24 @@ def cmd_create(ctx: Context, args: list[str]) -> int:
         values = {
             "name": name,
             "size": size,
-            "tap": _highest_plus_one(
+            "tap": highest_plus_one(
                 ctx, [store.guests[g].props.get("iohyve:tap", "-") for g in guests], "tap"
             ),
-            "con": _highest_plus_one(
+            "con": highest_plus_one(
                 ctx, [store.guests[g].props.get("iohyve:con", "-") for g in guests], "nmdm"
             ),
         }
         ctx.output.out(f"Creating {name}...")
         props = _create_props(ctx, values, date_text(now))
-        fs_problem, vol_problem = _create_problems(ctx, store, name, size)
+        fs_problem, vol_problem, volsize = _create_problems(ctx, store, name, size)
+        disks = {"disk0": volsize} if vol_problem is None else {}
         if name in _RESERVED or profile.identify_by_name_property:
             # 0.7.6+: one "zfs create -o prop=value ..." for the dataset, then the zvol. The
             # simulator also keeps 0.7.3 guests out of the ISO and Firmware datasets this way.
             if fs_problem is not None:
                 ctx.output.err(fs_problem)
             elif name not in _RESERVED:
-                store.guests[name] = Guest(dict(props))
+                store.guests[name] = Guest(dict(props), disks=disks)
                 store.dirty = True
             if vol_problem is not None and name not in _RESERVED:
                 ctx.output.err(vol_problem)
@@ -298,7 +316,10 @@ def cmd_create(ctx: Context, args: list[str]) -> int:
         for problem in (fs_problem, vol_problem):
             if problem is not None:
                 ctx.output.err(problem)
-        return _create_by_set(ctx, store, name, props, fs_created=fs_problem is None)
+        if fs_problem is None:
+            store.guests[name] = Guest(disks=disks)
+            store.dirty = True
+        return _create_by_set(ctx, store, name, props)
 
 
 # -- start and stop -------------------------------------------------------------------------------
@@ -307,15 +328,15 @@ def cmd_create(ctx: Context, args: list[str]) -> int:
 def _start_target_0_7_3(ctx: Context, store: Store, name: str) -> tuple[str | None, str]:
     """Find the guest 0.7.3's ``start`` acts on; return it (None if invalid) and the dataset
     ``__boot`` marks with ``install=no`` (the first volume the substring grep matched)."""
-    matches = _volume_matches(ctx, store, name)
+    matches = volume_matches(ctx, store, name)
     if len(matches) > 1:
         # "[ -d /iohyve/$pool/$name ]" with one pool per matching line splits into several
         # words; test(1) complains about the second one and the "||" branch decides.
-        pools = "\n".join(_pool_of(match) for match in matches)
+        pools = "\n".join(pool_of(match) for match in matches)
         ctx.output.err(f"[: {shell.words(f'/iohyve/{pools}/{name}')[1]}: unexpected operator")
     if name not in store.guests:
         return None, ""
-    return name, _guest_of(matches[0]) if matches else name
+    return name, guest_of(matches[0]) if matches else name
 
 
 def cmd_start(ctx: Context, args: list[str]) -> int:
@@ -326,7 +347,7 @@ def cmd_start(ctx: Context, args: list[str]) -> int:
         return ctx.usage("start")
     with ctx.root.locked() as store:
         if profile.identify_by_name_property:
-            guest = _by_name_property(store, name)
+            guest = by_name_property(store, name)
             if guest is None:
                 ctx.output.out(f"guest {name} doesn't exist")
                 return 1
@@ -364,7 +385,7 @@ def cmd_stop(ctx: Context, args: list[str]) -> int:
     ctx.output.out(f"Stopping {name}...")
     with ctx.root.locked() as store:
         if profile.identify_by_name_property:
-            guest = _by_name_property(store, name)
+            guest = by_name_property(store, name)
         else:
             guest = name if name in store.guests else None
         record = store.guests[guest] if guest is not None else None
@@ -399,14 +420,14 @@ def cmd_set(ctx: Context, args: list[str]) -> int:
         return 2
     with ctx.root.locked() as store:
         if profile.identify_by_name_property:
-            guest = _by_name_property(store, name)
+            guest = by_name_property(store, name)
             if guest is None:
                 ctx.output.out(f"Guest {name} doesn't exist!")
                 return 1
             target = ctx.dataset(guest)
         else:
-            matches = shell.grep(name, _volumes(ctx, store))
-            pool = _pool_of(matches[0]) if matches else ""
+            matches = shell.grep(name, volume_names(ctx, store))
+            pool = pool_of(matches[0]) if matches else ""
             target = f"{pool}/iohyve/{name}"
         status = 0
         for pair in pairs:
@@ -438,15 +459,15 @@ def _getall_0_7_3(ctx: Context, store: Store, name: str) -> list[str]:
     The dataset is ``<pool>/iohyve/<name>`` with the pool taken from the first volume whose
     name contains ``name``; zfs's complaints go to stderr.
     """
-    matches = _volume_matches(ctx, store, name)
+    matches = volume_matches(ctx, store, name)
     if not matches:
         # An empty pool makes the argument the path /iohyve/<name>, which zfs get accepts
         # when it is a mounted dataset (/iohyve itself, /iohyve/ISO, /iohyve/Firmware).
         if name not in ("", *_RESERVED):
             ctx.output.err(f"/iohyve/{name}: No such file or directory")
         return []
-    path = f"{_pool_of(matches[0])}/iohyve/{name}"
-    guest, problem = _open_dataset(ctx, store, path)
+    path = f"{pool_of(matches[0])}/iohyve/{name}"
+    guest, problem = open_dataset(ctx, store, path)
     if problem is not None:
         ctx.output.err(problem)
     if guest is None:
@@ -472,7 +493,7 @@ def cmd_getall(ctx: Context, args: list[str]) -> int:
             for line in column_t(_getall_0_7_3(ctx, store, name)):
                 ctx.output.out(line)
             return 0
-        guest = _by_name_property(store, name) if profile.identify_by_name_property else name
+        guest = by_name_property(store, name) if profile.identify_by_name_property else name
         if guest is None or guest not in store.guests:
             ctx.output.out(f"guest {name} doesn't exist")
             return 1

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import os
 
-from sysadmd.simulator import shell, zfs
+from sysadmd.simulator import datasets, shell, zfs
 from sysadmd.simulator.context import Context, arg
-from sysadmd.simulator.state import FETCH_TEMP_PREFIX, Store, byte_key, dataset_busy
+from sysadmd.simulator.state import FETCH_TEMP_PREFIX, Store, dataset_busy
 
 
 def zfs_list_names(ctx: Context, store: Store) -> list[str]:
     """Return the names ``zfs list -H`` prints for the simulated pool, in its (byte) order."""
-    names = [ctx.dataset(), ctx.dataset("ISO"), ctx.dataset("Firmware")]
-    names.extend(ctx.dataset("ISO", iso) for iso in ctx.root.iso_names())
-    for guest in store.guests:
-        names.append(ctx.dataset(guest))
-        names.append(ctx.dataset(guest, "disk0"))
-    return sorted(names, key=byte_key)
+    return [dataset.name for dataset in datasets.datasets(ctx, store)]
 
 
 def cmd_isolist(ctx: Context, args: list[str]) -> int:
@@ -30,7 +25,7 @@ def cmd_isolist(ctx: Context, args: list[str]) -> int:
 
     Like the real pipeline (``zfs list -H | grep iohyve/ISO | cut -f1 | cut -d/ -f4 | sed 1d``)
     this lists datasets, not files, and a guest whose name starts with ``ISO`` adds an empty
-    line and a ``disk0`` line.
+    line and one line per zvol (``disk0``...).
     """
     ctx.output.out("Listing ISO's...")
     with ctx.root.locked() as store:

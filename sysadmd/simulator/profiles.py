@@ -16,14 +16,21 @@ class Profile:
         "create_defaults",
         "create_trailing_props",
         "fetch_words",
+        "force_flags",
         "getall_sorted_format",
         "help_lines",
         "hide_reserved_words_in_list",
         "identify_by_name_property",
+        "info_flag_table",
+        "install_warns_outdated_bargs",
         "list_pager_flag",
+        "lookup_anchored",
         "name",
         "not_simulated",
+        "resize_updates_size",
         "set_keeps_all_after_first_equals",
+        "setup_checks",
+        "setup_pool_check",
         "strict_dispatch",
         "version_line",
     )
@@ -43,6 +50,13 @@ class Profile:
         list_pager_flag: bool,
         set_keeps_all_after_first_equals: bool,
         getall_sorted_format: bool,
+        force_flags: bool,
+        resize_updates_size: bool,
+        info_flag_table: bool,
+        install_warns_outdated_bargs: bool,
+        lookup_anchored: bool,
+        setup_checks: bool,
+        setup_pool_check: bool,
         help_lines: tuple[str, ...],
         not_simulated: frozenset[str],
     ) -> None:
@@ -79,22 +93,86 @@ class Profile:
         #: 0.7.4+: ``getall`` prints sorted ``zfs get`` lines with whole values; before, first
         #: words through ``column -t`` in ZFS order.
         self.getall_sorted_format = getall_sorted_format
+        #: 0.7.4+: ``delete -f`` and ``remove -f`` skip the /dev/tty question.
+        self.force_flags = force_flags
+        #: 0.7.4+: ``resize`` also sets the guest's ``iohyve:size``.
+        self.resize_updates_size = resize_updates_size
+        #: 0.7.6+: ``info [-vsdl]`` prints the guests and their disks through ``column -ts^``;
+        #: before, ``info [-d]`` is ``zfs list`` through ``column -t``.
+        self.info_flag_table = info_flag_table
+        #: 0.7.3-0.7.5: ``install`` warns when the guest has no ``iohyve:bargs``.
+        self.install_warns_outdated_bargs = install_warns_outdated_bargs
+        #: 0.7.6+ (``lib/ioh-disk``, ``lib/ioh-zfs``): ``get``, ``add`` and ``resize`` grep for
+        #: ``iohyve/<name>`` and ``remove`` for ``<name>.*<disk>``; before, for ``<name>`` alone.
+        self.lookup_anchored = lookup_anchored
+        #: 0.7.4+: ``setup`` runs pool, kmod and net in that order, skips an existing
+        #: ``<pool>/iohyve`` and checks the bridge and the tap sysctl.
+        self.setup_checks = setup_checks
+        #: 0.7.9: ``setup`` refuses a pool ``zpool status`` does not know (and no arguments).
+        self.setup_pool_check = setup_pool_check
         #: The help text, one string per line.
         self.help_lines = help_lines
 
 
 def _help(commands: tuple[str, ...]) -> tuple[str, ...]:
-    # Both releases print "iohyve" and the first command on one line, then one command per line
-    # indented to the same column.
+    # "iohyve" and the first command on one line, then one command per line indented to the same
+    # column (0.7.6+'s exact indentation is not known; 0.7.3's is in _HELP_073).
     first, *rest = commands
     return (f"iohyve  {first}", *(f"{' ' * 8}{line}" for line in rest))
 
 
 # Commands of the real releases that the simulator does not reproduce.
 _NOT_SIMULATED_COMMON = (
-    "setup info fwlist cpiso fetchfw cpfw renamefw rmfw install load boot uefi forcekill scram "
-    "destroy rename delete get add remove resize disks snap roll clone snaplist taplist "
-    "activetaps conlist console conreset"
+    "fwlist cpiso fetchfw cpfw renamefw rmfw load boot uefi scram destroy rename snap roll clone "
+    "snaplist taplist activetaps conlist console conreset"
+)
+
+#: iohyve 0.7.3's help text as its ``__help`` prints it (a here-document indented with a mix of
+#: TABs and eight spaces).
+_HELP_073 = (
+    "iohyve  version",
+    "        setup pool=[poolname] kmod=[0/1] net=[interface]",
+    "        list",
+    "\tinfo [-d]",
+    "        isolist",
+    "\tfwlist",
+    "        fetch [URL]",
+    "\tcpiso [path]",
+    "        renameiso [ISO] [newname]",
+    "\trmiso [ISO]",
+    "        fetchfw [URL]",
+    "        cpfw [path]",
+    "        renamefw [firmware] [newname]",
+    "        rmfw [firmware]",
+    "        create [name] [size]",
+    "        install [name] [ISO]",
+    "        load [name] [path/to/bootdisk]",
+    "        boot [name] [runmode] [pcidevices]",
+    "        start [name] [-s | -a]",
+    "\tstop [name]",
+    "\tforcekill [name]",
+    "        scram",
+    "        destroy [name]",
+    "\trename [name] [newname]",
+    "        delete [name]",
+    "        set [name] [prop1=value] [prop2=value]...",
+    "        get [name] [prop]",
+    "\trmpci [name] [pcidev:N]",
+    "        getall [name]",
+    "\tadd [name] [size] [[pool]]",
+    "\tremove [name] [diskN]",
+    "\tresize [name] [diskN] [size]",
+    "\tdisks [name]",
+    "\tsnap [name]@[snapshotname]",
+    "\troll [name]@[snapshotname]",
+    "\tclone [name] [clonename]",
+    "\tsnaplist",
+    "        taplist",
+    "\tactivetaps",
+    "\tconlist",
+    "        console [name]",
+    "        conreset",
+    "        help",
 )
 
 #: Properties every release sets first, in ``create``'s order.
@@ -129,22 +207,14 @@ V073 = Profile(
     list_pager_flag=False,
     set_keeps_all_after_first_equals=False,
     getall_sorted_format=False,
-    help_lines=_help(
-        (
-            "version",
-            "list",
-            "isolist",
-            "fetch [URL]",
-            "renameiso [ISO] [newname]",
-            "rmiso [ISO]",
-            "create [name] [size]",
-            "start [name] [-s | -a]",
-            "stop [name]",
-            "set [name] [prop1=value] [prop2=value]...",
-            "getall [name]",
-            "help",
-        )
-    ),
+    force_flags=False,
+    resize_updates_size=False,
+    info_flag_table=False,
+    install_warns_outdated_bargs=True,
+    lookup_anchored=False,
+    setup_checks=False,
+    setup_pool_check=False,
+    help_lines=_HELP_073,
     not_simulated=frozenset(f"{_NOT_SIMULATED_COMMON} oldset rmpci fix-bargs".split()),
 )
 
@@ -184,19 +254,37 @@ V079 = Profile(
     list_pager_flag=True,
     set_keeps_all_after_first_equals=True,
     getall_sorted_format=True,
+    force_flags=True,
+    resize_updates_size=True,
+    info_flag_table=True,
+    install_warns_outdated_bargs=False,
+    lookup_anchored=True,
+    setup_checks=True,
+    setup_pool_check=True,
+    # Only the commands the simulator reproduces, in the order of the real help.
     help_lines=_help(
         (
             "version",
+            "setup <pool=poolname> [kmod=0|1] [net=iface]",
             "list [-l]",
+            "info [-vsdl]",
             "isolist",
             "fetchiso <URL>",
             "renameiso <ISO> <newname>",
             "rmiso <ISO>",
             "create <name> <size> [pool]",
+            "install <name> <ISO>",
             "start <name> [-s | -a]",
             "stop <name>",
+            "forcekill <name>",
+            "delete [-f] <name>",
             "set <name> <prop1=value> [prop2=value ...]",
+            "get <name> <prop>",
             "getall <name>",
+            "add <name> <size> [pool]",
+            "remove [-f] <name> <diskN>",
+            "resize <name> <diskN> <size>",
+            "disks <name>",
             "help",
         )
     ),
@@ -219,4 +307,13 @@ USAGE = {
     "stop": "stop <name>",
     "set": "set <name> <prop1=value> [prop2=value ...]",
     "getall": "getall <name>",
+    "setup": "setup <pool=poolname> [kmod=0|1] [net=iface]",
+    "install": "install <name> <ISO>",
+    "forcekill": "forcekill <name>",
+    "delete": "delete [-f] <name>",
+    "get": "get <name> <prop>",
+    "add": "add <name> <size>",
+    "remove": "remove [-f] <name> <diskN>",
+    "resize": "resize <name> <diskN> <size>",
+    "disks": "disks <name>",
 }

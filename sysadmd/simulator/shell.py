@@ -79,3 +79,21 @@ def grep(pattern: str, lines: list[str]) -> list[str]:
         return []
     compiled = grep_pattern(pattern)
     return [line for line in lines if compiled.search(line)]
+
+
+def grep_joined(parts: list[str], lines: list[str]) -> list[str]:
+    """Return the lines ``grep <part1>.*<part2>...`` selects (the parts as in :func:`grep`).
+
+    An empty pattern as a whole selects nothing, like :func:`grep`.
+    """
+    if not "".join(parts):
+        return []
+    compiled = re.compile(".*".join(grep_pattern(part).pattern for part in parts))
+    return [line for line in lines if compiled.search(line)]
+
+
+def last_version(values: list[str], skip: int) -> str:
+    """Return ``sort -V | cut -c<skip+1>- | tail -n1`` of ``values`` (``""`` for none)."""
+    if not values:
+        return ""
+    return version_sorted(values)[-1][skip:]

@@ -139,3 +139,95 @@ def valid_user_property(name: str) -> bool:
     if ":" not in name or len(name) >= MAX_NAME_LENGTH:
         return False
     return all(("a" <= c <= "z") or ("0" <= c <= "9") or c in "-_.:" for c in name)
+
+
+# -- sizes ----------------------------------------------------------------------------------------
+
+#: The default ``volblocksize`` of a zvol; ``volsize`` must be a multiple of it.
+VOLBLOCKSIZE = 8192
+_SUFFIXES = "BKMGTPEZ"
+_NICE_UNITS = " KMGTPE"
+_UINT64_MAX = 2**64 - 1
+
+
+class SizeError(ValueError):
+    """A size ``zfs`` cannot parse; ``str()`` is libzfs's reason (``bad numeric value '...'``)."""
+
+
+def _shift(suffix: str) -> int:
+    """Return the power of two a size suffix stands for (libzfs ``str2shift``)."""
+    if not suffix:
+        return 0
+    index = _SUFFIXES.find(suffix[0].upper())
+    if index < 0:
+        raise SizeError(f"invalid numeric suffix '{suffix}'")
+    # "GB" and "Mb" are accepted, "BB" is not.
+    if len(suffix) == 1 or (
+        len(suffix) == 2 and suffix[1].upper() == "B" and suffix[0].upper() != "B"
+    ):
+        return 10 * index
+    raise SizeError(f"invalid numeric suffix '{suffix}'")
+
+
+def parse_size(text: str) -> int:
+    """Convert a size such as ``8G``, ``1.5T`` or ``512`` to bytes as ``zfs_nicestrtonum`` does.
+
+    Raise :class:`SizeError` with libzfs's reason when ``zfs`` would refuse the text.
+    """
+    if not text or not (text[0].isascii() and (text[0].isdigit() or text[0] == ".")):
+        raise SizeError(f"bad numeric value '{text}'")
+    end = 0
+    while end < len(text) and text[end].isascii() and text[end].isdigit():
+        end += 1
+    if end < len(text) and text[end] == ".":
+        # strtod takes the fractional part (and an exponent, which iohyve never sees).
+        fraction_end = end + 1
+        while (
+            fraction_end < len(text)
+            and text[fraction_end].isascii()
+            and text[fraction_end].isdigit()
+        ):
+            fraction_end += 1
+        number = text[:fraction_end]
+        value = float(number) if number != "." else 0.0
+        scaled = value * 2 ** _shift(text[fraction_end:])
+        if scaled > _UINT64_MAX:
+            raise SizeError("numeric value is too large")
+        return int(scaled)
+    whole = int(text[:end])
+    if whole > _UINT64_MAX:
+        raise SizeError("numeric value is too large")
+    shift = _shift(text[end:])
+    if shift >= 64 or (whole << shift) > _UINT64_MAX:
+        raise SizeError("numeric value is too large")
+    return whole << shift
+
+
+def nicenum(number: int) -> str:
+    """Format ``number`` as ``zfs_nicenum`` does for ``zfs list`` (``8G``, ``1.50G``, ``512``)."""
+    index = 0
+    value = number
+    while value >= 1024 and index < len(_NICE_UNITS) - 1:
+        value //= 1024
+        index += 1
+    if index == 0:
+        return str(value)
+    unit = _NICE_UNITS[index]
+    if number % (1 << (10 * index)) == 0:
+        return f"{value}{unit}"
+    exact = number / (1 << (10 * index))
+    text = ""
+    for precision in (2, 1, 0):
+        text = f"{exact:.{precision}f}{unit}"
+        if len(text) <= 5:
+            break
+    return text
+
+
+def volume_size_problem(size: int) -> str | None:
+    """Return why ``zfs create -V`` refuses a volume of ``size`` bytes, or None."""
+    if size == 0:
+        return "volume size cannot be zero"
+    if size % VOLBLOCKSIZE:
+        return "volume size must be a multiple of volume block size"
+    return None

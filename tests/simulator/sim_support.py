@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,22 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_NOW = "1452305733"
 #: A POSIX TZ string glibc understands even without a zoneinfo database.
 CST = "CST6CDT"
+#: What sh says when iohyve reads its answer from /dev/tty without a controlling terminal.
+NO_TTY = "/usr/local/sbin/iohyve: cannot open /dev/tty: Device not configured\n"
+#: ``delete -f``'s pause in the tests, in seconds.
+DELETE_DELAY = "0.1"
+
+
+@pytest.fixture
+def sim_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The reference's clock and zone for ``create``, a short ``delete -f`` pause, no PAGER."""
+    monkeypatch.setenv("TZ", CST)
+    monkeypatch.setenv("IOHYVE_SIM_NOW", REFERENCE_NOW)
+    monkeypatch.setenv("IOHYVE_SIM_DELETE_DELAY", DELETE_DELAY)
+    monkeypatch.delenv("PAGER", raising=False)
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 class Sim:

@@ -123,3 +123,67 @@ def test_fetch_rate_and_name() -> None:
     )
     assert fetch.stat_name("/iohyve/ISO/a/a") == "/iohyve/ISO/a/a".ljust(46)
     assert fetch.output_file_name("http://h/pub/") == "fetch.out"
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("8G", 8 << 30),
+        ("8g", 8 << 30),
+        ("10GB", 10 << 30),
+        ("10Gb", 10 << 30),
+        ("512", 512),
+        ("512B", 512),
+        ("1.5G", 3 << 29),
+        (".5K", 512),
+        ("1T", 1 << 40),
+        ("15E", 15 << 60),
+    ],
+)
+def test_parse_size_reads_what_zfs_reads(text: str, size: int) -> None:
+    assert zfs.parse_size(text) == size
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "bad numeric value ''"),
+        ("abc", "bad numeric value 'abc'"),
+        ("-1G", "bad numeric value '-1G'"),
+        ("10X", "invalid numeric suffix 'X'"),
+        ("10BB", "invalid numeric suffix 'BB'"),
+        ("10GiB", "invalid numeric suffix 'GiB'"),
+        ("1.5Q", "invalid numeric suffix 'Q'"),
+        ("16E", "numeric value is too large"),
+        ("1Z", "numeric value is too large"),
+    ],
+)
+def test_parse_size_refuses_what_zfs_refuses(text: str, reason: str) -> None:
+    with pytest.raises(zfs.SizeError) as caught:
+        zfs.parse_size(text)
+    assert str(caught.value) == reason
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0"),
+        (1023, "1023"),
+        (1024, "1K"),
+        (8 << 30, "8G"),
+        (3 << 29, "1.50G"),
+        ((10 << 30) + 1, "10.0G"),
+        ((100 << 30) + (1 << 29), "100G"),
+        (106837311488, "99.5G"),
+        (1954210119, "1.82G"),
+        (1 << 60, "1E"),
+    ],
+)
+def test_nicenum_prints_what_zfs_list_prints(size: int, text: str) -> None:
+    assert zfs.nicenum(size) == text
+
+
+def test_volume_sizes_must_be_whole_blocks() -> None:
+    assert zfs.volume_size_problem(8192) is None
+    assert zfs.volume_size_problem(0) == "volume size cannot be zero"
+    assert zfs.volume_size_problem(12345) == "volume size must be a multiple of volume block size"
