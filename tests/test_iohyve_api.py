@@ -37,16 +37,23 @@ SPECS = {spec.action: spec for _, spec in declared_actions(IohyveActions)}
 class Stack:
     """The daemon's pieces below the transports, on the simulator's state in ``root``."""
 
-    def __init__(self, root: Path, profile: str, file_roots: list[Path]) -> None:
+    def __init__(
+        self, root: Path, profile: str, file_roots: list[Path], *, delete_delay: float = 0.3
+    ) -> None:
         self.root = root
         self.profile = profile
-        self.runner = ProcessRunner(reactor, kill_grace=0.5)
+        self.rc_conf = root / "rc.conf"
+        self.runner = ProcessRunner(
+            reactor, kill_grace=0.5, env={"IOHYVE_SIM_DELETE_DELAY": str(delete_delay)}
+        )
         command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(root)]
         self.iohyve = Iohyve(self.runner, [*command, "--profile", profile])
         self.fetches = FetchQueue(self.iohyve, reactor, max_queued=2)
         self.fetches.startService()
         registry = Registry()
-        registry.register(IohyveActions(self.iohyve, self.fetches, file_roots))
+        registry.register(
+            IohyveActions(self.iohyve, self.fetches, file_roots, rc_conf=self.rc_conf)
+        )
         self.api = Api(registry, OpenGate(Account("alice", Role.ADMIN)))
 
     def sim(self, *args: str) -> str:

@@ -311,7 +311,7 @@ class IohyveActions:
 
         async def run() -> None:
             guest = await self._iohyve.require_guest(name)
-            if iso not in await self._iohyve.list_isos():
+            if iso not in await self._iohyve.isos_now():
                 raise not_found(f"ISO '{iso}' does not exist")
             if guest["running"] == "YES":
                 raise conflict(f"guest '{name}' is running; stop it first")

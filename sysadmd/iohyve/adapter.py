@@ -250,8 +250,16 @@ class Iohyve:
         return ensureDeferred(locked())
 
     async def guests_now(self) -> dict[str, parse.Guest]:
-        """The guest list, read now (for checks inside a guest operation)."""
+        """The guest list, read now (for checks inside a guest operation).
+
+        Inside an operation use these, never :meth:`list_vms` or :meth:`list_isos`:
+        those wait for the mutations before them, the running one included.
+        """
         return await self._list_vms()
+
+    async def isos_now(self) -> list[str]:
+        """The ISO list, read now (for checks inside a guest operation)."""
+        return await self._list_isos()
 
     async def require_guest(self, name: str) -> parse.Guest:
         """The guest called ``name``, or a 404."""

@@ -1,0 +1,145 @@
+"""The guest, disk and setup actions through the Api core, on the real simulator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import async_fixture, async_test
+from test_iohyve_api import Stack
+from twisted.internet.defer import Deferred
+
+from sysadmd.errors import ApiError
+
+
+@async_fixture(params=["0.7.3", "0.7.9"])
+async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
+    (tmp_path / "files").mkdir()
+    running = Stack(tmp_path / "sim", request.param, [tmp_path / "files"], delete_delay=0.3)
+    yield running
+    await running.fetches.stopService()
+    await running.runner.stop_all()
+
+
+async def _code(stack: Stack, action: str, **args: Any) -> int:
+    try:
+        await stack.call(action, **args)
+    except ApiError as e:
+        assert e.code != 500 or action in ("delete",), e.message
+        return e.code
+    return 200
+
+
+@async_test
+async def test_create_start_stop(stack: Stack) -> None:
+    """A created guest shows in listvms; start and stop change its state; errors are typed."""
+    assert await stack.call("create", name="web", size="8G") == {"name": "web", "size": "8G"}
+    assert await _code(stack, "create", name="web", size="8G") == 409
+    assert await _code(stack, "create", name="mydisk", size="8G") == 400
+    assert await _code(stack, "create", name="web2", size="8 G") == 400
+    vms = await stack.call("listvms")
+    assert vms["web"]["running"] == "NO"
+    assert await stack.call("start", name="web") == {"name": "web"}
+    assert (await stack.call("listvms"))["web"]["running"] == "YES"
+    assert await _code(stack, "start", name="web") == 409
+    assert await _code(stack, "start", name="nope") == 404
+    assert await stack.call("stop", name="web") == {"name": "web"}
+    assert (await stack.call("listvms"))["web"]["running"] == "NO"
+    assert await _code(stack, "stop", name="web") == 409
+    await stack.call("start", name="web")
+    assert await stack.call("stop", name="web", force="true") == {"name": "web"}
+    assert (await stack.call("listvms"))["web"]["vmm"] == "NO"
+
+
+@async_test
+async def test_force_stop_is_not_inverted(stack: Stack) -> None:
+    """force "true" runs forcekill (sysadm's check was inverted and never did)."""
+    await stack.call("create", name="web", size="8G")
+    await stack.call("start", name="web")
+    before = stack.runner.spawned
+    await stack.call("stop", name="web", force="true")
+    assert stack.runner.spawned > before
+    assert (await stack.call("listvms"))["web"] == {
+        **(await stack.call("listvms"))["web"],
+        "running": "NO",
+    }
+
+
+@async_test
+async def test_disks(stack: Stack) -> None:
+    """adddisk, listdisks, resizedisk and deletedisk, with disk0 protected."""
+    await stack.call("create", name="web", size="8G")
+    assert await stack.call("listdisks", name="web") == {"disk0": "8G"}
+    assert await stack.call("adddisk", name="web", size="20G") == {"web": {"size": "20G"}}
+    assert await stack.call("listdisks", name="web") == {"disk0": "8G", "disk1": "20G"}
+    assert await stack.call("resizedisk", name="web", disk="disk1", size="30G") == {
+        "name": "web",
+        "disk": "disk1",
+        "size": "30G",
+    }
+    assert (await stack.call("listdisks", name="web"))["disk1"] == "30G"
+    assert await _code(stack, "deletedisk", name="web", disk="disk0") == 400
+    assert await _code(stack, "deletedisk", name="web", disk="disk7") == 404
+    if stack.profile == "0.7.9":
+        assert await stack.call("deletedisk", name="web", disk="disk1") == {
+            "name": "web",
+            "disk": "disk1",
+        }
+        assert await stack.call("listdisks", name="web") == {"disk0": "8G"}
+    await stack.call("start", name="web")
+    assert await _code(stack, "resizedisk", name="web", disk="disk0", size="9G") == 409
+    assert await _code(stack, "listdisks", name="nope") == 404
+
+
+@async_test
+async def test_properties(stack: Stack) -> None:
+    """getprops gives whole values (0.7.9); setprop sets them and refuses unknown ones."""
+    await stack.call("create", name="web", size="8G")
+    reply = await stack.call("setprop", name="web", ram="1G", description="my web server")
+    assert reply == {"web": {"ram": "1G", "description": "my web server"}}
+    props = (await stack.call("getprops", name="web"))["web"]
+    assert props["ram"] == "1G"
+    expected = "my" if stack.profile == "0.7.3" else "my web server"
+    assert props["description"] == expected
+    assert await _code(stack, "setprop", name="web") == 400
+    assert await _code(stack, "setprop", name="web", colour="red") == 400
+    assert await _code(stack, "setprop", name="web", ram="1G; reboot") == 400
+    assert await _code(stack, "setprop", name="web", cpu="2 4") == 400
+    assert await _code(stack, "getprops", name="nope") == 404
+
+
+@async_test
+async def test_listisos_version_and_setup(stack: Stack, tmp_path: Path) -> None:
+    """listisos is an array; version the tool's line; setup writes rc.conf first."""
+    assert await stack.call("listisos") == []
+    assert (await stack.call("version"))["version"].startswith("iohyve v0.7.")
+    assert await stack.call("issetup") == {"setup": "false"}
+    assert await stack.call("setup", pool="tank", nic="em0") == {"pool": "tank", "nic": "em0"}
+    assert await stack.call("issetup") == {"setup": "true"}
+    assert 'iohyve_flags="kmod=1 net=em0"' in stack.rc_conf.read_text()
+    assert await _code(stack, "setup", pool="tank", nic="em0; x") == 400
+
+
+@async_test
+async def test_install_and_delete(stack: Stack, tmp_path: Path) -> None:
+    """install needs the guest and the ISO; delete waits out iohyve's pause, and a list
+    asked for meanwhile does not wait for it."""
+    (tmp_path / "files" / "os.iso").write_bytes(b"os")
+    stack.sim("fetch", f"file://{tmp_path}/files/os.iso")
+    await stack.call("create", name="web", size="8G")
+    assert await _code(stack, "install", name="web", iso="nope.iso") == 404
+    assert await _code(stack, "install", name="nope", iso="os.iso") == 404
+    assert await stack.call("install", name="web", iso="os.iso") == {"name": "web", "iso": "os.iso"}
+    assert await _code(stack, "delete", name="web") == 409
+    await stack.call("stop", name="web", force="true")
+    if stack.profile == "0.7.3":
+        # 0.7.3 has no delete -f and asks on a terminal the daemon does not have.
+        assert await _code(stack, "delete", name="web") == 500
+        return
+    deleting: Deferred[Any] = Deferred.fromCoroutine(stack.call("delete", name="web"))
+    listed = await stack.call("listvms")
+    assert not deleting.called and "web" in listed
+    assert await deleting == {"name": "web"}
+    assert await stack.call("listvms") == {}
