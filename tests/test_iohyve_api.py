@@ -38,7 +38,13 @@ class Stack:
     """The daemon's pieces below the transports, on the simulator's state in ``root``."""
 
     def __init__(
-        self, root: Path, profile: str, file_roots: list[Path], *, delete_delay: float = 0.3
+        self,
+        root: Path,
+        profile: str,
+        file_roots: list[Path],
+        *,
+        delete_delay: float = 0.3,
+        run_fetches: bool = True,
     ) -> None:
         self.root = root
         self.profile = profile
@@ -49,7 +55,8 @@ class Stack:
         command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(root)]
         self.iohyve = Iohyve(self.runner, [*command, "--profile", profile])
         self.fetches = FetchQueue(self.iohyve, reactor, max_queued=2)
-        self.fetches.startService()
+        if run_fetches:
+            self.fetches.startService()
         registry = Registry()
         registry.register(
             IohyveActions(self.iohyve, self.fetches, file_roots, rc_conf=self.rc_conf)
