@@ -25,7 +25,6 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sysadmd.credentials import MAX_PASSWORD_LENGTH, CredentialChecker, plausible_password
+from sysadmd.files import write_atomically
 from sysadmd.roles import Role
 
 #: The database's file name in the daemon's state directory.
@@ -117,29 +117,8 @@ class _Outcome:
 
 
 def write_private_file(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically with a file of mode 0600 holding ``data``.
-
-    The data goes to a temporary file created 0600 in the same directory, is flushed to
-    disk, and the temporary file is renamed over ``path``; readers see the old file or the
-    new one, never a part, and the content is never readable by others at any moment.
-    """
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), 0o600)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    """Replace ``path`` atomically with a file of mode 0600 holding ``data``."""
+    write_atomically(path, data, 0o600)
 
 
 def _parse(raw: bytes, path: Path) -> dict[str, _Account]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
-import contextlib
 import json
 import os
 import secrets
@@ -38,6 +37,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from twisted.internet.interfaces import IReactorTime
+
+from sysadmd.files import write_atomically
 
 __all__ = [
     "CHALLENGE_LIFETIME",
@@ -419,47 +420,15 @@ def _one_line(error: OSError) -> str:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` via a 0600 temporary file, fsync and ``os.replace``."""
+    """Replace ``path`` with ``data`` (mode 0600), creating its directory (0700) if needed."""
     try:
         path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
     except OSError as e:
         raise KeyStoreError(f"{path}: cannot create its directory: {_one_line(e)}") from e
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(temporary, flags, _FILE_MODE)
+        write_atomically(path, data, _FILE_MODE)
     except OSError as e:
         raise KeyStoreError(f"{path}: cannot write: {_one_line(e)}") from e
-    try:
-        try:
-            # os.open's mode is filtered by the umask; make it exact before writing.
-            os.fchmod(fd, _FILE_MODE)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise KeyStoreError(f"{path}: cannot write: {_one_line(e)}") from e
-    _sync_directory(path.parent)
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make a rename durable; best effort, as not every system can open a directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------

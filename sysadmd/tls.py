@@ -13,11 +13,8 @@ whose default minimum protocol version is TLS 1.2, so no server options are buil
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
-import os
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +32,8 @@ from twisted.internet.ssl import (
     PrivateCertificate,
     TLSVersion,
 )
+
+from sysadmd.files import write_atomically
 
 __all__ = [
     "CERT_FILE",
@@ -333,43 +332,10 @@ def _generate(hostname: str, now: datetime) -> tuple[rsa.RSAPrivateKey, x509.Cer
 
 
 def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data`` through a temporary file that never has looser permissions."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(temporary, flags, mode)
+        write_atomically(path, data, mode)
     except OSError as e:
         raise TLSError(f"{path}: cannot write: {_one_line(e)}") from e
-    try:
-        try:
-            # os.open's mode is filtered by the umask; make it exact before any byte is written.
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise TLSError(f"{path}: cannot write: {_one_line(e)}") from e
-    _sync_directory(path.parent)
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make a rename durable; best effort, as not every system can open a directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------

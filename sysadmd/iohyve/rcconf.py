@@ -7,11 +7,11 @@ functions block; the daemon runs them in a thread.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Final
+
+from sysadmd.files import write_atomically
 
 _FLAGS_LINE: Final = re.compile(r"^\s*iohyve_flags=(.*)$")
 
@@ -43,15 +43,4 @@ def write_flags(path: Path, flags: str) -> None:
     replaced = [wanted if _FLAGS_LINE.match(line) else line for line in lines]
     if wanted not in replaced:
         replaced.append(wanted)
-    data = ("\n".join(replaced) + "\n").encode()
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(descriptor, mode)
-        with os.fdopen(descriptor, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, ("\n".join(replaced) + "\n").encode(), mode)
