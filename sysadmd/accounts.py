@@ -26,7 +26,7 @@ import re
 import secrets
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -34,13 +34,16 @@ from typing import Any, Final, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
-from twisted.internet.interfaces import IReactorThreads
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sysadmd.credentials import MAX_PASSWORD_LENGTH, CredentialChecker, plausible_password
+from sysadmd.credentials import (
+    MAX_PASSWORD_LENGTH,
+    CredentialChecker,
+    ThreadedWork,
+    plausible_password,
+)
 from sysadmd.files import write_atomically
 from sysadmd.roles import Role
 
@@ -178,12 +181,9 @@ class LocalAccounts(CredentialChecker):
         max_concurrent: int = 4,
         hasher: PasswordHasher | None = None,
     ) -> None:
-        if max_concurrent < 1:
-            raise ValueError("max_concurrent must be at least 1")
         self.path = path
-        self._reactor = IReactorThreads(reactor) if reactor is not None else None
+        self._threads = ThreadedWork(reactor, max_concurrent)
         self._hasher = hasher if hasher is not None else PasswordHasher()
-        self._semaphore = DeferredSemaphore(max_concurrent)
         # Guards the cached snapshot and the dummy hash, which worker threads share.
         self._lock = threading.Lock()
         self._cached: tuple[_Stamp, dict[str, _Account]] | None = None
@@ -306,9 +306,7 @@ class LocalAccounts(CredentialChecker):
             # No account can have this name or this password: there is nothing to learn.
             return succeed(None)
         work = partial(self._check_blocking, username, password)
-        return self._semaphore.run(self._in_thread, work).addCallbacks(
-            self._report, self._unexpected
-        )
+        return self._threads.run(work).addCallbacks(self._report, self._unexpected)
 
     def role_of(self, username: str) -> Deferred[Role | None]:
         """Fire with the role of the account ``username`` (``None`` if there is none).
@@ -318,17 +316,7 @@ class LocalAccounts(CredentialChecker):
         if not _NAME.fullmatch(username):
             return succeed(None)
         work = partial(self._role_blocking, username)
-        return self._semaphore.run(self._in_thread, work).addCallbacks(
-            self._report, self._unexpected
-        )
-
-    def _in_thread(self, work: Callable[[], _Outcome]) -> Deferred[_Outcome]:
-        reactor = self._reactor
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor  # noqa: PLC0415
-
-            reactor = self._reactor = IReactorThreads(global_reactor)
-        return deferToThreadPool(reactor, reactor.getThreadPool(), work)
+        return self._threads.run(work).addCallbacks(self._report, self._unexpected)
 
     def _report(self, outcome: _Outcome) -> Role | None:
         for problem in outcome.problems:

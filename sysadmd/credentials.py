@@ -9,9 +9,12 @@ rules). Both answer with a :class:`~sysadmd.roles.Role` or ``None`` and keep the
 
 from __future__ import annotations
 
-from typing import Final, Protocol
+from collections.abc import Callable
+from typing import Final, Protocol, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
 
 from sysadmd.roles import Role
 
@@ -41,6 +44,35 @@ class CredentialChecker(Protocol):
         role. Like :meth:`check`, it never blocks the reactor.
         """
         ...
+
+
+T = TypeVar("T")
+
+
+class ThreadedWork:
+    """Runs the slow, blocking part of a check in the reactor's thread pool, a few at a time.
+
+    ``reactor`` (any object providing ``IReactorThreads``) is looked up lazily when it
+    is None, so a checker can be made before twistd installs its reactor.
+    """
+
+    def __init__(self, reactor: object | None, max_concurrent: int) -> None:
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        self._reactor = IReactorThreads(reactor) if reactor is not None else None
+        self._semaphore = DeferredSemaphore(max_concurrent)
+
+    def run(self, work: Callable[[], T]) -> Deferred[T]:
+        """Run ``work`` in a thread once one of the places is free."""
+        return self._semaphore.run(self._in_thread, work)
+
+    def _in_thread(self, work: Callable[[], T]) -> Deferred[T]:
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor  # noqa: PLC0415
+
+            reactor = self._reactor = IReactorThreads(global_reactor)
+        return deferToThreadPool(reactor, reactor.getThreadPool(), work)
 
 
 def plausible_password(password: str) -> bool:

@@ -37,13 +37,11 @@ from functools import partial
 from typing import Final, Protocol, cast
 
 import pam  # type: ignore[import-untyped]  # python-pam ships no type information
-from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
-from twisted.internet.interfaces import IReactorThreads
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sysadmd.credentials import CredentialChecker, plausible_password
+from sysadmd.credentials import CredentialChecker, ThreadedWork, plausible_password
 from sysadmd.roles import Role
 
 ADMIN_GROUP: Final = "wheel"
@@ -164,13 +162,10 @@ class PamChecker(CredentialChecker):
         max_concurrent: int = 4,
         authenticator: Callable[[], Authenticator] = _pam_authenticator,
     ) -> None:
-        if max_concurrent < 1:
-            raise ValueError("max_concurrent must be at least 1")
         if not service or "\0" in service or "/" in service:
             raise ValueError(f"invalid PAM service name {service!r}")
         self.service = service
-        self._reactor = IReactorThreads(reactor) if reactor is not None else None
-        self._semaphore = DeferredSemaphore(max_concurrent)
+        self._threads = ThreadedWork(reactor, max_concurrent)
         self._authenticator = authenticator
 
     def check(self, username: str, password: str) -> Deferred[Role | None]:
@@ -188,9 +183,7 @@ class PamChecker(CredentialChecker):
         ):
             return succeed(None)
         work = partial(self._check_blocking, username, password)
-        return self._semaphore.run(self._in_thread, work).addCallbacks(
-            self._report, self._unexpected
-        )
+        return self._threads.run(work).addCallbacks(self._report, self._unexpected)
 
     def role_of(self, username: str) -> Deferred[Role | None]:
         """Fire with :func:`system_role` of ``username``, looked up in a worker thread.
@@ -201,17 +194,7 @@ class PamChecker(CredentialChecker):
         if not username or len(username) > MAX_USERNAME_LENGTH or "\0" in username:
             return succeed(None)
         work = partial(_role_outcome, username)
-        return self._semaphore.run(self._in_thread, work).addCallbacks(
-            self._report, self._unexpected
-        )
-
-    def _in_thread(self, work: Callable[[], _Outcome]) -> Deferred[_Outcome]:
-        reactor = self._reactor
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor  # noqa: PLC0415
-
-            reactor = self._reactor = IReactorThreads(global_reactor)
-        return deferToThreadPool(reactor, reactor.getThreadPool(), work)
+        return self._threads.run(work).addCallbacks(self._report, self._unexpected)
 
     def _check_blocking(self, username: str, password: str) -> _Outcome:
         """The part of :meth:`check` that runs in a worker thread."""
