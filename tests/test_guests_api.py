@@ -119,6 +119,9 @@ async def test_listisos_version_and_setup(stack: Stack, tmp_path: Path) -> None:
     assert await stack.call("setup", pool="tank", nic="em0") == {"pool": "tank", "nic": "em0"}
     assert await stack.call("issetup") == {"setup": "true"}
     assert 'iohyve_flags="kmod=1 net=em0"' in stack.rc_conf.read_text()
+    # Setting up again, on another interface, works: the pool is set up already.
+    assert await stack.call("setup", pool="tank", nic="em1") == {"pool": "tank", "nic": "em1"}
+    assert stack.rc_conf.read_text().count("iohyve_flags=") == 1
     assert await _code(stack, "setup", pool="tank", nic="em0; x") == 400
 
 

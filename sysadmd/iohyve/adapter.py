@@ -371,13 +371,14 @@ def _parsed(what: str, parser: Callable[[str], T], text: str) -> T:
         raise IohyveFailed(what, None, f"its output could not be read ({e})") from None
 
 
-#: Messages iohyve prints, with exit status 0, when it did nothing.
+#: Messages iohyve prints, with exit status 0, when a start, stop, install or setup did
+#: nothing. ("iohyve already exists on <pool>" from a second setup is not one: the pool
+#: is set up, which is what was asked.)
 _FAILURE_MESSAGES: Final = (
     "Not a valid guest name",
     "doesn't exist",
     "Not a valid PCIDEV property",
     "Please stop the guest first",
-    "already exists",
     "is not a valid command",
 )
 
