@@ -24,8 +24,8 @@ class Options(usage.Options):
     )
     longdesc = (
         "Serve the sysadm iohyve API over WebSocket (at /) and REST (at /<namespace>/<name>) on "
-        "every --listen endpoint. Default endpoints: ssl:12150:interface=127.0.0.1 and "
-        "ssl:12151:interface=127.0.0.1; an ssl: endpoint without privateKey= uses a "
+        "every --listen endpoint. Default endpoints: ssl:12150 and ssl:12151, on every "
+        "address; an ssl: endpoint without privateKey= uses a "
         "self-signed certificate kept in the state directory. Flags win over the config file."
     )
     optParameters = [
