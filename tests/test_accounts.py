@@ -11,17 +11,15 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import argon2
 import pytest
 from support import async_test
 from twisted.internet import task
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
-from twisted.python.failure import Failure
 
 from sysadmd.accounts import (
     ACCOUNTS_FILE,
@@ -88,23 +86,6 @@ def path(tmp_path: Path) -> Path:
 def accounts(path: Path, hasher: SpyHasher) -> LocalAccounts:
     """An empty database with the cheap spying hasher."""
     return LocalAccounts(path, hasher=hasher)
-
-
-@pytest.fixture
-def errors() -> Iterator[list[str]]:
-    """The text of every error-level log event while the test runs."""
-    seen: list[str] = []
-
-    def observe(event: LogEvent) -> None:
-        if event.get("log_level") in (LogLevel.error, LogLevel.critical):
-            failure = event.get("log_failure")
-            traceback = failure.getTraceback() if isinstance(failure, Failure) else ""
-            seen.append(formatEvent(event) + traceback)
-
-    observer = cast(ILogObserver, observe)
-    globalLogPublisher.addObserver(observer)
-    yield seen
-    globalLogPublisher.removeObserver(observer)
 
 
 async def wait_until(condition: Callable[[], bool]) -> None:

@@ -42,15 +42,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import pam  # type: ignore[import-untyped]
 import pytest
 from support import async_test
 from twisted.internet import task
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
-from twisted.python.failure import Failure
 
 from sysadmd.pam_backend import Authenticator, PamChecker, system_role
 from sysadmd.roles import Role
@@ -109,23 +106,6 @@ class FakePam:
                 return False
 
         return One()
-
-
-@pytest.fixture
-def errors() -> Iterator[list[str]]:
-    """The text of every error-level log event while the test runs."""
-    seen: list[str] = []
-
-    def observe(event: LogEvent) -> None:
-        if event.get("log_level") in (LogLevel.error, LogLevel.critical):
-            failure = event.get("log_failure")
-            traceback = failure.getTraceback() if isinstance(failure, Failure) else ""
-            seen.append(formatEvent(event) + traceback)
-
-    observer = cast(ILogObserver, observe)
-    globalLogPublisher.addObserver(observer)
-    yield seen
-    globalLogPublisher.removeObserver(observer)
 
 
 async def wait_until(condition: Callable[[], bool], limit: float = WAIT_LIMIT) -> None:

@@ -8,6 +8,8 @@ and returns zfs's exit status. ``zfs set`` of user properties is
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sysadmd.simulator import datasets, zfs
 from sysadmd.simulator.context import Context
 from sysadmd.simulator.state import Store, byte_key
@@ -79,33 +81,16 @@ def get_values(ctx: Context, store: Store, argv: list[str]) -> int:
             ),
             trailer=False,
         )
-    status = 0
-    found: dict[str, datasets.Dataset] = {}
-    for word in argv[1:]:
-        dataset, problem = datasets.resolve_argument(ctx, store, word)
-        if dataset is None:
-            ctx.output.err(problem or "")
-            status = 1
-        else:
-            found[dataset.name] = dataset
-    for name in sorted(found, key=byte_key):
-        ctx.output.out(datasets.property_value(ctx, store, found[name], prop))
+    found, status = _lookup_all(ctx, store, argv[1:], datasets.resolve_argument)
+    for dataset in _unique_sorted(found):
+        ctx.output.out(datasets.property_value(ctx, store, dataset, prop))
     return status
 
 
 def get_all(ctx: Context, store: Store, words: list[str]) -> tuple[list[str], int]:
     """Run ``zfs get -H all <words...>``; return its user-property lines and its status."""
-    status = 0
-    found: dict[str, datasets.Dataset] = {}
-    for word in words:
-        dataset, problem = datasets.resolve_argument(ctx, store, word)
-        if dataset is None:
-            ctx.output.err(problem or "")
-            status = 1
-        else:
-            found[dataset.name] = dataset
-    targets = [found[name] for name in sorted(found, key=byte_key)]
-    return datasets.get_all_lines(ctx, store, targets), status
+    found, status = _lookup_all(ctx, store, words, datasets.resolve_argument)
+    return datasets.get_all_lines(ctx, store, _unique_sorted(found)), status
 
 
 def inherit_recursive(ctx: Context, store: Store, argv: list[str]) -> int:
@@ -117,15 +102,7 @@ def inherit_recursive(ctx: Context, store: Store, argv: list[str]) -> int:
             ctx, missing, ("\tinherit [-rS] <property> <filesystem|volume|snapshot> ...",)
         )
     prop, words = argv[0], argv[1:]
-    status = 0
-    targets = []
-    for word in words:
-        dataset, problem = datasets.open_dataset(ctx, store, word)
-        if dataset is None:
-            ctx.output.err(problem or "")
-            status = 1
-        else:
-            targets.append(dataset)
+    targets, status = _lookup_all(ctx, store, words, datasets.open_dataset)
     for dataset in targets:
         prefix = dataset.name + "/"
         for guest, record in store.guests.items():
@@ -198,15 +175,7 @@ def set_volsize(ctx: Context, store: Store, size: str, words: list[str]) -> int:
     """Run ``zfs set volsize=<size> <words...>``."""
     if not size:
         return set_usage(ctx)
-    status = 0
-    targets = []
-    for word in words:
-        dataset, problem = datasets.open_dataset(ctx, store, word)
-        if dataset is None:
-            ctx.output.err(problem or "")
-            status = 1
-        else:
-            targets.append(dataset)
+    targets, status = _lookup_all(ctx, store, words, datasets.open_dataset)
     for dataset in sorted(targets, key=lambda target: byte_key(target.name)):
         prefix = f"cannot set property for '{dataset.name}': "
         if not dataset.is_volume or dataset.guest is None or dataset.disk is None:
@@ -262,3 +231,28 @@ def create_volume(
     store.guests[owner.guest].disks[disk] = number
     store.dirty = True
     return datasets.find(ctx, store, path), 0
+
+
+Lookup = Callable[[Context, Store, str], "tuple[datasets.Dataset | None, str | None]"]
+
+
+def _lookup_all(
+    ctx: Context, store: Store, words: list[str], lookup: Lookup
+) -> tuple[list[datasets.Dataset], int]:
+    """The datasets ``words`` name, in order; zfs's error for each one that fails, status 1."""
+    found: list[datasets.Dataset] = []
+    status = 0
+    for word in words:
+        dataset, problem = lookup(ctx, store, word)
+        if dataset is None:
+            ctx.output.err(problem or "")
+            status = 1
+        else:
+            found.append(dataset)
+    return found, status
+
+
+def _unique_sorted(found: list[datasets.Dataset]) -> list[datasets.Dataset]:
+    """Each dataset once, in zfs's byte order of names."""
+    unique = {dataset.name: dataset for dataset in found}
+    return [unique[name] for name in sorted(unique, key=byte_key)]
