@@ -1,0 +1,134 @@
+"""Helpers for the client library and CLI tests: daemons, the ``sysadm`` script, a config."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon import TWISTD, Daemon
+from test_e2e import BOOTONLY, DESCRIPTION, run_simulator
+from twisted.internet.threads import deferToThread
+
+from sysadmd.tls import certificate_fingerprint
+
+SYSADM = str(Path(sys.executable).with_name("sysadm"))
+PYTHON = sys.executable
+
+
+def write_config(directory: Path) -> Path:
+    """A daemon config that makes the guests event and the SIGTERM grace quick."""
+    path = directory / "sysadmd.toml"
+    path.write_text("[fetch]\ngrace = 1\n[events]\nguests_interval = 0.5\n")
+    return path
+
+
+def seed(state: Path, base: Path) -> None:
+    """The simulator's guest 'testguest' and two ISOs, as the API page's examples have."""
+    root = state / "simulator"
+    run_simulator(root, "create", "testguest", "8G")
+    run_simulator(root, "set", "testguest", f"description={DESCRIPTION}")
+    for name in ("test.iso", BOOTONLY):
+        (base / name).write_bytes(f"bytes of {name}".encode())
+        run_simulator(root, "fetch", f"file://{base / name}")
+
+
+def fingerprint(daemon: Daemon) -> str:
+    """The SHA-256 fingerprint of the daemon's certificate, as the daemon logs it."""
+    return certificate_fingerprint((daemon.state_dir / "tls" / "cert.pem").read_bytes())
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class FixedPortDaemon(Daemon):
+    """The daemon on one loopback TLS port chosen by the test, so that it can be restarted
+    on the same ``host:port`` (the key of a known-hosts pin and of a saved session)."""
+
+    def __init__(self, state_dir: Path, port: int, *extra: str, log_name: str) -> None:
+        self.state_dir = state_dir
+        self.log = state_dir.parent / log_name
+        self.addresses = []
+        argv = [
+            TWISTD,
+            "--nodaemon",
+            "--pidfile=",
+            f"--logfile={self.log}",
+            "sysadmd",
+            "--simulate",
+            f"--state-dir={state_dir}",
+            f"--listen=ssl:{port}:interface=127.0.0.1",
+            *extra,
+        ]
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._wait_for_listeners(1)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one ``sysadm`` run did."""
+
+    status: int
+    stdout: str
+    stderr: str
+
+
+def sysadm(
+    config_dir: Path,
+    *args: str,
+    password: str | None = None,
+    stdin: str = "",
+    timeout: float = 60,
+) -> Result:
+    """Run the installed ``sysadm`` script with ``config_dir``; never a traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYSADM_")}
+    env["SYSADM_CONFIG_DIR"] = str(config_dir)
+    env["COLUMNS"] = "200"
+    if password is not None:
+        env["SYSADM_PASSWORD"] = password
+    done = subprocess.run(
+        [SYSADM, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+        start_new_session=True,
+    )
+    result = Result(done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in result.stderr + result.stdout, result
+    if result.status != 0:
+        # Exactly one clear line on stderr for every error.
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("sysadm: "), result
+    return result
+
+
+async def sysadm_async(config_dir: Path, *args: str, password: str | None = None) -> Result:
+    """:func:`sysadm` in a thread, so the test reactor (and its HTTP server) keeps running."""
+    result: Result = await deferToThread(sysadm, config_dir, *args, password=password)
+    return result
+
+
+def login(config_dir: Path, daemon: Daemon, host: str = "127.0.0.1") -> Result:
+    """``sysadm login`` as admin, accepting the daemon's fingerprint."""
+    result = sysadm(
+        config_dir,
+        "login",
+        f"{host}:{daemon.ports[0]}",
+        "--user",
+        "admin",
+        "--accept-fingerprint",
+        fingerprint(daemon),
+        password=daemon.password,
+    )
+    assert result.status == 0, result
+    return result
