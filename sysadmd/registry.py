@@ -65,8 +65,10 @@ def _text(value: Any, label: str) -> str:
     return text
 
 
-#: Free text such as a password or a token: a string of at most 1024 characters.
-TEXT: Final = ArgType({"type": "string", "maxLength": 1024}, _text, "text")
+#: Free text such as a password or a token: a string of at most 1024 characters, no NUL.
+TEXT: Final = ArgType(
+    {"type": "string", "maxLength": 1024, "pattern": "^[^\\x00]*$"}, _text, "text"
+)
 
 
 def _names(value: Any, label: str) -> list[str]:

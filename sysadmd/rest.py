@@ -19,10 +19,11 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from sysadmd import envelope
+from sysadmd import envelope, openapi
 from sysadmd.api import Api
 from sysadmd.auth import CHALLENGE_HEADER, Authenticator
 from sysadmd.errors import CODES, ApiError
+from sysadmd.registry import ENVELOPE_KEYS
 
 CALL_METHODS: Final = ("PUT", "POST")
 
@@ -43,6 +44,20 @@ def _require_json(request: IRequest) -> None:
     content_type = request.getHeader(b"content-type") or b""
     if content_type.split(b";", 1)[0].strip().lower() != b"application/json":
         raise ApiError(415, "send the arguments as JSON, with Content-Type: application/json")
+
+
+def _rest_args(api: Api, namespace: str, name: str, body: dict[str, Any]) -> Any:
+    """A REST body's arguments: its ``args``, or the body less the WebSocket envelope's
+    keys, except those the action takes as arguments (``sysadm/iohyve``'s guest ``name``):
+    over REST the path, not the body, names the class."""
+    if "args" in body:
+        return body["args"]
+    try:
+        spec, _, _ = api.registry.find(namespace, name, body)
+    except ApiError:
+        return envelope.args_of(body)  # Api.call reports what is wrong
+    taken = {arg.name for arg in spec.args}
+    return {k: v for k, v in body.items() if k not in ENVELOPE_KEYS or k in taken}
 
 
 class LimitedRequest(Request):
@@ -145,6 +160,8 @@ class RestApi:
         self._api = api
         self._auth = auth
         self._websocket = websocket
+        # Built once, from the registry this daemon validates with.
+        self._openapi = openapi.encode(openapi.document(api.registry.specs()))
 
     def resource(self) -> IResource:
         """The resource to serve from a :class:`twisted.web.server.Site`."""
@@ -166,7 +183,8 @@ class RestApi:
                 raise ApiError(400, "the request body must be a JSON object of arguments")
             peer = getattr(request.getClientAddress(), "host", "unknown")
             connection = await self._auth.rest_connection(request.getHeader(b"authorization"), peer)
-            result = await self._api.call(namespace, name, envelope.args_of(body), connection)
+            args = _rest_args(self._api, namespace, name, body)
+            result = await self._api.call(namespace, name, args, connection)
         except ApiError as e:
             if e.code == 401:
                 request.responseHeaders.setRawHeaders(
@@ -174,6 +192,15 @@ class RestApi:
                 )
             return _error(request, e)
         return _render(request, 200, {"args": result})
+
+    @app.route(openapi.DOCUMENT_PATH)
+    def openapi_document(self, request: IRequest) -> bytes:
+        """The OpenAPI document, to anyone: it describes the API and holds no secrets."""
+        if request.method not in (b"GET", b"HEAD"):
+            request.responseHeaders.setRawHeaders(b"Allow", [b"GET, HEAD"])
+            return _error(request, ApiError(405, "use GET for the OpenAPI document"))
+        request.responseHeaders.setRawHeaders(b"Content-Type", [b"application/json"])
+        return self._openapi
 
     @app.handle_errors(MethodNotAllowed)
     def wrong_method(self, request: IRequest, failure: Failure) -> bytes:
