@@ -7,6 +7,8 @@ look-up, validation, handler call and error mapping happen here, once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from time import perf_counter
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -39,6 +41,9 @@ class Api:
     def __init__(self, registry: Registry, gate: Gate) -> None:
         self.registry = registry
         self._gate = gate
+        #: Told of every call once answered: namespace, name, args, code (200 or the
+        #: error's), seconds taken. The daemon's metrics count calls through it.
+        self.on_call: Callable[[str, str, Any, int, float], object] | None = None
 
     def caller(self, connection: Connection) -> Identity | None:
         """The logged-in user of ``connection``, or None."""
@@ -69,19 +74,28 @@ class Api:
         other exception is a bug, logged with its traceback and reported as a 500
         that reveals nothing of the server's internals.
         """
+        started = perf_counter()
+        code = 200
         try:
             return await self._call(namespace, name, args, connection)
-        except ApiError:
+        except ApiError as e:
+            code = e.code
             raise
         except Exception:
+            code = 500
             self.log.failure(
                 "Unexpected error in {namespace}/{name}", namespace=namespace, name=name
             )
             raise ApiError(500, "internal error; the server log has the details") from None
+        finally:
+            if self.on_call is not None:
+                self.on_call(namespace, name, args, code, perf_counter() - started)
 
     async def _call(self, namespace: str, name: str, args: Any, connection: Connection) -> Any:
         spec, handler, raw = self.registry.find(namespace, name, args)
-        call = Call(spec.parse_args(raw), connection, self._authorize(spec, connection))
+        # Who may call it first: a caller without the role learns nothing of the arguments.
+        identity = self._authorize(spec, connection)
+        call = Call(spec.parse_args(raw), connection, identity)
         if spec.role is not Role.ADMIN:
             return wrap_result(spec, await handler(call))
         # Calls that change something are audited, whatever their outcome.
@@ -96,29 +110,39 @@ class Api:
             self._gate.audit(spec, call, outcome)
         return wrap_result(spec, result)
 
-    async def handle_message(self, data: bytes | str, connection: Connection) -> bytes:
-        """Answer one WebSocket message with the bytes of its reply or error envelope."""
+    async def handle_message(
+        self, data: bytes | str, connection: Connection, send: Callable[[bytes], object]
+    ) -> None:
+        """Answer one WebSocket message: hand its reply or error envelope to ``send``.
+
+        Requests that arrive while a login runs wait for it, and a login's reply is
+        sent before any of theirs: a client that pipelines its login and a request
+        reads the replies in the order it asked.
+        """
         try:
             request = envelope.parse_request(data)
         except envelope.EnvelopeError as e:
-            return envelope.error_reply(e.request_id, e)
+            send(envelope.error_reply(e.request_id, e))
+            return
         earlier_login = connection.login_done
         is_login = request.namespace == "rpc" and request.name.startswith("auth")
         if is_login:
             this_login: Deferred[None] = Deferred()
             connection.login_done = this_login
         try:
-            if earlier_login is not None:
-                await _after(earlier_login)
-            result = await self.call(request.namespace, request.name, request.args, connection)
-        except ApiError as e:
-            return envelope.error_reply(request.id, e)
+            try:
+                if earlier_login is not None:
+                    await _after(earlier_login)
+                result = await self.call(request.namespace, request.name, request.args, connection)
+                reply = envelope.reply(request, result)
+            except ApiError as e:
+                reply = envelope.error_reply(request.id, e)
+            send(reply)
         finally:
             if is_login:
                 if connection.login_done is this_login:
                     connection.login_done = None
                 this_login.callback(None)
-        return envelope.reply(request, result)
 
 
 async def _after(d: Deferred[None]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
+from twisted.web.resource import IResource
 
 from sysadmd import tls
 from sysadmd.accounts import LocalAccounts, ensure_initial_admin
@@ -33,12 +34,15 @@ from sysadmd.config import Config, ConfigError
 from sysadmd.credentials import CredentialChecker
 from sysadmd.dispatcher import DispatcherActions
 from sysadmd.events import EventHub
+from sysadmd.health import Guard, Livez, OperationsRoot, Readyz, daemon_checks
 from sysadmd.host import HostActions
 from sysadmd.iohyve.actions import IohyveActions
 from sysadmd.iohyve.adapter import Iohyve
 from sysadmd.journal import Journal
 from sysadmd.limits import ConnectionCounter
 from sysadmd.lockout import Lockout
+from sysadmd.logs import LogFiles
+from sysadmd.metrics import Metrics, MetricsResource
 from sysadmd.pam_backend import PamChecker
 from sysadmd.registry import Registry
 from sysadmd.rest import ApiSite, RestApi
@@ -243,6 +247,8 @@ def make_authenticator(config: Config, reactor: Any) -> Authenticator:
 def make_service(config: Config, reactor: Any) -> IService:
     """Build the daemon: listeners, the shared Site, the API, the fetch queue."""
     _prepare_state_dir(config.state_dir)
+    # First, so that the log file gets every line of the start.
+    log_files = LogFiles(config.log_file, config.log_format, reactor)
     endpoints = _endpoints(config, reactor)
     command, extra_env = iohyve_command(config)
     if not config.iohyve_simulate and not os.access(command[0], os.X_OK):
@@ -253,7 +259,14 @@ def make_service(config: Config, reactor: Any) -> IService:
         if config.iohyve_simulate
         else config.iohyve_iso_root
     )
-    iohyve = Iohyve(runner, command, timeout=config.iohyve_timeout, iso_root=iso_root)
+    iohyve = Iohyve(
+        runner,
+        command,
+        timeout=config.iohyve_timeout,
+        iso_root=iso_root,
+        clock=reactor,
+        list_cache=config.iohyve_list_cache,
+    )
     hub = EventHub(EVENT_NAMES)
     fetches = FetchQueue(
         iohyve,
@@ -294,6 +307,12 @@ def make_service(config: Config, reactor: Any) -> IService:
     )
     registry.register(QueryActions(registry))
     api = Api(registry, auth)
+    metrics = Metrics(registry)
+    api.on_call = metrics.call_answered
+    auth.on_failed_login = metrics.login_failed
+    fetches.on_bytes = metrics.bytes_fetched
+    log_files.reopeners.append(auth.audit_log.reopen)
+    guard = Guard(auth, config.metrics_allow)
     site = build_site(
         api,
         auth,
@@ -308,15 +327,22 @@ def make_service(config: Config, reactor: Any) -> IService:
         ),
         max_body=config.limits_message_size,
         request_deadline=config.limits_request_deadline,
+        operations={
+            b"metrics": MetricsResource(metrics, guard),
+            b"livez": Livez(),
+            b"readyz": Readyz(daemon_checks(command[0], config.state_dir, fetches), guard),
+        },
     )
     connections = ConnectionCounter(
         total=config.limits_connections, per_address=config.limits_connections_per_address
     )
+    metrics.watch(fetches, connections)
 
     # Services stop in the reverse order of this list: listeners first (no new
     # connections), then the WebSockets (closed with 1001), then the fetches (after
     # their grace period), then any child still running.
     top = MultiService()
+    log_files.setServiceParent(top)  # stops last, so it logs the whole stop
     _ChildProcesses(runner).setServiceParent(top)
     fetches.setServiceParent(top)
     purge = TimerService(60, auth.sessions.purge)
@@ -349,16 +375,22 @@ def build_site(
     max_body: int = 64 * 1024,
     request_deadline: float = 10.0,
     hub: EventHub | None = None,
+    operations: Mapping[bytes, IResource] | None = None,
 ) -> ApiSite:
-    """The Site every listener serves: WebSocket at ``/``, REST below it."""
+    """The Site every listener serves: WebSocket at ``/``, REST below it.
+
+    ``operations`` are served at ``/<name>`` (``/metrics``, ``/livez``, ``/readyz``)
+    in front of the API, which sees every other path as before.
+    """
     # Autobahn logs every frame at debug level through txaio; keep it to what matters.
     txaio.set_global_log_level("info")
     factory = ApiServerFactory(api, clock, limits, hub)
     # A factory wrapped in a resource is never started by the Site; start it here.
     factory.startFactory()
     rest = RestApi(api, auth, OriginCheckedResource(factory, allowed_origins))
+    root = rest.resource()
     return ApiSite(
-        rest.resource(),
+        OperationsRoot(root, operations) if operations else root,
         clock,
         max_body=max_body,
         request_deadline=request_deadline,

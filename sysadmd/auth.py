@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -60,6 +61,13 @@ class Authenticator:
         self._audit = audit
         self.keys = keys
         self._challenges = challenges
+        #: Told the method (password, token, ssl, basic) of every failed login.
+        self.on_failed_login: Callable[[str], object] | None = None
+
+    @property
+    def audit_log(self) -> AuditLog:
+        """The audit log, so that the daemon can reopen it after log rotation."""
+        return self._audit
 
     # The Gate of sysadmd.api
 
@@ -104,6 +112,8 @@ class Authenticator:
     def _failed(self, peer: str, user: str | None, method: str) -> ApiError:
         self._lockout.failed(peer, user)
         self._audit.record("login", user=user, peer=peer, method=method, outcome="failed")
+        if self.on_failed_login is not None:
+            self.on_failed_login(method)
         self.log.info(
             "Failed {method} login for {user!r} from {peer}", method=method, user=user, peer=peer
         )

@@ -8,6 +8,7 @@ raises :class:`ConfigError` with one line naming the key and what is wrong.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 import tomllib
@@ -133,6 +134,19 @@ def _hostname(value: Any, key: str) -> str:
     return value
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(value: Any, key: str) -> tuple[Network, ...]:
+    message = f"{key}: must be a list of addresses or networks such as '127.0.0.1' or '10.0.0.0/8'"
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(message)
+    try:
+        return tuple(ipaddress.ip_network(v, strict=False) for v in value)
+    except ValueError:
+        raise ConfigError(message) from None
+
+
 KEYS: Final = (
     Key(
         "daemon",
@@ -212,6 +226,14 @@ KEYS: Final = (
         120,
         _seconds(1, 3600),
         "Seconds an iohyve command other than fetch may run before it is stopped.",
+    ),
+    Key(
+        "iohyve",
+        "list_cache",
+        1.0,
+        _seconds(0, 60),
+        "Seconds a guest list is reused by later listvms calls; any change asked for since "
+        "makes the next call list again, and 0 shares only a list still running.",
     ),
     Key(
         "auth",
@@ -362,6 +384,30 @@ KEYS: Final = (
         "Directories whose regular files may be fetched with file:// URLs; empty refuses "
         "every file:// URL.",
     ),
+    Key(
+        "log",
+        "file",
+        "",
+        _optional_path,
+        "A file the daemon also writes its log to, reopened on SIGHUP (for newsyslog or "
+        "logrotate); empty leaves logging to twistd alone (stdout with --nodaemon).",
+    ),
+    Key(
+        "log",
+        "format",
+        "text",
+        _choice("text", "json"),
+        "How log.file is written: 'text' (twistd's readable lines) or 'json' (one Twisted "
+        "JSON event per line).",
+    ),
+    Key(
+        "metrics",
+        "allow",
+        ["127.0.0.1", "::1"],
+        _networks,
+        "Addresses and networks (CIDR) that may read /metrics without a login; anyone else "
+        "must log in as for REST (Basic or Bearer).",
+    ),
 )
 
 
@@ -381,6 +427,7 @@ class Config:
     iohyve_simulate: bool
     iohyve_simulator_profile: str
     iohyve_timeout: float
+    iohyve_list_cache: float
     auth_backend: str
     auth_session_idle: float
     auth_session_lifetime: float
@@ -403,6 +450,9 @@ class Config:
     fetch_history: int
     events_guests_interval: float
     fetch_file_roots: tuple[Path, ...]
+    log_file: Path | None
+    log_format: str
+    metrics_allow: tuple[Network, ...]
 
 
 def _read_file(path: Path) -> dict[str, Any]:

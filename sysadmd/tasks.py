@@ -188,6 +188,8 @@ class FetchQueue(Service):
         self._owners: dict[str, FetchTask] = {}
         # Journal writes run one after another on this chain, opened first.
         self._journal_tail: Deferred[None] = Deferred()
+        #: Told how many more bytes a running fetch has on disk at each sample.
+        self.on_bytes: Callable[[int], object] | None = None
 
     # Queries
 
@@ -208,6 +210,16 @@ class FetchQueue(Service):
     def queued(self) -> int:
         """How many tasks wait."""
         return sum(1 for t in self.tasks.values() if t.state is TaskState.QUEUED)
+
+    @property
+    def full(self) -> bool:
+        """Whether a new fetch would be refused because ``max_queued`` tasks wait."""
+        return self.queued >= self._max_queued
+
+    @property
+    def journalled(self) -> bool:
+        """Whether the journal opened and state changes are being written to it."""
+        return self._journal is not None and self._journal_tail.called and not self._stopping
 
     # Changes
 
@@ -377,13 +389,19 @@ class FetchQueue(Service):
 
     def _tick(self, task: FetchTask) -> None:
         if task.meter is not None and task.state is TaskState.RUNNING:
-            task.progress = task.meter.sample()
+            self._measure(task, task.meter)
             self._emit(task)
+
+    def _measure(self, task: FetchTask, meter: ProgressMeter) -> None:
+        before = task.progress.done if task.progress else 0
+        task.progress = meter.sample()
+        if self.on_bytes is not None and task.progress.done > before:
+            self.on_bytes(task.progress.done - before)
 
     async def _ended(self, task: FetchTask, result: ProcessResult) -> None:
         task.exit_code = result.exit_code
         if task.meter is not None:
-            task.progress = task.meter.sample()
+            self._measure(task, task.meter)
         arrived = result.ok and await self._iohyve.fetched(task.name)
         if arrived:
             task.arrived = True

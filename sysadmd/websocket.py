@@ -101,9 +101,8 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             self._send(self.factory.api.refuse(payload, TOO_MANY))
             return
         self._in_flight += 1
-        d = ensureDeferred(self.factory.api.handle_message(payload, self.connection))
+        d = ensureDeferred(self.factory.api.handle_message(payload, self.connection, self._send))
         d.addBoth(self._answered)
-        d.addCallback(self._send)
         d.addErrback(self._failed)
 
     def _answered(self, result: Any) -> Any:

@@ -100,6 +100,27 @@ async def _login(client: WsClient, user: str) -> None:
 
 
 @async_test
+async def test_login_reply_comes_before_the_requests_that_waited_for_it(server: Server) -> None:
+    """A request pipelined behind a login answers at once when the login ends; the
+    login's reply still goes first, as the client asked in that order."""
+    client = await server.ws()
+    password, _ = USERS["alice"]
+    client.send(
+        {
+            "namespace": "rpc",
+            "name": "auth",
+            "id": "login",
+            "args": {"username": "alice", "password": password},
+        }
+    )
+    client.send(_message("after", "secret"))
+    first, second = await client.next(), await client.next()
+    assert (first["id"], first["name"]) == ("login", "response")
+    assert (second["id"], second["name"]) == ("after", "response")
+    await client.close()
+
+
+@async_test
 async def test_websocket_login_and_roles(server: Server) -> None:
     """Without a login: 401; an operator: 403; both leave the connection open."""
     client = await server.ws()

@@ -1,0 +1,211 @@
+"""The daemon's own log file, and SIGHUP: reopen the log files after rotation.
+
+twistd keeps its own log (stdout with ``--nodaemon``, or ``--logfile``). With
+``log.file`` set the daemon also writes every log event to that file, as twistd's
+readable text lines or as one Twisted JSON event per line (``log.format``). The
+file is created with mode 0600 and never followed through a symbolic link.
+
+Events logged while the daemon is being built (the TLS fingerprint, the listening
+lines) are held in a small buffer from the moment the file is opened and written
+to it when the service starts, so the file tells the whole start.
+
+SIGHUP reopens the file and the audit log, so that newsyslog (or logrotate) can
+move them away and signal the daemon. The signal handler only hands the work to
+the reactor thread (``callFromThread``); nothing else happens in it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, Final, cast
+
+from twisted.application.service import Service
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    Logger,
+    LogPublisher,
+    eventAsJSON,
+    formatEventAsClassicLogText,
+    globalLogPublisher,
+)
+
+from sysadmd.config import ConfigError
+
+log = Logger()
+
+FORMATS: Final = ("text", "json")
+#: Events kept for the file between opening it and the service starting.
+EARLY_EVENTS: Final = 500
+
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+def _open(path: Path) -> IO[str]:
+    """Open ``path`` for appending, mode 0600 if new, refusing a symbolic link."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        return open(fd, "a", encoding="utf-8", errors="backslashreplace", newline="\n")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _json_line(event: LogEvent) -> str | None:
+    return eventAsJSON(event) + "\n"
+
+
+def _text_line(event: LogEvent) -> str | None:
+    return formatEventAsClassicLogText(event)
+
+
+class _EarlyEvents:
+    """Keeps the first events until the file observer is added, each event once.
+
+    twistd replays the events it buffered before logging began through the global
+    publisher, so the same event objects can arrive twice; they are kept once.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._events: dict[int, LogEvent] = {}
+
+    def __call__(self, event: LogEvent) -> None:
+        if len(self._events) < self._size:
+            self._events.setdefault(id(event), event)
+
+    def replay_to(self, observer: ILogObserver) -> None:
+        for event in self._events.values():
+            observer(event)
+        self._events.clear()
+
+
+class FileLogObserver:
+    """Writes each event to a file that :meth:`reopen` can swap, from any thread.
+
+    Twisted's own file observers hold one file for their whole life; this one keeps
+    its place among the log publisher's observers while the file under it changes.
+    """
+
+    def __init__(self, path: Path, format: str) -> None:
+        if format not in FORMATS:
+            raise ValueError(f"unknown log format {format!r}")
+        self.path = path
+        self._format = _json_line if format == "json" else _text_line
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = _open(path)
+
+    def __call__(self, event: LogEvent) -> None:
+        text = self._format(event)
+        if not text:
+            return
+        with self._lock:
+            if self._file is not None:
+                self._file.write(text)
+                self._file.flush()
+
+    def reopen(self) -> None:
+        """Open the path again; if that fails, keep writing to the old file and say so."""
+        try:
+            new = _open(self.path)
+        except OSError as e:
+            log.error(
+                "Cannot reopen log file {path}, still writing to the old file: {error}",
+                path=str(self.path),
+                error=e.strerror or str(e),
+            )
+            return
+        with self._lock:
+            old, self._file = self._file, new
+        if old is not None:
+            old.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (and no :meth:`reopen` since)."""
+        return self._file is None
+
+    def close(self) -> None:
+        """Close the file; later events are dropped."""
+        with self._lock:
+            old, self._file = self._file, None
+        if old is not None:
+            old.close()
+
+
+class LogFiles(Service):
+    """Adds the log file observer while running, and reopens log files on SIGHUP.
+
+    ``path`` None means no log file of its own; SIGHUP still runs ``reopen``
+    (the audit log's). Opening the file happens here, at once, so that a path that
+    cannot be written stops the start with a :class:`ConfigError` naming the key.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        format: str,
+        reactor: Any,
+        *,
+        reopen: Iterable[Callable[[], object]] = (),
+        publisher: LogPublisher = globalLogPublisher,
+    ) -> None:
+        if format not in FORMATS:
+            raise ConfigError(f"log.format: must be one of {', '.join(map(repr, FORMATS))}")
+        self._reactor = reactor
+        self._publisher = publisher
+        #: Called on SIGHUP after the log file is reopened (the audit log's ``reopen``).
+        self.reopeners: list[Callable[[], object]] = list(reopen)
+        self._previous_handler: _Handler = None
+        self.observer: FileLogObserver | None = None
+        self._early: _EarlyEvents | None = None
+        if path is not None:
+            try:
+                self.observer = FileLogObserver(path, format)
+            except OSError as e:
+                raise ConfigError(f"log.file: {path} cannot be opened: {e.strerror or e}") from None
+            self._early = _EarlyEvents(EARLY_EVENTS)
+            publisher.addObserver(cast(ILogObserver, self._early))
+
+    def startService(self) -> None:
+        super().startService()
+        if self.observer is not None:
+            observer = cast(ILogObserver, self.observer)
+            if self.observer.closed:
+                self.observer.reopen()
+            if self._early is not None:
+                self._publisher.removeObserver(cast(ILogObserver, self._early))
+                self._early.replay_to(observer)
+                self._early = None
+            self._publisher.addObserver(observer)
+        self._previous_handler = signal.signal(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
+        # In a signal handler: only hand the work to the reactor thread.
+        self._reactor.callFromThread(self.reopen)
+
+    def reopen(self) -> None:
+        """Reopen the log file and everything else registered (after rotation)."""
+        if self.observer is not None:
+            self.observer.reopen()
+        for reopen in self.reopeners:
+            try:
+                reopen()
+            except Exception:
+                log.failure("Reopening a log file failed")
+        log.info("Reopened the log files (SIGHUP)")
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGHUP, self._previous_handler)
+            self._previous_handler = None
+        if self.observer is not None:
+            self._publisher.removeObserver(cast(ILogObserver, self.observer))
+            self.observer.close()

@@ -1,0 +1,146 @@
+"""``/metrics``: the daemon's counters in Prometheus' text format.
+
+Each daemon has its own :class:`~prometheus_client.CollectorRegistry` (never the
+global one), fed at the one place each event happens:
+
+``sysadmd_requests_total{namespace, name, action, code}``
+    API calls answered, over REST and WebSocket alike (:meth:`sysadmd.api.Api.call`).
+    Labels name only what the registry knows, so clients cannot make up series: an
+    unknown class is counted as ``unknown/unknown``, an unknown action as ``unknown``.
+``sysadmd_request_duration_seconds{namespace, name, action}``
+    A histogram of the time those calls took.
+``sysadmd_failed_logins_total{method}``
+    Failed logins by method (``password``, ``token``, ``ssl``, ``basic``).
+``sysadmd_fetched_bytes_total``
+    Bytes that fetches put on disk, as their progress is sampled.
+``sysadmd_fetch_tasks{state}``
+    Fetch tasks the queue keeps, by state (read when scraped).
+``sysadmd_open_connections``
+    Connections open now, over all listeners (read when scraped).
+
+Only addresses in ``metrics.allow`` may read it without a login; anyone else
+logs in as for REST, or gets 401.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterator
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from twisted.web.iweb import IRequest
+
+from sysadmd.errors import ApiError
+from sysadmd.health import Guard, PlainResource, finish
+from sysadmd.limits import ConnectionCounter
+from sysadmd.registry import Registry
+from sysadmd.tasks import FetchQueue, TaskState
+
+UNKNOWN: Final = "unknown"
+#: Latency buckets, in seconds: from a cached list to a slow iohyve command.
+BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class _Gauges:
+    """Values read when scraped: tasks by state and open connections."""
+
+    def __init__(self, fetches: FetchQueue | None, connections: ConnectionCounter | None) -> None:
+        self._fetches = fetches
+        self._connections = connections
+
+    def collect(self) -> Iterator[Metric]:
+        if self._fetches is not None:
+            tasks = GaugeMetricFamily(
+                "sysadmd_fetch_tasks", "Fetch tasks the queue keeps, by state", labels=["state"]
+            )
+            counts = Tally(task.state for task in self._fetches.tasks.values())
+            for state in TaskState:
+                tasks.add_metric([state.value], counts[state])
+            yield tasks
+        if self._connections is not None:
+            yield GaugeMetricFamily(
+                "sysadmd_open_connections",
+                "Connections open now, over all listeners",
+                value=self._connections.open,
+            )
+
+
+class Metrics:
+    """The daemon's metrics, in a registry of their own."""
+
+    def __init__(self, api_registry: Registry) -> None:
+        self._api_registry = api_registry
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "sysadmd_requests",
+            "API calls answered, by class, action and reply code",
+            ["namespace", "name", "action", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sysadmd_request_duration_seconds",
+            "Seconds API calls took, from request to reply",
+            ["namespace", "name", "action"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.failed_logins = Counter(
+            "sysadmd_failed_logins",
+            "Failed logins, by method",
+            ["method"],
+            registry=self.registry,
+        )
+        self.fetched_bytes = Counter(
+            "sysadmd_fetched_bytes", "Bytes fetches put on disk", registry=self.registry
+        )
+
+    def watch(
+        self, fetches: FetchQueue | None = None, connections: ConnectionCounter | None = None
+    ) -> None:
+        """Report ``fetches``' tasks and ``connections``' count when scraped."""
+        self.registry.register(_Gauges(fetches, connections))
+
+    def _labels(self, namespace: str, name: str, args: Any) -> tuple[str, str, str]:
+        try:
+            spec, _, _ = self._api_registry.find(namespace, name, args)
+        except ApiError as e:
+            if e.code == 404:
+                return UNKNOWN, UNKNOWN, ""
+            return namespace, name, UNKNOWN  # a known class (find got past it)
+        return spec.namespace, spec.name, spec.action or ""
+
+    def call_answered(
+        self, namespace: str, name: str, args: Any, code: int, seconds: float
+    ) -> None:
+        """Count one answered call (the :attr:`sysadmd.api.Api.on_call` hook)."""
+        labels = self._labels(namespace, name, args)
+        self.requests.labels(*labels, str(code)).inc()
+        self.latency.labels(*labels).observe(seconds)
+
+    def login_failed(self, method: str) -> None:
+        """Count one failed login (the ``Authenticator.on_failed_login`` hook)."""
+        self.failed_logins.labels(method).inc()
+
+    def bytes_fetched(self, count: int) -> None:
+        """Count bytes a fetch added (the ``FetchQueue.on_bytes`` hook)."""
+        self.fetched_bytes.inc(count)
+
+
+class MetricsResource(PlainResource):
+    """``/metrics``: for allowed addresses, or with a login; otherwise 401."""
+
+    def __init__(self, metrics: Metrics, guard: Guard) -> None:
+        super().__init__()
+        self._metrics = metrics
+        self._guard = guard
+
+    async def respond(self, request: IRequest) -> None:
+        allowed = self._guard.allowed_address(request)
+        if not allowed and await self._guard.login(request) is None:
+            raise ApiError(401, "log in with Authorization: Basic or Bearer to read metrics")
+        accept = request.getHeader(b"accept")
+        encode, content_type = choose_encoder(accept.decode("latin-1") if accept else "")
+        finish(request, 200, encode(self._metrics.registry), content_type.encode())

@@ -1,0 +1,188 @@
+"""log.file: text or JSON lines, the start included, reopened on SIGHUP after a rename."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import signal
+import ssl
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from daemon import Daemon
+from twisted.internet import reactor
+from twisted.logger import ILogObserver, Logger, LogPublisher, eventsFromJSONLogFile
+
+from sysadmd import config
+from sysadmd.logs import LogFiles
+
+
+def wait_for(predicate: Any, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def service(path: Path, format: str, publisher: LogPublisher, **kwargs: Any) -> LogFiles:
+    return LogFiles(path, format, reactor, publisher=publisher, **kwargs)
+
+
+def test_text_lines_and_early_events(tmp_path: Path) -> None:
+    """Text lines as twistd writes them; events before the start are kept, once each."""
+    publisher = LogPublisher()
+    log = Logger(namespace="sysadmd.test", observer=cast(ILogObserver, publisher))
+    path = tmp_path / "sysadmd.log"
+    files = service(path, "text", publisher)
+    assert path.stat().st_mode & 0o777 == 0o600
+    event_before = {"log_format": "before {n}", "n": 1, "log_level": None, "log_time": 0.0}
+    publisher(event_before)
+    publisher(event_before)  # twistd replays its buffer through the publisher
+    files.startService()
+    try:
+        log.info("Listening on {where}", where="127.0.0.1:1")
+    finally:
+        files.stopService()
+    log.info("after the stop")
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("before 1")
+    assert "[sysadmd.test#info] Listening on 127.0.0.1:1" in lines[1]
+
+
+def test_json_lines(tmp_path: Path) -> None:
+    """One Twisted JSON event per line, readable with eventsFromJSONLogFile."""
+    publisher = LogPublisher()
+    log = Logger(namespace="sysadmd.test", observer=cast(ILogObserver, publisher))
+    path = tmp_path / "sysadmd.json"
+    files = service(path, "json", publisher)
+    files.startService()
+    try:
+        log.info("Fetch {task_id} started", task_id="{1}")
+        log.warn("a warning")
+    finally:
+        files.stopService()
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["log_format"] for line in lines] == [
+        "Fetch {task_id} started",
+        "a warning",
+    ]
+    with path.open() as f:
+        events = list(eventsFromJSONLogFile(f, recordSeparator=""))
+    assert events[0]["task_id"] == "{1}"
+    assert events[1]["log_level"].name == "warn"
+
+
+def test_reopen_after_rename(tmp_path: Path) -> None:
+    """After newsyslog moves the file, reopen writes a new one; other files reopen too."""
+    publisher = LogPublisher()
+    log = Logger(observer=cast(ILogObserver, publisher))
+    path = tmp_path / "sysadmd.log"
+    reopened: list[str] = []
+    files = service(path, "text", publisher, reopen=[lambda: reopened.append("audit")])
+    files.startService()
+    try:
+        log.info("first")
+        path.rename(tmp_path / "sysadmd.log.0")
+        log.info("second")
+        files.reopen()
+        log.info("third")
+    finally:
+        files.stopService()
+    assert reopened == ["audit"]
+    old = (tmp_path / "sysadmd.log.0").read_text()
+    assert "first" in old and "second" in old and "third" not in old
+    assert "third" in path.read_text()
+
+
+def test_sighup_handler_is_installed_and_restored(tmp_path: Path) -> None:
+    """The handler only hands the work to the reactor; stopping restores the old one."""
+    before = signal.getsignal(signal.SIGHUP)
+    calls: list[Any] = []
+
+    class Reactor:
+        def callFromThread(self, f: Any, *args: Any) -> None:
+            calls.append(f)
+
+    files = LogFiles(None, "text", Reactor(), publisher=LogPublisher())
+    files.startService()
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_for(lambda: calls, 5)
+    finally:
+        files.stopService()
+    assert calls == [files.reopen]
+    assert signal.getsignal(signal.SIGHUP) == before
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('[log]\nformat = "xml"\n', "log.format: must be one of 'text', 'json'"),
+        ("[log]\nfile = 3\n", "log.file: must be a non-empty path string"),
+        ('[metrics]\nallow = ["localhost"]\n', "metrics.allow: must be a list of addresses"),
+        ('[metrics]\nallow = "127.0.0.1"\n', "metrics.allow: must be a list of addresses"),
+    ],
+)
+def test_bad_settings(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError, match=words):
+        config.load(path)
+
+
+def test_unwritable_file_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match=r"log\.file: .* cannot be opened"):
+        LogFiles(tmp_path / "missing" / "sysadmd.log", "text", reactor)
+
+
+def test_daemon_reopens_on_sighup(tmp_path: Path) -> None:
+    """The real daemon: the whole start in the file; SIGHUP after newsyslog's rename."""
+    log_file = tmp_path / "sysadmd.log"
+    settings = tmp_path / "sysadmd.toml"
+    settings.write_text(f'[log]\nfile = "{log_file}"\n')
+    daemon = Daemon(tmp_path / "state", f"--config={settings}")
+    try:
+        wait_for(lambda: "Listening on" in log_file.read_text())
+        start = log_file.read_text()
+        assert "TLS certificate" in start and "sysadmd starting with" in start
+        assert start.count("sysadmd starting with") == 1
+        log_file.rename(tmp_path / "sysadmd.log.0")
+        audit = daemon.state_dir / "audit.log"
+        audit.rename(tmp_path / "audit.log.0")
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: log_file.exists() and "Reopened the log files" in log_file.read_text())
+        assert daemon.process.poll() is None
+        secret = "not-the-password-Zq9"
+        assert failed_login(daemon, secret) == 401
+        wait_for(lambda: "Failed basic login" in log_file.read_text())
+        assert audit.exists() and '"outcome":"failed"' in audit.read_text()
+        for text in (log_file.read_text(), (tmp_path / "sysadmd.log.0").read_text()):
+            assert secret not in text
+            assert daemon.password not in text
+        assert "Failed basic login" not in (tmp_path / "sysadmd.log.0").read_text()
+    finally:
+        assert daemon.stop()
+
+
+def failed_login(daemon: Daemon, password: str) -> int:
+    context = ssl.create_default_context(cafile=str(daemon.state_dir / "tls" / "cert.pem"))
+    context.check_hostname = False
+    connection = http.client.HTTPSConnection("127.0.0.1", daemon.ports[1], context=context)
+    credentials = base64.b64encode(f"admin:{password}".encode()).decode()
+    try:
+        connection.request(
+            "PUT",
+            "/sysadm/iohyve",
+            body=b'{"action": "listvms"}',
+            headers={"Content-Type": "application/json", "Authorization": f"Basic {credentials}"},
+        )
+        return connection.getresponse().status
+    finally:
+        connection.close()
