@@ -8,15 +8,22 @@ afterwards against ``iohyve isolist``.
 Mutations run one at a time, in the order they were asked for, and a read waits
 for every mutation asked for before it: a client that renames an ISO and then
 lists the ISOs sees the rename, even if it sent both requests at once.
+
+The guest list is the one read clients poll, so it is shared and briefly cached: callers
+that ask while a list runs share it, and for ``list_cache`` seconds after a list was
+asked for its result is reused, unless a mutation has been asked for since that list was asked
+for (finished or not). No client therefore ever reads a list older than its own last
+mutation, and many clients polling cost at most one ``iohyve list`` per window.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
-from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -60,9 +67,13 @@ class _Order:
 
     def __init__(self) -> None:
         self._last_write: Deferred[None] | None = None
-        #: Counts the mutations asked for; a read may share another read's result only
-        #: if no mutation was asked for in between.
+        #: Counts the mutations asked for (and the ends of those that run outside the
+        #: write lane); a read may share another read's result only if it is unchanged.
         self.generation = 0
+
+    def touch(self) -> None:
+        """Note a change made outside the write lane: no read from before it is reused."""
+        self.generation += 1
 
     async def _after_writes(self) -> None:
         last = self._last_write
@@ -119,9 +130,21 @@ class Iohyve:
         *,
         timeout: float = 120.0,
         iso_root: Path = Path("/iohyve/ISO"),
+        clock: IReactorTime | None = None,
+        list_cache: float = 0.0,
     ) -> None:
+        """``list_cache`` is how many seconds a guest list is reused (0: only shared while
+        it runs); its age is read from ``clock`` (the reactor unless given)."""
         if not command:
             raise ValueError("the iohyve command must not be empty")
+        if list_cache < 0:
+            raise ValueError("list_cache must not be negative")
+        if clock is None:
+            from twisted.internet import reactor  # noqa: PLC0415 (the default only)
+
+            clock = cast(IReactorTime, reactor)
+        self._clock = clock
+        self._list_cache = list_cache
         self.iso_root = iso_root
         self._runner = runner
         self._executable = command[0]
@@ -148,13 +171,30 @@ class Iohyve:
         """The guests, from ``iohyve list``.
 
         Callers that ask while a list is running, with no mutation asked for since it
-        started, share its result: many clients polling at once cost one ``iohyve list``.
+        was asked for, share its result: many clients polling at once cost one
+        ``iohyve list``. A list that succeeded is reused on the same terms for
+        ``list_cache`` seconds from when it was asked for.
         """
         shared = self._listing
-        if shared is None or shared.finished or shared.generation != self._order.generation:
-            shared = _Shared(self._order.generation, self._order.read(self._list_vms))
-            self._listing = shared
+        now = self._clock.seconds()
+        if shared is not None and shared.generation == self._order.generation:
+            if not shared.finished:
+                return shared.join()
+            if shared.succeeded and now - shared.asked < self._list_cache:
+                return self._later(shared.value)
+        shared = _Shared(self._order.generation, now, self._order.read(self._list_vms))
+        self._listing = shared
+        if shared.finished:
+            # Finished at once (a fake runner): the caller still gets the result.
+            return fail(shared.failure) if shared.failure is not None else succeed(shared.value)
         return shared.join()
+
+    def _later(self, value: T) -> Deferred[T]:
+        # A cached list still arrives on a later reactor turn, as a run's does: a client
+        # that pipelines a login and a listvms must get the login's reply first.
+        later: Deferred[T] = Deferred()
+        self._clock.callLater(0, later.callback, value)
+        return later
 
     async def _list_vms(self) -> dict[str, parse.Guest]:
         return _parsed("list", parse.parse_list, await self._read("list", "list"))
@@ -238,10 +278,19 @@ class Iohyve:
         """
         lock = self._guest_locks.setdefault(name, DeferredLock())
 
+        async def slow_work() -> T:
+            # Outside the write lane the generation must move at both ends: a list
+            # that ran meanwhile may show the guest as it was before the change.
+            self._order.touch()
+            try:
+                return await work()
+            finally:
+                self._order.touch()
+
         async def locked() -> T:
             await lock.acquire()
             try:
-                return await (work() if slow else self._order.write(work))
+                return await (slow_work() if slow else self._order.write(work))
             finally:
                 lock.release()
                 if not lock.locked and not lock.waiting:
@@ -339,11 +388,19 @@ class Iohyve:
 
 
 class _Shared:
-    """One running read whose result every caller that joins it receives."""
+    """One read whose result every caller that joins it while it runs receives.
 
-    def __init__(self, generation: int, work: Deferred[Any]) -> None:
+    Once finished it keeps a successful result (``value``) for reuse by the cache.
+    """
+
+    def __init__(self, generation: int, asked: float, work: Deferred[Any]) -> None:
         self.generation = generation
+        #: When the read was asked for (reactor seconds): the age of its result.
+        self.asked = asked
         self.finished = False
+        self.succeeded = False
+        self.value: Any = None
+        self.failure: Failure | None = None
         self._waiters: list[Deferred[Any]] = []
         work.addBoth(self._deliver)
 
@@ -356,6 +413,11 @@ class _Shared:
         # Finished before anyone hears of it: a waiter that asks again at once, from
         # its callback, must start a new read rather than join this one.
         self.finished = True
+        if isinstance(result, Failure):
+            self.failure = result
+        else:
+            self.succeeded = True
+            self.value = result
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if isinstance(result, Failure):

@@ -31,8 +31,9 @@ from sysadmd.simulator.output import Output
 NAME_BUFFER = 63
 #: fetch(1) pads the file name to this width.
 NAME_WIDTH = 46
-#: Bytes read per iteration when not throttled.
-CHUNK_SIZE = 64 * 1024
+#: Bytes read per iteration when not throttled (1 MiB: with 64 KiB a local 1 GiB download
+#: spent its time in 16,384 small write and read calls, and ran a third slower than curl).
+CHUNK_SIZE = 1024 * 1024
 #: fetch(1)'s default timeout for HTTP and FTP (seconds).
 TIMEOUT = 120.0
 #: Environment variable limiting the transfer rate, in bytes per second.
@@ -178,7 +179,9 @@ def _open_url(url: str) -> Source:
             mtime = parsedate_to_datetime(modified).timestamp()
         except (TypeError, ValueError):
             mtime = None
-    return Source(response.read, response.close, size, mtime)
+    # read1: what has arrived (one receive at most), as fetch(1) writes what it gets; read
+    # would wait for a whole chunk, and a stalled server would show no progress at all.
+    return Source(getattr(response, "read1", response.read), response.close, size, mtime)
 
 
 def open_source(url: str) -> Source:

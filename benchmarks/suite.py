@@ -1,0 +1,833 @@
+"""The benchmark suite of issue 8: every figure next to a baseline measured in the same run.
+
+``./benchmarks/run [--smoke] [--json FILE] [--keep]``. Everything runs on loopback: the daemon
+(``twistd sysadmd --simulate`` through launch.py, with a plain TCP and a TLS listener), the
+baseline servers, the local HTTP file server and the load generators (wrk for REST, wsload.py's
+multiprocessing clients for WebSocket), each in processes of their own. See
+benchmarks/RESULTS.md for what each section measures and the figures of a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import itertools
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+from websockets.sync.client import connect as sync_connect
+
+from benchmarks import wsload
+from benchmarks.launch import raise_nofile
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PYTHON = sys.executable
+MIB = 1024 * 1024
+GUESTS = 8
+_LISTENING = re.compile(r"Listening on (\S+): WebSocket (wss?)://([^/]+)/")
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    clients: tuple[int, ...]
+    duration: int
+    spawn_clients: int
+    spawn_duration: int
+    fetch_size: int
+    idle: int
+    subscribers: int
+    workers: int = 2
+
+
+FULL = Mode("full", (1, 16, 128), 5, 200, 10, 1024 * MIB, 10_000, 1_000)
+SMOKE = Mode("smoke", (1,), 1, 4, 2, 10 * MIB, 100, 50)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+# Processes
+
+
+def start_server(module: str, *args: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    """Start ``python -m benchmarks.<module>``; read the ``name port`` lines it prints."""
+    process = subprocess.Popen(
+        [PYTHON, "-m", f"benchmarks.{module}", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    ports: dict[str, int] = {}
+    expected = 1 if module == "fileserver" else 2
+    while len(ports) < expected:
+        line = process.stdout.readline() if process.stdout else ""
+        if not line:
+            raise RuntimeError(f"benchmarks.{module} exited before listening")
+        name, port = line.split()
+        ports[name] = int(port)
+    return process, ports
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stdout:
+        process.stdout.close()
+
+
+class Daemon:
+    """``twistd sysadmd --simulate`` with a TCP and a TLS listener on loopback."""
+
+    def __init__(
+        self, work: Path, name: str, *, spawn_log: Path | None = None, list_cache: float = 1.0
+    ) -> None:
+        self.state = work / name
+        self.log = work / f"{name}.log"
+        self.spawn_log = spawn_log
+        _seed(self.state / "simulator")
+        config = work / f"{name}.toml"
+        config.write_text(
+            "[limits]\nconnections = 30000\nconnections_per_address = 30000\n"
+            "login_timeout = 3600\nidle_timeout = 86400\n"
+            "[auth]\nlockout_failures = 1000\n"
+            f"[iohyve]\nlist_cache = {list_cache}\n"
+        )
+        env = dict(os.environ)
+        if spawn_log is not None:
+            env["BENCH_SPAWN_LOG"] = str(spawn_log)
+        argv = [
+            PYTHON,
+            "-m",
+            "benchmarks.launch",
+            "--nodaemon",
+            "--pidfile=",
+            f"--logfile={self.log}",
+            "sysadmd",
+            "--simulate",
+            f"--config={config}",
+            f"--state-dir={self.state}",
+            "--listen=tcp:0:interface=127.0.0.1",
+            "--listen=ssl:0:interface=127.0.0.1",
+        ]
+        self.process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+        self.urls = self._wait_for_listeners()
+        self.psutil = psutil.Process(self.process.pid)
+        self.cafile = str(self.state / "tls" / "cert.pem")
+        self.keyfile = str(self.state / "tls" / "key.pem")
+        self.password = (self.state / "initial-admin-password").read_text().strip()
+        with Control(self.urls["ws"], password=self.password) as control:
+            self.token = control.token
+
+    def _wait_for_listeners(self) -> dict[str, str]:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the daemon exited:\n{self.log_text()}")
+            found = _LISTENING.findall(self.log_text())
+            if len(found) >= 2:
+                urls = {}
+                for _, scheme, where in found:
+                    urls[scheme] = f"{scheme}://{where}/"
+                    rest = "https" if scheme == "wss" else "http"
+                    urls[rest] = f"{rest}://{where}/sysadm/iohyve"
+                return urls
+            time.sleep(0.05)
+        raise RuntimeError(f"the daemon did not listen:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def rss(self) -> int:
+        return int(self.psutil.memory_info().rss)
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+def _seed(root: Path) -> None:
+    """A host with a few guests, so that listvms answers a realistic list."""
+    from sysadmd.simulator.cli import main as simulator  # noqa: PLC0415
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        for index in range(GUESTS):
+            name = f"guest{index}"
+            simulator(["--root", str(root), "create", name, "8G"])
+            simulator(["--root", str(root), "set", name, f"description=benchmark guest {index}"])
+
+
+class Control:
+    """A synchronous WebSocket client for setting things up and watching events."""
+
+    def __init__(self, url: str, *, password: str | None = None, token: str | None = None) -> None:
+        self.ws = sync_connect(url, compression=None, max_size=None, open_timeout=60)
+        self.events: list[tuple[float, dict[str, Any]]] = []
+        if password is not None:
+            self.token = str(
+                self.call("rpc", "auth", {"username": "admin", "password": password})[0]
+            )
+        elif token is not None:
+            self.token = token
+            self.call("rpc", "auth_token", {"token": token})
+
+    def __enter__(self) -> Control:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ws.close()
+
+    def _next(self, timeout: float) -> dict[str, Any]:
+        message = json.loads(self.ws.recv(timeout=timeout))
+        if _is_event(message):
+            self.events.append((time.monotonic(), message))
+        return dict(message)
+
+    def call(self, namespace: str, name: str, args: Any, timeout: float = 60) -> Any:
+        self.ws.send(json.dumps({"namespace": namespace, "name": name, "id": "c", "args": args}))
+        while True:
+            message = self._next(timeout)
+            if not _is_event(message):
+                if message.get("name") != "response":
+                    raise RuntimeError(f"{namespace}/{name}: {message}")
+                return message["args"]
+
+    def wait_event(
+        self, matches: Callable[[dict[str, Any]], bool], timeout: float
+    ) -> tuple[float, dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for when, event in self.events[seen:]:
+                if matches(event["args"]):
+                    return when, event
+            seen = len(self.events)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the expected event did not come")
+            self._next(left)
+
+
+def _is_event(message: dict[str, Any]) -> bool:
+    return message.get("namespace") == "events" and message.get("id") == ""
+
+
+def fetch_state(filename: str, state: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda args: args.get("filename") == filename and args.get("state") == state
+
+
+# 2. Throughput and latency
+
+
+def wrk(url: str, clients: int, duration: int, token: str | None) -> dict[str, Any]:
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise SystemExit("wrk is not on PATH: install it (Debian: apt-get install wrk)")
+    threads = max(1, min(clients, 2))
+    argv = [binary, f"-t{threads}", f"-c{clients}", f"-d{duration}s", "--timeout", "10s"]
+    argv += ["--latency", "-s", str(HERE / "listvms.lua"), url]
+    env = {**os.environ, "WRK_TOKEN": token or ""}
+    output = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in output.splitlines() if x.startswith("RESULT "))
+    raw = json.loads(line.removeprefix("RESULT "))
+    errors = sum(raw[k] for k in raw if k.endswith("_errors") or k == "timeouts")
+    return {
+        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "requests": raw["requests"],
+        "errors": errors,
+    }
+
+
+def ws_load(  # noqa: PLR0917
+    url: str, clients: int, duration: int, token: str | None, cafile: str | None, workers: int
+) -> dict[str, Any]:
+    context = multiprocessing.get_context("fork")
+    processes = max(1, min(clients, workers))
+    start = context.Barrier(processes, timeout=600)
+    results = context.Queue()
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    children = [
+        context.Process(
+            target=wsload.load_worker, args=(url, token, cafile, n, duration, start, results)
+        )
+        for n in shares
+    ]
+    for child in children:
+        child.start()
+    outcomes = [results.get(timeout=duration + 600) for _ in children]
+    for child in children:
+        child.join()
+    failed = [o["error"] for o in outcomes if "error" in o]
+    if failed:
+        raise RuntimeError(f"WebSocket load failed: {failed}")
+    latencies = [x for o in outcomes for x in o["latencies"]]
+    elapsed = max(o["elapsed"] for o in outcomes)
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "requests": len(latencies),
+        "errors": sum(o["errors"] for o in outcomes),
+    }
+
+
+def throughput(daemon: Daemon, work: Path, mode: Mode) -> tuple[list[Any], list[Any]]:
+    """Item 2 and item 1's baselines: listvms over REST and WebSocket against the bare servers."""
+    body = _rest_reply(daemon)
+    (work / "rest-reply.json").write_bytes(body)
+    with Control(daemon.urls["ws"], token=daemon.token) as control:
+        control.ws.send(wsload.LISTVMS)
+        (work / "ws-reply.json").write_text(str(control.ws.recv(timeout=30)))
+    klein, klein_ports = start_server(
+        "baseline_klein", str(work / "rest-reply.json"), daemon.cafile, daemon.keyfile
+    )
+    autobahn, autobahn_ports = start_server(
+        "baseline_autobahn", str(work / "ws-reply.json"), daemon.cafile, daemon.keyfile
+    )
+    rows: list[dict[str, Any]] = []
+    try:
+        for transport in ("tcp", "tls"):
+            secure = transport == "tls"
+            cafile = daemon.cafile if secure else None
+            http, ws = ("https", "wss") if secure else ("http", "ws")
+            targets = {
+                ("rest", "baseline"): f"{http}://127.0.0.1:{klein_ports[transport]}/sysadm/iohyve",
+                ("rest", "sysadmd"): daemon.urls[http],
+                ("websocket", "baseline"): f"{ws}://127.0.0.1:{autobahn_ports[transport]}/",
+                ("websocket", "sysadmd"): daemon.urls[ws],
+            }
+            for clients in mode.clients:
+                for (protocol, server), url in targets.items():
+                    log(f"{protocol} {server} {transport} {clients} clients")
+                    token = daemon.token if server == "sysadmd" else None
+                    if protocol == "rest":
+                        figures = wrk(url, clients, mode.duration, token)
+                    else:
+                        figures = ws_load(url, clients, mode.duration, token, cafile, mode.workers)
+                    rows.append(
+                        {
+                            "protocol": protocol,
+                            "transport": transport,
+                            "clients": clients,
+                            "server": server,
+                            **figures,
+                        }
+                    )
+    finally:
+        stop(klein)
+        stop(autobahn)
+    return rows, _ratios(rows)
+
+
+def _rest_reply(daemon: Daemon) -> bytes:
+    request = urllib.request.Request(  # noqa: S310 (a loopback URL of ours)
+        daemon.urls["http"],
+        data=b'{"action": "listvms"}',
+        method="PUT",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {daemon.token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return bytes(response.read())
+
+
+def _ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ratios = []
+    for row in rows:
+        if row["server"] != "sysadmd":
+            continue
+        base = next(
+            r
+            for r in rows
+            if r["server"] == "baseline"
+            and all(r[k] == row[k] for k in ("protocol", "transport", "clients"))
+        )
+        ratios.append(
+            {
+                "protocol": row["protocol"],
+                "transport": row["transport"],
+                "clients": row["clients"],
+                "rps_ratio": row["rps"] / base["rps"] if base["rps"] else float("nan"),
+                "p99_ratio": row["p99_ms"] / base["p99_ms"] if base["p99_ms"] else float("nan"),
+            }
+        )
+    return ratios
+
+
+# 3. iohyve processes under many listvms callers
+
+
+def spawns(daemon: Daemon, mode: Mode, window: float) -> dict[str, Any]:
+    """Item 3: count the iohyve processes while many clients call listvms over REST."""
+    if daemon.spawn_log is None:
+        raise RuntimeError("the daemon does not count its iohyve processes")
+    began = time.monotonic()
+    load = wrk(daemon.urls["http"], mode.spawn_clients, mode.spawn_duration, daemon.token)
+    ended = time.monotonic()
+    time.sleep(0.5)  # a process still running at the end writes its line when it ends
+    runs = []
+    for line in daemon.spawn_log.read_text().splitlines():
+        start, end, _pid, *words = line.split()
+        if float(start) < ended and float(end) > began:
+            runs.append((float(start), float(end), " ".join(words)))
+    runs.sort()
+    starts = [s for s, _, _ in runs]
+    # The window is measured by the daemon from when a list was asked for; spawnlog.py sees
+    # a process a little after that (Python's start-up), so starts are compared with 5 %
+    # of slack: two starts closer than 0.95 windows are two runs in one window.
+    slack = 0.95 * (window or 1.0)
+    per_window = max(
+        (sum(1 for t in starts[i:] if t - s < slack) for i, s in enumerate(starts)), default=0
+    )
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    return {
+        "clients": mode.spawn_clients,
+        "seconds": ended - began,
+        "listvms_calls": load["requests"],
+        "listvms_rps": load["rps"],
+        "errors": load["errors"],
+        "iohyve_processes": len(runs),
+        "commands": sorted({w for _, _, w in runs}),
+        "max_in_flight": _max_in_flight(runs),
+        "max_per_window": per_window,
+        "window_s": window or 1.0,
+        "min_gap_s": min(gaps) if gaps else None,
+    }
+
+
+def _max_in_flight(runs: list[tuple[float, float, str]]) -> int:
+    edges = sorted([(s, 1) for s, _, _ in runs] + [(e, -1) for _, e, _ in runs])
+    level = peak = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+# 4. fetchiso against curl
+
+
+class RssSampler:
+    """Samples a process's RSS every 10 ms in a thread; ``peak`` is the highest seen."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self._process = process
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, int(self._process.memory_info().rss))
+            time.sleep(0.01)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _make_file(path: Path, size: int) -> None:
+    block = os.urandom(MIB)
+    with path.open("wb") as f:
+        for offset in range(0, size, MIB):
+            f.write(block[: min(MIB, size - offset)])
+
+
+def _curl(url: str, target: Path) -> float:
+    curl = shutil.which("curl")
+    if curl is None:
+        raise SystemExit("curl is not on PATH")
+    began = time.monotonic()
+    subprocess.run([curl, "-sSf", "-o", str(target), url], check=True)
+    elapsed = time.monotonic() - began
+    target.unlink()
+    return elapsed
+
+
+def _daemon_fetch(control: Control, url: str, name: str, timeout: float) -> tuple[float, float]:
+    """fetchiso ``url``; return the seconds from the request to the running and finished events."""
+    began = time.monotonic()
+    control.call("sysadm", "iohyve", {"action": "fetchiso", "url": url})
+    running, _ = control.wait_event(fetch_state(name, "running"), timeout)
+    finished, event = control.wait_event(fetch_state(name, "finished"), timeout)
+    if event["args"].get("result") != "succeeded":
+        raise RuntimeError(f"the fetch of {name} did not succeed: {event}")
+    return running - began, finished - began
+
+
+def fetch(work: Path, mode: Mode) -> dict[str, Any]:
+    """Item 4: fetchiso of one file from a local HTTP server, against curl on the same disk."""
+    files = work / "files"
+    files.mkdir()
+    size = mode.fetch_size
+    _make_file(files / "bench.iso", size)
+    _make_file(files / "warm.iso", MIB)
+    server, ports = start_server("fileserver", str(files))
+    base = f"http://127.0.0.1:{ports['http']}"
+    daemon = Daemon(work, "fetch")
+    try:
+        with Control(daemon.urls["ws"], token=daemon.token) as control:
+            control.call("events", "subscribe", ["dispatcher"])
+            _daemon_fetch(control, f"{base}/warm.iso", "warm.iso", 120)  # lazy imports
+            curl_before = _curl(f"{base}/bench.iso", work / "curl.iso")
+            before = daemon.rss()
+            with RssSampler(daemon.psutil) as sampler:
+                running, finished = _daemon_fetch(control, f"{base}/bench.iso", "bench.iso", 3600)
+            after = daemon.rss()
+            curl_after = _curl(f"{base}/bench.iso", work / "curl.iso")
+    finally:
+        daemon.stop()
+        stop(server)
+    curl_best = min(curl_before, curl_after)
+    return {
+        "bytes": size,
+        "curl_seconds": [curl_before, curl_after],
+        "curl_mib_s": size / MIB / curl_best,
+        "sysadmd_seconds": finished,
+        "sysadmd_seconds_to_running": running,
+        "sysadmd_mib_s": size / MIB / finished,
+        "throughput_ratio": curl_best / finished,
+        "rss_before_mib": before / MIB,
+        "rss_peak_mib": max(sampler.peak, after) / MIB,
+        "rss_growth_mib": (max(sampler.peak, after) - before) / MIB,
+    }
+
+
+# 5. Idle connections, 6. fan-out
+
+
+@contextlib.contextmanager
+def _workers(
+    target: Callable[..., None], count: int, workers: int, *args: Any
+) -> Iterator[tuple[Any, Any, int]]:
+    """Start worker processes sharing ``count`` connections; yields (queue, stop, processes)."""
+    context = multiprocessing.get_context("fork")
+    ready = context.Queue()
+    stop_event = context.Event()
+    shares = [count // workers + (i < count % workers) for i in range(workers)]
+    children = [
+        context.Process(target=target, args=(*args[:3], n, *args[3:], ready, stop_event))
+        for n in shares
+        if n
+    ]
+    for child in children:
+        child.start()
+    try:
+        yield ready, stop_event, len(children)
+    finally:
+        stop_event.set()
+        for child in children:
+            child.join(timeout=120)
+            if child.is_alive():
+                child.kill()
+
+
+def _gather(ready: Any, processes: int, key: str, timeout: float) -> list[Any]:
+    replies = [ready.get(timeout=timeout) for _ in range(processes)]
+    failed = [r["error"] for r in replies if "error" in r]
+    if failed:
+        raise RuntimeError(f"a worker failed: {failed}")
+    return [r[key] for r in replies]
+
+
+def idle(daemon: Daemon, mode: Mode) -> dict[str, Any]:
+    """Item 5: RSS per idle logged-in WebSocket connection."""
+    url = daemon.urls["ws"]
+    # Warm up: the first connections load code and fill caches that are not per connection.
+    with _workers(wsload.idle_worker, 50, 1, url, daemon.token, None) as (ready, _, n):
+        _gather(ready, n, "open", 120)
+    time.sleep(1.0)
+    before, fds_before = daemon.rss(), daemon.psutil.num_fds()
+    began = time.monotonic()
+    with _workers(wsload.idle_worker, mode.idle, mode.workers, url, daemon.token, None) as (
+        ready,
+        _,
+        n,
+    ):
+        opened = sum(_gather(ready, n, "open", 900))
+        setup = time.monotonic() - began
+        time.sleep(2.0)
+        after, fds_after = daemon.rss(), daemon.psutil.num_fds()
+    return {
+        "connections": opened,
+        "seconds_to_open_and_log_in": setup,
+        "rss_before_mib": before / MIB,
+        "rss_after_mib": after / MIB,
+        "daemon_fds": fds_after - fds_before,
+        "rss_per_connection_kib": (after - before) / 1024 / max(1, opened),
+    }
+
+
+def fanout(daemon: Daemon, work: Path, mode: Mode) -> dict[str, Any]:
+    """Item 6: one dispatcher event to every subscribed connection.
+
+    A slow fetch runs (fetch.concurrency is 1), a second one waits in the queue, and
+    ``rpc/dispatcher kill`` of the waiting one publishes its ``cancelled`` event within that
+    request, with no process in between. The time is measured from the moment the kill is
+    sent to the moment the last subscriber has the event: an upper bound of the fan-out.
+    """
+    files = work / "slow"
+    files.mkdir()
+    _make_file(files / "running.iso", 64 * MIB)
+    _make_file(files / "waiting.iso", MIB)
+    server, ports = start_server("fileserver", str(files), str(64 * 1024))
+    base = f"http://127.0.0.1:{ports['http']}/slow"
+    url = daemon.urls["ws"]
+    marks = ('"waiting.iso"', '"cancelled"')
+    try:
+        with Control(url, token=daemon.token) as control:
+            control.call("events", "subscribe", ["dispatcher"])
+            control.call("sysadm", "iohyve", {"action": "fetchiso", "url": f"{base}/running.iso"})
+            control.wait_event(fetch_state("running.iso", "running"), 60)
+            queued = control.call(
+                "sysadm", "iohyve", {"action": "fetchiso", "url": f"{base}/waiting.iso"}
+            )
+            workers = (wsload.fanout_worker, mode.subscribers, mode.workers)
+            with _workers(*workers, url, daemon.token, None, marks) as (ready, stop_event, n):
+                subscribed = sum(_gather(ready, n, "open", 600))
+                time.sleep(1.0)
+                sent = time.monotonic()
+                job = queued.get("fetchiso", queued)["queueid"]
+                control.call("rpc", "dispatcher", {"action": "kill", "job_id": job})
+                replied = time.monotonic()
+                time.sleep(2.0)
+                stop_event.set()
+                received = [t for part in _gather(ready, n, "received", 120) for t in part]
+            running = [
+                e["args"]["process_details"]["process_id"]
+                for _, e in control.events
+                if e["args"].get("filename") == "running.iso"
+            ]
+            control.call("rpc", "dispatcher", {"action": "kill", "job_id": running[:1]})
+    finally:
+        stop(server)
+    got = [t - sent for t in received if t is not None]
+    return {
+        "subscribers": subscribed,
+        "received": len(got),
+        "missing": len(received) - len(got),
+        "kill_reply_ms": (replied - sent) * 1000,
+        "first_ms": min(got) * 1000 if got else None,
+        "last_ms": max(got) * 1000 if got else None,
+        "median_ms": percentile(got, 0.5) * 1000 if got else None,
+    }
+
+
+# Targets and output
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, value: float | None, limit: float, *, at_least: bool) -> None:
+        ok = value is not None and (value >= limit if at_least else value <= limit)
+        checks.append(
+            {"target": name, "value": value, "limit": limit, "at_least": at_least, "pass": ok}
+        )
+
+    for ratio in result.get("ratios", []):
+        if ratio["transport"] != "tcp" or ratio["clients"] not in (16, 128):
+            continue
+        what = f"{ratio['protocol']} {ratio['clients']} clients"
+        check(f"{what}: rps / baseline", ratio["rps_ratio"], 0.8, at_least=True)
+        check(f"{what}: p99 / baseline", ratio["p99_ratio"], 2.0, at_least=False)
+    if "spawns" in result:
+        spawn = result["spawns"]
+        check("iohyve processes in flight at a time", spawn["max_in_flight"], 1, at_least=False)
+        check("iohyve processes per refresh window", spawn["max_per_window"], 1, at_least=False)
+    if "fetch" in result:
+        fetched = result["fetch"]
+        check("fetchiso / curl throughput", fetched["throughput_ratio"], 0.9, at_least=True)
+        check("fetchiso RSS growth (MiB)", fetched["rss_growth_mib"], 20, at_least=False)
+    if "idle" in result:
+        per_connection = result["idle"]["rss_per_connection_kib"]
+        check("RSS per idle WebSocket (KiB)", per_connection, 20, at_least=False)
+    if "fanout" not in result:
+        return checks
+    fan = result["fanout"]
+    last = fan["last_ms"] if fan["missing"] == 0 else None
+    check(f"fan-out to {fan['subscribers']} subscribers (ms)", last, 100, at_least=False)
+    return checks
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "uname": " ".join(platform.uname()),
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 1024**3, 1),
+        "python": sys.version.split()[0],
+        "wrk": shutil.which("wrk"),
+    }
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def show(result: dict[str, Any]) -> None:
+    console = Console()
+    table = Table(title=f"listvms ({result['mode']} mode): requests/s and latency")
+    for column in (
+        "protocol",
+        "transport",
+        "clients",
+        "server",
+        "rps",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+    ):
+        table.add_column(column)
+    for row in result.get("throughput", []):
+        keys = ("protocol", "transport", "clients", "server", "rps", "p50_ms", "p99_ms", "errors")
+        table.add_row(*(_fmt(row[k]) for k in keys))
+    console.print(table)
+    ratios = Table(title="sysadmd / baseline")
+    for column in ("protocol", "transport", "clients", "rps ratio", "p99 ratio"):
+        ratios.add_column(column)
+    for row in result.get("ratios", []):
+        keys = ("protocol", "transport", "clients", "rps_ratio", "p99_ratio")
+        ratios.add_row(*(_fmt(row[k]) for k in keys))
+    console.print(ratios)
+    for section in ("spawns", "fetch", "idle", "fanout"):
+        if section not in result:
+            continue
+        detail = Table(title=section, show_header=False)
+        for key, value in result[section].items():
+            detail.add_row(key, _fmt(value))
+        console.print(detail)
+    verdicts = Table(title="targets")
+    for column in ("target", "value", "limit", "result"):
+        verdicts.add_column(column)
+    for t in result["targets"]:
+        limit = ("≥ " if t["at_least"] else "≤ ") + _fmt(t["limit"])
+        mark = "[green]PASS[/]" if t["pass"] else "[red]FAIL[/]"
+        verdicts.add_row(t["target"], _fmt(t["value"]), limit, mark)
+    console.print(verdicts)
+
+
+SECTIONS = ("throughput", "spawns", "fetch", "idle", "fanout")
+
+
+def run(mode: Mode, work: Path, window: float, only: set[str]) -> dict[str, Any]:
+    wanted = only or set(SECTIONS)
+    result: dict[str, Any] = {"mode": mode.name, "mode_settings": asdict(mode)}
+    result["list_cache"] = window
+    result["machine"] = machine()
+    began = time.monotonic()
+    if wanted & {"throughput", "spawns"}:
+        log("starting the daemon")
+        daemon = Daemon(work, "daemon", spawn_log=work / "spawns.log", list_cache=window)
+        try:
+            if "throughput" in wanted:
+                result["throughput"], result["ratios"] = throughput(daemon, work, mode)
+            if "spawns" in wanted:
+                log(f"{mode.spawn_clients} listvms callers for {mode.spawn_duration} s")
+                result["spawns"] = spawns(daemon, mode, window)
+        finally:
+            daemon.stop()
+    if "fetch" in wanted:
+        log(f"fetchiso of {mode.fetch_size // MIB} MiB against curl")
+        result["fetch"] = fetch(work, mode)
+    if wanted & {"idle", "fanout"}:
+        daemon = Daemon(work, "connections")
+        try:
+            if "idle" in wanted:
+                log(f"{mode.idle} idle WebSockets")
+                result["idle"] = idle(daemon, mode)
+            if "fanout" in wanted:
+                log(f"fan-out to {mode.subscribers} subscribers")
+                result["fanout"] = fanout(daemon, work, mode)
+        finally:
+            daemon.stop()
+    result["seconds"] = time.monotonic() - began
+    result["targets"] = targets(result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks/run", description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="seconds, tiny sizes: checks it works")
+    parser.add_argument("--json", type=Path, default=HERE / "last-run.json", help="results file")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    parser.add_argument(
+        "--list-cache",
+        type=float,
+        default=1.0,
+        help="the daemon's iohyve.list_cache (default 1.0, the shipped default; 0 disables)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        default=[],
+        help="run only this section (repeatable); the default runs every one",
+    )
+    options = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print(
+            "benchmarks: wrk is not on PATH; install it (Debian: apt-get install wrk)",
+            file=sys.stderr,
+        )
+        return 2
+    raise_nofile()
+    mode = SMOKE if options.smoke else FULL
+    work = Path(tempfile.mkdtemp(prefix="sysadmd-bench-"))
+    try:
+        result = run(mode, work, options.list_cache, set(options.only))
+    finally:
+        if options.keep:
+            log(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    options.json.parent.mkdir(parents=True, exist_ok=True)
+    options.json.write_text(json.dumps(result, indent=2) + "\n")
+    show(result)
+    log(f"figures written to {options.json} ({result['seconds']:.0f} s)")
+    return 0

@@ -1,0 +1,200 @@
+"""The guest list's refresh window: shared while it runs, reused briefly, never stale.
+
+A fake runner answers ``iohyve list`` only when the test says so, and a
+:class:`~twisted.internet.task.Clock` stands for the reactor's time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+
+from sysadmd.iohyve.adapter import Iohyve, IohyveFailed
+from sysadmd.runner import ProcessResult, ProcessRunner
+
+HEADER = "Guest  VMM?  Running  rcboot?  Description\n"
+
+
+def listing(*names: str) -> bytes:
+    rows = "".join(f"{n:<7}NO    NO       NO       -\n" for n in names)
+    return (HEADER + rows).encode()
+
+
+class FakeRunner:
+    """Records every command; each one finishes when the test calls :meth:`finish`."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[str, ...], Deferred[ProcessResult]]] = []
+
+    @property
+    def spawned(self) -> int:
+        return len(self.calls)
+
+    def run(
+        self, executable: str, args: tuple[str, ...], *, timeout: float | None = None
+    ) -> Deferred[ProcessResult]:
+        d: Deferred[ProcessResult] = Deferred()
+        self.calls.append((tuple(args), d))
+        return d
+
+    def finish(self, index: int, stdout: bytes = b"", exit_code: int = 0) -> None:
+        argv, d = self.calls[index]
+        d.callback(ProcessResult(argv, exit_code, None, stdout, b"", False, False, False))
+
+
+def make(window: float) -> tuple[Iohyve, FakeRunner, Clock]:
+    runner = FakeRunner()
+    clock = Clock()
+    iohyve = Iohyve(cast(ProcessRunner, runner), ["/iohyve"], clock=clock, list_cache=window)
+    return iohyve, runner, clock
+
+
+def result_of(d: Deferred[Any], clock: Clock | None = None) -> Any:
+    """The result ``d`` has; a cached list comes a reactor turn later, so turn ``clock``."""
+    if clock is not None:
+        clock.advance(0)
+    results: list[Any] = []
+    d.addBoth(results.append)
+    assert results, "the Deferred has not fired"
+    return results[0]
+
+
+def test_callers_share_one_run_and_reuse_it_within_the_window() -> None:
+    iohyve, runner, clock = make(1.0)
+    waiting = [iohyve.list_vms() for _ in range(50)]
+    assert runner.spawned == 1
+    runner.finish(0, listing("web"))
+    assert all(list(result_of(d)) == ["web"] for d in waiting)
+    clock.advance(0.9)
+    cached = iohyve.list_vms()
+    assert not cached.called  # a later turn, as a run would: pipelined replies keep order
+    assert list(result_of(cached, clock)) == ["web"]
+    assert runner.spawned == 1
+
+
+def test_the_window_runs_from_when_the_list_was_asked_for() -> None:
+    iohyve, runner, clock = make(1.0)
+    first = iohyve.list_vms()
+    clock.advance(0.5)
+    runner.finish(0, listing("web"))
+    result_of(first)
+    clock.advance(0.25)
+    result_of(iohyve.list_vms(), clock)
+    assert runner.spawned == 1
+    clock.advance(0.25)  # 1.0 s after the list was asked for: too old
+    fresh = iohyve.list_vms()
+    assert runner.spawned == 2
+    runner.finish(1, listing("web", "db"))
+    assert sorted(result_of(fresh)) == ["db", "web"]
+
+
+def test_a_finished_mutation_invalidates_the_cache() -> None:
+    iohyve, runner, _ = make(60.0)
+    first = iohyve.list_vms()
+    runner.finish(0, listing("web"))
+    result_of(first)
+
+    async def change() -> None:
+        await runner.run("/iohyve", ("create", "db", "8G"))
+
+    done = iohyve.mutate(change)
+    runner.finish(1)
+    assert result_of(done) is None
+    after = iohyve.list_vms()
+    assert runner.spawned == 3
+    runner.finish(2, listing("db", "web"))
+    assert sorted(result_of(after)) == ["db", "web"]
+
+
+def test_a_mutation_in_flight_invalidates_the_cache_and_the_next_list_waits_for_it() -> None:
+    iohyve, runner, _ = make(60.0)
+    first = iohyve.list_vms()
+    runner.finish(0, listing("web"))
+    result_of(first)
+
+    async def change() -> None:
+        await runner.run("/iohyve", ("create", "db", "8G"))
+
+    done = iohyve.mutate(change)
+    after = iohyve.list_vms()
+    assert runner.spawned == 2  # the mutation runs; the list waits for it
+    assert not after.called
+    runner.finish(1)
+    result_of(done)
+    assert runner.spawned == 3
+    runner.finish(2, listing("db", "web"))
+    assert sorted(result_of(after)) == ["db", "web"]
+
+
+def test_a_list_running_when_a_mutation_is_asked_for_is_not_shared_after_it() -> None:
+    iohyve, runner, clock = make(60.0)
+    early = iohyve.list_vms()
+
+    async def change() -> None:
+        await runner.run("/iohyve", ("create", "db", "8G"))
+
+    done = iohyve.mutate(change)
+    late = iohyve.list_vms()
+    runner.finish(0, listing("web"))
+    assert list(result_of(early)) == ["web"]
+    runner.finish(1)
+    result_of(done)
+    runner.finish(2, listing("db", "web"))
+    assert sorted(result_of(late)) == ["db", "web"]
+    # The late list is the one cached now.
+    assert sorted(result_of(iohyve.list_vms(), clock)) == ["db", "web"]
+    assert runner.spawned == 3
+
+
+def test_a_slow_guest_operation_invalidates_at_its_start_and_at_its_end() -> None:
+    iohyve, runner, _ = make(60.0)
+
+    async def delete() -> None:
+        await runner.run("/iohyve", ("delete", "-f", "web"))
+
+    first = iohyve.list_vms()
+    runner.finish(0, listing("web"))
+    result_of(first)
+    done = iohyve.guest_operation("web", delete, slow=True)
+    during = iohyve.list_vms()  # not in the write lane: runs meanwhile, afresh
+    assert runner.spawned == 3
+    runner.finish(2, listing("web"))
+    result_of(during)
+    runner.finish(1)
+    result_of(done)
+    after = iohyve.list_vms()  # the list during the delete is not reused
+    assert runner.spawned == 4
+    runner.finish(3, listing())
+    assert result_of(after) == {}
+
+
+def test_a_failed_list_is_not_cached() -> None:
+    iohyve, runner, _ = make(60.0)
+    first = iohyve.list_vms()
+    runner.finish(0, b"", exit_code=1)
+    failure = result_of(first)
+    assert failure.check(IohyveFailed)
+    again = iohyve.list_vms()
+    assert runner.spawned == 2
+    runner.finish(1, listing("web"))
+    assert list(result_of(again)) == ["web"]
+
+
+def test_window_zero_only_shares_a_running_list() -> None:
+    iohyve, runner, _ = make(0.0)
+    together = [iohyve.list_vms(), iohyve.list_vms()]
+    assert runner.spawned == 1
+    runner.finish(0, listing("web"))
+    assert all(list(result_of(d)) == ["web"] for d in together)
+    later = iohyve.list_vms()
+    assert runner.spawned == 2
+    runner.finish(1, listing("web"))
+    result_of(later)
+
+
+def test_a_negative_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="list_cache"):
+        make(-1.0)
