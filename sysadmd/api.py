@@ -41,6 +41,7 @@ class Api:
     def __init__(self, registry: Registry, gate: Gate) -> None:
         self.registry = registry
         self._gate = gate
+        self._last_shared = envelope.LastShared(envelope.dumps)
         #: Told of every call once answered: namespace, name, args, code (200 or the
         #: error's), seconds taken. The daemon's metrics count calls through it.
         self.on_call: Callable[[str, str, Any, int, float], object] | None = None
@@ -134,7 +135,7 @@ class Api:
                 if earlier_login is not None:
                     await _after(earlier_login)
                 result = await self.call(request.namespace, request.name, request.args, connection)
-                reply = envelope.reply(request, result)
+                reply = envelope.reply(request, result, self._last_shared.encode(result))
             except ApiError as e:
                 reply = envelope.error_reply(request.id, e)
             send(reply)

@@ -327,6 +327,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         ),
         max_body=config.limits_message_size,
         request_deadline=config.limits_request_deadline,
+        access_log=config.log_access,
         operations={
             b"metrics": MetricsResource(metrics, guard),
             b"livez": Livez(),
@@ -376,6 +377,7 @@ def build_site(
     request_deadline: float = 10.0,
     hub: EventHub | None = None,
     operations: Mapping[bytes, IResource] | None = None,
+    access_log: bool = False,
 ) -> ApiSite:
     """The Site every listener serves: WebSocket at ``/``, REST below it.
 
@@ -395,4 +397,5 @@ def build_site(
         max_body=max_body,
         request_deadline=request_deadline,
         websockets=factory,
+        access_log=access_log,
     )

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 
 from sysadmd.roles import Role
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class Shared(dict[_K, _V]):
+    """A result handed unchanged to many callers (the guest list within its refresh
+    window). Nobody changes it once made, so a transport may encode it once and
+    reuse the bytes for as long as the same object comes back."""
+
+    __slots__ = ()
 
 
 class Identity(Protocol):

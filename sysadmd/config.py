@@ -401,6 +401,15 @@ KEYS: Final = (
         "JSON event per line).",
     ),
     Key(
+        "log",
+        "access",
+        False,
+        _bool,
+        "Log every HTTP request (the WebSocket upgrades and REST calls) in the combined log "
+        "format. Off by default: clients poll, and the audit log already records every "
+        "login and every change.",
+    ),
+    Key(
         "metrics",
         "allow",
         ["127.0.0.1", "::1"],
@@ -452,6 +461,7 @@ class Config:
     fetch_file_roots: tuple[Path, ...]
     log_file: Path | None
     log_format: str
+    log_access: bool
     metrics_allow: tuple[Network, ...]
 
 

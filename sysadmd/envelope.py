@@ -10,10 +10,11 @@ both compact with sorted keys, as sysadm's server wrote them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from sysadmd.calls import Shared
 from sysadmd.errors import ApiError
 from sysadmd.registry import ENVELOPE_KEYS
 
@@ -51,6 +52,14 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+#: One decoder for every message: building one per call costs more than small messages do.
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_unique_object, parse_constant=_reject_constant
+)
+#: The same for replies: compact, sorted keys.
+_ENCODER: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def loads(data: bytes | str) -> Any:
     """Decode JSON strictly: UTF-8 only, no duplicate keys, no NaN or Infinity.
 
@@ -59,7 +68,7 @@ def loads(data: bytes | str) -> Any:
     """
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(text, object_pairs_hook=_unique_object, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except UnicodeDecodeError:
         raise EnvelopeError("the message is not valid UTF-8") from None
     except RecursionError:
@@ -71,7 +80,7 @@ def loads(data: bytes | str) -> Any:
 
 def dumps(value: Any) -> bytes:
     """Encode compactly with sorted keys, as sysadm's server did."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def args_of(message: Mapping[str, Any]) -> Any:
@@ -100,20 +109,60 @@ def parse_request(data: bytes | str) -> Request:
     return Request(fields["namespace"], fields["name"], request_id, args_of(message))
 
 
-def reply(request: Request, result: Any) -> bytes:
-    """The success envelope for ``request``.
+def reply(request: Request, result: Any, encoded_result: bytes | None = None) -> bytes:
+    """The success envelope for ``request``; ``encoded_result`` is ``result`` already
+    encoded (by :class:`LastShared`), if it was.
 
     As in sysadm, a request without an id gets its own ``name`` back instead of
     ``"response"``.
     """
-    return dumps(
+    rest = dumps(
         {
-            "args": result,
             "id": request.id,
             "name": "response" if request.id else request.name,
             "namespace": request.namespace,
         }
     )
+    # "args" sorts first: the same bytes as dumps() of the whole envelope.
+    encoded = dumps(result) if encoded_result is None else encoded_result
+    return b'{"args":' + encoded + b"," + rest[1:]
+
+
+def _shared_part(result: Any) -> tuple[Any, Shared[Any, Any]] | None:
+    """The :class:`Shared` object a result is, or wraps as ``{action: shared}``."""
+    if isinstance(result, Shared):
+        return None, result
+    if type(result) is dict and len(result) == 1:
+        ((key, value),) = result.items()
+        if isinstance(value, Shared):
+            return key, value
+    return None
+
+
+class LastShared:
+    """The encoding of the last result made of a :class:`Shared` object, reused while
+    the same object comes back.
+
+    Clients poll ``listvms``, and the adapter hands every caller within its refresh
+    window the same guest list: encoding it once per window, rather than once per
+    request, saves most of what a cached call costs.
+    """
+
+    def __init__(self, encode: Callable[[Any], bytes]) -> None:
+        self._encode = encode
+        self._part: tuple[Any, Shared[Any, Any]] | None = None
+        self._encoded = b""
+
+    def encode(self, result: Any) -> bytes:
+        """``encode(result)``, from memory when it is the last Shared result again."""
+        part = _shared_part(result)
+        last = self._part
+        if part is not None and last is not None and part[0] == last[0] and part[1] is last[1]:
+            return self._encoded
+        encoded = self._encode(result)
+        if part is not None:
+            self._part, self._encoded = part, encoded
+        return encoded
 
 
 def error_body(error: ApiError) -> dict[str, str]:

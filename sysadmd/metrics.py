@@ -96,6 +96,9 @@ class Metrics:
         self.fetched_bytes = Counter(
             "sysadmd_fetched_bytes", "Bytes fetches put on disk", registry=self.registry
         )
+        #: The counter and histogram of each (namespace, name, action, code) seen: looking
+        #: them up by label on every call costs more than the counting itself.
+        self._children: dict[tuple[str, str, str | None, int], tuple[Any, Any]] = {}
 
     def watch(
         self, fetches: FetchQueue | None = None, connections: ConnectionCounter | None = None
@@ -116,9 +119,18 @@ class Metrics:
         self, namespace: str, name: str, args: Any, code: int, seconds: float
     ) -> None:
         """Count one answered call (the :attr:`sysadmd.api.Api.on_call` hook)."""
-        labels = self._labels(namespace, name, args)
-        self.requests.labels(*labels, str(code)).inc()
-        self.latency.labels(*labels).observe(seconds)
+        word = args.get("action") if isinstance(args, dict) else None
+        key = (namespace, name, word if isinstance(word, str) else None, code)
+        children = self._children.get(key)
+        if children is None:
+            labels = self._labels(namespace, name, args)
+            children = (self.requests.labels(*labels, str(code)), self.latency.labels(*labels))
+            # Only what the registry knows is remembered, so clients cannot grow the table.
+            if UNKNOWN not in labels and labels[2] == (key[2] or ""):
+                self._children[key] = children
+        requests, latency = children
+        requests.inc()
+        latency.observe(seconds)
 
     def login_failed(self, method: str) -> None:
         """Count one failed login (the ``Authenticator.on_failed_login`` hook)."""

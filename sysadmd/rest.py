@@ -14,6 +14,7 @@ from typing import Any, Final
 from klein import Klein
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
@@ -28,12 +29,16 @@ from sysadmd.registry import ENVELOPE_KEYS
 CALL_METHODS: Final = ("PUT", "POST")
 
 
-def _render(request: IRequest, status: int, body: Any) -> bytes:
+def _encode(body: Any) -> bytes:
+    # Indented like sysadm's REST replies, so curl output is readable.
+    return json.dumps(body, indent=4, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+
+
+def _render(request: IRequest, status: int, body: Any, encoded: bytes | None = None) -> bytes:
     request.setResponseCode(status, CODES.get(status, "").encode() or None)
     request.responseHeaders.setRawHeaders(b"Content-Type", [b"application/json"])
     request.responseHeaders.setRawHeaders(b"Cache-Control", [b"no-store"])
-    # Indented like sysadm's REST replies, so curl output is readable.
-    return json.dumps(body, indent=4, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+    return _encode(body) if encoded is None else encoded
 
 
 def _error(request: IRequest, error: ApiError) -> bytes:
@@ -130,7 +135,8 @@ class LimitedRequest(Request):
 
 
 class ApiSite(Site):
-    """The Site of every listener: limited requests, no tracebacks shown."""
+    """The Site of every listener: limited requests, no tracebacks shown, and an
+    access log only when asked for (``access_log``)."""
 
     requestFactory = LimitedRequest
     displayTracebacks = False
@@ -143,12 +149,19 @@ class ApiSite(Site):
         max_body: int,
         request_deadline: float,
         websockets: Any = None,
+        access_log: bool = False,
     ) -> None:
         super().__init__(resource, reactor=clock)
         self.max_body = max_body
         self.request_deadline = request_deadline
+        self.access_log = access_log
         #: The WebSocket factory behind ``/``, so the daemon can close its connections.
         self.websockets = websockets
+
+    def log(self, request: http.Request) -> None:
+        """Write the request to the access log, if there is one."""
+        if self.access_log:
+            super().log(request)
 
 
 class RestApi:
@@ -162,6 +175,7 @@ class RestApi:
         self._websocket = websocket
         # Built once, from the registry this daemon validates with.
         self._openapi = openapi.encode(openapi.document(api.registry.specs()))
+        self._last_reply = envelope.LastShared(lambda result: _encode({"args": result}))
 
     def resource(self) -> IResource:
         """The resource to serve from a :class:`twisted.web.server.Site`."""
@@ -191,7 +205,7 @@ class RestApi:
                     b"WWW-Authenticate", [CHALLENGE_HEADER.encode()]
                 )
             return _error(request, e)
-        return _render(request, 200, {"args": result})
+        return _render(request, 200, None, self._last_reply.encode(result))
 
     @app.route(openapi.DOCUMENT_PATH)
     def openapi_document(self, request: IRequest) -> bytes:

@@ -67,6 +67,10 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         )
         self._in_flight = 0
         self._timer: IDelayedCall | None = None
+        #: When the last message came (once logged in); the idle timer reads it when it
+        #: fires, so that a busy connection does not reschedule a timer per message.
+        self._last_message = 0.0
+        self._idle_armed = False
 
     def onOpen(self) -> None:
         """Start the log-in deadline; events go out through a bounded buffer."""
@@ -82,11 +86,21 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     def _login_deadline(self) -> None:
         if self.factory.api.caller(self.connection) is None:
             self.sendClose(4001, "not logged in within the time allowed")
-        else:
-            self._arm(self.factory.limits.idle_timeout, self._idle)
+        elif not self._idle_armed:
+            self._last_message = self.factory.clock.seconds()
+            self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        self._idle_armed = True
+        self._arm(self.factory.limits.idle_timeout, self._idle)
 
     def _idle(self) -> None:
-        self.sendClose(4000, "idle for too long")
+        quiet = self.factory.clock.seconds() - self._last_message
+        left = self.factory.limits.idle_timeout - quiet
+        if left > 0:
+            self._arm(left, self._idle)
+        else:
+            self.sendClose(4000, "idle for too long")
 
     def _logged_in(self) -> None:
         limit = self.factory.limits.message_after_login
@@ -96,7 +110,9 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """Answer a request; text and binary frames are read alike."""
         if self.connection.token is not None or self.connection.identity is not None:
-            self._arm(self.factory.limits.idle_timeout, self._idle)
+            self._last_message = self.factory.clock.seconds()
+            if not self._idle_armed:
+                self._arm_idle()
         if self._in_flight >= self.factory.limits.in_flight:
             self._send(self.factory.api.refuse(payload, TOO_MANY))
             return

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from sysadmd import envelope
+from sysadmd.calls import Shared
+from sysadmd.envelope import LastShared
 from sysadmd.errors import ApiError
 
 
@@ -84,3 +87,37 @@ def test_bad_envelopes(data: bytes, request_id: str, words: str) -> None:
         envelope.parse_request(data)
     assert raised.value.request_id == request_id
     assert words in raised.value.message
+
+
+def test_a_shared_result_is_encoded_once_and_nothing_else_is() -> None:
+    """The guest list one refresh window hands everyone is encoded once; a new list, or a
+    plain result (which may change between calls), is encoded again."""
+    last = LastShared(lambda result: envelope.dumps({"args": result}))
+    guests = Shared({"web": {"running": "NO"}})
+    first = last.encode({"listvms": guests})
+    assert json.loads(first) == {"args": {"listvms": {"web": {"running": "NO"}}}}
+    assert last.encode({"listvms": guests}) is first
+    assert last.encode({"other": guests}) is not first
+    fresh = last.encode({"listvms": Shared({"web": {"running": "YES"}})})
+    assert json.loads(fresh)["args"]["listvms"]["web"]["running"] == "YES"
+    plain: dict[str, Any] = {"listvms": {"web": {"running": "NO"}}}
+    before = last.encode(plain)
+    plain["listvms"]["web"]["running"] = "YES"
+    assert last.encode(plain) != before
+
+
+@pytest.mark.parametrize("request_id", ["fooid", ""])
+@pytest.mark.parametrize("result", [Shared({"g": {"d": "ü"}}), {"listvms": {}}, [1, "x"], None])
+def test_reply_is_the_whole_envelope_encoded(request_id: str, result: Any) -> None:
+    """A reply, with its result encoded apart or not, is the bytes of the whole envelope."""
+    request = envelope.Request("sysadm", "iohyve", request_id, {})
+    whole = envelope.dumps(
+        {
+            "args": result,
+            "id": request_id,
+            "name": "response" if request_id else "iohyve",
+            "namespace": "sysadm",
+        }
+    )
+    assert envelope.reply(request, result) == whole
+    assert envelope.reply(request, result, envelope.dumps(result)) == whole

@@ -16,6 +16,7 @@ import pytest
 from authkit import make_authenticator
 from daemon import Daemon
 from probe import Probe
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from support import async_fixture, async_test
 from test_health import Client, basic, serve
@@ -225,3 +226,21 @@ async def test_daemon_metrics_over_rest_and_websocket(daemon: Daemon) -> None:
         "fetch_queue: ok",
     ]
     assert daemon.password not in daemon.log_text()
+
+
+def test_made_up_names_never_grow_the_table_of_series() -> None:
+    """Calls to made-up classes and actions are counted as 'unknown', and remembered
+    nowhere: only the registry's own names are kept for the fast path."""
+    registry = Registry()
+    registry.register(Probe())
+    metrics = Metrics(registry)
+    for i in range(200):
+        metrics.call_answered("test", "probe", {"action": f"made-up-{i}"}, 400, 0.001)
+        metrics.call_answered(f"ns{i}", "x", {"action": "echo"}, 404, 0.001)
+    metrics.call_answered("test", "probe", {"action": "echo", "word": "a"}, 200, 0.001)
+    metrics.call_answered("test", "probe", {"action": "echo", "word": "b"}, 200, 0.001)
+    assert len(metrics._children) == 1
+    got = samples(generate_latest(metrics.registry).decode())
+    probe = {"namespace": "test", "name": "probe"}
+    assert value(got, "sysadmd_requests_total", **probe, action="unknown", code="400") == 200
+    assert value(got, "sysadmd_requests_total", **probe, action="echo", code="200") == 2

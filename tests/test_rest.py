@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from authkit import make_authenticator
 from probe import probe_api
 from support import async_test
+from treq import put as treq_put
 from treq.testing import StubTreq
 from twisted.internet import reactor
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 
 from sysadmd.app import build_site
 
 URL = "http://sysadmd.test/test/probe"
+JSON_HEADERS: Any = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -85,3 +88,35 @@ async def test_other_methods(treq: Any) -> None:
     assert response.code == 405
     assert response.headers.getRawHeaders("Allow") == ["PUT, POST"]
     assert json.loads(await response.content())["args"]["code"] == "405"
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+@async_test
+async def test_access_log_only_when_asked_for(tmp_path: Path, enabled: bool) -> None:
+    """``log.access``: each request is logged in the combined format, or not at all."""
+    api, _ = probe_api()
+    site: Any = build_site(api, make_authenticator(tmp_path), reactor, access_log=enabled)
+    lines: list[str] = []
+
+    def observe(event: LogEvent) -> None:
+        text = event.get("log_io") or ""
+        if "/test/probe" in text:
+            lines.append(text)
+
+    observer = cast(ILogObserver, observe)
+    globalLogPublisher.addObserver(observer)
+    port: Any = reactor.listenTCP(0, site, interface="127.0.0.1")
+    try:
+        url = f"http://127.0.0.1:{port.getHost().port}/test/probe"
+        response = await treq_put(
+            url, data=b'{"action": "echo", "word": "w"}', headers=JSON_HEADERS
+        )
+        assert response.code == 200
+        await response.content()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        await port.stopListening()
+    if enabled:
+        assert len(lines) == 1 and '"PUT /test/probe HTTP/1.1" 200' in lines[0]
+    else:
+        assert lines == []

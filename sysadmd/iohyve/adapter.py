@@ -27,6 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from sysadmd.calls import Shared
 from sysadmd.errors import ApiError, conflict, not_found
 from sysadmd.iohyve import parse
 from sysadmd.runner import ProcessResult, ProcessRunner, RunningProcess
@@ -181,7 +182,7 @@ class Iohyve:
             if not shared.finished:
                 return shared.join()
             if shared.succeeded and now - shared.asked < self._list_cache:
-                return self._later(shared.value)
+                return succeed(shared.value)
         shared = _Shared(self._order.generation, now, self._order.read(self._list_vms))
         self._listing = shared
         if shared.finished:
@@ -189,15 +190,9 @@ class Iohyve:
             return fail(shared.failure) if shared.failure is not None else succeed(shared.value)
         return shared.join()
 
-    def _later(self, value: T) -> Deferred[T]:
-        # A cached list still arrives on a later reactor turn, as a run's does: a client
-        # that pipelines a login and a listvms must get the login's reply first.
-        later: Deferred[T] = Deferred()
-        self._clock.callLater(0, later.callback, value)
-        return later
-
     async def _list_vms(self) -> dict[str, parse.Guest]:
-        return _parsed("list", parse.parse_list, await self._read("list", "list"))
+        # Shared: every caller within the refresh window gets this very object.
+        return Shared(_parsed("list", parse.parse_list, await self._read("list", "list")))
 
     def list_isos(self) -> Deferred[list[str]]:
         """The ISO names, from ``iohyve isolist``."""
