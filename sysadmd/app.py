@@ -62,14 +62,22 @@ class Listener(Service):
 
     Listening happens in ``privilegedStartService``, so ports below 1024 are bound
     before twistd drops privileges, and a port that cannot be bound stops the start.
+    The "Listening on" line waits for the reactor to run: by then the daemon's own
+    SIGTERM handler is in place, so whoever stops the daemon as soon as it reads that
+    line gets a clean stop.
     """
 
     def __init__(
-        self, description: str, endpoint: IStreamServerEndpoint, site: IProtocolFactory
+        self,
+        description: str,
+        endpoint: IStreamServerEndpoint,
+        site: IProtocolFactory,
+        reactor: Any,
     ) -> None:
         self.description = description
         self._endpoint = endpoint
         self._site = site
+        self._reactor = reactor
         self.port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
@@ -89,6 +97,9 @@ class Listener(Service):
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
+        self._reactor.callWhenRunning(self._announce, port)
+
+    def _announce(self, port: IListeningPort) -> None:
         address = port.getHost()
         host = getattr(address, "host", None)
         secure = self.description.startswith("ssl:")
@@ -354,7 +365,7 @@ def make_service(config: Config, reactor: Any) -> IService:
     for description, endpoint, tls_options in endpoints:
         # Limits outermost, so that a refused connection costs no TLS handshake.
         factory = TLSMemoryBIOFactory(tls_options, False, site) if tls_options else site
-        Listener(description, endpoint, connections.wrap(factory)).setServiceParent(top)
+        Listener(description, endpoint, connections.wrap(factory), reactor).setServiceParent(top)
     mode = (
         "simulated iohyve " + config.iohyve_simulator_profile
         if config.iohyve_simulate

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -462,3 +463,19 @@ def test_plain_install_lists_the_plugin(tmp_path: Path) -> None:
     assert re.search(r"^\s+sysadmd\s+Serve the sysadm iohyve API", result.stdout, re.M), (
         result.stderr
     )
+
+
+
+def test_stop_right_after_the_listening_line_is_clean(tmp_path: Path) -> None:
+    """A service manager may stop the daemon the moment it says where it listens: the
+    SIGTERM handler that makes that a clean stop (exit 0) is in place by then."""
+    argv = [TWISTD, "-n", "--pidfile=", "--logfile=-", "sysadmd", "--simulate"]
+    argv += [f"--state-dir={tmp_path}", "--listen=tcp:0:interface=127.0.0.1"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "Listening on" in line:
+                process.send_signal(signal.SIGTERM)
+                break
+        output = process.stdout.read()
+        assert process.wait(timeout=30) == 0, output
