@@ -300,6 +300,11 @@ def make_service(config: Config, reactor: Any) -> IService:
     registry.register(DispatcherActions(fetches))
     registry.register(EventActions(hub))
     simulator = config.state_dir / "simulator"
+    host = HostActions(
+        runner,
+        [*command, "zpool"] if config.iohyve_simulate else [str(config.iohyve_zpool)],
+        [*command, "ifconfig"] if config.iohyve_simulate else [str(config.iohyve_ifconfig)],
+    )
     registry.register(
         IohyveActions(
             iohyve,
@@ -307,15 +312,10 @@ def make_service(config: Config, reactor: Any) -> IService:
             config.fetch_file_roots,
             rc_conf=simulator / "rc.conf" if config.iohyve_simulate else config.iohyve_rc_conf,
             slow_timeout=config.iohyve_timeout + 30,
+            host=host,  # setup checks the pool exists before it changes anything
         )
     )
-    registry.register(
-        HostActions(
-            runner,
-            [*command, "zpool"] if config.iohyve_simulate else [str(config.iohyve_zpool)],
-            [*command, "ifconfig"] if config.iohyve_simulate else [str(config.iohyve_ifconfig)],
-        )
-    )
+    registry.register(host)
     registry.register(QueryActions(registry))
     api = Api(registry, auth)
     metrics = Metrics(registry)

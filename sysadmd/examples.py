@@ -45,7 +45,8 @@ def _ok(title: str, text: str, args: dict[str, Any], reply: Any, **kw: Any) -> E
 EXAMPLES: Final = (
     _ok("Is iohyve set up?", "``issetup`` reads ``iohyve_flags`` in rc.conf.",
         {"action": "issetup"}, {"setup": "false"}),
-    _ok("Set iohyve up", "``setup`` writes ``iohyve_flags`` to rc.conf, then runs iohyve setup.",
+    _ok("Set iohyve up", "``setup`` checks the pool, runs iohyve setup, then writes "
+        "``iohyve_flags`` to rc.conf.",
         {"action": "setup", "pool": "tank", "nic": "em0"}, {"pool": "tank", "nic": "em0"}),
     _ok("iohyve's version", "``version`` gives iohyve's version line.",
         {"action": "version"}, {"version": ANY}),

@@ -57,8 +57,8 @@ Errors
     has an unknown schema makes :meth:`Journal.open` fail with :class:`JournalError`, whose
     message is one line naming the file. The daemon then logs it and runs on without a
     journal (fetches still work; ``/readyz`` reports not ready until the file is mended
-    and the daemon restarted); the journal never deletes or renames a damaged file. Later SQLite or OS errors also
-    become :class:`JournalError`.
+    and the daemon restarted); the journal never deletes or renames a damaged file.
+    Later SQLite or OS errors also become :class:`JournalError`.
 """
 
 from __future__ import annotations

@@ -131,6 +131,14 @@ class ActionSpec:
     #: For actions that take named pairs besides their arguments (``setprop``): how
     #: the extra names and their values are checked.
     extra: tuple[ArgType, ArgType] | None = None
+    #: The names of ``args``, and the keys a request may carry besides them.
+    arg_names: frozenset[str] = field(init=False, repr=False, compare=False)
+    _ignored: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arg_names", frozenset(arg.name for arg in self.args))
+        ignored = frozenset({"action"} if self.action is not None else ())
+        object.__setattr__(self, "_ignored", ignored)
 
     @property
     def path(self) -> str:
@@ -151,8 +159,7 @@ class ActionSpec:
             return {arg.name: arg.type.check(raw, "the arguments")}
         if not isinstance(raw, Mapping):
             raw = {}
-        known = {arg.name for arg in self.args}
-        ignored = {"action"} if self.action is not None else set()
+        known, ignored = self.arg_names, self._ignored
         unknown = sorted(key for key in raw if key not in known and key not in ignored)
         if unknown and self.extra is not None:
             key_type, value_type = self.extra

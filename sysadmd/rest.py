@@ -61,7 +61,7 @@ def _rest_args(api: Api, namespace: str, name: str, body: dict[str, Any]) -> Any
         spec, _, _ = api.registry.find(namespace, name, body)
     except ApiError:
         return envelope.args_of(body)  # Api.call reports what is wrong
-    taken = {arg.name for arg in spec.args}
+    taken = spec.arg_names
     return {k: v for k, v in body.items() if k not in ENVELOPE_KEYS or k in taken}
 
 

@@ -465,7 +465,6 @@ def test_plain_install_lists_the_plugin(tmp_path: Path) -> None:
     )
 
 
-
 def test_stop_right_after_the_listening_line_is_clean(tmp_path: Path) -> None:
     """A service manager may stop the daemon the moment it says where it listens: the
     SIGTERM handler that makes that a clean stop (exit 0) is in place by then."""

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from probe import OpenGate
 from support import async_fixture, async_test
 from test_iohyve_api import Stack
 from twisted.internet.defer import Deferred
 
+from sysadmd.api import Api
+from sysadmd.auth import Account
 from sysadmd.errors import ApiError
+from sysadmd.host import HostActions
+from sysadmd.iohyve.actions import IohyveActions
+from sysadmd.registry import Registry
+from sysadmd.roles import Role
 
 
 @async_fixture(params=["0.7.3", "0.7.9"])
@@ -112,7 +120,7 @@ async def test_properties(stack: Stack) -> None:
 
 @async_test
 async def test_listisos_version_and_setup(stack: Stack, tmp_path: Path) -> None:
-    """listisos is an array; version the tool's line; setup writes rc.conf first."""
+    """listisos is an array; version the tool's line; setup runs iohyve, then writes rc.conf."""
     assert await stack.call("listisos") == []
     assert (await stack.call("version"))["version"].startswith("iohyve v0.7.")
     assert await stack.call("issetup") == {"setup": "false"}
@@ -146,3 +154,91 @@ async def test_install_and_delete(stack: Stack, tmp_path: Path) -> None:
     assert not deleting.called and "web" in listed
     assert await deleting == {"name": "web"}
     assert await stack.call("listvms") == {}
+
+
+def _with_host(stack: Stack) -> Stack:
+    """The stack with setup's pool check wired to ``sysadm/zfs list_pools`` on the
+    simulator's zpool, as the daemon wires it."""
+    command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(stack.root)]
+    command += ["--profile", stack.profile]
+    host = HostActions(stack.runner, [*command, "zpool"], [*command, "ifconfig"])
+    registry = Registry()
+    registry.register(IohyveActions(stack.iohyve, stack.fetches, rc_conf=stack.rc_conf, host=host))
+    stack.api = Api(registry, OpenGate(Account("alice", Role.ADMIN)))
+    return stack
+
+
+_RC_CONF = 'hostname="host1"\n# iohyve_flags="kmod=0"\nsshd_enable="YES"\n'
+
+
+@async_test
+async def test_setup_on_a_missing_pool_is_404_and_changes_nothing(stack: Stack) -> None:
+    """A pool zpool does not know is refused before iohyve runs, naming the pool; rc.conf
+    is not touched, so issetup stays false."""
+    _with_host(stack)
+    stack.rc_conf.parent.mkdir(parents=True, exist_ok=True)
+    stack.rc_conf.write_text(_RC_CONF)
+    inode = stack.rc_conf.stat().st_ino
+    with pytest.raises(ApiError) as raised:
+        await stack.call("setup", pool="nope", nic="em0")
+    assert (raised.value.code, raised.value.message) == (404, "pool 'nope' does not exist")
+    assert await stack.call("issetup") == {"setup": "false"}
+    assert stack.rc_conf.read_text() == _RC_CONF
+    assert stack.rc_conf.stat().st_ino == inode
+    # iohyve setup never ran: no bridge was made.
+    assert "bridge0" not in stack.sim("ifconfig", "-l")
+    # The pool that exists still works afterwards.
+    assert await stack.call("setup", pool="tank", nic="em0") == {"pool": "tank", "nic": "em0"}
+    assert await stack.call("issetup") == {"setup": "true"}
+    assert stack.rc_conf.read_text() == _RC_CONF + 'iohyve_flags="kmod=1 net=em0"\n'
+
+
+@async_test
+async def test_setup_with_the_pool_check_succeeds_and_can_be_repeated(stack: Stack) -> None:
+    """With the pool check wired, setup on an existing pool writes rc.conf once iohyve
+    has set the pool up; a second setup on another interface rewrites the one line."""
+    _with_host(stack)
+    assert await stack.call("issetup") == {"setup": "false"}
+    assert await stack.call("setup", pool="tank", nic="em0") == {"pool": "tank", "nic": "em0"}
+    assert await stack.call("issetup") == {"setup": "true"}
+    assert stack.rc_conf.read_text() == 'iohyve_flags="kmod=1 net=em0"\n'
+    assert "bridge0" in stack.sim("ifconfig", "-l")
+    assert await stack.call("setup", pool="tank", nic="em1") == {"pool": "tank", "nic": "em1"}
+    assert stack.rc_conf.read_text() == 'iohyve_flags="kmod=1 net=em1"\n'
+
+
+@async_test
+async def test_failed_iohyve_setup_leaves_rc_conf_alone(stack: Stack) -> None:
+    """Without the pool check, iohyve itself meets the missing pool (0.7.9 refuses it,
+    0.7.3 exits 0 after zfs complained): a 500 in the tools' words, and rc.conf as it
+    was, so issetup stays false."""
+    stack.rc_conf.parent.mkdir(parents=True, exist_ok=True)
+    stack.rc_conf.write_text(_RC_CONF)
+    with pytest.raises(ApiError) as raised:
+        await stack.call("setup", pool="nope", nic="em0")
+    assert raised.value.code == 500
+    expected = {
+        "0.7.3": "iohyve setup failed: cannot create 'nope/iohyve': no such pool 'nope'",
+        "0.7.9": "iohyve setup failed: There are errors with the pool or pool name.",
+    }
+    assert raised.value.message == expected[stack.profile]
+    assert await stack.call("issetup") == {"setup": "false"}
+    assert stack.rc_conf.read_text() == _RC_CONF
+
+
+@async_test
+async def test_setup_that_cannot_write_rc_conf_says_so(stack: Stack, tmp_path: Path) -> None:
+    """iohyve ran, but rc.conf cannot be written (its directory is gone): a 500 that says
+    so, and issetup stays false."""
+    registry = Registry()
+    missing = tmp_path / "no such directory" / "rc.conf"
+    registry.register(IohyveActions(stack.iohyve, stack.fetches, rc_conf=missing))
+    stack.api = Api(registry, OpenGate(Account("alice", Role.ADMIN)))
+    with pytest.raises(ApiError) as raised:
+        await stack.call("setup", pool="tank", nic="em0")
+    assert raised.value.code == 500
+    assert raised.value.message.startswith(
+        "iohyve setup failed: iohyve is set up on 'tank', but rc.conf could not be written"
+    )
+    assert await stack.call("issetup") == {"setup": "false"}
+    assert not missing.exists()

@@ -10,7 +10,8 @@ from typing import Any, Final
 from twisted.internet.threads import deferToThread
 
 from sysadmd.calls import Call
-from sysadmd.errors import bad_request, conflict, not_found
+from sysadmd.errors import ApiError, bad_request, conflict, not_found
+from sysadmd.host import HostActions
 from sysadmd.iohyve import rcconf
 from sysadmd.iohyve.adapter import Iohyve, IohyveFailed
 from sysadmd.registry import NAME, URL, Arg, ArgType, action
@@ -136,12 +137,17 @@ class IohyveActions:
         *,
         rc_conf: Path = Path("/etc/rc.conf"),
         slow_timeout: float = 120.0,
+        host: HostActions | None = None,
     ) -> None:
+        """``host`` is the daemon's ``sysadm/zfs`` provider: ``setup`` asks it for the
+        pools (its ``list_pools``) to refuse a pool that does not exist with 404 before
+        anything runs. Without it that check is left to iohyve (a 500 in its words)."""
         self._iohyve = iohyve
         self._fetches = fetches
         self._file_roots = tuple(file_roots)
         self._rc_conf = rc_conf
         self._slow_timeout = slow_timeout
+        self._host = host
 
     @action(
         NAMESPACE,
@@ -258,8 +264,10 @@ class IohyveActions:
         CLASS,
         "setup",
         summary=(
-            "Set iohyve up on a pool and a network interface: writes "
-            'iohyve_flags="kmod=1 net=<nic>" to rc.conf, then runs iohyve setup.'
+            "Set iohyve up on a pool and a network interface: runs iohyve setup "
+            "pool=<pool> kmod=1 net=<nic> and checks that it worked, then writes "
+            'iohyve_flags="kmod=1 net=<nic>" to rc.conf. 404 if the pool does not exist; '
+            "rc.conf is left as it was when the request fails."
         ),
         role=Role.ADMIN,
         args=[Arg("pool", NAME, "the ZFS pool"), Arg("nic", NIC, "the network interface")],
@@ -267,12 +275,24 @@ class IohyveActions:
     )
     async def setup(self, call: Call) -> Any:
         pool, nic = call.args["pool"], call.args["nic"]
-        await deferToThread(rcconf.write_flags, self._rc_conf, f"kmod=1 net={nic}")
-        await self._iohyve.mutate(
-            lambda: self._iohyve.run_checked(
-                "setup", "setup", f"pool={pool}", "kmod=1", f"net={nic}"
-            )
-        )
+
+        async def run() -> None:
+            # Check, then run and verify, and only then change rc.conf: issetup reads
+            # rc.conf, so a setup that failed must not have written it.
+            if self._host is not None and pool not in await self._host.list_pools(call):
+                raise not_found(f"pool '{pool}' does not exist")
+            await self._iohyve.setup(pool, nic)
+            try:
+                await deferToThread(rcconf.write_flags, self._rc_conf, f"kmod=1 net={nic}")
+            except OSError as e:
+                # Written atomically: the file is as it was.
+                raise ApiError(
+                    500,
+                    f"iohyve setup failed: iohyve is set up on '{pool}', but rc.conf could "
+                    f"not be written ({e.strerror or e})",
+                ) from None
+
+        await self._iohyve.mutate(run)
         return {"pool": pool, "nic": nic}
 
     @action(

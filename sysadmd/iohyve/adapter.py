@@ -331,6 +331,24 @@ class Iohyve:
         """The iohyve properties of guest ``name``, from ``iohyve getall``."""
         return _parsed("getall", parse.parse_getall, await self._read("getall", "getall", name))
 
+    async def setup(self, pool: str, nic: str) -> None:
+        """Run ``iohyve setup pool=<pool> kmod=1 net=<nic>`` (inside :meth:`mutate`) and
+        verify it: 500, in iohyve's or zfs's words, if its status or its output says that
+        ``<pool>/iohyve`` could not be made.
+
+        0.7.4+ refuses a pool it cannot use with status 1 (0.7.9: ``There are errors with
+        the pool or pool name.``). 0.7.3 runs ``zfs create <pool>/iohyve`` and carries on
+        whatever zfs said, ending with the status of its last step, so zfs's complaints
+        about the pool's datasets on stderr are what tell. ``dataset already exists`` is
+        not one: the pool was set up before, which is what was asked.
+        """
+        result = await self._run("setup", f"pool={pool}", "kmod=1", f"net={nic}")
+        if not result.ok or _says_failure(result):
+            raise IohyveFailed("setup", result)
+        problem = _dataset_problem(_text(result.stderr), f"{pool}/iohyve")
+        if problem is not None:
+            raise IohyveFailed("setup", result, problem)
+
     def mutate(self, work: Callable[[], Awaitable[T]]) -> Deferred[T]:
         """Run a change that concerns no one guest, in order with every other change."""
         return self._order.write(work)
@@ -443,6 +461,20 @@ _FAILURE_MESSAGES: Final = (
 def _says_failure(result: ProcessResult) -> bool:
     text = _text(result.stdout)
     return any(message in text for message in _FAILURE_MESSAGES)
+
+
+def _dataset_problem(stderr: str, dataset: str) -> str | None:
+    """The first zfs complaint about ``dataset`` or a child of it (``cannot create
+    'tank/iohyve': no such pool 'tank'``), other than that it exists already."""
+    for raw in stderr.splitlines():
+        line = raw.strip()
+        if (
+            line.startswith("cannot ")
+            and (f"'{dataset}'" in line or f"'{dataset}/" in line)
+            and not line.endswith(": dataset already exists")
+        ):
+            return line
+    return None
 
 
 def _refuse_busy(busy: Callable[[str], bool], *names: str) -> None:
