@@ -272,18 +272,15 @@ OPERATIONS = [result.ok() for result in RESULTS if isinstance(result, Ok)]
 assert len(OPERATIONS) == len(RESULTS), "schemathesis could not read every operation"
 
 
-def tool_failures_only(ctx: Any, response: Any, case: Any) -> None:
-    """No 5xx but the documented 500 of a host tool that failed, in its own words (such as
-    iohyve setup on a pool that does not exist); never an internal error, never a 503."""
-    if response.status_code < 500:
-        return
-    message = json.loads(response.content)["args"]["message"]
-    assert response.status_code == 500, f"{response.status_code}: {message}"
-    assert message.startswith("iohyve ") and " failed: " in message, message
+def no_server_errors(ctx: Any, response: Any, case: Any) -> None:
+    """No 5xx at all: whatever the generated request, the daemon refuses it or does it."""
+    if response.status_code >= 500:
+        message = json.loads(response.content)["args"]["message"]
+        raise AssertionError(f"{response.status_code}: {message}")
 
 
 CHECKS = [
-    tool_failures_only,
+    no_server_errors,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
