@@ -9,8 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon import TWISTD, Daemon
-from test_e2e import BOOTONLY, DESCRIPTION, run_simulator
+from daemon import Daemon
 from twisted.internet.threads import deferToThread
 
 from sysadmd.tls import certificate_fingerprint
@@ -26,16 +25,6 @@ def write_config(directory: Path) -> Path:
     return path
 
 
-def seed(state: Path, base: Path) -> None:
-    """The simulator's guest 'testguest' and two ISOs, as the API page's examples have."""
-    root = state / "simulator"
-    run_simulator(root, "create", "testguest", "8G")
-    run_simulator(root, "set", "testguest", f"description={DESCRIPTION}")
-    for name in ("test.iso", BOOTONLY):
-        (base / name).write_bytes(f"bytes of {name}".encode())
-        run_simulator(root, "fetch", f"file://{base / name}")
-
-
 def fingerprint(daemon: Daemon) -> str:
     """The SHA-256 fingerprint of the daemon's certificate, as the daemon logs it."""
     return certificate_fingerprint((daemon.state_dir / "tls" / "cert.pem").read_bytes())
@@ -49,27 +38,10 @@ def free_port() -> int:
         return port
 
 
-class FixedPortDaemon(Daemon):
+def fixed_port_daemon(state_dir: Path, port: int, *extra: str, log_name: str) -> Daemon:
     """The daemon on one loopback TLS port chosen by the test, so that it can be restarted
     on the same ``host:port`` (the key of a known-hosts pin and of a saved session)."""
-
-    def __init__(self, state_dir: Path, port: int, *extra: str, log_name: str) -> None:
-        self.state_dir = state_dir
-        self.log = state_dir.parent / log_name
-        self.addresses = []
-        argv = [
-            TWISTD,
-            "--nodaemon",
-            "--pidfile=",
-            f"--logfile={self.log}",
-            "sysadmd",
-            "--simulate",
-            f"--state-dir={state_dir}",
-            f"--listen=ssl:{port}:interface=127.0.0.1",
-            *extra,
-        ]
-        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self._wait_for_listeners(1)
+    return Daemon(state_dir, *extra, log_name=log_name, listen=[f"ssl:{port}:interface=127.0.0.1"])
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from treq.client import HTTPClient
@@ -21,7 +22,13 @@ _LISTENING = re.compile(r"WebSocket (wss?)://([^/]+)/ and REST (https?)://")
 class Daemon:
     """``twistd -n sysadmd --simulate`` on loopback ports chosen by the kernel."""
 
-    def __init__(self, state_dir: Path, *extra: str, log_name: str | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *extra: str,
+        log_name: str | None = None,
+        listen: Sequence[str] = ("ssl:0:interface=127.0.0.1",) * 2,
+    ) -> None:
         self.state_dir = state_dir
         self.log = state_dir.parent / (log_name or f"{state_dir.name}.log")
         self.addresses: list[tuple[str, str]] = []
@@ -33,12 +40,11 @@ class Daemon:
             "sysadmd",
             "--simulate",
             f"--state-dir={state_dir}",
-            "--listen=ssl:0:interface=127.0.0.1",
-            "--listen=ssl:0:interface=127.0.0.1",
+            *(f"--listen={description}" for description in listen),
             *extra,
         ]
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self._wait_for_listeners(2)
+        self._wait_for_listeners(len(listen))
 
     def _wait_for_listeners(self, count: int) -> None:
         deadline = time.monotonic() + 20

@@ -18,12 +18,11 @@ import click
 import pytest
 from click.testing import CliRunner
 from clientkit import (
-    FixedPortDaemon,
     Result,
     fingerprint,
+    fixed_port_daemon,
     free_port,
     login,
-    seed,
     sysadm,
     sysadm_async,
     write_config,
@@ -31,7 +30,7 @@ from clientkit import (
 from daemon import Daemon
 from httpserver import HTTPServer
 from support import async_test
-from test_e2e import BOOTONLY, DESCRIPTION
+from test_e2e import BOOTONLY, DESCRIPTION, seed
 from twisted.internet.defer import ensureDeferred, gatherResults
 from wsclient import settle
 
@@ -405,7 +404,7 @@ def test_expired_session_and_changed_certificate(tmp_path: Path) -> None:
     state = tmp_path / "state"
     port = free_port()
     config = tmp_path / "client"
-    first = FixedPortDaemon(state, port, log_name="first.log")
+    first = fixed_port_daemon(state, port, log_name="first.log")
     try:
         old = fingerprint(first)
         login(config, first)
@@ -414,7 +413,7 @@ def test_expired_session_and_changed_certificate(tmp_path: Path) -> None:
         assert first.stop()
 
     # Sessions do not outlive the daemon: the saved token is now invalid.
-    second = FixedPortDaemon(state, port, log_name="second.log")
+    second = fixed_port_daemon(state, port, log_name="second.log")
     try:
         result = sysadm(config, "vm", "list")
         assert (result.status, result.stderr) == (
@@ -428,7 +427,7 @@ def test_expired_session_and_changed_certificate(tmp_path: Path) -> None:
 
     # A new certificate on the same host:port: refused, the pin kept.
     shutil.rmtree(state / "tls")
-    third = FixedPortDaemon(state, port, log_name="third.log")
+    third = fixed_port_daemon(state, port, log_name="third.log")
     try:
         new = fingerprint(third)
         assert new != old

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clientkit import PYTHON, fingerprint, free_port, seed, write_config
+from clientkit import PYTHON, fingerprint, free_port, write_config
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from daemon import Daemon
 from httpserver import HTTPServer
 from support import async_test
+from test_e2e import seed
 from twisted.internet.threads import deferToThread
 from wsclient import settle
 

@@ -43,17 +43,22 @@ def run_simulator(root: Path, *args: str) -> None:
         assert simulator(["--root", str(root), *args]) == 0
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    """A daemon whose simulator holds the guest and ISOs the API page's examples use."""
-    base = tmp_path_factory.mktemp("e2e")
-    state = base / "state"
+def seed(state: Path, base: Path) -> None:
+    """The simulator's guest 'testguest' and two ISOs, as the API page's examples have."""
     root = state / "simulator"
     run_simulator(root, "create", "testguest", "8G")
     run_simulator(root, "set", "testguest", f"description={DESCRIPTION}")
     for name in ("test.iso", BOOTONLY):
         (base / name).write_bytes(f"bytes of {name}".encode())
         run_simulator(root, "fetch", f"file://{base / name}")
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A daemon whose simulator holds the guest and ISOs the API page's examples use."""
+    base = tmp_path_factory.mktemp("e2e")
+    state = base / "state"
+    seed(state, base)
     running = Daemon(state)
     yield running
     assert running.stop()
