@@ -273,6 +273,16 @@ def with_client(
     return work
 
 
+def change(settings: Settings, call: Callable[[Client], Awaitable[object]], done: str) -> NoReturn:
+    """Make one call with the saved session, then say what was done."""
+
+    async def action(client: Client) -> None:
+        await call(client)
+        click.echo(done)
+
+    run(with_client(settings, action))
+
+
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True))
 
@@ -541,12 +551,7 @@ def vm_list(settings: Settings, as_json: bool) -> None:
 @click.pass_obj
 def vm_create(settings: Settings, name: str, size: str) -> None:
     """Create guest NAME with a first disk of SIZE, such as 10G."""
-
-    async def action(client: Client) -> None:
-        await client.create(name, size)
-        click.echo(f"Created {name} (disk0: {size}).")
-
-    run(with_client(settings, action))
+    change(settings, lambda client: client.create(name, size), f"Created {name} (disk0: {size}).")
 
 
 @vm.command("install")
@@ -555,12 +560,7 @@ def vm_create(settings: Settings, name: str, size: str) -> None:
 @click.pass_obj
 def vm_install(settings: Settings, name: str, iso: str) -> None:
     """Boot stopped guest NAME from ISO to install it."""
-
-    async def action(client: Client) -> None:
-        await client.install(name, iso)
-        click.echo(f"Installing {name} from {iso}.")
-
-    run(with_client(settings, action))
+    change(settings, lambda client: client.install(name, iso), f"Installing {name} from {iso}.")
 
 
 @vm.command("start")
@@ -568,12 +568,7 @@ def vm_install(settings: Settings, name: str, iso: str) -> None:
 @click.pass_obj
 def vm_start(settings: Settings, name: str) -> None:
     """Start guest NAME."""
-
-    async def action(client: Client) -> None:
-        await client.start(name)
-        click.echo(f"Started {name}.")
-
-    run(with_client(settings, action))
+    change(settings, lambda client: client.start(name), f"Started {name}.")
 
 
 @vm.command("stop")
@@ -582,12 +577,11 @@ def vm_start(settings: Settings, name: str) -> None:
 @click.pass_obj
 def vm_stop(settings: Settings, name: str, force: bool) -> None:
     """Stop guest NAME (an ACPI shutdown request, or --force)."""
-
-    async def action(client: Client) -> None:
-        await client.stop(name, force=force)
-        click.echo(f"Stopped {name}." if force else f"Asked {name} to shut down.")
-
-    run(with_client(settings, action))
+    change(
+        settings,
+        lambda client: client.stop(name, force=force),
+        f"Stopped {name}." if force else f"Asked {name} to shut down.",
+    )
 
 
 @vm.command("delete")
@@ -599,11 +593,7 @@ def vm_delete(settings: Settings, name: str, yes: bool) -> None:
     if not yes and sys.stdin.isatty():
         click.confirm(f"Delete {name} and all its disks?", abort=True, err=True)
 
-    async def action(client: Client) -> None:
-        await client.delete(name)
-        click.echo(f"Deleted {name}.")
-
-    run(with_client(settings, action))
+    change(settings, lambda client: client.delete(name), f"Deleted {name}.")
 
 
 @vm.command("disks")
@@ -633,12 +623,11 @@ def vm_disks(settings: Settings, name: str, as_json: bool) -> None:
 @click.pass_obj
 def vm_add_disk(settings: Settings, name: str, size: str, pool: str | None) -> None:
     """Add a disk of SIZE to guest NAME."""
-
-    async def action(client: Client) -> None:
-        await client.add_disk(name, size, pool)
-        click.echo(f"Added a disk of {size} to {name}.")
-
-    run(with_client(settings, action))
+    change(
+        settings,
+        lambda client: client.add_disk(name, size, pool),
+        f"Added a disk of {size} to {name}.",
+    )
 
 
 @vm.command("remove-disk")
@@ -647,12 +636,7 @@ def vm_add_disk(settings: Settings, name: str, size: str, pool: str | None) -> N
 @click.pass_obj
 def vm_remove_disk(settings: Settings, name: str, disk: str) -> None:
     """Remove DISK (not disk0) from guest NAME."""
-
-    async def action(client: Client) -> None:
-        await client.delete_disk(name, disk)
-        click.echo(f"Removed {disk} from {name}.")
-
-    run(with_client(settings, action))
+    change(settings, lambda client: client.delete_disk(name, disk), f"Removed {disk} from {name}.")
 
 
 @vm.command("resize-disk")
@@ -662,12 +646,11 @@ def vm_remove_disk(settings: Settings, name: str, disk: str) -> None:
 @click.pass_obj
 def vm_resize_disk(settings: Settings, name: str, disk: str, size: str) -> None:
     """Resize DISK of stopped guest NAME to SIZE."""
-
-    async def action(client: Client) -> None:
-        await client.resize_disk(name, disk, size)
-        click.echo(f"Resized {disk} of {name} to {size}.")
-
-    run(with_client(settings, action))
+    change(
+        settings,
+        lambda client: client.resize_disk(name, disk, size),
+        f"Resized {disk} of {name} to {size}.",
+    )
 
 
 @vm.command("props")
@@ -824,12 +807,9 @@ async def _follow(task: Task) -> None:
 @click.pass_obj
 def iso_rename(settings: Settings, source: str, target: str) -> None:
     """Rename ISO SOURCE to TARGET."""
-
-    async def action(client: Client) -> None:
-        await client.rename_iso(source, target)
-        click.echo(f"Renamed {source} to {target}.")
-
-    run(with_client(settings, action))
+    change(
+        settings, lambda client: client.rename_iso(source, target), f"Renamed {source} to {target}."
+    )
 
 
 @iso.command("rm")
@@ -837,12 +817,7 @@ def iso_rename(settings: Settings, source: str, target: str) -> None:
 @click.pass_obj
 def iso_rm(settings: Settings, name: str) -> None:
     """Remove ISO NAME."""
-
-    async def action(client: Client) -> None:
-        await client.remove_iso(name)
-        click.echo(f"Removed {name}.")
-
-    run(with_client(settings, action))
+    change(settings, lambda client: client.remove_iso(name), f"Removed {name}.")
 
 
 # tasks
