@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon import Daemon
+from test_e2e import seed
 from twisted.internet.threads import deferToThread
 
 from sysadmd.tls import certificate_fingerprint
@@ -23,6 +24,13 @@ def write_config(directory: Path) -> Path:
     path = directory / "sysadmd.toml"
     path.write_text("[fetch]\ngrace = 1\n[events]\nguests_interval = 0.5\n")
     return path
+
+
+def seeded_daemon(base: Path) -> Daemon:
+    """The daemon with the API page's guest and ISOs and the quick config, under ``base``."""
+    state = base / "state"
+    seed(state, base)
+    return Daemon(state, "--config", str(write_config(base)))
 
 
 def fingerprint(daemon: Daemon) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from httpserver import HTTPServer
 from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
@@ -38,3 +39,11 @@ def errors() -> Iterator[list[str]]:
     globalLogPublisher.addObserver(observer)
     yield seen
     globalLogPublisher.removeObserver(observer)
+
+
+@pytest.fixture
+def http() -> Iterator[HTTPServer]:
+    """A local HTTP server to fetch from, stopped after the test."""
+    server = HTTPServer()
+    yield server
+    server.stop()

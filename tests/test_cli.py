@@ -23,14 +23,14 @@ from clientkit import (
     fixed_port_daemon,
     free_port,
     login,
+    seeded_daemon,
     sysadm,
     sysadm_async,
-    write_config,
 )
 from daemon import Daemon
 from httpserver import HTTPServer
 from support import async_test
-from test_e2e import BOOTONLY, DESCRIPTION, seed
+from test_e2e import BOOTONLY, DESCRIPTION
 from twisted.internet.defer import ensureDeferred, gatherResults
 from wsclient import settle
 
@@ -42,10 +42,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    base = tmp_path_factory.mktemp("cli")
-    state = base / "state"
-    seed(state, base)
-    running = Daemon(state, "--config", str(write_config(base)))
+    running = seeded_daemon(tmp_path_factory.mktemp("cli"))
     yield running
     assert running.stop()
 
@@ -56,13 +53,6 @@ def logged_in(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = tmp_path_factory.mktemp("cli-config")
     login(config, daemon)
     return config
-
-
-@pytest.fixture
-def http() -> Iterator[HTTPServer]:
-    server = HTTPServer()
-    yield server
-    server.stop()
 
 
 def _files_text(directory: Path) -> str:

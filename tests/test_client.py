@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clientkit import PYTHON, fingerprint, free_port, write_config
+from clientkit import PYTHON, fingerprint, free_port, seeded_daemon
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from daemon import Daemon
 from httpserver import HTTPServer
 from support import async_test
-from test_e2e import seed
 from twisted.internet.threads import deferToThread
 from wsclient import settle
 
@@ -45,19 +44,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    base = tmp_path_factory.mktemp("client")
-    state = base / "state"
-    seed(state, base)
-    running = Daemon(state, "--config", str(write_config(base)))
+    running = seeded_daemon(tmp_path_factory.mktemp("client"))
     yield running
     assert running.stop()
-
-
-@pytest.fixture
-def http() -> Iterator[HTTPServer]:
-    server = HTTPServer()
-    yield server
-    server.stop()
 
 
 def _pinned(daemon: Daemon, tmp_path: Path) -> PinnedTLS:

@@ -32,13 +32,6 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     running.stop()
 
 
-@pytest.fixture
-def http() -> Iterator[HTTPServer]:
-    server = HTTPServer()
-    yield server
-    server.stop()
-
-
 class Page:
     """The client's iohyve page: ids ``client_page_iohyve_<tag>``, replies matched by id."""
 

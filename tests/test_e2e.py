@@ -64,13 +64,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     assert running.stop()
 
 
-@pytest.fixture
-def http() -> Iterator[HTTPServer]:
-    server = HTTPServer()
-    yield server
-    server.stop()
-
-
 async def rest(
     daemon: Daemon,
     body: dict[str, Any],

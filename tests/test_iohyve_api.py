@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -103,13 +103,6 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     yield stack
     await stack.fetches.stopService()
     await stack.runner.stop_all()
-
-
-@pytest.fixture
-def http() -> Iterator[HTTPServer]:
-    server = HTTPServer()
-    yield server
-    server.stop()
 
 
 def _seed_isos(stack: Stack, tmp_path: Path, *names: str) -> None:

@@ -278,13 +278,6 @@ async def stop(port: IListeningPort) -> None:
         await stopped
 
 
-@pytest.fixture
-def http() -> Iterator[HTTPServer]:
-    server = HTTPServer()
-    yield server
-    server.stop()
-
-
 @async_test
 async def test_remote_size_http_content_length(http: HTTPServer) -> None:
     http.files.files[NAME] = b"z" * 12345
