@@ -87,7 +87,8 @@ def test_the_window_runs_from_when_the_list_was_asked_for() -> None:
     assert sorted(result_of(fresh)) == ["db", "web"]
 
 
-def test_a_finished_mutation_invalidates_the_cache() -> None:
+def _cached_then_changing() -> tuple[Iohyve, FakeRunner, Deferred[Any]]:
+    """A list cached for a minute, then a mutation asked for (the runner's second run)."""
     iohyve, runner, _ = make(60.0)
     first = iohyve.list_vms()
     runner.finish(0, listing("web"))
@@ -96,7 +97,11 @@ def test_a_finished_mutation_invalidates_the_cache() -> None:
     async def change() -> None:
         await runner.run("/iohyve", ("create", "db", "8G"))
 
-    done = iohyve.mutate(change)
+    return iohyve, runner, iohyve.mutate(change)
+
+
+def test_a_finished_mutation_invalidates_the_cache() -> None:
+    iohyve, runner, done = _cached_then_changing()
     runner.finish(1)
     assert result_of(done) is None
     after = iohyve.list_vms()
@@ -106,15 +111,7 @@ def test_a_finished_mutation_invalidates_the_cache() -> None:
 
 
 def test_a_mutation_in_flight_invalidates_the_cache_and_the_next_list_waits_for_it() -> None:
-    iohyve, runner, _ = make(60.0)
-    first = iohyve.list_vms()
-    runner.finish(0, listing("web"))
-    result_of(first)
-
-    async def change() -> None:
-        await runner.run("/iohyve", ("create", "db", "8G"))
-
-    done = iohyve.mutate(change)
+    iohyve, runner, done = _cached_then_changing()
     after = iohyve.list_vms()
     assert runner.spawned == 2  # the mutation runs; the list waits for it
     assert not after.called
