@@ -12,6 +12,7 @@ serves the same document at ``GET /openapi.json``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -341,20 +342,23 @@ def generated() -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the document; ``--update FILE`` writes it, ``--check FILE`` compares."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) == 2 and args[0] == "--update":
-        Path(args[1]).write_bytes(generated())
-        return 0
-    if len(args) == 2 and args[0] == "--check":
-        path = Path(args[1])
-        if not path.exists() or path.read_bytes() != generated():
-            print(f"{path} is not current; run: python -m sysadmd.openapi --update {path}")
+    parser = argparse.ArgumentParser(
+        prog="python -m sysadmd.openapi", description="The OpenAPI document of the REST API."
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--update", metavar="FILE", type=Path, help="write the document to FILE")
+    where.add_argument("--check", metavar="FILE", type=Path, help="exit 1 unless FILE is current")
+    args = parser.parse_args(argv)
+    if args.update is not None:
+        args.update.write_bytes(generated())
+    elif args.check is not None:
+        if not args.check.exists() or args.check.read_bytes() != generated():
+            print(
+                f"{args.check} is not current; run: python -m sysadmd.openapi --update {args.check}"
+            )
             return 1
-        return 0
-    if args:
-        print("usage: python -m sysadmd.openapi [--update FILE | --check FILE]", file=sys.stderr)
-        return 2
-    sys.stdout.buffer.write(generated())
+    else:
+        sys.stdout.buffer.write(generated())
     return 0
 
 
