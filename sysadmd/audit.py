@@ -57,7 +57,6 @@ import json
 import math
 import os
 import re
-import stat
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +64,8 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from sysadmd.files import open_for_append
 
 __all__ = [
     "MAX_RECORD_BYTES",
@@ -218,22 +219,6 @@ def _fit(record: dict[str, object], fixed: Mapping[str, object]) -> str:
     return _dumps(kept)
 
 
-def _open(path: Path) -> int:
-    """Open ``path`` for appending, 0600, refusing anything but a regular file."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o600)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"audit log {path} is not a regular file")
-        if stat.S_IMODE(info.st_mode) != 0o600:
-            os.fchmod(fd, 0o600)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 class AuditLog:
     """An append-only JSON-lines audit file (see the module documentation)."""
 
@@ -244,7 +229,7 @@ class AuditLog:
         """
         self._path = path
         self._clock = clock
-        self._fd: int | None = None if path is None else _open(path)
+        self._fd: int | None = None if path is None else open_for_append(path)
 
     def __repr__(self) -> str:
         state = "disabled" if self._path is None else "open" if self._fd is not None else "closed"
@@ -287,7 +272,7 @@ class AuditLog:
         if self._path is None:
             return
         try:
-            fd = _open(self._path)
+            fd = open_for_append(self._path)
         except OSError as error:
             log.error(
                 "Cannot reopen audit log {path}, still writing to the old file: {error}",

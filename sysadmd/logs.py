@@ -36,6 +36,7 @@ from twisted.logger import (
 )
 
 from sysadmd.config import ConfigError
+from sysadmd.files import open_for_append
 
 log = Logger()
 
@@ -47,9 +48,8 @@ _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 def _open(path: Path) -> IO[str]:
-    """Open ``path`` for appending, mode 0600 if new, refusing a symbolic link."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o600)
+    """Open ``path`` for appending text, as :func:`~sysadmd.files.open_for_append` does."""
+    fd = open_for_append(path)
     try:
         return open(fd, "a", encoding="utf-8", errors="backslashreplace", newline="\n")
     except BaseException:
