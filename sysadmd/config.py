@@ -233,7 +233,8 @@ KEYS: Final = (
         1.0,
         _seconds(0, 60),
         "Seconds a guest list is reused by later listvms calls; any change asked for since "
-        "makes the next call list again, and 0 shares only a list still running.",
+        "makes the next call list again, and 0 shares only a list still running. While a "
+        "newer list runs, callers get the previous one if it is less than twice as old.",
     ),
     Key(
         "auth",

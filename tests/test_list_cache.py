@@ -1,4 +1,5 @@
-"""The guest list's refresh window: shared while it runs, reused briefly, never stale.
+"""The guest list's refresh window: shared while it runs, reused briefly, never older than
+the caller's last mutation.
 
 A fake runner answers ``iohyve list`` only when the test says so, and a
 :class:`~twisted.internet.task.Clock` stands for the reactor's time.
@@ -81,10 +82,69 @@ def test_the_window_runs_from_when_the_list_was_asked_for() -> None:
     result_of(iohyve.list_vms())
     assert runner.spawned == 1
     clock.advance(0.25)  # 1.0 s after the list was asked for: too old
-    fresh = iohyve.list_vms()
+    iohyve.list_vms()
     assert runner.spawned == 2
     runner.finish(1, listing("web", "db"))
-    assert sorted(result_of(fresh)) == ["db", "web"]
+    assert sorted(result_of(iohyve.list_vms())) == ["db", "web"]
+
+
+def _expired(window: float) -> tuple[Iohyve, FakeRunner, Clock]:
+    """A list of "web", asked for ``window`` seconds ago: too old to be reused."""
+    iohyve, runner, clock = make(window)
+    first = iohyve.list_vms()
+    runner.finish(0, listing("web"))
+    result_of(first)
+    clock.advance(window)
+    return iohyve, runner, clock
+
+
+def test_while_a_refresh_runs_callers_get_the_previous_list_at_once() -> None:
+    iohyve, runner, _ = _expired(1.0)
+    answers = [iohyve.list_vms() for _ in range(20)]
+    assert runner.spawned == 1 + 1  # one refresh for all of them
+    assert all(list(result_of(d)) == ["web"] for d in answers)
+    runner.finish(1, listing("web", "db"))
+    assert sorted(result_of(iohyve.list_vms())) == ["db", "web"]
+    assert runner.spawned == 2
+
+
+def test_the_previous_list_is_never_answered_once_two_windows_old() -> None:
+    iohyve, runner, clock = _expired(1.0)
+    result_of(iohyve.list_vms())  # starts the refresh, answered with "web"
+    clock.advance(0.99)
+    assert list(result_of(iohyve.list_vms())) == ["web"]
+    clock.advance(0.01)  # the refresh is slow: "web" is now two windows old
+    waiting = iohyve.list_vms()
+    assert not waiting.called
+    runner.finish(1, listing("db"))
+    assert list(result_of(waiting)) == ["db"]
+
+
+def test_the_previous_list_is_not_answered_after_a_mutation() -> None:
+    iohyve, runner, _ = _expired(1.0)
+    result_of(iohyve.list_vms())  # a refresh runs
+
+    async def change() -> None:
+        await runner.run("/iohyve", ("create", "db", "8G"))
+
+    iohyve.mutate(change)
+    after = iohyve.list_vms()
+    assert not after.called
+    runner.finish(1, listing("web"))
+    runner.finish(2)
+    runner.finish(3, listing("web", "db"))
+    assert sorted(result_of(after)) == ["db", "web"]
+
+
+def test_a_failed_refresh_ends_the_previous_list() -> None:
+    iohyve, runner, _ = _expired(1.0)
+    result_of(iohyve.list_vms())
+    runner.finish(1, b"", exit_code=1)
+    again = iohyve.list_vms()
+    assert runner.spawned == 3
+    assert not again.called
+    runner.finish(2, b"", exit_code=1)
+    assert result_of(again).check(IohyveFailed)
 
 
 def _cached_then_changing() -> tuple[Iohyve, FakeRunner, Deferred[Any]]:

@@ -14,6 +14,11 @@ that ask while a list runs share it, and for ``list_cache`` seconds after a list
 asked for its result is reused, unless a mutation has been asked for since that list was asked
 for (finished or not). No client therefore ever reads a list older than its own last
 mutation, and many clients polling cost at most one ``iohyve list`` per window.
+
+When the window has passed, the next caller starts a new list, and while it runs callers are
+answered with the previous one, as long as it is less than two windows old and no mutation
+has been asked for since: polling clients never wait for ``iohyve list`` once the daemon has
+a list, and no answer is older than two windows.
 """
 
 from __future__ import annotations
@@ -153,6 +158,8 @@ class Iohyve:
         self._timeout = timeout
         self._order = _Order()
         self._listing: _Shared | None = None
+        #: The list that ``_listing`` replaces, answered while ``_listing`` runs.
+        self._previous: _Shared | None = None
         self._guest_locks: dict[str, DeferredLock] = {}
 
     def _run(self, *args: str, timeout: float | None = None) -> Deferred[ProcessResult]:
@@ -174,21 +181,38 @@ class Iohyve:
         Callers that ask while a list is running, with no mutation asked for since it
         was asked for, share its result: many clients polling at once cost one
         ``iohyve list``. A list that succeeded is reused on the same terms for
-        ``list_cache`` seconds from when it was asked for.
+        ``list_cache`` seconds from when it was asked for, and while the list that
+        replaces it runs, for up to twice as long (see the module's documentation).
         """
         shared = self._listing
         now = self._clock.seconds()
-        if shared is not None and shared.generation == self._order.generation:
+        generation = self._order.generation
+        if shared is not None and shared.generation == generation:
             if not shared.finished:
+                previous = self._previous
+                if previous is not None and self._usable(previous, now, 2 * self._list_cache):
+                    return succeed(previous.value)
                 return shared.join()
-            if shared.succeeded and now - shared.asked < self._list_cache:
+            if self._usable(shared, now, self._list_cache):
                 return succeed(shared.value)
-        shared = _Shared(self._order.generation, now, self._order.read(self._list_vms))
-        self._listing = shared
+        previous = shared if shared is not None and shared.generation == generation else None
+        shared = _Shared(generation, now, self._order.read(self._list_vms))
+        self._listing, self._previous = shared, previous
         if shared.finished:
             # Finished at once (a fake runner): the caller still gets the result.
             return fail(shared.failure) if shared.failure is not None else succeed(shared.value)
+        if previous is not None and self._usable(previous, now, 2 * self._list_cache):
+            return succeed(previous.value)
         return shared.join()
+
+    def _usable(self, shared: _Shared, now: float, age: float) -> bool:
+        """Whether ``shared`` holds a list, asked for less than ``age`` seconds ago, that
+        no mutation has made out of date."""
+        return (
+            shared.succeeded
+            and shared.generation == self._order.generation
+            and now - shared.asked < age
+        )
 
     async def _list_vms(self) -> dict[str, parse.Guest]:
         # Shared: every caller within the refresh window gets this very object.
