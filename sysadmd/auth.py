@@ -201,6 +201,9 @@ class Authenticator:
             if session is None:
                 raise self._failed(peer, None, "token")
             connection.token = credentials.decode("latin-1")
+            # A REST connection lasts one request: the session found now is its caller,
+            # without a second look-up.
+            connection.identity = session
             return connection
         if scheme.lower() == b"basic":
             username, password = _basic(credentials)

@@ -37,9 +37,10 @@ class Connection:
     """One WebSocket connection, or one REST request.
 
     ``token`` is the session token the connection logged in with (WebSocket logins,
-    REST Bearer); ``identity`` is set for a REST request authenticated with Basic,
-    which needs no session. The transport hooks ``on_login`` (to lift its pre-login
-    limits) and ``on_logout`` (to drop the connection's event subscriptions).
+    REST Bearer); ``identity`` is set for a REST request, which lasts one request: the
+    account of a Basic login (which needs no session), or the session of its Bearer
+    token. The transport hooks ``on_login`` (to lift its pre-login limits) and
+    ``on_logout`` (to drop the connection's event subscriptions).
     """
 
     peer: str
