@@ -24,13 +24,21 @@ logs in as for REST, or gets 401.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.utils import floatToGoString
 from twisted.web.iweb import IRequest
 
 from sysadmd.errors import ApiError
@@ -68,25 +76,63 @@ class _Gauges:
             )
 
 
+class _Latency:
+    """One histogram's counts per bucket (the last one for slower than every bound)."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+
+
+class _Calls:
+    """The answered calls, counted in plain integers on the reactor thread and turned into
+    Prometheus families when scraped: every call is counted, so counting must cost less
+    than the locked updates of prometheus_client's own Counter and Histogram."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, str, str], int] = {}
+        self.latency: dict[tuple[str, str, str], _Latency] = {}
+
+    def count(self, labels: tuple[str, str, str], code: str, seconds: float) -> None:
+        key = (*labels, code)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        latency = self.latency.get(labels)
+        if latency is None:
+            latency = self.latency[labels] = _Latency()
+        latency.counts[bisect_left(BUCKETS, seconds)] += 1
+        latency.total += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "sysadmd_requests",
+            "API calls answered, by class, action and reply code",
+            labels=["namespace", "name", "action", "code"],
+        )
+        for key, count in self.requests.items():
+            requests.add_metric(key, count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "sysadmd_request_duration_seconds",
+            "Seconds API calls took, from request to reply",
+            labels=["namespace", "name", "action"],
+        )
+        bounds = [floatToGoString(b) for b in (*BUCKETS, float("inf"))]
+        for labels, histogram in self.latency.items():
+            cumulative = zip(bounds, accumulate(histogram.counts), strict=True)
+            latency.add_metric(labels, list(cumulative), histogram.total)
+        yield latency
+
+
 class Metrics:
     """The daemon's metrics, in a registry of their own."""
 
     def __init__(self, api_registry: Registry) -> None:
         self._api_registry = api_registry
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "sysadmd_requests",
-            "API calls answered, by class, action and reply code",
-            ["namespace", "name", "action", "code"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "sysadmd_request_duration_seconds",
-            "Seconds API calls took, from request to reply",
-            ["namespace", "name", "action"],
-            buckets=BUCKETS,
-            registry=self.registry,
-        )
+        self._calls = _Calls()
+        self.registry.register(self._calls)
         self.failed_logins = Counter(
             "sysadmd_failed_logins",
             "Failed logins, by method",
@@ -96,9 +142,9 @@ class Metrics:
         self.fetched_bytes = Counter(
             "sysadmd_fetched_bytes", "Bytes fetches put on disk", registry=self.registry
         )
-        #: The counter and histogram of each (namespace, name, action, code) seen: looking
-        #: them up by label on every call costs more than the counting itself.
-        self._children: dict[tuple[str, str, str | None, int], tuple[Any, Any]] = {}
+        #: The labels of each (namespace, name, action) seen: finding them in the registry
+        #: on every call costs more than the counting itself.
+        self._labels_of: dict[tuple[str, str, str | None], tuple[str, str, str]] = {}
 
     def watch(
         self, fetches: FetchQueue | None = None, connections: ConnectionCounter | None = None
@@ -120,17 +166,14 @@ class Metrics:
     ) -> None:
         """Count one answered call (the :attr:`sysadmd.api.Api.on_call` hook)."""
         word = args.get("action") if isinstance(args, dict) else None
-        key = (namespace, name, word if isinstance(word, str) else None, code)
-        children = self._children.get(key)
-        if children is None:
+        key = (namespace, name, word if isinstance(word, str) else None)
+        labels = self._labels_of.get(key)
+        if labels is None:
             labels = self._labels(namespace, name, args)
-            children = (self.requests.labels(*labels, str(code)), self.latency.labels(*labels))
             # Only what the registry knows is remembered, so clients cannot grow the table.
             if UNKNOWN not in labels and labels[2] == (key[2] or ""):
-                self._children[key] = children
-        requests, latency = children
-        requests.inc()
-        latency.observe(seconds)
+                self._labels_of[key] = labels
+        self._calls.count(labels, str(code), seconds)
 
     def login_failed(self, method: str) -> None:
         """Count one failed login (the ``Authenticator.on_failed_login`` hook)."""

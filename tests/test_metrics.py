@@ -239,8 +239,26 @@ def test_made_up_names_never_grow_the_table_of_series() -> None:
         metrics.call_answered(f"ns{i}", "x", {"action": "echo"}, 404, 0.001)
     metrics.call_answered("test", "probe", {"action": "echo", "word": "a"}, 200, 0.001)
     metrics.call_answered("test", "probe", {"action": "echo", "word": "b"}, 200, 0.001)
-    assert len(metrics._children) == 1
+    assert len(metrics._labels_of) == 1
     got = samples(generate_latest(metrics.registry).decode())
     probe = {"namespace": "test", "name": "probe"}
     assert value(got, "sysadmd_requests_total", **probe, action="unknown", code="400") == 200
     assert value(got, "sysadmd_requests_total", **probe, action="echo", code="200") == 2
+
+
+def test_latency_buckets_are_cumulative_and_bounded_inclusively() -> None:
+    registry = Registry()
+    registry.register(Probe())
+    metrics = Metrics(registry)
+    for seconds in (0.005, 0.02, 0.02, 200.0):
+        metrics.call_answered("test", "probe", {"action": "echo"}, 200, seconds)
+    got = samples(generate_latest(metrics.registry).decode())
+    echo = {"namespace": "test", "name": "probe", "action": "echo"}
+    bucket = "sysadmd_request_duration_seconds_bucket"
+    assert value(got, bucket, **echo, le="0.005") == 1  # a bound holds what equals it
+    assert value(got, bucket, **echo, le="0.01") == 1
+    assert value(got, bucket, **echo, le="0.025") == 3
+    assert value(got, bucket, **echo, le="120.0") == 3
+    assert value(got, bucket, **echo, le="+Inf") == 4
+    assert value(got, "sysadmd_request_duration_seconds_count", **echo) == 4
+    assert value(got, "sysadmd_request_duration_seconds_sum", **echo) == pytest.approx(200.045)
