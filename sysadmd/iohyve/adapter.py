@@ -186,28 +186,25 @@ class Iohyve:
         """
         shared = self._listing
         now = self._clock.seconds()
-        generation = self._order.generation
-        if shared is not None and shared.generation == generation:
-            if not shared.finished:
-                previous = self._previous
-                if previous is not None and self._usable(previous, now, 2 * self._list_cache):
-                    return succeed(previous.value)
-                return shared.join()
-            if self._usable(shared, now, self._list_cache):
+        if shared is not None and self._usable(shared, now, self._list_cache):
+            return succeed(shared.value)
+        if shared is None or shared.finished or shared.generation != self._order.generation:
+            self._previous = shared
+            shared = _Shared(self._order.generation, now, self._order.read(self._list_vms))
+            self._listing = shared
+            if shared.finished:
+                # Finished at once (a fake runner): the caller still gets the result.
+                if shared.failure is not None:
+                    return fail(shared.failure)
                 return succeed(shared.value)
-        previous = shared if shared is not None and shared.generation == generation else None
-        shared = _Shared(generation, now, self._order.read(self._list_vms))
-        self._listing, self._previous = shared, previous
-        if shared.finished:
-            # Finished at once (a fake runner): the caller still gets the result.
-            return fail(shared.failure) if shared.failure is not None else succeed(shared.value)
+        previous = self._previous
         if previous is not None and self._usable(previous, now, 2 * self._list_cache):
             return succeed(previous.value)
         return shared.join()
 
     def _usable(self, shared: _Shared, now: float, age: float) -> bool:
-        """Whether ``shared`` holds a list, asked for less than ``age`` seconds ago, that
-        no mutation has made out of date."""
+        """Whether ``shared`` has finished with a list, asked for less than ``age`` seconds
+        ago, that no mutation has made out of date."""
         return (
             shared.succeeded
             and shared.generation == self._order.generation
