@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,7 @@ def refuse(request: IRequest, error: ApiError) -> None:
     finish(request, error.code, f"{error.code} {error.message}\n".encode(), TEXT)
 
 
-class PlainResource(Resource):
+class PlainResource(Resource, ABC):
     """A leaf answering GET and HEAD asynchronously; other methods get 405."""
 
     isLeaf = True
@@ -131,9 +132,9 @@ class PlainResource(Resource):
         log.failure("Unexpected error answering {path}", failure, path=request.uri)
         refuse(request, ApiError(500, "internal error; the server log has the details"))
 
+    @abstractmethod
     async def respond(self, request: IRequest) -> None:
         """Answer ``request`` with :func:`finish`."""
-        raise NotImplementedError
 
 
 class Livez(PlainResource):
