@@ -128,9 +128,16 @@ def _choice(*choices: str) -> Callable[[Any, str], str]:
     return check
 
 
+#: A host name (labels of letters, digits, '-' and '_', joined by dots) or an IP address.
+_HOSTNAME: Final = re.compile(
+    r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?"
+    r"|[0-9A-Fa-f:.]{2,45}"
+)
+
+
 def _hostname(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > 253 or not value.isascii():
-        raise ConfigError(f"{key}: must be an ASCII host name")
+    if not isinstance(value, str) or len(value) > 253 or not _HOSTNAME.fullmatch(value):
+        raise ConfigError(f"{key}: must be an ASCII host name or an IP address")
     return value
 
 

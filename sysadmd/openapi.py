@@ -99,8 +99,8 @@ def _example(spec: ActionSpec) -> dict[str, Any]:
     for arg in spec.args:
         body[arg.name] = arg.type.example
     if spec.extra is not None:
-        key_type, value_type = spec.extra
-        body[key_type.example] = value_type.example
+        key, value = spec.extra.example
+        body[key] = value
     return body
 
 

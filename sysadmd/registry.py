@@ -10,6 +10,7 @@ from these declarations, so they cannot drift apart.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -17,7 +18,16 @@ from typing import Any, Final
 from sysadmd.calls import Call
 from sysadmd.errors import ApiError, bad_request, not_found
 from sysadmd.roles import Role
-from sysadmd.validate import NAME_PATTERN, check_name
+from sysadmd.validate import (
+    MAX_URL_LENGTH,
+    NAME_PATTERN,
+    NO_CONTROL_PATTERN,
+    URL_TEXT_PATTERN,
+    check_name,
+    check_url_text,
+    has_control,
+    schema_pattern,
+)
 
 JSON = Any
 Handler = Callable[[Call], Awaitable[JSON]]
@@ -54,20 +64,25 @@ def _name(value: Any, label: str) -> str:
 
 #: A guest or ISO name (see :mod:`sysadmd.validate`).
 NAME: Final = ArgType(
-    {"type": "string", "pattern": NAME_PATTERN, "maxLength": 128}, _name, "test.iso"
+    {"type": "string", "pattern": schema_pattern(NAME_PATTERN), "maxLength": 128},
+    _name,
+    "test.iso",
 )
 
 
 def _text(value: Any, label: str) -> str:
     text = _string(value, label)
-    if len(text) > 1024 or "\x00" in text:
-        raise bad_request(f"{label} must be at most 1024 characters, without NUL")
+    if len(text) > 1024 or has_control(text):
+        raise bad_request(f"{label} must be at most 1024 characters, without control characters")
     return text
 
 
-#: Free text such as a password or a token: a string of at most 1024 characters, no NUL.
+#: Free text such as a password or a token: a string of at most 1024 characters,
+#: without control characters (C0 such as tab, newline and NUL, DEL, C1).
 TEXT: Final = ArgType(
-    {"type": "string", "maxLength": 1024, "pattern": "^[^\\x00]*$"}, _text, "text"
+    {"type": "string", "maxLength": 1024, "pattern": schema_pattern(NO_CONTROL_PATTERN)},
+    _text,
+    "text",
 )
 
 
@@ -77,26 +92,133 @@ def _names(value: Any, label: str) -> list[str]:
         raise bad_request(f"{label} must be a string or a list of strings")
     if len(items) > 64 or any(len(v) > 64 for v in items):
         raise bad_request(f"{label} must name at most 64 items of at most 64 characters")
+    if any(has_control(v) for v in items):
+        raise bad_request(f"{label} must not hold control characters")
     return items
 
 
+_NAMES_ITEM: Final = {
+    "type": "string",
+    "maxLength": 64,
+    "pattern": schema_pattern(NO_CONTROL_PATTERN),
+}
 #: One name or a list of names, such as the events of ``events/subscribe``.
 NAMES: Final = ArgType(
-    {
-        "oneOf": [
-            {"type": "string", "maxLength": 64},
-            {"type": "array", "items": {"type": "string", "maxLength": 64}, "maxItems": 64},
-        ]
-    },
+    {"oneOf": [_NAMES_ITEM, {"type": "array", "items": _NAMES_ITEM, "maxItems": 64}]},
     _names,
     ["dispatcher"],
 )
+
+
+def _url(value: Any, label: str) -> str:
+    return check_url_text(_string(value, label), label)
+
+
 #: A URL to fetch; the handler validates it further (scheme, file name, local files).
 URL: Final = ArgType(
-    {"type": "string", "format": "uri", "maxLength": 2048},
-    _string,
+    {
+        "type": "string",
+        "format": "uri",
+        "maxLength": MAX_URL_LENGTH,
+        "pattern": schema_pattern(URL_TEXT_PATTERN),
+    },
+    _url,
     "http://127.0.0.1:9/test.iso",
 )
+
+#: An RSA public key: PEM text (a BEGIN line, base64 lines of at most 76 characters and
+#: an END line, each ended by a newline, the last one optionally), or the base64 of PEM
+#: text on one line. Newlines are allowed only as the PEM text's line ends.
+KEY_PATTERN: Final = (
+    r"[A-Za-z0-9+/]+={0,2}"
+    r"|-----BEGIN (?:RSA )?PUBLIC KEY-----\n(?:[A-Za-z0-9+/=]{1,76}\n)+"
+    r"-----END (?:RSA )?PUBLIC KEY-----\n?"
+)
+_KEY_RE: Final = re.compile(KEY_PATTERN)
+MAX_KEY_LENGTH: Final = 16384
+
+
+def _key(value: Any, label: str) -> str:
+    text = _string(value, label)
+    if len(text) > MAX_KEY_LENGTH or not _KEY_RE.fullmatch(text):
+        raise bad_request(
+            f"{label} must be a PEM public key (BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY, "
+            "lines ended by a newline) or the base64 of one, on one line"
+        )
+    return text
+
+
+#: A public key for ``rpc/settings``; :mod:`sysadmd.sslauth` checks that it is one.
+KEY: Final = ArgType(
+    {"type": "string", "maxLength": MAX_KEY_LENGTH, "pattern": schema_pattern(KEY_PATTERN)},
+    _key,
+    "LS0tLS1CRUdJTiBQVUJMSUMgS0VZLS0tLS0K",
+)
+
+
+@dataclass(frozen=True)
+class NamePattern:
+    """Extra names that match ``pattern`` in full (such as ``mac_tap[0-9]{1,4}``)."""
+
+    pattern: str
+    #: How documentation and messages show these names (``mac_tap<N>``).
+    shown: str
+    #: One such name, for documentation and tests.
+    example: str
+    type: ArgType
+
+
+@dataclass(frozen=True)
+class Extra:
+    """The named pairs an action takes besides its arguments (``setprop``'s properties).
+
+    Each name has its own value type: ``names`` maps fixed names to theirs, ``patterns``
+    maps name patterns (full-matched, such as ``mac_tap[0-9]{1,3}``) to theirs. Requests
+    are checked and the JSON Schema (``properties`` and ``patternProperties``) is built
+    from these same declarations. ``noun`` is how messages call a name ("property").
+    """
+
+    noun: str
+    names: Mapping[str, ArgType]
+    patterns: tuple[NamePattern, ...] = ()
+
+    def value_type(self, key: str) -> ArgType | None:
+        """The type of ``key``'s value, or None if ``key`` is not one of these names."""
+        if key in self.names:
+            return self.names[key]
+        for named in self.patterns:
+            if re.fullmatch(named.pattern, key, re.ASCII):
+                return named.type
+        return None
+
+    def check(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Check each pair; a 400 names the first unknown name or invalid value."""
+        types = {key: self.value_type(key) for key in values}
+        unknown = sorted(key for key, value_type in types.items() if value_type is None)
+        if unknown:
+            described = _describe_keys(unknown)
+            verb = "is" if described.startswith("the key ") else "are"
+            known = ", ".join([*sorted(self.names), *(named.shown for named in self.patterns)])
+            raise bad_request(f"{described} {verb} not a settable {self.noun}; these are: {known}")
+        return {
+            key: value_type.check(values[key], f"{self.noun} '{key}'")
+            for key, value_type in types.items()
+            if value_type is not None
+        }
+
+    def schema(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The JSON Schema ``properties`` and ``patternProperties`` of these pairs."""
+        properties = {key: dict(value_type.schema) for key, value_type in self.names.items()}
+        patterned = {
+            schema_pattern(named.pattern): dict(named.type.schema) for named in self.patterns
+        }
+        return properties, patterned
+
+    @property
+    def example(self) -> tuple[str, Any]:
+        """A valid name and value, for documentation and tests."""
+        key, value_type = next(iter(self.names.items()))
+        return key, value_type.example
 
 
 @dataclass(frozen=True)
@@ -128,9 +250,9 @@ class ActionSpec:
     queued: bool = False
     wrapped: bool = True
     whole: bool = False
-    #: For actions that take named pairs besides their arguments (``setprop``): how
-    #: the extra names and their values are checked.
-    extra: tuple[ArgType, ArgType] | None = None
+    #: For actions that take named pairs besides their arguments (``setprop``): the
+    #: names they may take and how each one's value is checked.
+    extra: Extra | None = None
     #: The names of ``args``, and the keys a request may carry besides them.
     arg_names: frozenset[str] = field(init=False, repr=False, compare=False)
     _ignored: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -162,11 +284,7 @@ class ActionSpec:
         known, ignored = self.arg_names, self._ignored
         unknown = sorted(key for key in raw if key not in known and key not in ignored)
         if unknown and self.extra is not None:
-            key_type, value_type = self.extra
-            values: dict[str, Any] = {
-                key: value_type.check(raw[key], f"'{key_type.check(key, 'a property name')}'")
-                for key in unknown
-            }
+            values = self.extra.check({key: raw[key] for key in unknown})
             return {**self._declared(raw), "extra": values}
         if unknown:
             expected = ", ".join(f"'{a.name}'" for a in self.args) or "none"
@@ -215,11 +333,10 @@ class ActionSpec:
             "additionalProperties": False,
         }
         if self.extra is not None:
-            key_type, value_type = self.extra
-            schema["additionalProperties"] = dict(value_type.schema)
-            schema["propertyNames"] = {
-                "anyOf": [dict(key_type.schema), {"enum": sorted(properties)}]
-            }
+            named, patterned = self.extra.schema()
+            schema["properties"] = {**named, **properties}
+            if patterned:
+                schema["patternProperties"] = patterned
         return schema
 
     def reply_schema(self) -> dict[str, Any]:
@@ -257,7 +374,7 @@ def action(
     queued: bool = False,
     wrapped: bool = True,
     whole: bool = False,
-    extra: tuple[ArgType, ArgType] | None = None,
+    extra: Extra | None = None,
 ) -> Callable[[Callable[..., Awaitable[JSON]]], Callable[..., Awaitable[JSON]]]:
     """Declare the decorated method as the handler of one API action.
 
@@ -380,12 +497,16 @@ def wrap_result(spec: ActionSpec, result: JSON) -> JSON:
 
 
 __all__ = [
+    "KEY",
     "NAME",
+    "TEXT",
     "URL",
     "ActionSpec",
     "ApiError",
     "Arg",
     "ArgType",
+    "Extra",
+    "NamePattern",
     "Registry",
     "action",
     "declared_actions",

@@ -7,7 +7,7 @@ from typing import Any, Final
 from sysadmd.auth import Authenticator
 from sysadmd.calls import Call, Identity
 from sysadmd.errors import ApiError, bad_request
-from sysadmd.registry import NAME, TEXT, Arg, Registry, action
+from sysadmd.registry import KEY, NAME, TEXT, Arg, Registry, action
 from sysadmd.roles import Role
 from sysadmd.sslauth import SSLAuthError
 
@@ -141,7 +141,7 @@ class Rpc:
         role=Role.ADMIN,
         wrapped=False,
         args=[
-            Arg("pub_key", TEXT, "the public key: PEM text, or the base64 of it"),
+            Arg("pub_key", KEY, "the public key: PEM text, or the base64 of it"),
             Arg("nickname", TEXT, "a name for the key", required=False),
             Arg("email", TEXT, "a contact address", required=False),
             Arg("user", NAME, "the account the key logs in as (default: yourself)", required=False),
@@ -190,7 +190,7 @@ class Rpc:
         role=Role.ADMIN,
         wrapped=False,
         args=[
-            Arg("pub_key", TEXT, "the key, as list_ssl_certs shows it or as PEM"),
+            Arg("pub_key", KEY, "the key, as list_ssl_certs shows it or as PEM"),
             Arg("user", NAME, "only this account's key", required=False),
         ],
         reply={"type": "object", "additionalProperties": False},

@@ -242,3 +242,37 @@ async def test_setup_that_cannot_write_rc_conf_says_so(stack: Stack, tmp_path: P
     )
     assert await stack.call("issetup") == {"setup": "false"}
     assert not missing.exists()
+
+
+@async_test
+async def test_names_ending_in_a_newline_start_nothing(stack: Stack) -> None:
+    """create "newg1\\n" and renameiso to "s0.iso\\n" are 400s before any process runs."""
+    spawned = stack.runner.spawned
+    code, message = await stack.error("create", name="newg1\n", size="8G")
+    assert (code, message.startswith("argument 'name' ")) == (400, True)
+    assert await _code(stack, "renameiso", source="s0.iso", target="s0.iso\n") == 400
+    assert await _code(stack, "create", name="newg1", size="8G\n") == 400
+    assert stack.runner.spawned == spawned
+    assert await stack.call("listvms") == {}
+
+
+@async_test
+async def test_setprop_allow_lists(stack: Stack) -> None:
+    """Programs and bhyve arguments come from allow-lists; what iohyve knows still works."""
+    await stack.call("create", name="web", size="8G")
+    spawned = stack.runner.spawned
+    for props, words in [
+        ({"loader": "/bin/sh"}, "property 'loader' must be one of: bhyveload, grub-bhyve, uefi"),
+        ({"bhyve_path": "/usr/home/someone/evil"}, "must be one of: /usr/sbin/bhyve"),
+        ({"bargs": "-A;reboot"}, "property 'bargs' must be bhyve flags"),
+        ({"pcidev:5": "ahci-hd,/etc/master.passwd"}, "'pcidev:5' is not a settable property"),
+    ]:
+        code, message = await stack.error("setprop", name="web", **props)
+        assert code == 400 and words in message, message
+    assert stack.runner.spawned == spawned
+    reply = await stack.call("setprop", name="web", loader="grub-bhyve", bargs="-A -H -P -w")
+    assert reply == {"web": {"loader": "grub-bhyve", "bargs": "-A -H -P -w"}}
+    props = (await stack.call("getprops", name="web"))["web"]
+    assert (props["loader"], props["bargs"]) == ("grub-bhyve", "-A_-H_-P_-w")
+    await stack.call("setprop", name="web", bargs="-A_-H_-P")
+    assert (await stack.call("getprops", name="web"))["web"]["bargs"] == "-A_-H_-P"

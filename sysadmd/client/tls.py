@@ -56,7 +56,7 @@ __all__ = [
     "normalize_fingerprint",
 ]
 
-_FINGERPRINT: Final = re.compile(r"^[0-9A-F]{64}$")
+_FINGERPRINT: Final = re.compile(r"[0-9A-F]{64}")
 _FILE_MODE: Final = 0o600
 _DIR_MODE: Final = 0o700
 
@@ -96,7 +96,7 @@ def normalize_fingerprint(text: str) -> str:
         if value.lower().startswith(prefix):
             value = value[len(prefix) :]
     digits = value.replace(":", "").replace(" ", "").upper()
-    if not _FINGERPRINT.match(digits):
+    if not _FINGERPRINT.fullmatch(digits):
         raise ClientError(
             f"not a SHA-256 fingerprint: {text.strip()!r} (expected 32 hex bytes, AA:BB:...)"
         )

@@ -14,10 +14,10 @@ from sysadmd.errors import ApiError, bad_request, conflict, not_found
 from sysadmd.host import HostActions
 from sysadmd.iohyve import rcconf
 from sysadmd.iohyve.adapter import Iohyve, IohyveFailed
-from sysadmd.registry import NAME, URL, Arg, ArgType, action
+from sysadmd.registry import NAME, URL, Arg, ArgType, Extra, NamePattern, action
 from sysadmd.roles import Role
 from sysadmd.tasks import FetchQueue
-from sysadmd.validate import iso_name_from_url
+from sysadmd.validate import NAME_PATTERN, iso_name_from_url, schema_pattern
 
 NAMESPACE: Final = "sysadm"
 CLASS: Final = "iohyve"
@@ -45,23 +45,14 @@ def _object(**properties: Any) -> dict[str, Any]:
     }
 
 
-SIZE_PATTERN: Final = r"^[0-9]{1,12}[KMGT]?$"
+SIZE_PATTERN: Final = r"[0-9]{1,12}[KMGT]?"
 _SIZE_RE: Final = re.compile(SIZE_PATTERN)
 #: Words iohyve 0.7.3 hides guests for (its list skips datasets holding them).
 _RESERVED_IN_GUEST_NAMES: Final = ("disk", "ISO", "Firmware")
-#: The properties iohyve knows (its ``iohyve:<name>`` ZFS user properties) that may be set.
-SETTABLE_PROPERTIES: Final = frozenset(
-    {
-        "ram", "cpu", "tap", "con", "persist", "boot", "loader", "os", "description",
-        "bargs", "install", "fw", "autogrub", "vnc", "vnc_ip", "vnc_w", "vnc_h",
-        "vnc_wait", "vnc_tablet", "vnc_port", "template", "utc", "bhyve_path", "sectorsize",
-    }
-)  # fmt: skip
-_PROPERTY_NAME_RE: Final = re.compile(r"^(?:pcidev:[0-9]{1,3}|mac_tap[0-9]{1,3})$")
 
 
 def _size(value: Any, label: str) -> str:
-    if not isinstance(value, str) or not _SIZE_RE.match(value):
+    if not isinstance(value, str) or not _SIZE_RE.fullmatch(value):
         raise bad_request(f"{label} must be a size such as 10G: digits and one of K, M, G, T")
     return value
 
@@ -73,8 +64,12 @@ def _guest(value: Any, label: str) -> str:
     return name
 
 
+DISK_PATTERN: Final = r"disk[0-9]{1,3}"
+NIC_PATTERN: Final = r"[a-z]{1,12}[0-9]{1,4}"
+
+
 def _disk(value: Any, label: str) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"disk[0-9]{1,3}", value):
+    if not isinstance(value, str) or not re.fullmatch(DISK_PATTERN, value):
         raise bad_request(f"{label} must be a disk name such as disk1")
     return value
 
@@ -88,42 +83,156 @@ def _flag(value: Any, label: str) -> bool:
 
 
 def _nic(value: Any, label: str) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"[a-z]{1,12}[0-9]{1,4}", value):
+    if not isinstance(value, str) or not re.fullmatch(NIC_PATTERN, value):
         raise bad_request(f"{label} must be a network interface name such as em0")
     return value
 
 
-def _property(value: Any, label: str) -> str:
-    if not isinstance(value, str) or not (
-        value in SETTABLE_PROPERTIES or _PROPERTY_NAME_RE.match(value)
-    ):
-        raise bad_request(f"{label} must be an iohyve property such as ram, cpu or description")
-    return value
-
-
-def _property_value(value: Any, label: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > 1024:
-        raise bad_request(f"{label} must be a string of 1 to 1024 characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value) or any(c in value for c in "=*?[]\"'`$"):
-        raise bad_request(
-            f"{label} must not hold control characters, '=', quotes or shell wildcards"
-        )
-    return value
-
-
-SIZE: Final = ArgType({"type": "string", "pattern": SIZE_PATTERN}, _size, "10G")
+SIZE: Final = ArgType({"type": "string", "pattern": schema_pattern(SIZE_PATTERN)}, _size, "10G")
 GUEST: Final = ArgType(
-    {"type": "string", "pattern": "^(?!.*(disk|ISO|Firmware))[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
+    {
+        "type": "string",
+        "pattern": schema_pattern(f"(?!.*(?:disk|ISO|Firmware)){NAME_PATTERN}"),
+        "maxLength": 128,
+    },
     _guest,
     "guest1",
 )
-DISK: Final = ArgType({"type": "string", "pattern": "^disk[0-9]{1,3}$"}, _disk, "disk1")
+DISK: Final = ArgType({"type": "string", "pattern": schema_pattern(DISK_PATTERN)}, _disk, "disk1")
 FLAG: Final = ArgType({"enum": ["true", "false", True, False]}, _flag, "false")
-NIC: Final = ArgType({"type": "string", "pattern": "^[a-z]{1,12}[0-9]{1,4}$"}, _nic, "em0")
-PROPERTY: Final = ArgType({"enum": sorted(SETTABLE_PROPERTIES)}, _property, "ram")
-PROPERTY_VALUE: Final = ArgType(
-    {"type": "string", "minLength": 1, "maxLength": 1024}, _property_value, "512M"
+NIC: Final = ArgType({"type": "string", "pattern": schema_pattern(NIC_PATTERN)}, _nic, "em0")
+
+
+# -- Guest properties ---------------------------------------------------------------------------
+#
+# iohyve keeps a guest's settings in ZFS user properties (iohyve:<name>) and expands them
+# unquoted when it runs bhyve, bhyveload, grub-bhyve, ifconfig and zfs as root. Each
+# settable property is therefore declared with exactly the values iohyve can use: a
+# program is chosen from a list, never given as a path; flags for bhyve come from a list
+# of flags without arguments; numbers, sizes, interface and device names are matched in
+# full. The check and the JSON Schema are both built from the one declaration.
+#
+# Not settable: name and size (create, resizedisk), pcidev:<N> (bhyve -s device
+# specifications naming host files; adddisk and deletedisk write them), autogrub
+# (grub commands, which can read host files; removed in iohyve 0.7.5) and install (set
+# by install and start).
+
+
+def _one_of(*values: str) -> ArgType:
+    """A property whose value is one of ``values``."""
+    shown = ", ".join(values)
+
+    def check(value: Any, label: str) -> str:
+        if not isinstance(value, str) or value not in values:
+            raise bad_request(f"{label} must be one of: {shown}")
+        return value
+
+    return ArgType({"type": "string", "enum": list(values)}, check, values[0])
+
+
+def _matching(pattern: str, meaning: str, example: str) -> ArgType:
+    """A property whose value fully matches ``pattern``; ``meaning`` says what that is."""
+    compiled = re.compile(pattern, re.ASCII)
+
+    def check(value: Any, label: str) -> str:
+        if not isinstance(value, str) or not compiled.fullmatch(value):
+            raise bad_request(f"{label} must be {meaning}")
+        return value
+
+    return ArgType({"type": "string", "pattern": schema_pattern(pattern)}, check, example)
+
+
+#: The loaders iohyve runs (its iohyve:loader values); ``uefi`` boots bhyve with the
+#: firmware named by ``fw``.
+LOADERS: Final = ("bhyveload", "grub-bhyve", "uefi")
+#: The values of iohyve:os that iohyve 0.7.3 to 0.7.9 know (they choose grub-bhyve's
+#: commands); any other value would behave as ``default``.
+OS_TYPES: Final = (
+    "default", "openbsd57", "openbsd58", "openbsd59", "openbsd60", "openbsd61",
+    "netbsd", "debian", "d8lvm", "centos6", "centos7", "arch", "ubuntu", "custom",
+)  # fmt: skip
+#: The bhyve flags bargs may hold: options without an argument that only change how the
+#: guest's virtual hardware behaves. Options that take an argument (-s devices and -l
+#: boot ROMs name host files, -g opens a debug port, -c/-m/-p/-U and the rest are set
+#: through other properties) are refused.
+BHYVE_FLAGS: Final = {
+    "-A": "generate ACPI tables (iohyve's default)",
+    "-H": "yield the virtual CPU on HLT (iohyve's default)",
+    "-P": "exit the virtual CPU on PAUSE (iohyve's default)",
+    "-S": "wire the guest's memory (iohyve passes it on to the loader)",
+    "-u": "keep the RTC in UTC",
+    "-w": "ignore accesses to unimplemented MSRs",
+    "-W": "force MSI interrupts for virtio devices",
+    "-x": "use the x2APIC mode",
+    "-Y": "do not create the MP table",
+}
+_BARG: Final = "|".join(flag[1] for flag in BHYVE_FLAGS)
+#: bargs: flags separated by one space or by ``_`` (how iohyve stores spaces).
+BARGS_PATTERN: Final = f"-(?:{_BARG})(?:[ _]-(?:{_BARG}))*"
+#: The bhyve iohyve 0.7.9 runs (iohyve:bhyve_path); no other program may be named.
+SYSTEM_BHYVE: Final = "/usr/sbin/bhyve"
+#: A description: free text, not only spaces, without control characters and without
+#: the characters iohyve's shell would read as quoting, expansion or wildcards (or
+#: ``zfs set``'s ``=``).
+DESCRIPTION_PATTERN: Final = r"(?=.*[^ ])[^\x00-\x1f\x7f-\x9f=*?\[\]`$\\" + "\"'" + "]{1,1024}"
+_MAC: Final = r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}"
+_YES_NO_VALUES: Final = ("YES", "NO", "yes", "no")
+
+#: Every settable iohyve property and what its value may be.
+PROPERTIES: Final = Extra(
+    "property",
+    {
+        "ram": _matching(SIZE_PATTERN, "a size such as 512M: digits and one of K, M, G, T", "512M"),
+        "cpu": _matching(r"[1-9][0-9]{0,2}", "a number of virtual CPUs from 1 to 999", "2"),
+        "tap": _matching(
+            r"tap[0-9]{1,4}(?:,tap[0-9]{1,4}){0,7}",
+            "tap interfaces such as tap0 or tap0,tap1",
+            "tap0",
+        ),
+        "con": _matching(r"nmdm[0-9]{1,4}", "a null-modem device such as nmdm0", "nmdm0"),
+        "persist": _one_of("1", "0"),
+        "boot": _one_of("1", "0"),
+        "loader": _one_of(*LOADERS),
+        "os": _one_of(*OS_TYPES),
+        "description": _matching(
+            DESCRIPTION_PATTERN,
+            "1 to 1024 characters without control characters, '=', quotes, '\\', '$' "
+            "or shell wildcards",
+            "my web server",
+        ),
+        "bargs": _matching(
+            BARGS_PATTERN,
+            "bhyve flags separated by spaces or '_', each one of: " + ", ".join(BHYVE_FLAGS),
+            "-A -H -P",
+        ),
+        "fw": NAME,
+        "vnc": _one_of(*_YES_NO_VALUES),
+        "vnc_ip": _matching(
+            r"(?:(?:25[0-5]|2[0-4][0-9]|1?[0-9]{1,2})\.){3}(?:25[0-5]|2[0-4][0-9]|1?[0-9]{1,2})",
+            "an IPv4 address such as 127.0.0.1",
+            "127.0.0.1",
+        ),
+        "vnc_port": _matching(r"[1-9][0-9]{0,4}", "a TCP port number", "5900"),
+        "vnc_w": _matching(r"[1-9][0-9]{0,4}", "a width in pixels", "800"),
+        "vnc_h": _matching(r"[1-9][0-9]{0,4}", "a height in pixels", "600"),
+        "vnc_wait": _one_of(*_YES_NO_VALUES),
+        "vnc_tablet": _one_of(*_YES_NO_VALUES),
+        "template": _one_of(*_YES_NO_VALUES),
+        "utc": _one_of(*_YES_NO_VALUES),
+        "bhyve_path": _one_of(SYSTEM_BHYVE),
+        "sectorsize": _one_of("512", "4096"),
+    },
+    (
+        NamePattern(
+            r"mac_tap[0-9]{1,4}",
+            "mac_tap<N>",
+            "mac_tap0",
+            _matching(_MAC, "a MAC address such as 58:9c:fc:00:00:01", "58:9c:fc:00:00:01"),
+        ),
+    ),
 )
+#: The names of the settable properties (besides mac_tap<N>).
+SETTABLE_PROPERTIES: Final = frozenset(PROPERTIES.names)
 
 
 class IohyveActions:
@@ -553,7 +662,7 @@ class IohyveActions:
         ),
         role=Role.ADMIN,
         args=[Arg("name", NAME, "the guest")],
-        extra=(PROPERTY, PROPERTY_VALUE),
+        extra=PROPERTIES,
         reply={
             "type": "object",
             "additionalProperties": {
@@ -566,18 +675,25 @@ class IohyveActions:
         name, props = call.args["name"], call.args.get("extra", {})
         if not props:
             raise bad_request("setprop needs at least one property besides 'name'")
-        for key, value in props.items():
-            if key != "description" and " " in value:
-                raise bad_request(f"'{key}' must not contain spaces (only a description may)")
+        # Only a description may hold spaces, and bargs, which iohyve stores with '_'
+        # for each space (both are declared in PROPERTIES).
         pairs = [f"{key}={value}" for key, value in sorted(props.items())]
+
+        def stored(key: str, value: str) -> tuple[str, ...]:
+            if key == "bargs":
+                return (value.replace(" ", "_"),)
+            # iohyve's shell collapses runs of white space in a description (its IFS
+            # has spaces; the simulator's any white space), and 0.7.3's getall shows
+            # only a value's first word.
+            words = [word for word in value.split(" ") if word]
+            split = value.split()
+            return (" ".join(words), words[0], " ".join(split), *split[:1])
 
         async def run() -> None:
             await self._iohyve.require_guest(name)
             result = await self._iohyve.run("set", name, *pairs)
             now = await self._iohyve.properties(name)
-            # iohyve collapses white space in a description, and 0.7.3's getall shows
-            # only a value's first word.
-            if any(now.get(k) not in (" ".join(v.split()), v.split()[0]) for k, v in props.items()):
+            if any(now.get(k) not in stored(k, v) for k, v in props.items()):
                 raise IohyveFailed("set", result)
 
         await self._iohyve.guest_operation(name, run)

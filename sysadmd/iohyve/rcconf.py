@@ -13,7 +13,7 @@ from typing import Final
 
 from sysadmd.files import write_atomically
 
-_FLAGS_LINE: Final = re.compile(r"^\s*iohyve_flags=(.*)$")
+_FLAGS_LINE: Final = re.compile(r"\s*iohyve_flags=(.*)")
 
 
 def read_flags(path: Path) -> str | None:
@@ -23,7 +23,7 @@ def read_flags(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     for line in text.splitlines():
-        match = _FLAGS_LINE.match(line)
+        match = _FLAGS_LINE.fullmatch(line)
         if match:
             value = match.group(1).split("#", 1)[0].strip()
             return value.strip("\"'") or None
@@ -40,7 +40,7 @@ def write_flags(path: Path, flags: str) -> None:
     except FileNotFoundError:
         lines, mode = [], 0o644
     wanted = f'iohyve_flags="{flags}"'
-    replaced = [wanted if _FLAGS_LINE.match(line) else line for line in lines]
+    replaced = [wanted if _FLAGS_LINE.fullmatch(line) else line for line in lines]
     if wanted not in replaced:
         replaced.append(wanted)
     write_atomically(path, ("\n".join(replaced) + "\n").encode(), mode)
