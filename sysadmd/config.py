@@ -199,6 +199,13 @@ KEYS: Final = (
     Key("iohyve", "ifconfig", "/sbin/ifconfig", _absolute_path, "The ifconfig executable."),
     Key(
         "iohyve",
+        "sysctl",
+        "/sbin/sysctl",
+        _absolute_path,
+        "The sysctl executable (list-devices reads a driver's description from it).",
+    ),
+    Key(
+        "iohyve",
         "iso_root",
         "/iohyve/ISO",
         _absolute_path,
@@ -433,6 +440,7 @@ class Config:
     iohyve_rc_conf: Path
     iohyve_zpool: Path
     iohyve_ifconfig: Path
+    iohyve_sysctl: Path
     iohyve_iso_root: Path
     iohyve_simulate: bool
     iohyve_simulator_profile: str
