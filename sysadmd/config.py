@@ -258,8 +258,9 @@ KEYS: Final = (
         "auth",
         "session_lifetime",
         28800,
-        _seconds(60, 30 * 86400),
-        "Seconds a session lives at most, however much it is used.",
+        _seconds(1, 30 * 86400),
+        "Seconds a session lives at most, however much it is used (a few seconds are "
+        "allowed, to see sessions end in tests).",
     ),
     Key(
         "auth",
