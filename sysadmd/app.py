@@ -304,6 +304,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         runner,
         [*command, "zpool"] if config.iohyve_simulate else [str(config.iohyve_zpool)],
         [*command, "ifconfig"] if config.iohyve_simulate else [str(config.iohyve_ifconfig)],
+        [*command, "sysctl"] if config.iohyve_simulate else [str(config.iohyve_sysctl)],
     )
     registry.register(
         IohyveActions(

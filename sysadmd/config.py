@@ -206,6 +206,13 @@ KEYS: Final = (
     Key("iohyve", "ifconfig", "/sbin/ifconfig", _absolute_path, "The ifconfig executable."),
     Key(
         "iohyve",
+        "sysctl",
+        "/sbin/sysctl",
+        _absolute_path,
+        "The sysctl executable (list-devices reads a driver's description from it).",
+    ),
+    Key(
+        "iohyve",
         "iso_root",
         "/iohyve/ISO",
         _absolute_path,
@@ -258,8 +265,9 @@ KEYS: Final = (
         "auth",
         "session_lifetime",
         28800,
-        _seconds(60, 30 * 86400),
-        "Seconds a session lives at most, however much it is used.",
+        _seconds(1, 30 * 86400),
+        "Seconds a session lives at most, however much it is used (a few seconds are "
+        "allowed, to see sessions end in tests).",
     ),
     Key(
         "auth",
@@ -440,6 +448,7 @@ class Config:
     iohyve_rc_conf: Path
     iohyve_zpool: Path
     iohyve_ifconfig: Path
+    iohyve_sysctl: Path
     iohyve_iso_root: Path
     iohyve_simulate: bool
     iohyve_simulator_profile: str

@@ -452,8 +452,10 @@ def dispatcher_event(
     sysadm's keys (protocol reference §6.3, §7.4):
 
     * ``event_system``: ``"sysadm/iohyve"``; ``state``: ``pending``/``running``/``finished``;
-    * ``filename``: ``filename``; ``percent_done``: ``"<n>%"`` (``""`` while the total is
-      unknown); ``download_rate``: fetch(1)-style, e.g. ``"1 MBps"`` (``""`` without progress);
+    * ``filename``: ``filename``; ``percent_done``: ``"<n>%"``, **absent** while the total is
+      unknown (a source that announces no size: no ``Content-Length``, ``ftp://``), so that a
+      missing percentage is never mistaken for one; ``download_rate``: fetch(1)-style, e.g.
+      ``"1 MBps"`` (``""`` without progress);
     * ``process_details``, sysadm's process log:
 
       - pending: exactly ``cmd_list`` (``[command]``), ``process_id`` (``task_id``) and
@@ -470,8 +472,9 @@ def dispatcher_event(
 
     sysadmd's extensions, next to sysadm's keys (clients that do not know them ignore them):
 
-    * ``bytes_done``: bytes on disk (0 without progress); ``bytes_total``: expected size or
-      ``null``; ``percent``: a number 0..100 or ``null``; ``rate``: bytes per second (a number);
+    * ``bytes_done``: bytes on disk (0 without progress), always present; ``bytes_total``:
+      expected size or ``null``; ``percent``: a number 0..100, absent exactly when
+      ``percent_done`` is; ``rate``: bytes per second (a number), always present;
     * finished only: ``result`` (``succeeded``, ``failed``, ``cancelled`` or ``interrupted``,
       see :func:`result_of`), ``arrived`` (whether the ISO file is in place; by default whether
       the task succeeded) and ``size`` (the ISO file's size or ``null``; by default
@@ -497,19 +500,20 @@ def dispatcher_event(
             if finished is not None:
                 details["time_finished"] = finished
 
-    percent = progress.percent if progress is not None else None
     event: dict[str, object] = {
         "event_system": EVENT_SYSTEM,
         "state": sysadm,
         "filename": filename,
-        "percent_done": format_percent(progress) if progress is not None else "",
         "download_rate": format_rate(progress.rate) if progress is not None else "",
         "process_details": details,
         "bytes_done": progress.done if progress is not None else 0,
         "bytes_total": progress.total if progress is not None else None,
-        "percent": round(percent, 2) if percent is not None else None,
         "rate": round(progress.rate, 1) if progress is not None else 0.0,
     }
+    percent = progress.percent if progress is not None else None
+    if progress is not None and percent is not None:
+        event["percent_done"] = format_percent(progress)
+        event["percent"] = round(percent, 2)
     if sysadm == "finished":
         result = result_of(state, return_code)
         if arrived is None:

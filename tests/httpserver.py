@@ -13,10 +13,13 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 @dataclass
 class Files(Resource):
-    """Serves ``files`` by name; names under ``stall`` send half their bytes and then wait."""
+    """Serves ``files`` by name; names under ``stall`` send half their bytes and then wait;
+    names under ``chunked`` announce no size (no ``Content-Length``, to ``HEAD`` or ``GET``:
+    the body goes out in chunks)."""
 
     files: dict[str, bytes] = field(default_factory=dict)
     stall: set[str] = field(default_factory=set)
+    chunked: set[str] = field(default_factory=set)
     stalled: list[Request] = field(default_factory=list)
     isLeaf = True
 
@@ -29,10 +32,16 @@ class Files(Resource):
             request.setResponseCode(404)
             return b"not found"
         data = self.files[name]
-        request.responseHeaders.setRawHeaders(b"Content-Length", [str(len(data)).encode()])
+        if name not in self.chunked:
+            request.responseHeaders.setRawHeaders(b"Content-Length", [str(len(data)).encode()])
         if name in self.stall:
             request.write(data[: len(data) // 2])
             self.stalled.append(request)
+            return NOT_DONE_YET
+        if name in self.chunked:
+            # Returning bytes would make twisted.web add a Content-Length.
+            request.write(data)
+            request.finish()
             return NOT_DONE_YET
         return data
 

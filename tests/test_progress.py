@@ -418,14 +418,19 @@ TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$"
 _COMMON: dict[str, Any] = {
     "event_system": {"const": "sysadm/iohyve"},
     "filename": {"type": "string"},
-    "percent_done": {"type": "string", "pattern": r"^(\d{1,3}%)?$"},
+    "percent_done": {"type": "string", "pattern": r"^\d{1,3}%$"},
     "download_rate": {"type": "string", "pattern": r"^(\d+ [kMGTP]?Bps)?$"},
     "bytes_done": {"type": "integer", "minimum": 0},
     "bytes_total": {"type": ["integer", "null"], "minimum": 0},
-    "percent": {"type": ["number", "null"], "minimum": 0, "maximum": 100},
+    "percent": {"type": "number", "minimum": 0, "maximum": 100},
     "rate": {"type": "number", "minimum": 0},
 }
-_COMMON_REQUIRED = [*_COMMON, "state", "process_details"]
+#: percent_done and percent are there exactly when the total is known.
+_COMMON_REQUIRED = [
+    *(key for key in _COMMON if key not in ("percent_done", "percent")),
+    "state",
+    "process_details",
+]
 _DETAILS_BASE: dict[str, Any] = {
     "cmd_list": {"type": "array", "items": {"const": COMMAND}, "minItems": 1, "maxItems": 1},
     "process_id": {"const": TASK},
@@ -448,6 +453,7 @@ def _schema(state: str, details: dict[str, Any], extra: dict[str, Any]) -> dict[
             },
         },
         "required": [*_COMMON_REQUIRED, *extra],
+        "dependentRequired": {"percent_done": ["percent"], "percent": ["percent_done"]},
         "additionalProperties": False,
     }
 
@@ -504,12 +510,10 @@ def test_pending_event() -> None:
         "event_system": "sysadm/iohyve",
         "state": "pending",
         "filename": NAME,
-        "percent_done": "",
         "download_rate": "",
         "process_details": {"cmd_list": [COMMAND], "process_id": TASK, "state": "pending"},
         "bytes_done": 0,
         "bytes_total": None,
-        "percent": None,
         "rate": 0.0,
     }
 
@@ -557,7 +561,9 @@ def test_running_event_with_unknown_total() -> None:
         return_code=None,
     )
     validate(RUNNING_SCHEMA, event)
-    assert (event["percent_done"], event["percent"], event["bytes_total"]) == ("", None, None)
+    # No percentage at all, rather than an empty one: bytes and rate only.
+    assert "percent_done" not in event and "percent" not in event
+    assert (event["bytes_done"], event["bytes_total"], event["rate"]) == (10, None, 512.0)
     assert event["download_rate"] == "512 Bps"
 
 

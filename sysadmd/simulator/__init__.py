@@ -12,7 +12,7 @@ host's pools, kernel modules and interfaces in a state directory shaped like ioh
 end it. The simulator never has a controlling terminal, so the commands that ask on /dev/tty
 (``delete``, ``remove`` without ``-f``, always in 0.7.3) delete nothing, as under a daemon.
 
-Two FreeBSD tools the sysadm daemon also runs are simulated on the same state when they are the
+Three FreeBSD tools the sysadm daemon also runs are simulated on the same state when they are the
 first word (:mod:`~sysadmd.simulator.hosttools` documents their output):
 
 ``iohyve-sim [--root DIR] zpool list [-Hp] [-o property[,...]] [pool ...]``
@@ -20,7 +20,9 @@ first word (:mod:`~sysadmd.simulator.hosttools` documents their output):
     health`` prints ``tank<TAB>99.5G<TAB>1.82G<TAB>97.7G<TAB>3%<TAB>1.00x<TAB>ONLINE``;
 ``iohyve-sim [--root DIR] ifconfig -l`` / ``ifconfig [-a]`` / ``ifconfig <if>``
     ``em0`` (``status: active``), ``em1`` (``status: no carrier``), ``lo0`` and whatever
-    ``setup net=...`` created (``tap0``, ``bridge0``), as FreeBSD 10 prints them.
+    ``setup net=...`` created (``tap0``, ``bridge0``), as FreeBSD 10 prints them;
+``iohyve-sim [--root DIR] sysctl [-n] <name> ...``
+    the physical interfaces' device nodes (``dev.em.0.%desc``, ``dev.em.0.%driver``).
 
 Environment:
 

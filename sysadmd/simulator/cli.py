@@ -11,7 +11,7 @@ Options (they come before the iohyve words; ``--`` ends them early):
 
 Everything from the first word that is not an option on is passed to the simulated iohyve, so
 ``iohyve-sim --root /tmp/s list`` behaves like ``iohyve list``. The exit status is iohyve's.
-``zpool`` or ``ifconfig`` as that first word run those simulated tools instead
+``zpool``, ``ifconfig`` or ``sysctl`` as that first word run those simulated tools instead
 (``iohyve-sim --root /tmp/s zpool list -H``, ``iohyve-sim --root /tmp/s ifconfig -l``).
 Problems of the simulator itself (bad options, unreadable state) print one line starting with
 ``iohyve-sim:`` on stderr and exit with status 2.
@@ -38,7 +38,8 @@ DEFAULT_POOL = "tank"
 USAGE = (
     "usage: iohyve-sim [--root DIR] [--profile 0.7.3|0.7.9] [--pool NAME] <iohyve arguments...>\n"
     "       iohyve-sim [--root DIR] [--pool NAME] zpool list [-Hp] [-o property[,...]] [pool ...]\n"
-    "       iohyve-sim [--root DIR] ifconfig [-l | -a | <interface>]"
+    "       iohyve-sim [--root DIR] ifconfig [-l | -a | <interface>]\n"
+    "       iohyve-sim [--root DIR] sysctl [-n] <name> ..."
 )
 
 

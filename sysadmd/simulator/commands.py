@@ -12,8 +12,8 @@ script exits with the status of the last command that function ran. Unknown word
 Words the real tool knows but the simulator does not reproduce fail with exit status 2 and a
 message naming the simulator, so nobody mistakes them for a silent success.
 
-``zpool`` and ``ifconfig`` as the *first* word are not iohyve at all: they run the simulated
-FreeBSD tools of :mod:`~sysadmd.simulator.hosttools` on the same state.
+``zpool``, ``ifconfig`` and ``sysctl`` as the *first* word are not iohyve at all: they run
+the simulated FreeBSD tools of :mod:`~sysadmd.simulator.hosttools` on the same state.
 """
 
 from __future__ import annotations
@@ -73,7 +73,11 @@ def command_table(profile: Profile) -> dict[str, Command]:
 
 
 #: FreeBSD tools selected by the first word, outside iohyve's dispatcher.
-TOOLS: dict[str, Command] = {"zpool": hosttools.cmd_zpool, "ifconfig": hosttools.cmd_ifconfig}
+TOOLS: dict[str, Command] = {
+    "zpool": hosttools.cmd_zpool,
+    "ifconfig": hosttools.cmd_ifconfig,
+    "sysctl": hosttools.cmd_sysctl,
+}
 
 
 def run(ctx: Context, words: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""Two FreeBSD tools the daemon needs besides iohyve: ``zpool list`` and ``ifconfig``.
+"""FreeBSD tools the daemon needs besides iohyve: ``zpool list``, ``ifconfig`` and ``sysctl``.
 
 They are selected by the first word after the simulator's options (``iohyve-sim --root R zpool
 list ...``, ``iohyve-sim --root R ifconfig -l``) and read the same state as the simulated iohyve,
@@ -30,7 +30,18 @@ so a bridge made by ``setup net=em0`` shows up in ``ifconfig``.
     ``media:``, ``status: active`` or ``status: no carrier``, ``groups:``, bridge members). ``em0``
     is up with carrier (``status: active``, inet 192.168.1.10/24), ``em1`` is up without one
     (``status: no carrier``), ``lo0`` has no status line; a bridge member gains ``PROMISC``.
-    An unknown interface: ``ifconfig: interface <if> does not exist`` on stderr, status 1.
+    An interface with a description (``em1``: ``storage network``, as ``ifconfig_em1_descr``
+    in rc.conf would set it; the bridge ``setup`` made with ``descr iohyve-bridge``) has a
+    ``\tdescription: <text>`` line right after the flags line, as FreeBSD prints it; the
+    others have none. An unknown interface: ``ifconfig: interface <if> does not exist`` on
+    stderr, status 1.
+
+``sysctl [-n] <name> ...``
+    Reads the device nodes' ``%desc`` and ``%driver`` of the physical interfaces
+    (``dev.em.0.%desc``: ``Intel(R) PRO/1000 Legacy Network Connection 1.1.0``); ``name: value``
+    per line, only the value with ``-n``. Any other name: ``sysctl: unknown oid '<name>'`` on
+    stderr, status 1 (after printing the names that exist). Setting values and other options
+    are not simulated.
 """
 
 from __future__ import annotations
@@ -43,6 +54,12 @@ from sysadmd.simulator.state import Host, Store, Zpool, byte_key
 
 #: The interfaces every simulated host has, in index order.
 PHYSICAL = ("em0", "em1", "lo0")
+
+#: The descriptions of the simulated host's physical interfaces (``ifconfig <if> descr ...``).
+DESCRIPTIONS = {"em1": "storage network"}
+
+#: What ``sysctl dev.<driver>.<unit>.%desc`` says of the physical interfaces' drivers.
+DRIVER_DESCRIPTIONS = {"em": "Intel(R) PRO/1000 Legacy Network Connection 1.1.0"}
 
 _ZPOOL_LIST_USAGE = (
     "usage:",
@@ -270,8 +287,10 @@ def _block(host: Host, name: str) -> list[str]:
             "\tgroups: lo ",
         ]
     if name.startswith("em"):
-        lines = [
-            f"{name}: {_flags(0x8843 | member)} metric 0 mtu 1500",
+        lines = [f"{name}: {_flags(0x8843 | member)} metric 0 mtu 1500"]
+        if name in DESCRIPTIONS:
+            lines.append(f"\tdescription: {DESCRIPTIONS[name]}")
+        lines += [
             "\toptions=9b<RXCSUM,TXCSUM,VLAN_MTU,VLAN_HWTAGGING,VLAN_HWCSUM>",
             f"\tether {_mac(name)}",
         ]
@@ -334,6 +353,39 @@ def cmd_ifconfig(ctx: Context, args: list[str]) -> int:
         return 0
     ctx.output.err(f"iohyve-sim: ifconfig {' '.join(args)}: not provided by the simulator")
     return SIMULATOR_ERROR
+
+
+# -- sysctl ---------------------------------------------------------------------------------------
+
+
+def _sysctl_values() -> dict[str, str]:
+    """The OIDs the simulated ``sysctl`` knows: the physical interfaces' device nodes."""
+    values: dict[str, str] = {}
+    for name in PHYSICAL:
+        driver = name.rstrip("0123456789")
+        if driver in DRIVER_DESCRIPTIONS:
+            unit = name[len(driver) :]
+            values[f"dev.{driver}.{unit}.%desc"] = DRIVER_DESCRIPTIONS[driver]
+            values[f"dev.{driver}.{unit}.%driver"] = driver
+    return values
+
+
+def cmd_sysctl(ctx: Context, args: list[str]) -> int:
+    """``sysctl [-n] <name> ...``: read the simulated device nodes; nothing can be set."""
+    value_only = bool(args) and args[0] == "-n"
+    names = args[1:] if value_only else args
+    if not names or any(name.startswith("-") or "=" in name for name in names):
+        ctx.output.err(f"iohyve-sim: sysctl {' '.join(args)}: not provided by the simulator")
+        return SIMULATOR_ERROR
+    values = _sysctl_values()
+    status = 0
+    for name in names:
+        if name not in values:
+            ctx.output.err(f"sysctl: unknown oid '{name}'")
+            status = 1
+            continue
+        ctx.output.out(values[name] if value_only else f"{name}: {values[name]}")
+    return status
 
 
 # -- what setup changes ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ EM0 = (
 )
 EM1 = (
     "em1: flags=8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST> metric 0 mtu 1500\n"
+    "\tdescription: storage network\n"
     "\toptions=9b<RXCSUM,TXCSUM,VLAN_MTU,VLAN_HWTAGGING,VLAN_HWCSUM>\n"
     "\tether 08:00:27:5c:1f:0b\n"
     "\tnd6 options=29<PERFORMNUD,IFDISABLED,AUTO_LINKLOCAL>\n"
@@ -343,6 +344,32 @@ def test_ifconfig_refusals(sim: Sim) -> None:
         "",
         "iohyve-sim: ifconfig em0 down: not provided by the simulator\n",
     )
+
+
+# -- sysctl ---------------------------------------------------------------------------------------
+
+
+def test_sysctl_reads_the_interfaces_device_nodes(sim: Sim) -> None:
+    intel = "Intel(R) PRO/1000 Legacy Network Connection 1.1.0"
+    assert sim("sysctl", "-n", "dev.em.0.%desc") == (0, intel + "\n", "")
+    assert sim("sysctl", "dev.em.1.%desc", "dev.em.1.%driver") == (
+        0,
+        f"dev.em.1.%desc: {intel}\ndev.em.1.%driver: em\n",
+        "",
+    )
+    # A pseudo-interface has no device node.
+    assert sim("sysctl", "-n", "dev.bridge.0.%desc") == (
+        1,
+        "",
+        "sysctl: unknown oid 'dev.bridge.0.%desc'\n",
+    )
+
+
+def test_sysctl_refusals(sim: Sim) -> None:
+    for args in (["-a"], ["dev.em.0.%desc=x"], [], ["-n"], ["--all"]):
+        status, out, err = sim("sysctl", *args)
+        assert (status, out) == (2, ""), args
+        assert err == f"iohyve-sim: sysctl {' '.join(args)}: not provided by the simulator\n"
 
 
 # -- as the daemon calls them ---------------------------------------------------------------------
