@@ -31,11 +31,18 @@ so a bridge made by ``setup net=em0`` shows up in ``ifconfig``.
     is up with carrier (``status: active``, inet 192.168.1.10/24), ``em1`` is up without one
     (``status: no carrier``), ``lo0`` has no status line; a bridge member gains ``PROMISC``.
     An unknown interface: ``ifconfig: interface <if> does not exist`` on stderr, status 1.
+
+Both parse their options as the FreeBSD tools do, with ``getopt(3)``, which knows no GNU-style
+long options: ``zpool list --help`` prints ``invalid option '-'`` and the usage (status 2),
+``ifconfig --help`` prints ``ifconfig: illegal option -- -`` and the start of its usage
+(status 1). Options FreeBSD's tools take but the simulator does not reproduce fail with the
+simulator's own message and status 2.
 """
 
 from __future__ import annotations
 
 import os
+import string
 
 from sysadmd.simulator import zfs
 from sysadmd.simulator.context import SIMULATOR_ERROR, Context
@@ -312,8 +319,24 @@ def _block(host: Host, name: str) -> list[str]:
     return lines
 
 
+#: The start of FreeBSD ifconfig's usage message.
+_IFCONFIG_USAGE = (
+    "usage: ifconfig [-j jail] [-f type:format] interface address_family",
+    "                [address [dest_address]] [parameters]",
+)
+#: The option letters the simulator lets through to its own checks; anything else (above all
+#: the ``-`` of a GNU-style ``--long-option``) is what ifconfig's getopt refuses.
+_IFCONFIG_LETTERS = string.ascii_letters + string.digits
+
+
 def cmd_ifconfig(ctx: Context, args: list[str]) -> int:
     """``ifconfig -l``, ``ifconfig [-a]`` and ``ifconfig <if>``; nothing can be changed."""
+    refused = zfs.unknown_option(args, _IFCONFIG_LETTERS)
+    if refused is not None:
+        ctx.output.err(f"ifconfig: illegal option -- {refused}")
+        for line in _IFCONFIG_USAGE:
+            ctx.output.err(line)
+        return 1
     with ctx.root.locked() as store:
         host = store.host
     names = interface_names(host)
