@@ -22,12 +22,16 @@ each rule, so an empty report means something.
 from __future__ import annotations
 
 import ast
+import inspect
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pam  # type: ignore[import-untyped]
 import pytest
 
+from sysadmd.pam_backend import PamChecker, broken_results, uses_openpam
 from sysadmd.simulator import zfs, zfsops
 from sysadmd.simulator.cli import main
 from sysadmd.simulator.context import SIMULATOR_ERROR, Context
@@ -394,3 +398,163 @@ def test_zfs_options_the_simulator_does_not_reproduce(
     with ctx.root.locked() as store:
         assert zfsops.destroy(ctx, store, ["-r", "tank/iohyve/web"]) == SIMULATOR_ERROR
     assert "not provided by the simulator" in capsys.readouterr().err
+
+
+# -- PAM on FreeBSD (OpenPAM) ---------------------------------------------------------------------
+
+PAM_POLICY = REPO / "conf" / "pam.d" / "sysadmd"
+
+#: The functions OpenPAM's libpam provides (the XSSO API and OpenPAM's own pam_* additions).
+OPENPAM_FUNCTIONS = {
+    "pam_acct_mgmt",
+    "pam_authenticate",
+    "pam_chauthtok",
+    "pam_close_session",
+    "pam_end",
+    "pam_get_data",
+    "pam_get_item",
+    "pam_get_user",
+    "pam_getenv",
+    "pam_getenvlist",
+    "pam_open_session",
+    "pam_putenv",
+    "pam_set_data",
+    "pam_set_item",
+    "pam_setcred",
+    "pam_start",
+    "pam_strerror",
+    "pam_error",
+    "pam_get_authtok",
+    "pam_info",
+    "pam_prompt",
+    "pam_setenv",
+    "pam_verror",
+    "pam_vinfo",
+    "pam_vprompt",
+}
+
+
+class RecordingPam:
+    """Stands in for python-pam: refuses every password with ``code`` after one prompt."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.reason: object = "refused"
+        self.messages: list[str] = []
+        self.services: list[str] = []
+
+    def authenticate(self, username: str, password: str, service: str, *, resetcreds: bool) -> bool:
+        self.services.append(service)
+        self.messages.append("Password:")
+        return False
+
+
+def test_the_pam_service_is_sysadmd() -> None:
+    fake = RecordingPam(9)
+    checker = PamChecker(authenticator=lambda: fake)
+    assert checker.service == "sysadmd"
+    assert checker._check_blocking("root", "wrong").role is None
+    assert fake.services == ["sysadmd"]
+
+
+@pytest.mark.parametrize(
+    ("platform", "openpam"),
+    [
+        ("freebsd14", True),
+        ("freebsd15", True),
+        ("darwin", True),
+        ("netbsd10", True),
+        ("linux", False),
+        ("cygwin", False),
+    ],
+)
+def test_openpam_platforms(platform: str, openpam: bool) -> None:
+    assert uses_openpam(platform) is openpam
+
+
+@pytest.mark.parametrize(
+    ("openpam", "code", "broken"),
+    [
+        # OpenPAM (pam_constants.h): 9 is PAM_AUTH_ERR, a wrong password; 13 an unknown user;
+        # 6 is PAM_CONV_ERR and 12 PAM_AUTHINFO_UNAVAIL, both a broken PAM.
+        (True, 9, False),
+        (True, 13, False),
+        (True, 7, False),
+        (True, 6, True),
+        (True, 12, True),
+        (True, 3, True),
+        # Linux-PAM: 7 is PAM_AUTH_ERR, 10 PAM_USER_UNKNOWN; 9 is PAM_AUTHINFO_UNAVAIL and
+        # 19 PAM_CONV_ERR.
+        (False, 7, False),
+        (False, 10, False),
+        (False, 9, True),
+        (False, 19, True),
+    ],
+)
+def test_pam_results_are_read_in_the_platforms_numbering(
+    openpam: bool, code: int, broken: bool
+) -> None:
+    checker = PamChecker(authenticator=lambda: RecordingPam(code), openpam=openpam)
+    outcome = checker._check_blocking("root", "wrong")
+    assert outcome.role is None
+    assert (outcome.problem is not None) is broken
+    if broken:
+        assert "wrong" not in (outcome.problem or "")
+
+
+def test_broken_results_tables() -> None:
+    assert broken_results(openpam=False) == {
+        pam.PAM_OPEN_ERR,
+        pam.PAM_SYMBOL_ERR,
+        pam.PAM_SERVICE_ERR,
+        pam.PAM_SYSTEM_ERR,
+        pam.PAM_BUF_ERR,
+        pam.PAM_CONV_ERR,
+        pam.PAM_AUTHINFO_UNAVAIL,
+        pam.PAM_ABORT,
+        pam.PAM_MODULE_UNKNOWN,
+    }
+    assert broken_results(openpam=True) == {1, 2, 3, 4, 5, 6, 12, 26, 28}
+
+
+def test_the_pam_binding_calls_only_what_openpam_has() -> None:
+    """python-pam's ctypes calls: each ``libpam.<name>`` it binds exists in OpenPAM, and the
+    values it passes that OpenPAM reads the same way agree with OpenPAM's constants."""
+    source = Path(inspect.getfile(pam.PamAuthenticator)).read_text()
+    bound = set(re.findall(r"\blibpam\.(pam_\w+)", source))
+    assert {"pam_start", "pam_authenticate", "pam_acct_mgmt", "pam_end"} <= bound
+    assert bound <= OPENPAM_FUNCTIONS
+    # Linux-PAM's libpam_misc (absent on FreeBSD) is bound only when the library was found.
+    assert "if getattr(libpam_misc, '_name', None)" in source
+    # Same numbers in both: success, the message styles the conversation reads, PAM_TTY.
+    assert (pam.PAM_SUCCESS, pam.PAM_PROMPT_ECHO_OFF, pam.PAM_PROMPT_ECHO_ON) == (0, 1, 2)
+    assert (pam.PAM_ERROR_MSG, pam.PAM_TEXT_INFO, pam.PAM_TTY) == (3, 4, 3)
+
+
+def pam_policy() -> list[list[str]]:
+    lines = [line.split("#", 1)[0].split() for line in PAM_POLICY.read_text().splitlines()]
+    return [fields for fields in lines if fields]
+
+
+def test_the_shipped_pam_policy() -> None:
+    """conf/pam.d/sysadmd: pam.conf(5) per-service lines of FreeBSD base modules, no nullok."""
+    entries = pam_policy()
+    facilities = set()
+    for fields in entries:
+        facility, control, module, *options = fields
+        assert facility in {"auth", "account", "session", "password"}, fields
+        assert control in {"required", "requisite", "sufficient", "binding", "optional"}
+        assert module in {
+            "pam_unix.so",
+            "pam_nologin.so",
+            "pam_login_access.so",
+            "pam_deny.so",
+            "pam_permit.so",
+        }, fields
+        assert "nullok" not in options
+        facilities.add(facility)
+    assert facilities == {"auth", "account", "session", "password"}
+    auth = [fields for fields in entries if fields[0] == "auth"]
+    assert auth == [["auth", "required", "pam_unix.so", "no_warn", "try_first_pass"]]
+    account = [fields[2] for fields in entries if fields[0] == "account"]
+    assert account[-1] == "pam_unix.so"
