@@ -92,9 +92,7 @@ def test_run_depends_match_the_project_dependencies() -> None:
             assert entry.bound == "0"
             continue
         requirement = Requirement(requirement_text)
-        assert canonicalize_name(entry.package) == canonicalize_name(requirement.name) or (
-            entry.package == "openssl"
-        ), entry
+        assert canonicalize_name(entry.package) == canonicalize_name(requirement.name), entry
         direct[str(requirement)] = entry
     assert sorted(direct) == sorted(
         f"{r.name}[{','.join(sorted(r.extras))}]" if r.extras else r.name for r in requirements
