@@ -1,6 +1,6 @@
 """System accounts through PAM, with sysadm's group rules.
 
-:class:`PamChecker` asks PAM (service ``login`` by default) whether a password is right and
+:class:`PamChecker` asks PAM (service ``sysadmd`` by default) whether a password is right and
 maps the user's groups to a role the way sysadm did: uid 0 (``root``, ``toor``) or a member
 of ``wheel`` is an admin, a member of ``operator`` (and not ``wheel``) is an operator, and
 everybody else is refused.
@@ -23,6 +23,15 @@ refusal costs what a wrong password costs.
 Only authentication and account checks run (``pam_authenticate`` and ``pam_acct_mgmt``);
 no ``pam_setcred``, because modules such as ``pam_group`` and ``pam_cap`` would change the
 groups or capabilities of the daemon itself. Passwords are never logged.
+
+The PAM service is ``sysadmd``: its policy is ``/etc/pam.d/sysadmd`` (FreeBSD's OpenPAM also
+reads ``/usr/local/etc/pam.d/sysadmd``, where the port installs ``conf/pam.d/sysadmd``); without
+one, PAM applies the ``other`` policy. The binding (python-pam 2.x) works with both Linux-PAM
+and OpenPAM: it loads ``libpam`` by name, calls only functions both provide, and answers the
+conversation from a ``calloc`` buffer the library frees. But its constants are Linux-PAM's,
+and OpenPAM numbers its results as XSSO does (``PAM_AUTH_ERR`` is 9 there, Linux-PAM's
+``PAM_AUTHINFO_UNAVAIL``), so the results that mean a broken PAM are looked up in the table
+of the PAM the platform has (:func:`broken_results`).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import grp
 import os
 import pwd
 import secrets
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -49,20 +59,48 @@ OPERATOR_GROUP: Final = "operator"
 #: Longest user name passed to the system (FreeBSD allows 32, glibc systems more).
 MAX_USERNAME_LENGTH: Final = 256
 
+#: The PAM service, a policy file in /etc/pam.d (or /usr/local/etc/pam.d with OpenPAM).
+SERVICE: Final = "sysadmd"
+
 # PAM results that mean PAM itself is broken or misconfigured, not that the password was wrong.
-_BROKEN: Final = frozenset(
-    {
-        pam.PAM_OPEN_ERR,
-        pam.PAM_SYMBOL_ERR,
-        pam.PAM_SERVICE_ERR,
-        pam.PAM_SYSTEM_ERR,
-        pam.PAM_BUF_ERR,
-        pam.PAM_CONV_ERR,
-        pam.PAM_AUTHINFO_UNAVAIL,
-        pam.PAM_ABORT,
-        pam.PAM_MODULE_UNKNOWN,
-    }
+_BROKEN_NAMES: Final = (
+    "PAM_OPEN_ERR",
+    "PAM_SYMBOL_ERR",
+    "PAM_SERVICE_ERR",
+    "PAM_SYSTEM_ERR",
+    "PAM_BUF_ERR",
+    "PAM_CONV_ERR",
+    "PAM_AUTHINFO_UNAVAIL",
+    "PAM_ABORT",
+    "PAM_MODULE_UNKNOWN",
 )
+#: OpenPAM's numbers for those results (security/pam_constants.h, which follows XSSO 5.2).
+_OPENPAM_RESULTS: Final = {
+    "PAM_OPEN_ERR": 1,
+    "PAM_SYMBOL_ERR": 2,
+    "PAM_SERVICE_ERR": 3,
+    "PAM_SYSTEM_ERR": 4,
+    "PAM_BUF_ERR": 5,
+    "PAM_CONV_ERR": 6,
+    "PAM_AUTHINFO_UNAVAIL": 12,
+    "PAM_ABORT": 26,
+    "PAM_MODULE_UNKNOWN": 28,
+}
+#: ``sys.platform`` prefixes of the systems whose libpam is OpenPAM.
+OPENPAM_PLATFORMS: Final = ("freebsd", "dragonfly", "netbsd", "darwin")
+
+
+def uses_openpam(platform: str = sys.platform) -> bool:
+    """Whether ``platform`` (a ``sys.platform`` value) has OpenPAM rather than Linux-PAM."""
+    return platform.startswith(OPENPAM_PLATFORMS)
+
+
+def broken_results(openpam: bool) -> frozenset[int]:
+    """The result codes that mean PAM is broken, in OpenPAM's or Linux-PAM's numbering."""
+    if openpam:
+        return frozenset(_OPENPAM_RESULTS[name] for name in _BROKEN_NAMES)
+    return frozenset(int(getattr(pam, name)) for name in _BROKEN_NAMES)
+
 
 # Cannot name an account (':' separates passwd fields), so PAM fails for it like for a
 # wrong password.
@@ -147,6 +185,8 @@ class PamChecker(CredentialChecker):
     :param reactor: provides ``IReactorThreads`` (checked here); PAM runs in its thread pool.
         ``None`` means the global reactor, looked up at the first :meth:`check`.
     :param service: the PAM service (a file in ``/etc/pam.d``).
+    :param openpam: whether libpam is OpenPAM (its result codes differ from Linux-PAM's);
+        ``None`` decides by the platform (:func:`uses_openpam`).
     :param max_concurrent: how many PAM calls may run at once; more wait their turn. A
         failing call may hold its thread for the PAM stack's failure delay (3 s with
         Debian's ``pam_faildelay``).
@@ -158,13 +198,15 @@ class PamChecker(CredentialChecker):
         self,
         reactor: object | None = None,
         *,
-        service: str = "login",
+        service: str = SERVICE,
         max_concurrent: int = 4,
         authenticator: Callable[[], Authenticator] = _pam_authenticator,
+        openpam: bool | None = None,
     ) -> None:
         if not service or "\0" in service or "/" in service:
             raise ValueError(f"invalid PAM service name {service!r}")
         self.service = service
+        self._broken = broken_results(uses_openpam() if openpam is None else openpam)
         self._threads = ThreadedWork(reactor, max_concurrent)
         self._authenticator = authenticator
 
@@ -213,7 +255,7 @@ class PamChecker(CredentialChecker):
             )
         if accepted and role is not None:
             return _Outcome(role)
-        if not accepted and authenticator.code in _BROKEN:
+        if not accepted and authenticator.code in self._broken:
             return _Outcome(None, f"PAM service {self.service!r} failed: {authenticator.reason}")
         return _Outcome(None)
 

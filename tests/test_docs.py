@@ -51,7 +51,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
 def test_site_builds_without_warnings(site: Site) -> None:
     """Warnings are errors, as in `make -C docs html`; the output says which one failed."""
     assert site.returncode == 0, site.output
-    for page in ("index", "quickstart", "install", "configuration", "security", "operations"):
+    for page in (
+        "index",
+        "quickstart",
+        "install-freebsd",
+        "configuration",
+        "security",
+        "operations",
+    ):
         assert (site.html / f"{page}.html").is_file()
     for page in ("api", "iohyve", "architecture"):
         assert (site.html / f"{page}.html").is_file()

@@ -149,9 +149,9 @@ async def test_users_without_a_role_are_authenticated_with_a_decoy() -> None:
     assert await checker.check("no-such-user-sysadmd", "pw") is None
     assert await checker.check("nobody", "pässwörd") is None
     assert [(c.username, c.service, c.resetcreds) for c in fake.calls] == [
-        ("nobody", "login", False),
-        ("no-such-user-sysadmd", "login", False),
-        ("nobody", "login", False),
+        ("nobody", "sysadmd", False),
+        ("no-such-user-sysadmd", "sysadmd", False),
+        ("nobody", "sysadmd", False),
     ]
     decoys = [c.password for c in fake.calls]
     assert decoys[0] != "nobody pw"
@@ -379,7 +379,7 @@ async def test_real_system_role(system_users: SystemUsers) -> None:
     assert system_role(system_users.admin) == Role.ADMIN
     assert system_role(system_users.operator) == Role.OPERATOR
     assert system_role(system_users.plain) is None
-    checker = PamChecker()
+    checker = PamChecker(service="login")
     assert await checker.role_of(system_users.admin) == Role.ADMIN
     assert await checker.role_of(system_users.operator) == Role.OPERATOR
     assert await checker.role_of(system_users.plain) is None
@@ -401,7 +401,7 @@ async def test_real_pam_login_service(system_users: SystemUsers, errors: list[st
         # nullok would let any password in for an empty one; PamChecker must not.
         (users.passwordless, "anything", None),
     ]
-    checker = PamChecker(max_concurrent=len(cases))
+    checker = PamChecker(service="login", max_concurrent=len(cases))
     elapsed: list[float] = [0.0] * len(cases)
 
     def timed(index: int, d: Deferred[Role | None]) -> Deferred[Role | None]:
@@ -431,7 +431,7 @@ async def test_real_pam_leaves_the_daemon_process_alone(
 ) -> None:
     groups, uid, gid = os.getgroups(), os.getuid(), os.getgid()
     name = system_users.admin
-    role = await PamChecker().check(name, system_users.passwords[name])
+    role = await PamChecker(service="login").check(name, system_users.passwords[name])
     assert errors == []
     assert role == Role.ADMIN
     assert (os.getgroups(), os.getuid(), os.getgid()) == (groups, uid, gid)

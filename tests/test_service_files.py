@@ -84,6 +84,7 @@ def test_rc_d_command(tmp_path: Path) -> None:
     assert supervisor[supervisor.index("-o") + 1] == "/var/log/sysadmd.log"
     assert "--listen" not in supervisor
     assert argv[twistd + 1 :] == [
+        "--reactor=kqueue",
         "--nodaemon",
         "--pidfile=",
         "sysadmd",
@@ -119,7 +120,14 @@ def test_systemd_unit_settings() -> None:
     assert seconds(service["TimeoutStopSec"]) >= GRACE + 10 + 20
     assert unit()["Install"]["WantedBy"] == "multi-user.target"
     argv = shlex.split(service["ExecStart"])
-    assert argv[1:] == ["--nodaemon", "--pidfile=", "sysadmd", "--config", "/etc/sysadmd.toml"]
+    assert argv[1:] == [
+        "--reactor=epoll",
+        "--nodaemon",
+        "--pidfile=",
+        "sysadmd",
+        "--config",
+        "/etc/sysadmd.toml",
+    ]
 
 
 def test_systemd_exec_start_runs_and_stops_cleanly(tmp_path: Path) -> None:

@@ -42,11 +42,18 @@ so a bridge made by ``setup net=em0`` shows up in ``ifconfig``.
     per line, only the value with ``-n``. Any other name: ``sysctl: unknown oid '<name>'`` on
     stderr, status 1 (after printing the names that exist). Setting values and other options
     are not simulated.
+
+zpool, ifconfig and sysctl parse their options as the FreeBSD tools do, with ``getopt(3)``, which knows no GNU-style
+long options: ``zpool list --help`` prints ``invalid option '-'`` and the usage (status 2),
+``ifconfig --help`` prints ``ifconfig: illegal option -- -`` and the start of its usage
+(status 1). Options FreeBSD's tools take but the simulator does not reproduce fail with the
+simulator's own message and status 2.
 """
 
 from __future__ import annotations
 
 import os
+import string
 
 from sysadmd.simulator import zfs
 from sysadmd.simulator.context import SIMULATOR_ERROR, Context
@@ -331,8 +338,24 @@ def _block(host: Host, name: str) -> list[str]:
     return lines
 
 
+#: The start of FreeBSD ifconfig's usage message.
+_IFCONFIG_USAGE = (
+    "usage: ifconfig [-j jail] [-f type:format] interface address_family",
+    "                [address [dest_address]] [parameters]",
+)
+#: The option letters the simulator lets through to its own checks; anything else (above all
+#: the ``-`` of a GNU-style ``--long-option``) is what ifconfig's getopt refuses.
+_IFCONFIG_LETTERS = string.ascii_letters + string.digits
+
+
 def cmd_ifconfig(ctx: Context, args: list[str]) -> int:
     """``ifconfig -l``, ``ifconfig [-a]`` and ``ifconfig <if>``; nothing can be changed."""
+    refused = zfs.unknown_option(args, _IFCONFIG_LETTERS)
+    if refused is not None:
+        ctx.output.err(f"ifconfig: illegal option -- {refused}")
+        for line in _IFCONFIG_USAGE:
+            ctx.output.err(line)
+        return 1
     with ctx.root.locked() as store:
         host = store.host
     names = interface_names(host)
@@ -370,8 +393,19 @@ def _sysctl_values() -> dict[str, str]:
     return values
 
 
+#: The option letters FreeBSD's sysctl takes (its getopt string); the simulator reads only
+#: ``-n`` and refuses the others itself.
+_SYSCTL_LETTERS = "AabB:deFf:hiJlNnoqTtWwXx"
+_SYSCTL_USAGE = "usage: sysctl [-bdeFhiJlNnoqTtWx] [ -B <bufsize> ] [-f filename] name[=value] ..."
+
+
 def cmd_sysctl(ctx: Context, args: list[str]) -> int:
     """``sysctl [-n] <name> ...``: read the simulated device nodes; nothing can be set."""
+    refused = zfs.unknown_option(args, _SYSCTL_LETTERS)
+    if refused is not None:
+        ctx.output.err(f"sysctl: illegal option -- {refused}")
+        ctx.output.err(_SYSCTL_USAGE)
+        return 1
     value_only = bool(args) and args[0] == "-n"
     names = args[1:] if value_only else args
     if not names or any(name.startswith("-") or "=" in name for name in names):

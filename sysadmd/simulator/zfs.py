@@ -141,6 +141,37 @@ def valid_user_property(name: str) -> bool:
     return all(("a" <= c <= "z") or ("0" <= c <= "9") or c in "-_.:" for c in name)
 
 
+# -- options --------------------------------------------------------------------------------------
+
+
+def unknown_option(argv: list[str], optstring: str) -> str | None:
+    """Return the first option character ``getopt(3)`` with ``optstring`` refuses in ``argv``.
+
+    The FreeBSD tools parse their options with getopt, which knows only single letters:
+    a GNU-style long option such as ``--help`` or ``--recursive`` is read as the letters
+    ``-``, ``h``, ``e``... and the first one, ``-``, is refused (``invalid option '-'``
+    from zfs and zpool, ``illegal option -- -`` from the base system's tools). Scanning stops
+    at the first word that is not an option, at ``-`` and after ``--``, as getopt does
+    (FreeBSD's getopt does not reorder arguments). A letter followed by ``:`` in
+    ``optstring`` takes a value (the rest of its word, or the next word).
+    """
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        index += 1
+        if word == "--" or not word.startswith("-") or word == "-":
+            return None
+        for position, letter in enumerate(word[1:], start=2):
+            where = optstring.find(letter)
+            if letter == ":" or where < 0:
+                return letter
+            if optstring[where + 1 : where + 2] == ":":
+                if position == len(word):
+                    index += 1
+                break
+    return None
+
+
 # -- sizes ----------------------------------------------------------------------------------------
 
 #: The default ``volblocksize`` of a zvol; ``volsize`` must be a multiple of it.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sysadmd.simulator import datasets, zfs
-from sysadmd.simulator.context import Context
+from sysadmd.simulator.context import SIMULATOR_ERROR, Context
 from sysadmd.simulator.state import Store, byte_key
 
 #: The trailer of every zfs usage message.
@@ -33,6 +33,25 @@ def _usage(ctx: Context, problem: str, lines: tuple[str, ...], *, trailer: bool 
     return 2
 
 
+def refuse_options(
+    ctx: Context, argv: list[str], optstring: str, lines: tuple[str, ...]
+) -> int | None:
+    """Check the words that reach zfs's ``getopt`` after the options iohyve itself gives.
+
+    A letter zfs does not take (above all the ``-`` of a GNU-style ``--long-option``) prints
+    ``invalid option 'X'`` and the usage ``lines``, status 2, as zfs does; an option zfs takes
+    but the simulator does not reproduce fails with the simulator's message, status 2. Return
+    None when ``argv`` starts with an operand.
+    """
+    letter = zfs.unknown_option(argv, optstring)
+    if letter is not None:
+        return _usage(ctx, f"invalid option '{letter}'", lines)
+    if argv and argv[0].startswith("-") and argv[0] != "-":
+        ctx.output.err(f"iohyve-sim: zfs option '{argv[0]}' not provided by the simulator")
+        return SIMULATOR_ERROR
+    return None
+
+
 def set_usage(ctx: Context) -> int:
     """Print ``zfs set``'s usage for a missing value (``prop=``) and return its status, 2."""
     return _usage(
@@ -40,6 +59,19 @@ def set_usage(ctx: Context) -> int:
         "missing value in property=value argument",
         ("\tset <property=value> <filesystem|volume|snapshot> ...",),
     )
+
+
+_GET_USAGE = (
+    '\tget [-rHp] [-d max] [-o "all" | field[,...]]',
+    "\t    [-t type[,...]] [-s source[,...]]",
+    '\t    <"all" | property[,...]> [filesystem|volume|snapshot] ...',
+)
+_INHERIT_USAGE = ("\tinherit [-rS] <property> <filesystem|volume|snapshot> ...",)
+_DESTROY_USAGE = (
+    "\tdestroy [-fnpRrv] <filesystem|volume>",
+    "\tdestroy [-dnpRrv] <filesystem|volume>@<snap>[%<snap>][,...]",
+    "\tdestroy <filesystem|volume>#<bookmark>",
+)
 
 
 def volume_size(size: str) -> tuple[int, str | None, str | None]:
@@ -69,16 +101,15 @@ def get_values(ctx: Context, store: Store, argv: list[str]) -> int:
     An invalid property name prints zfs's complaint and the start of its usage (the table of
     properties that follows on a real host is left out).
     """
+    refused = refuse_options(ctx, argv, ":d:o:s:rt:Hp", _GET_USAGE)
+    if refused is not None:
+        return refused
     prop = argv[0] if argv else ""
     if not _valid_property(prop):
         return _usage(
             ctx,
             f"bad property list: invalid property '{prop}'",
-            (
-                '\tget [-rHp] [-d max] [-o "all" | field[,...]]',
-                "\t    [-t type[,...]] [-s source[,...]]",
-                '\t    <"all" | property[,...]> [filesystem|volume|snapshot] ...',
-            ),
+            _GET_USAGE,
             trailer=False,
         )
     found, status = _lookup_all(ctx, store, argv[1:], datasets.resolve_argument)
@@ -96,11 +127,12 @@ def get_all(ctx: Context, store: Store, words: list[str]) -> tuple[list[str], in
 def inherit_recursive(ctx: Context, store: Store, argv: list[str]) -> int:
     """Run ``zfs inherit -r <property> <datasets...>``: the property goes from the datasets and
     everything below them (so a pool's root clears it on every guest)."""
+    refused = refuse_options(ctx, argv, "rS", _INHERIT_USAGE)
+    if refused is not None:
+        return refused
     if len(argv) < 2:
         missing = "missing property argument" if not argv else "missing dataset argument"
-        return _usage(
-            ctx, missing, ("\tinherit [-rS] <property> <filesystem|volume|snapshot> ...",)
-        )
+        return _usage(ctx, missing, _INHERIT_USAGE)
     prop, words = argv[0], argv[1:]
     targets, status = _lookup_all(ctx, store, words, datasets.open_dataset)
     for dataset in targets:
@@ -115,15 +147,12 @@ def inherit_recursive(ctx: Context, store: Store, argv: list[str]) -> int:
 
 def destroy(ctx: Context, store: Store, argv: list[str]) -> int:
     """Run ``zfs destroy <dataset>`` (without ``-r``) on a guest's zvol."""
+    refused = refuse_options(ctx, argv, "vpndfrR", _DESTROY_USAGE)
+    if refused is not None:
+        return refused
     if len(argv) != 1:
         return _usage(
-            ctx,
-            "too many arguments" if argv else "missing dataset argument",
-            (
-                "\tdestroy [-fnpRrv] <filesystem|volume>",
-                "\tdestroy [-dnpRrv] <filesystem|volume>@<snap>[%<snap>][,...]",
-                "\tdestroy <filesystem|volume>#<bookmark>",
-            ),
+            ctx, "too many arguments" if argv else "missing dataset argument", _DESTROY_USAGE
         )
     dataset, problem = datasets.open_dataset(ctx, store, argv[0])
     if dataset is None:

@@ -366,10 +366,17 @@ def test_sysctl_reads_the_interfaces_device_nodes(sim: Sim) -> None:
 
 
 def test_sysctl_refusals(sim: Sim) -> None:
-    for args in (["-a"], ["dev.em.0.%desc=x"], [], ["-n"], ["--all"]):
+    for args in (["-a"], ["dev.em.0.%desc=x"], [], ["-n"]):
         status, out, err = sim("sysctl", *args)
         assert (status, out) == (2, ""), args
         assert err == f"iohyve-sim: sysctl {' '.join(args)}: not provided by the simulator\n"
+
+
+def test_sysctl_refuses_long_options_as_getopt_does(sim: Sim) -> None:
+    status, out, err = sim("sysctl", "--all")
+    assert (status, out) == (1, "")
+    assert err.splitlines()[0] == "sysctl: illegal option -- -"
+    assert err.splitlines()[1].startswith("usage: sysctl ")
 
 
 # -- as the daemon calls them ---------------------------------------------------------------------
