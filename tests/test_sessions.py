@@ -384,7 +384,7 @@ def test_unwatch_stops_the_timer(sessions: Sessions, clock: Clock) -> None:
 
 
 def test_watching_an_ended_session_hears_at_once(sessions: Sessions) -> None:
-    token, session = sessions.create("joe", Role.ADMIN)
+    _, session = sessions.create("joe", Role.ADMIN)
     sessions.revoke_user("joe")
     heard: list[Ended] = []
     unwatch = sessions.watch(session, heard.append)

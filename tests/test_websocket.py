@@ -215,7 +215,7 @@ def secret(client: WsClient, request_id: str = "s") -> None:
 
 
 async def closed_with(client: WsClient, why: Ended) -> None:
-    _, code, reason = await client.closed
+    _, code, reason = await client.closed.addTimeout(5, reactor)
     assert (code, reason) == SESSION_END[why]
 
 
