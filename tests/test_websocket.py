@@ -21,7 +21,7 @@ from sysadmd.app import build_site
 from sysadmd.auth import Authenticator
 from sysadmd.registry import Registry
 from sysadmd.rpc import Rpc
-from sysadmd.sessions import EXPIRY_MARGIN, Ended
+from sysadmd.sessions import EXPIRY_MARGIN, Ended, Sessions
 from sysadmd.websocket import SESSION_END
 
 
@@ -231,6 +231,22 @@ async def test_an_expired_session_closes_its_websocket(logins: LoginServer) -> N
     logins.clock.advance(EXPIRY_MARGIN)
     await closed_with(client, Ended.EXPIRED)
     assert SESSION_END[Ended.EXPIRED] == (4002, "session expired")
+
+
+@async_test
+async def test_a_busy_websocket_is_closed_at_the_session_lifetime(logins: LoginServer) -> None:
+    """However busy, a socket is closed when its session reaches auth.session_lifetime."""
+    logins.auth.sessions = Sessions(logins.clock, idle=900, absolute=2000)
+    client, _ = await logins.client()
+    for step in range(2):
+        logins.clock.advance(800)
+        secret(client, f"s{step}")
+        assert (await client.next())["args"] == {"secret": {"user": "alice"}}
+    logins.clock.advance(400)  # age 2000: the last valid instant
+    await settle(0.1)
+    assert not client.closed.called
+    logins.clock.advance(EXPIRY_MARGIN)
+    await closed_with(client, Ended.EXPIRED)
 
 
 @async_test
