@@ -14,6 +14,10 @@ inode, size and modification time and re-reads it, so no restart is needed.
 Every read-modify-write (the CLI's changes and the daemon's rehash on login) holds an
 exclusive ``flock`` on ``<file>.lock`` next to the database, so a change made by one process
 is never lost to another's stale copy.
+
+The daemon also watches the file (:class:`sysadmd.backends.AccountWatcher` reads
+:meth:`LocalAccounts.records`) and ends the sessions of every account that was removed or
+whose password or role changed.
 """
 
 from __future__ import annotations
@@ -49,8 +53,12 @@ from sysadmd.roles import Role
 
 #: The database's file name in the daemon's state directory.
 ACCOUNTS_FILE: Final = "accounts.json"
-#: Where :func:`ensure_initial_admin` leaves the first admin's password, in the state directory.
+#: Where :func:`ensure_initial_admin` leaves the first admin's password, in the state directory
+#: (the database's directory). It is removed when that account's password changes or the
+#: account is deleted: the password in it no longer logs anyone in.
 INITIAL_PASSWORD_FILE: Final = "initial-admin-password"  # noqa: S105 - a file name
+#: The account :func:`ensure_initial_admin` creates.
+INITIAL_ADMIN: Final = "admin"
 #: The ``version`` this module reads and writes.
 FORMAT_VERSION: Final = 1
 #: Roles an account may hold (``public`` is never held).
@@ -63,6 +71,8 @@ _log = Logger()
 
 # (inode, size, mtime in ns) of the file a snapshot was read from; None when there is no file.
 _Stamp = tuple[int, int, int] | None
+# What a snapshot read: the accounts, or None for a damaged file.
+_Accounts = dict[str, "_Account"] | None
 
 
 class AccountError(ValueError):
@@ -117,6 +127,12 @@ class _Outcome:
 
     role: Role | None
     problems: list[str] = field(default_factory=list)
+    #: Whether the database holds an account of that name (whatever the password).
+    known: bool = False
+
+
+#: An account as the session watcher compares it: its role and its password hash.
+Record = tuple[Role, str]
 
 
 def write_private_file(path: Path, data: bytes) -> None:
@@ -186,8 +202,11 @@ class LocalAccounts(CredentialChecker):
         self._hasher = hasher if hasher is not None else PasswordHasher()
         # Guards the cached snapshot and the dummy hash, which worker threads share.
         self._lock = threading.Lock()
-        self._cached: tuple[_Stamp, dict[str, _Account]] | None = None
+        self._cached: tuple[_Stamp, _Accounts] | None = None
         self._dummy_hash: str | None = None
+        # Hashes this process wrote in place of an outdated one, new -> old: a rehash keeps
+        # the password, so the session watcher must not take it for a password change.
+        self._rehashed: dict[str, str] = {}
 
     @property
     def _lock_path(self) -> Path:
@@ -256,6 +275,7 @@ class LocalAccounts(CredentialChecker):
             if accounts.pop(name, None) is None:
                 raise AccountError(f"no such user: {name}")
             self._store(accounts)
+            self._forget_initial_password(name)
 
     def set_password(self, name: str, password: str) -> None:
         """Give the account ``name`` a new password (its role stays).
@@ -274,6 +294,30 @@ class LocalAccounts(CredentialChecker):
                 raise AccountError(f"no such user: {name}")
             accounts[name] = _Account(account.role, hashed)
             self._store(accounts)
+            self._forget_initial_password(name)
+
+    def set_role(self, name: str, role: Role) -> None:
+        """Give the account ``name`` the role ``role`` (admin or operator); its password stays.
+
+        :raises AccountError: the name or role is invalid, there is no such account, or
+            the file is damaged.
+        :raises OSError: the file cannot be read or written.
+        """
+        validate_name(name)
+        role = _account_role(role)
+        with self._locked():
+            accounts = self._load()
+            account = accounts.get(name)
+            if account is None:
+                raise AccountError(f"no such user: {name}")
+            accounts[name] = _Account(role, account.hash)
+            self._store(accounts)
+
+    def _forget_initial_password(self, name: str) -> None:
+        """Remove the initial admin's password file once it no longer logs anyone in."""
+        if name == INITIAL_ADMIN:
+            with contextlib.suppress(FileNotFoundError):
+                (self.path.parent / INITIAL_PASSWORD_FILE).unlink()
 
     def users(self) -> list[tuple[str, Role]]:
         """Every account as ``(name, role)``, sorted by name.
@@ -308,6 +352,25 @@ class LocalAccounts(CredentialChecker):
         work = partial(self._check_blocking, username, password)
         return self._threads.run(work).addCallbacks(self._report, self._unexpected)
 
+    def check_local(self, username: str, password: str) -> Deferred[tuple[bool, Role | None]]:
+        """Like :meth:`check`, but also say whether ``username`` is an account here.
+
+        Fires with ``(known, role)``: ``known`` whether the database holds the account
+        (right password or not), ``role`` as :meth:`check` gives it. A check that fails
+        unexpectedly fires ``(True, None)``: refused, and not to be asked elsewhere.
+        """
+        if not _NAME.fullmatch(username) or not plausible_password(password):
+            return succeed((False, None))
+        work = partial(self._check_blocking, username, password)
+        return self._threads.run(work).addCallbacks(self._verdict, self._refused)
+
+    def _verdict(self, outcome: _Outcome) -> tuple[bool, Role | None]:
+        return outcome.known, self._report(outcome)
+
+    def _refused(self, failure: Failure) -> tuple[bool, Role | None]:
+        self._unexpected(failure)
+        return True, None
+
     def role_of(self, username: str) -> Deferred[Role | None]:
         """Fire with the role of the account ``username`` (``None`` if there is none).
 
@@ -333,6 +396,7 @@ class LocalAccounts(CredentialChecker):
         if account is None:
             self._verify(self._dummy(), password)
             return outcome
+        outcome.known = True
         if not self._verify(account.hash, password):
             return outcome
         outcome.role = account.role
@@ -364,32 +428,63 @@ class LocalAccounts(CredentialChecker):
             return self._dummy_hash
 
     def _snapshot(self, problems: list[str]) -> dict[str, _Account]:
-        """The accounts as the file holds them now, re-read only when it has changed."""
+        """The accounts as the file holds them now (none if it is damaged or unreadable)."""
+        accounts = self._current(problems)
+        return accounts if accounts is not None else {}
+
+    def _current(self, problems: list[str]) -> _Accounts:
+        """The accounts as the file holds them now, re-read only when it has changed.
+
+        ``None`` when the file is damaged or cannot be read; ``problems`` says why the
+        first time a damaged version is read, and every time the file cannot be read.
+        """
         try:
             status = os.stat(self.path)
         except FileNotFoundError:
             stamp: _Stamp = None
         except OSError as e:
             problems.append(f"cannot read {self.path}: {e.strerror}")
-            return {}
+            return None
         else:
             stamp = (status.st_ino, status.st_size, status.st_mtime_ns)
         with self._lock:
             if self._cached is not None and self._cached[0] == stamp:
                 return self._cached[1]
+        accounts: _Accounts
         try:
             stamp, accounts, mode = self._read()
         except AccountError as e:
             problems.append(f"{e}; no local account can log in until it is fixed")
-            accounts, mode = {}, 0
+            accounts, mode = None, 0
         except OSError as e:
             problems.append(f"cannot read {self.path}: {e.strerror}")
-            return {}
+            return None
         if mode & 0o077:
             problems.append(f"{self.path} has mode {mode:04o}; it should be 0600")
         with self._lock:
             self._cached = (stamp, accounts)
         return accounts
+
+    # -- watching for changes ---------------------------------------------------------------
+
+    def records_blocking(self, problems: list[str]) -> dict[str, Record] | None:
+        """Every account's role and hash, for the session watcher (in a worker thread).
+
+        Stats the file and re-reads it only when it has changed. ``None`` when the file is
+        damaged or cannot be read (``problems`` says why).
+        """
+        accounts = self._current(problems)
+        if accounts is None:
+            return None
+        return {name: (account.role, account.hash) for name, account in accounts.items()}
+
+    def rehashed_from(self, new_hash: str) -> str | None:
+        """The hash this process replaced by ``new_hash`` when it rehashed on a login.
+
+        The watcher asks once per change it sees; the answer is then forgotten.
+        """
+        with self._lock:
+            return self._rehashed.pop(new_hash, None)
 
     def _rehash(self, name: str, old_hash: str, password: str) -> None:
         """Replace ``old_hash`` by a hash with the current parameters, unless it changed."""
@@ -399,6 +494,8 @@ class LocalAccounts(CredentialChecker):
             account = accounts.get(name)
             if account is None or account.hash != old_hash:
                 return
+            with self._lock:
+                self._rehashed[new_hash] = old_hash
             accounts[name] = _Account(account.role, new_hash)
             self._store(accounts)
 
@@ -426,5 +523,5 @@ def ensure_initial_admin(accounts: LocalAccounts, state_dir: Path) -> Path | Non
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # The password file first: an account whose password nobody knows would be useless.
         write_private_file(target, (password + "\n").encode())
-        accounts._store({"admin": _Account(Role.ADMIN, hashed)})
+        accounts._store({INITIAL_ADMIN: _Account(Role.ADMIN, hashed)})
     return target

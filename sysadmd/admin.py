@@ -2,15 +2,24 @@
 
 ::
 
-    sysadmd-admin [--state-dir DIR] user add NAME --role admin|operator
-    sysadmd-admin [--state-dir DIR] user del NAME
-    sysadmd-admin [--state-dir DIR] user list
-    sysadmd-admin [--state-dir DIR] user passwd NAME
+    sysadmd-admin [--state-dir DIR] [--config FILE] user add NAME --role admin|operator
+    sysadmd-admin [--state-dir DIR] [--config FILE] user del NAME
+    sysadmd-admin [--state-dir DIR] [--config FILE] user list
+    sysadmd-admin [--state-dir DIR] [--config FILE] user passwd NAME
+    sysadmd-admin [--state-dir DIR] [--config FILE] user role NAME admin|operator
+    sysadmd-admin [--config FILE] backends
 
 A password is read from standard input when that is not a terminal (one line, without its
 newline), so scripts can pipe it in; on a terminal it is asked for twice without echo. The
-running daemon sees every change at its next login check, without a restart. Sessions that
-are already logged in are not ended by ``del`` or ``passwd``.
+running daemon sees every change at its next login check, without a restart, and within a
+second or two ends every session of a user who was deleted or whose password or role
+changed. Changing the password of ``admin`` (or deleting it) removes the
+``initial-admin-password`` file the daemon's first start left.
+
+``backends`` says whose passwords the daemon configured in ``--config`` checks (default:
+``/usr/local/etc/sysadmd.toml`` or ``/etc/sysadmd.toml``, whichever exists, else the
+defaults). ``user add``, ``passwd`` and ``role`` add a note on standard error when that
+daemon does not consult these accounts at all.
 
 Exit status: 0 on success, 1 on an error (one line on standard error), 2 on a usage error.
 """
@@ -31,10 +40,16 @@ from sysadmd.accounts import (
     LocalAccounts,
     validate_name,
 )
+from sysadmd.backends import LOCAL, consulted, describe
+from sysadmd.config import Config, ConfigError
+from sysadmd.config import load as load_config
 from sysadmd.roles import Role
 
 PROG: Final = "sysadmd-admin"
 DEFAULT_STATE_DIR: Final = Path("/var/db/sysadmd")
+#: Where the daemon's configuration is looked for when --config is not given: the FreeBSD
+#: rc.d script's default, then the systemd unit's.
+CONFIG_FILES: Final = (Path("/usr/local/etc/sysadmd.toml"), Path("/etc/sysadmd.toml"))
 
 _Command = Callable[[LocalAccounts, argparse.Namespace], None]
 
@@ -72,6 +87,63 @@ def _add(accounts: LocalAccounts, args: argparse.Namespace) -> None:
         raise AccountError(f"user {args.name} already exists")
     accounts.add(args.name, role, read_password())
     print(f"added user {args.name} with role {role}")
+    _note_if_unused(args)
+
+
+def _config_file(args: argparse.Namespace) -> Path | None:
+    """The daemon's configuration file: --config, else the first usual one that exists."""
+    if args.config is not None:
+        return Path(args.config)
+    return next((path for path in CONFIG_FILES if path.exists()), None)
+
+
+def _daemon_config(args: argparse.Namespace) -> tuple[Config, str]:
+    """The configured daemon's settings and where they came from.
+
+    :raises ConfigError: the file cannot be read or holds a bad value.
+    """
+    path = _config_file(args)
+    return load_config(path), str(path) if path is not None else "the defaults"
+
+
+def _consulted(config: Config) -> tuple[str, ...]:
+    return consulted(config.auth_backend, config.iohyve_simulate)
+
+
+def _note_if_unused(args: argparse.Namespace) -> None:
+    """Warn on stderr when the configured daemon never consults the local accounts."""
+    try:
+        config, source = _daemon_config(args)
+    except ConfigError as e:
+        print(
+            f"{PROG}: note: cannot tell whether the daemon uses these accounts: {e}",
+            file=sys.stderr,
+        )
+        return
+    if LOCAL not in _consulted(config):
+        print(
+            f"{PROG}: note: with auth.backend = {config.auth_backend!r} ({source}) the daemon "
+            "does not consult these accounts",
+            file=sys.stderr,
+        )
+
+
+def _backends(accounts: LocalAccounts, args: argparse.Namespace) -> None:
+    try:
+        config, source = _daemon_config(args)
+    except ConfigError as e:
+        raise AccountError(str(e)) from None
+    mode = "simulate mode" if config.iohyve_simulate else "a real host"
+    print(
+        f"auth.backend = {config.auth_backend!r} on {mode} ({source}): the daemon checks "
+        f"{describe(_consulted(config))}"
+    )
+
+
+def _role(accounts: LocalAccounts, args: argparse.Namespace) -> None:
+    accounts.set_role(args.name, Role(args.role))
+    print(f"user {args.name} now has role {args.role}")
+    _note_if_unused(args)
 
 
 def _delete(accounts: LocalAccounts, args: argparse.Namespace) -> None:
@@ -93,6 +165,7 @@ def _passwd(accounts: LocalAccounts, args: argparse.Namespace) -> None:
         raise AccountError(f"no such user: {args.name}")
     accounts.set_password(args.name, read_password())
     print(f"changed the password of user {args.name}")
+    _note_if_unused(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_STATE_DIR,
         metavar="DIR",
         help=f"the daemon's state directory, holding {ACCOUNTS_FILE} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the daemon's configuration, for its auth.backend (default: "
+        f"{' or '.join(map(str, CONFIG_FILES))}, whichever exists)",
     )
     areas = parser.add_subparsers(dest="area", required=True, metavar="COMMAND")
     user = areas.add_parser("user", help="manage local accounts")
@@ -130,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     passwd.add_argument("name", metavar="NAME")
     passwd.set_defaults(command=_passwd)
+
+    role = actions.add_parser("role", help="give an account another role; its sessions end")
+    role.add_argument("name", metavar="NAME")
+    role.add_argument("role", choices=[str(r) for r in ACCOUNT_ROLES], metavar="ROLE")
+    role.set_defaults(command=_role)
+
+    backends = areas.add_parser("backends", help="say whose passwords the daemon checks")
+    backends.set_defaults(command=_backends)
     return parser
 
 

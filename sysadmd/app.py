@@ -26,12 +26,12 @@ from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 
 from sysadmd import tls
-from sysadmd.accounts import LocalAccounts, ensure_initial_admin
 from sysadmd.api import Api
 from sysadmd.audit import AuditLog
 from sysadmd.auth import Authenticator
+from sysadmd.backends import WATCH_INTERVAL, AccountWatcher
+from sysadmd.backends import build as build_backends
 from sysadmd.config import Config, ConfigError
-from sysadmd.credentials import CredentialChecker
 from sysadmd.dispatcher import DispatcherActions
 from sysadmd.events import EventHub
 from sysadmd.health import Guard, Livez, OperationsRoot, Readyz, daemon_checks
@@ -43,7 +43,6 @@ from sysadmd.limits import ConnectionCounter
 from sysadmd.lockout import Lockout
 from sysadmd.logs import LogFiles
 from sysadmd.metrics import Metrics, MetricsResource
-from sysadmd.pam_backend import PamChecker
 from sysadmd.registry import Registry
 from sysadmd.rest import ApiSite, RestApi
 from sysadmd.rpc import QueryActions, Rpc
@@ -222,27 +221,16 @@ def _endpoints(
     return endpoints
 
 
-def _credentials(config: Config, reactor: Any) -> CredentialChecker:
-    backend = config.auth_backend
-    if backend == "auto":
-        backend = "local" if config.iohyve_simulate else "pam"
-    if backend == "pam":
-        return PamChecker(reactor)
-    accounts = LocalAccounts(config.state_dir / "accounts.json", reactor)
-    if config.iohyve_simulate:
-        created = ensure_initial_admin(accounts, config.state_dir)
-        if created is not None:
-            log.info("Created the account 'admin'; its password is in {path}", path=str(created))
-    return accounts
-
-
-def make_authenticator(config: Config, reactor: Any) -> Authenticator:
-    """The logins, sessions, lockout and audit log the configuration asks for."""
-    return Authenticator(
-        _credentials(config, reactor),
-        sessions=Sessions(
-            reactor, idle=config.auth_session_idle, absolute=config.auth_session_lifetime
-        ),
+def make_authenticator(config: Config, reactor: Any) -> tuple[Authenticator, AccountWatcher]:
+    """The logins, sessions, lockout and audit log the configuration asks for, and the
+    watcher that ends the sessions of accounts that change."""
+    backends = build_backends(config, reactor)
+    sessions = Sessions(
+        reactor, idle=config.auth_session_idle, absolute=config.auth_session_lifetime
+    )
+    auth = Authenticator(
+        backends.checker,
+        sessions=sessions,
         lockout=Lockout(
             reactor,
             limit=config.auth_lockout_failures,
@@ -253,6 +241,8 @@ def make_authenticator(config: Config, reactor: Any) -> Authenticator:
         keys=KeyStore(config.state_dir / "ssl_keys.json", reactor),
         challenges=Challenges(reactor),
     )
+    watcher = AccountWatcher(sessions, reactor, local=backends.local, system=backends.system)
+    return auth, watcher
 
 
 def make_service(config: Config, reactor: Any) -> IService:
@@ -294,7 +284,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         requeue=config.fetch_requeue,
     )
     GuestWatcher(iohyve, hub, reactor, interval=config.events_guests_interval)
-    auth = make_authenticator(config, reactor)
+    auth, account_watcher = make_authenticator(config, reactor)
     registry = Registry()
     registry.register(Rpc(auth, config.hostname))
     registry.register(DispatcherActions(fetches))
@@ -361,6 +351,9 @@ def make_service(config: Config, reactor: Any) -> IService:
     purge = TimerService(60, auth.sessions.purge)
     purge.clock = reactor
     purge.setServiceParent(top)
+    watch = TimerService(WATCH_INTERVAL, account_watcher.poll)
+    watch.clock = reactor
+    watch.setServiceParent(top)
     _CloseWebSockets(site.websockets).setServiceParent(top)
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     for description, endpoint, tls_options in endpoints:

@@ -25,7 +25,7 @@ from sysadmd.errors import ApiError
 from sysadmd.lockout import Lockout
 from sysadmd.registry import ActionSpec
 from sysadmd.roles import Role
-from sysadmd.sessions import Sessions
+from sysadmd.sessions import Ended, Session, Sessions
 from sysadmd.sslauth import Challenges, KeyStore
 
 FAILED: Final = "invalid user name or password"
@@ -134,10 +134,20 @@ class Authenticator:
         self._succeeded(peer, username, role, method)
         return Account(username, role)
 
+    def _log_in(self, connection: Connection, token: str, session: Session) -> list[object]:
+        """Log ``connection`` in with ``session``; the login reply ``[token, seconds_valid]``.
+
+        A connection that outlives the request (a WebSocket) watches the session, so that
+        it hears at once when the session ends for any reason but its own logout.
+        """
+        connection.logged_in(token)
+        if connection.on_session_end is not None:
+            connection.unwatch = self.sessions.watch(session, connection.on_session_end)
+        return [token, self.sessions.seconds_valid(session)]
+
     def _start_session(self, connection: Connection, user: str, role: Role) -> list[object]:
         token, session = self.sessions.create(user, role)
-        connection.logged_in(token)
-        return [token, self.sessions.seconds_valid(session)]
+        return self._log_in(connection, token, session)
 
     async def password_login(
         self, connection: Connection, username: str, password: str
@@ -155,8 +165,7 @@ class Authenticator:
         if session is None:
             raise self._failed(connection.peer, None, "token")
         self._succeeded(connection.peer, session.user, session.role, "token")
-        connection.logged_in(token)
-        return [token, self.sessions.seconds_valid(session)]
+        return self._log_in(connection, token, session)
 
     def ssl_challenge(self, connection: Connection) -> dict[str, str]:
         """``rpc/auth_ssl`` stage 1: a test string to sign, valid 30 s."""
@@ -175,13 +184,20 @@ class Authenticator:
         return self._start_session(connection, user, role)
 
     def logout(self, connection: Connection) -> None:
-        """``rpc/auth_clear``: end the connection's session everywhere."""
-        if connection.token is not None:
-            session = self.sessions.lookup(connection.token)
-            self.sessions.revoke(connection.token)
-            if session is not None:
-                self._audit.record("logout", user=session.user, peer=connection.peer)
+        """``rpc/auth_clear``: end the connection's session everywhere.
+
+        This connection stops watching the session first: its own logout leaves it open
+        (sysadm's clients expect that), while the other connections logged in with the
+        session are told it was logged out elsewhere.
+        """
+        token = connection.token
         connection.logged_out()
+        if token is None:
+            return
+        session = self.sessions.lookup(token)
+        if session is not None:
+            self.sessions.revoke(token, Ended.LOGGED_OUT)
+            self._audit.record("logout", user=session.user, peer=connection.peer)
 
     # REST
 

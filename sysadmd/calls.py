@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar
 from twisted.internet.defer import Deferred
 
 from sysadmd.roles import Role
+from sysadmd.sessions import Ended
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -39,8 +40,9 @@ class Connection:
     ``token`` is the session token the connection logged in with (WebSocket logins,
     REST Bearer); ``identity`` is set for a REST request, which lasts one request: the
     account of a Basic login (which needs no session), or the session of its Bearer
-    token. The transport hooks ``on_login`` (to lift its pre-login limits) and
-    ``on_logout`` (to drop the connection's event subscriptions).
+    token. The transport hooks ``on_login`` (to lift its pre-login limits),
+    ``on_logout`` (to drop the connection's event subscriptions) and, for a connection
+    that outlives a request, ``on_session_end`` (to close it when its session ends).
     """
 
     peer: str
@@ -54,6 +56,11 @@ class Connection:
     #: Where events for this connection go (WebSocket connections only).
     subscriber: Any = None
     on_logout: list[Callable[[], object]] = field(default_factory=list)
+    #: Told why, when the session this connection is logged in with ends for any reason
+    #: but this connection's own logout (WebSocket connections only).
+    on_session_end: Callable[[Ended], object] | None = None
+    #: Stops watching that session; set by the login, called by :meth:`logged_out`.
+    unwatch: Callable[[], object] | None = None
 
     def logged_in(self, token: str) -> None:
         """Remember the session this connection is now logged in with."""
@@ -65,6 +72,9 @@ class Connection:
         """Forget the session (after ``auth_clear``, or a new login attempt)."""
         self.token = None
         self.identity = None
+        if self.unwatch is not None:
+            unwatch, self.unwatch = self.unwatch, None
+            unwatch()
         for callback in self.on_logout:
             callback()
 

@@ -257,8 +257,9 @@ KEYS: Final = (
         _choice("auto", "pam", "local"),
         "Where passwords are checked: 'pam' (system accounts: root and members of wheel are "
         "admins, members of operator are operators), 'local' (the account database in "
-        "<state_dir>/accounts.json, managed with sysadmd-admin), or 'auto': local in simulate "
-        "mode, pam otherwise.",
+        "<state_dir>/accounts.json, managed with sysadmd-admin), or 'auto': on a real host "
+        "both, the account database first (a name found there is decided there), then PAM; "
+        "local alone in simulate mode. 'sysadmd-admin backends' says which.",
     ),
     Key("auth", "session_idle", 900, _seconds(60, 86400), "Seconds a session lives unused."),
     Key(

@@ -20,6 +20,11 @@ was checked (``pam_unix``'s ``nullok`` with an empty password field, which Debia
 success is refused and logged, after one more PAM call for a name that cannot exist, so the
 refusal costs what a wrong password costs.
 
+While a system user holds sessions, the daemon re-checks the account every second
+(:func:`system_fingerprint`, through :class:`sysadmd.backends.AccountWatcher`) and ends its
+sessions when the account is gone, its role changed, or its password field changed (where the
+user database shows it: on FreeBSD to root, not on Linux, whose ``/etc/passwd`` says ``x``).
+
 Only authentication and account checks run (``pam_authenticate`` and ``pam_acct_mgmt``);
 no ``pam_setcred``, because modules such as ``pam_group`` and ``pam_cap`` would change the
 groups or capabilities of the daemon itself. Passwords are never logged.
@@ -37,6 +42,7 @@ of the PAM the platform has (:func:`broken_results`).
 from __future__ import annotations
 
 import grp
+import hashlib
 import os
 import pwd
 import secrets
@@ -163,6 +169,35 @@ def system_role(username: str) -> Role | None:
     return None
 
 
+@dataclass(frozen=True)
+class Fingerprint:
+    """What the watcher compares of a system account: a change ends the user's sessions.
+
+    ``password`` is a SHA-256 of the password field the user database returns (never the
+    field itself), so that the daemon keeps no copy of a system hash.
+    """
+
+    uid: int
+    role: Role
+    password: str
+
+
+def system_fingerprint(username: str) -> Fingerprint | None:
+    """The :class:`Fingerprint` of the system user ``username``; ``None`` without a role.
+
+    Blocking (the name service may be slow): call it in a worker thread.
+    """
+    role = system_role(username)
+    if role is None:
+        return None
+    try:
+        entry = pwd.getpwnam(username)
+    except (KeyError, ValueError):
+        return None
+    field = hashlib.sha256(entry.pw_passwd.encode("utf-8", "surrogateescape")).hexdigest()
+    return Fingerprint(entry.pw_uid, role, field)
+
+
 def _decoy(password: str) -> str:
     """A random password as long (in UTF-8 bytes) as ``password``, for a PAM call bound to fail."""
     size = len(password.encode())
@@ -226,6 +261,29 @@ class PamChecker(CredentialChecker):
             return succeed(None)
         work = partial(self._check_blocking, username, password)
         return self._threads.run(work).addCallbacks(self._report, self._unexpected)
+
+    def refuse(self, password: str) -> Deferred[None]:
+        """Spend one PAM authentication bound to fail, then fire ``None``.
+
+        For a refusal decided elsewhere (a wrong password of one of sysadmd's own
+        accounts): it then costs what a refusal by PAM costs, so the time does not tell
+        which kind of account a name is. A name that cannot exist, with a random password
+        as long as ``password``.
+        """
+        if not plausible_password(password):
+            return succeed(None)
+        work = partial(self._refuse_blocking, password)
+        return self._threads.run(work).addCallbacks(self._report_only, self._unexpected)
+
+    def _report_only(self, outcome: _Outcome) -> None:
+        self._report(outcome)
+
+    def _refuse_blocking(self, password: str) -> _Outcome:
+        """The part of :meth:`refuse` that runs in a worker thread."""
+        self._authenticator().authenticate(
+            _NO_SUCH_USER, _decoy(password), self.service, resetcreds=False
+        )
+        return _Outcome(None)
 
     def role_of(self, username: str) -> Deferred[Role | None]:
         """Fire with :func:`system_role` of ``username``, looked up in a worker thread.

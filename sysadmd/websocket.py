@@ -27,9 +27,22 @@ from sysadmd.api import Api
 from sysadmd.calls import Connection
 from sysadmd.errors import ApiError
 from sysadmd.events import EventHub, Outbound, attach, close_too_slow
+from sysadmd.sessions import Ended
 
 # Autobahn gives each protocol a txaio logger in ``self.log``; ours is separate.
 log = Logger()
+
+#: Close codes (and reasons) of a connection whose session ended: expired
+#: (``auth.session_idle`` unused or ``auth.session_lifetime`` old), revoked (its account was
+#: removed or its password or role changed), logged out with ``rpc/auth_clear`` on another
+#: connection or over REST, or evicted by a full session table. 4000 (idle connection) and
+#: 4001 (no login in time) close connections for reasons of their own.
+SESSION_END: Final = {
+    Ended.EXPIRED: (4002, "session expired"),
+    Ended.REVOKED: (4003, "session revoked: the account changed"),
+    Ended.LOGGED_OUT: (4004, "logged out elsewhere"),
+    Ended.EVICTED: (4005, "session evicted: too many sessions"),
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             on_login=[self._logged_in],
             subscriber=self.outbound,
             on_logout=[lambda: self.factory.hub.drop(self.outbound)],
+            on_session_end=self._session_ended,
         )
         self._in_flight = 0
         self._timer: IDelayedCall | None = None
@@ -101,6 +115,15 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             self._arm(left, self._idle)
         else:
             self.sendClose(4000, "idle for too long")
+
+    def _session_ended(self, why: Ended) -> None:
+        """Close the connection: its session has ended (not by its own logout)."""
+        self.connection.logged_out()
+        code, reason = SESSION_END[why]
+        log.info(
+            "Closing a WebSocket from {peer}: {reason}", peer=self.connection.peer, reason=reason
+        )
+        self.sendClose(code, reason)
 
     def _logged_in(self) -> None:
         limit = self.factory.limits.message_after_login
@@ -140,7 +163,12 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         log.failure("Could not answer a WebSocket request", failure)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        """Stop the timers of a closed connection and forget its subscriptions."""
+        """Stop the timers of a closed connection, forget its subscriptions, and stop
+        watching its session."""
+        connection = getattr(self, "connection", None)
+        if connection is not None and connection.unwatch is not None:
+            unwatch, connection.unwatch = connection.unwatch, None
+            unwatch()
         timer = getattr(self, "_timer", None)
         if timer is not None and timer.active():
             timer.cancel()

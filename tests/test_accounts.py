@@ -456,3 +456,58 @@ def test_initial_admin_passwords_differ(tmp_path: Path) -> None:
         assert created is not None
         passwords.add(created.read_text())
     assert len(passwords) == 2
+
+
+@pytest.mark.parametrize("change", ["passwd", "del"])
+def test_the_initial_password_file_goes_once_it_logs_nobody_in(
+    accounts: LocalAccounts, path: Path, change: str
+) -> None:
+    """The file is removed when the admin's password changes or the admin is deleted."""
+    state = path.parent
+    created = ensure_initial_admin(accounts, state)
+    assert created is not None
+    accounts.add("alice", Role.ADMIN, "alice pw")
+    accounts.set_password("alice", "other pw")
+    accounts.set_role("alice", Role.OPERATOR)
+    assert created.exists()  # other accounts' changes leave it
+    if change == "passwd":
+        accounts.set_password("admin", "chosen pw")
+    else:
+        accounts.delete("admin")
+    assert not created.exists()
+    if change == "del":
+        accounts.add("admin", Role.ADMIN, "again pw")
+    accounts.set_password("admin", "chosen again")  # no file left: nothing to remove
+
+
+def test_set_role(accounts: LocalAccounts) -> None:
+    accounts.add("alice", Role.ADMIN, "alice pw")
+    hashed = accounts.records_blocking([])
+    accounts.set_role("alice", Role.OPERATOR)
+    assert accounts.users() == [("alice", Role.OPERATOR)]
+    after = accounts.records_blocking([])
+    assert hashed is not None and after is not None
+    assert after["alice"][1] == hashed["alice"][1]  # the password stays
+    with pytest.raises(AccountError, match="no such user: bob"):
+        accounts.set_role("bob", Role.ADMIN)
+    with pytest.raises(AccountError, match="invalid role"):
+        accounts.set_role("alice", Role.PUBLIC)
+
+
+@async_test
+async def test_check_local_says_whether_the_account_exists(accounts: LocalAccounts) -> None:
+    accounts.add("alice", Role.ADMIN, "alice pw")
+    assert await accounts.check_local("alice", "alice pw") == (True, Role.ADMIN)
+    assert await accounts.check_local("alice", "wrong") == (True, None)
+    assert await accounts.check_local("bob", "wrong") == (False, None)
+    assert await accounts.check_local("Bad Name", "x") == (False, None)
+
+
+def test_records_of_a_damaged_file_are_none(accounts: LocalAccounts, path: Path) -> None:
+    accounts.add("alice", Role.ADMIN, "alice pw")
+    records = accounts.records_blocking([])
+    assert records is not None and list(records) == ["alice"]
+    path.write_text("[]")
+    problems: list[str] = []
+    assert accounts.records_blocking(problems) is None
+    assert problems and "not a sysadmd account database" in problems[0]

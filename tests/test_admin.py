@@ -72,8 +72,13 @@ class Cli:
 
 
 @pytest.fixture
-def cli(state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
-    """The CLI on a fresh state directory."""
+def cli(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Cli:
+    """The CLI on a fresh state directory; the usual config files are looked for in tmp_path."""
+    monkeypatch.setattr(
+        "sysadmd.admin.CONFIG_FILES", (tmp_path / "usr-local-etc.toml", tmp_path / "etc.toml")
+    )
     return Cli(state, monkeypatch, capsys)
 
 
@@ -259,3 +264,73 @@ def test_a_separate_process_with_piped_stdin(tmp_path: Path) -> None:
     assert (listed.returncode, listed.stdout) == (0, "NAME   ROLE\nalice  admin\n")
     missing = subprocess.run([*base, "del", "bob"], capture_output=True, text=True, check=False)
     assert (missing.returncode, missing.stderr) == (1, "sysadmd-admin: no such user: bob\n")
+
+
+def test_role_changes_the_role_and_keeps_the_password(cli: Cli) -> None:
+    cli("user", "add", "alice", "--role", "admin", stdin=io.StringIO("pw\n"))
+    before = cli.hashes()["alice"]
+    assert cli("user", "role", "alice", "operator") == Result(
+        0, "user alice now has role operator\n", ""
+    )
+    assert cli("user", "list").out.splitlines()[1].split() == ["alice", "operator"]
+    assert cli.hashes()["alice"] == before
+    one_error_line(cli("user", "role", "bob", "admin"), "no such user: bob")
+
+
+@pytest.mark.parametrize(
+    ("toml", "says"),
+    [
+        (
+            None,
+            "auth.backend = 'auto' on a real host (the defaults): the daemon checks "
+            "sysadmd's own accounts",
+        ),
+        ('[auth]\nbackend = "pam"\n', "auth.backend = 'pam' on a real host"),
+        ("[iohyve]\nsimulate = true\n", "auth.backend = 'auto' on simulate mode"),
+    ],
+)
+def test_backends_says_whose_passwords_the_daemon_checks(
+    cli: Cli, tmp_path: Path, toml: str | None, says: str
+) -> None:
+    if toml is not None:
+        (tmp_path / "etc.toml").write_text(toml)
+    result = cli("backends")
+    assert (result.code, result.err) == (0, "")
+    assert result.out.startswith(says)
+    both = ", then system accounts (PAM"
+    assert (both in result.out) == (toml is None)
+    if toml is not None:
+        assert f"({tmp_path / 'etc.toml'})" in result.out
+
+
+def test_a_daemon_that_ignores_local_accounts_is_noted(cli: Cli, tmp_path: Path) -> None:
+    """Adding an account that could never log in is not silent."""
+    config = tmp_path / "given.toml"
+    config.write_text('[auth]\nbackend = "pam"\n')
+    result = cli(
+        "--config",
+        str(config),
+        "user",
+        "add",
+        "alice",
+        "--role",
+        "admin",
+        stdin=io.StringIO("pw\n"),
+    )
+    assert result.code == 0
+    assert result.err == (
+        f"sysadmd-admin: note: with auth.backend = 'pam' ({config}) the daemon does not "
+        "consult these accounts\n"
+    )
+    config.write_text('[auth]\nbackend = "auto"\n')
+    result = cli("--config", str(config), "user", "passwd", "alice", stdin=io.StringIO("pw\n"))
+    assert (result.code, result.err) == (0, "")
+
+
+def test_a_bad_config_is_one_line(cli: Cli, tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[auth]\nbackend = "ldap"\n')
+    result = cli("--config", str(config), "backends")
+    assert result.code == 1
+    assert result.err.startswith("sysadmd-admin: auth.backend: ")
+    assert result.err.count("\n") == 1

@@ -10,7 +10,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from sysadmd.roles import Role
-from sysadmd.sessions import Session, Sessions
+from sysadmd.sessions import EXPIRY_MARGIN, Ended, Session, Sessions
 
 IDLE = 900.0
 ABSOLUTE = 8 * 3600.0
@@ -162,13 +162,6 @@ def test_revoke(sessions: Sessions) -> None:
     assert sessions.lookup(other) is other_session
 
 
-def test_revoke_session(sessions: Sessions) -> None:
-    token, session = sessions.create("joe", Role.ADMIN)
-    assert sessions.revoke_session(session) is True
-    assert sessions.lookup(token) is None
-    assert sessions.revoke_session(session) is False
-
-
 def test_revoke_user(sessions: Sessions) -> None:
     joes = [sessions.create("joe", Role.ADMIN)[0] for _ in range(3)]
     ann, ann_session = sessions.create("ann", Role.OPERATOR)
@@ -292,3 +285,128 @@ def test_session_repr_and_identity() -> None:
 def test_bad_limits(clock: Clock, kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must be"):
         Sessions(clock, **kwargs)
+
+
+def told(sessions: Sessions, session: Session) -> list[Ended]:
+    """Watch ``session``; the list fills with why it ended."""
+    heard: list[Ended] = []
+    sessions.watch(session, heard.append)
+    return heard
+
+
+def test_a_watched_idle_session_ends_on_its_timer(sessions: Sessions, clock: Clock) -> None:
+    """No look-up needed: the watcher hears of the expiry just after the last valid instant."""
+    token, session = sessions.create("joe", Role.ADMIN)
+    heard = told(sessions, session)
+    clock.advance(IDLE)
+    assert heard == []
+    clock.advance(EXPIRY_MARGIN)
+    assert heard == [Ended.EXPIRED]
+    assert session.ended is Ended.EXPIRED
+    assert len(sessions) == 0
+    assert sessions.lookup(token) is None
+    assert clock.getDelayedCalls() == []
+
+
+def test_use_moves_the_timer_on(sessions: Sessions, clock: Clock) -> None:
+    token, session = sessions.create("joe", Role.ADMIN)
+    heard = told(sessions, session)
+    for _ in range(5):
+        clock.advance(800)
+        assert sessions.lookup(token) is session
+    assert len(clock.getDelayedCalls()) == 1  # one timer, re-armed when it fires early
+    clock.advance(IDLE)
+    assert heard == []
+    clock.advance(EXPIRY_MARGIN)
+    assert heard == [Ended.EXPIRED]
+
+
+def test_a_busy_watched_session_ends_at_its_lifetime(clock: Clock) -> None:
+    sessions = Sessions(clock, idle=IDLE, absolute=3000.0)
+    token, session = sessions.create("joe", Role.ADMIN)
+    heard = told(sessions, session)
+    for _ in range(29):
+        clock.advance(100)
+        assert sessions.lookup(token) is session
+    clock.advance(100)  # age 3000: the last valid instant
+    assert heard == []
+    clock.advance(EXPIRY_MARGIN)
+    assert heard == [Ended.EXPIRED]
+    assert sessions.lookup(token) is None
+
+
+def test_every_watcher_hears_every_way_a_session_ends(clock: Clock) -> None:
+    sessions = Sessions(clock, max_sessions=3)
+    logged_out, a = sessions.create("ann", Role.ADMIN)
+    _, b = sessions.create("bob", Role.ADMIN)
+    _, c = sessions.create("bob", Role.OPERATOR)
+    heard = {session.id: told(sessions, session) for session in (a, b, c)}
+    second = told(sessions, a)
+    assert sessions.revoke(logged_out) is True
+    assert heard[a.id] == second == [Ended.LOGGED_OUT]
+    assert sessions.revoke_user("bob") == 2
+    assert heard[b.id] == heard[c.id] == [Ended.REVOKED]
+    full = [sessions.create("eve", Role.ADMIN)[1] for _ in range(3)]
+    evicted = told(sessions, full[0])
+    clock.advance(1)
+    sessions.create("zed", Role.ADMIN)
+    assert evicted == [Ended.EVICTED]
+    expired = told(sessions, full[1])
+    clock.advance(IDLE + 1)  # the timer ends it before any look-up or purge
+    assert expired == [Ended.EXPIRED]
+    assert clock.getDelayedCalls() == []
+
+
+def test_lazy_expiry_tells_the_watchers_too(sessions: Sessions, clock: Clock) -> None:
+    """A look-up or a purge that finds an expired session ends it for its watchers."""
+    token, session = sessions.create("joe", Role.ADMIN)
+    _, other = sessions.create("ann", Role.ADMIN)
+    heard, other_heard = told(sessions, session), told(sessions, other)
+    clock.rightNow += IDLE + 1  # time passes without the timers running yet
+    assert sessions.lookup(token) is None
+    assert heard == [Ended.EXPIRED]
+    assert sessions.purge() == 1
+    assert other_heard == [Ended.EXPIRED]
+
+
+def test_unwatch_stops_the_timer(sessions: Sessions, clock: Clock) -> None:
+    token, session = sessions.create("joe", Role.ADMIN)
+    heard: list[Ended] = []
+    first = sessions.watch(session, heard.append)
+    second = sessions.watch(session, heard.append)
+    first()
+    assert len(clock.getDelayedCalls()) == 1  # still watched
+    second()
+    second()  # twice is harmless
+    assert clock.getDelayedCalls() == []
+    assert sessions.revoke(token) is True
+    assert heard == []
+
+
+def test_watching_an_ended_session_hears_at_once(sessions: Sessions) -> None:
+    _, session = sessions.create("joe", Role.ADMIN)
+    sessions.revoke_user("joe")
+    heard: list[Ended] = []
+    unwatch = sessions.watch(session, heard.append)
+    assert heard == [Ended.REVOKED]
+    unwatch()
+
+
+def test_a_failing_watcher_does_not_stop_the_others(sessions: Sessions, errors: list[str]) -> None:
+    _, session = sessions.create("joe", Role.ADMIN)
+
+    def broken(why: Ended) -> None:
+        raise RuntimeError("broken watcher")
+
+    sessions.watch(session, broken)
+    heard = told(sessions, session)
+    assert sessions.revoke_user("joe") == 1
+    assert heard == [Ended.REVOKED]
+    assert len(errors) == 1 and "broken watcher" in errors[0]
+
+
+def test_users(sessions: Sessions) -> None:
+    sessions.create("joe", Role.ADMIN)
+    sessions.create("joe", Role.OPERATOR)
+    sessions.create("ann", Role.OPERATOR)
+    assert sessions.users() == {"joe": {Role.ADMIN, Role.OPERATOR}, "ann": {Role.OPERATOR}}

@@ -7,15 +7,22 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from authkit import make_authenticator
+from authkit import USERS, make_authenticator
 from probe import Probe, probe_api
 from support import async_test
 from treq import get
 from twisted.internet import reactor
 from twisted.internet.interfaces import IListeningPort
-from wsclient import connect, settle
+from twisted.internet.task import Clock
+from wsclient import WsClient, connect, settle
 
+from sysadmd.api import Api
 from sysadmd.app import build_site
+from sysadmd.auth import Authenticator
+from sysadmd.registry import Registry
+from sysadmd.rpc import Rpc
+from sysadmd.sessions import EXPIRY_MARGIN, Ended, Sessions
+from sysadmd.websocket import SESSION_END
 
 
 @pytest.fixture
@@ -164,3 +171,127 @@ async def test_origins(server: tuple[int, Probe], origin: str, allowed: bool) ->
         return
     with pytest.raises(ConnectionError, match="403"):
         await connect("127.0.0.1", port, headers={"Origin": origin})
+
+
+class LoginServer:
+    """The WebSocket with the real logins; sessions run on a Clock the test advances."""
+
+    def __init__(self, directory: Path) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.auth: Authenticator = make_authenticator(directory, self.clock)
+        registry = Registry()
+        registry.register(Rpc(self.auth, "testhost"))
+        registry.register(Probe())
+        site = build_site(Api(registry, self.auth), self.auth, reactor)
+        self.port: IListeningPort = reactor.listenTCP(0, cast(Any, site), interface="127.0.0.1")
+
+    async def client(self, user: str = "alice", token: str | None = None) -> tuple[WsClient, str]:
+        """A WebSocket logged in as ``user`` (with a password, or with ``token``)."""
+        client = await connect("127.0.0.1", self.port.getHost().port)  # type: ignore[attr-defined]
+        if token is None:
+            args: dict[str, str] = {"username": user, "password": USERS[user][0]}
+            client.send({"namespace": "rpc", "name": "auth", "id": "login", "args": args})
+        else:
+            client.send(
+                {"namespace": "rpc", "name": "auth_token", "id": "login", "args": {"token": token}}
+            )
+        reply = await client.next()
+        assert reply["name"] == "response", reply
+        return client, reply["args"][0]
+
+
+@pytest.fixture
+def logins(tmp_path: Path) -> Iterator[LoginServer]:
+    server = LoginServer(tmp_path)
+    yield server
+    server.port.stopListening()
+
+
+def secret(client: WsClient, request_id: str = "s") -> None:
+    client.send(
+        {"namespace": "test", "name": "probe", "id": request_id, "args": {"action": "secret"}}
+    )
+
+
+async def closed_with(client: WsClient, why: Ended) -> None:
+    _, code, reason = await client.closed.addTimeout(5, reactor)
+    assert (code, reason) == SESSION_END[why]
+
+
+@async_test
+async def test_an_expired_session_closes_its_websocket(logins: LoginServer) -> None:
+    """The session's timer closes the socket at once: no call is needed to find out."""
+    client, _ = await logins.client()
+    secret(client)
+    assert (await client.next())["args"] == {"secret": {"user": "alice"}}
+    logins.clock.advance(900)  # exactly the idle time: still valid
+    await settle(0.1)
+    assert not client.closed.called
+    logins.clock.advance(EXPIRY_MARGIN)
+    await closed_with(client, Ended.EXPIRED)
+    assert SESSION_END[Ended.EXPIRED] == (4002, "session expired")
+
+
+@async_test
+async def test_a_busy_websocket_is_closed_at_the_session_lifetime(logins: LoginServer) -> None:
+    """However busy, a socket is closed when its session reaches auth.session_lifetime."""
+    logins.auth.sessions = Sessions(logins.clock, idle=900, absolute=2000)
+    client, _ = await logins.client()
+    for step in range(2):
+        logins.clock.advance(800)
+        secret(client, f"s{step}")
+        assert (await client.next())["args"] == {"secret": {"user": "alice"}}
+    logins.clock.advance(400)  # age 2000: the last valid instant
+    await settle(0.1)
+    assert not client.closed.called
+    logins.clock.advance(EXPIRY_MARGIN)
+    await closed_with(client, Ended.EXPIRED)
+
+
+@async_test
+async def test_its_own_logout_leaves_the_websocket_open(logins: LoginServer) -> None:
+    """sysadm's clients expect the socket to stay after rpc/auth_clear; later calls are 401."""
+    client, _ = await logins.client()
+    client.send({"namespace": "rpc", "name": "auth_clear", "id": "bye", "args": {}})
+    assert (await client.next())["args"] == {}
+    logins.clock.advance(3600)
+    await settle(0.2)
+    assert not client.closed.called
+    secret(client)
+    assert (await client.next())["args"]["code"] == "401"
+    assert logins.clock.getDelayedCalls() == []  # nothing watches the ended session
+    await client.close()
+
+
+@async_test
+async def test_a_logout_elsewhere_closes_the_other_websockets(logins: LoginServer) -> None:
+    first, token = await logins.client()
+    second, _ = await logins.client(token=token)
+    first.send({"namespace": "rpc", "name": "auth_clear", "id": "bye", "args": {}})
+    await closed_with(second, Ended.LOGGED_OUT)
+    assert (await first.next())["args"] == {}
+    assert not first.closed.called
+    await first.close()
+
+
+@async_test
+async def test_revoking_a_user_closes_only_their_websockets(logins: LoginServer) -> None:
+    alice, _ = await logins.client("alice")
+    oscar, _ = await logins.client("oscar")
+    assert logins.auth.sessions.revoke_user("alice") == 1
+    await closed_with(alice, Ended.REVOKED)
+    oscar.send({"namespace": "rpc", "name": "identify", "id": "i", "args": ""})
+    assert (await oscar.next())["name"] == "response"
+    assert not oscar.closed.called
+    await oscar.close()
+
+
+@async_test
+async def test_a_closed_websocket_stops_watching(logins: LoginServer) -> None:
+    client, token = await logins.client()
+    assert len(logins.clock.getDelayedCalls()) == 1  # the session's expiry timer
+    await client.close()
+    await settle(0.1)
+    assert logins.clock.getDelayedCalls() == []
+    assert logins.auth.sessions.lookup(token) is not None  # the session itself lives on

@@ -43,11 +43,12 @@ so a bridge made by ``setup net=em0`` shows up in ``ifconfig``.
     stderr, status 1 (after printing the names that exist). Setting values and other options
     are not simulated.
 
-zpool, ifconfig and sysctl parse their options as the FreeBSD tools do, with ``getopt(3)``, which knows no GNU-style
-long options: ``zpool list --help`` prints ``invalid option '-'`` and the usage (status 2),
-``ifconfig --help`` prints ``ifconfig: illegal option -- -`` and the start of its usage
-(status 1). Options FreeBSD's tools take but the simulator does not reproduce fail with the
-simulator's own message and status 2.
+zpool, ifconfig and sysctl parse their options as the FreeBSD tools do, with ``getopt(3)``,
+which knows no GNU-style long options: ``zpool list --help`` prints ``invalid option '-'``
+and the usage (status 2), ``ifconfig --help`` prints ``ifconfig: illegal option -- -`` and
+the start of its usage (status 1), ``sysctl --all`` ``sysctl: illegal option -- -`` and its
+usage (status 1). Options FreeBSD's tools take but the simulator does not reproduce fail
+with the simulator's own message and status 2.
 """
 
 from __future__ import annotations
