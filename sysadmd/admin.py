@@ -6,11 +6,18 @@
     sysadmd-admin [--state-dir DIR] user del NAME
     sysadmd-admin [--state-dir DIR] user list
     sysadmd-admin [--state-dir DIR] user passwd NAME
+    sysadmd-admin [--state-dir DIR] lockout list
+    sysadmd-admin [--state-dir DIR] lockout clear (--address IP | --user NAME | --all)
 
 A password is read from standard input when that is not a terminal (one line, without its
 newline), so scripts can pipe it in; on a terminal it is asked for twice without echo. The
 running daemon sees every change at its next login check, without a restart. Sessions that
-are already logged in are not ended by ``del`` or ``passwd``.
+are already logged in are not ended by ``del`` or ``passwd``. ``del`` also removes the keys
+the account registered for ``rpc/auth_ssl``.
+
+The ``lockout`` commands talk to the running daemon through its control socket
+(:mod:`sysadmd.control`): ``list`` shows the addresses and user names with failed logins or a
+block, ``clear`` lifts a block and forgets the failures.
 
 Exit status: 0 on success, 1 on an error (one line on standard error), 2 on a usage error.
 """
@@ -19,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Final
 
 from sysadmd.accounts import (
@@ -31,7 +40,17 @@ from sysadmd.accounts import (
     LocalAccounts,
     validate_name,
 )
+from sysadmd.calls import client_address
+from sysadmd.control import (
+    CONTROL_SOCKET,
+    ControlError,
+    ControlUnavailable,
+    LockoutClear,
+    call,
+    list_lockout,
+)
 from sysadmd.roles import Role
+from sysadmd.sslauth import KEYS_FILE, KeyStore, KeyStoreError
 
 PROG: Final = "sysadmd-admin"
 DEFAULT_STATE_DIR: Final = Path("/var/db/sysadmd")
@@ -77,6 +96,10 @@ def _add(accounts: LocalAccounts, args: argparse.Namespace) -> None:
 def _delete(accounts: LocalAccounts, args: argparse.Namespace) -> None:
     accounts.delete(args.name)
     print(f"deleted user {args.name}")
+    # A key left behind would log in whoever gets this name next.
+    removed = KeyStore(args.state_dir.absolute() / KEYS_FILE).remove_user(args.name)
+    if removed:
+        print(f"removed {removed} registered key{'s' if removed != 1 else ''} of {args.name}")
 
 
 def _list(accounts: LocalAccounts, args: argparse.Namespace) -> None:
@@ -93,6 +116,54 @@ def _passwd(accounts: LocalAccounts, args: argparse.Namespace) -> None:
         raise AccountError(f"no such user: {args.name}")
     accounts.set_password(args.name, read_password())
     print(f"changed the password of user {args.name}")
+
+
+def _ip_address(text: str) -> str:
+    """An address as the daemon counts it (IPv4-mapped IPv6 as IPv4, IPv6 compressed)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+    return client_address(SimpleNamespace(host=text))
+
+
+def _control_socket(args: argparse.Namespace) -> Path:
+    path: Path = args.state_dir.absolute() / CONTROL_SOCKET
+    return path
+
+
+def _seconds(value: float) -> str:
+    seconds = max(1, round(value))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _lockout_list(accounts: LocalAccounts, args: argparse.Namespace) -> None:
+    rows = list_lockout(_control_socket(args))
+    if not rows:
+        print("no failed logins and no blocks")
+        return
+    width = max([len("KEY")] + [len(row["key"]) for row in rows])
+    print(f"{'KIND':<7}  {'KEY':<{width}}  FAILURES  CHECKING  BLOCKED FOR")
+    for row in rows:
+        blocked = row.get("blocked_for")
+        shown = _seconds(blocked) if blocked is not None else "-"
+        print(
+            f"{row['kind']:<7}  {row['key']:<{width}}  {row['failures']:>8}  "
+            f"{row['pending']:>8}  {shown}"
+        )
+
+
+def _lockout_clear(accounts: LocalAccounts, args: argparse.Namespace) -> None:
+    path = _control_socket(args)
+    if args.all:
+        cleared = call(path, LockoutClear, kind="all")["cleared"]
+        print(f"cleared the whole lockout ({cleared} entries)")
+        return
+    kind, key = ("address", args.address) if args.address is not None else ("user", args.user)
+    if call(path, LockoutClear, kind=kind, key=key)["cleared"]:
+        print(f"cleared {kind} {key}")
+    else:
+        print(f"{kind} {key} had no failed logins and no block")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     passwd.add_argument("name", metavar="NAME")
     passwd.set_defaults(command=_passwd)
+
+    lockout = areas.add_parser(
+        "lockout", help="show or lift failed-login blocks of the running daemon"
+    )
+    lockout_actions = lockout.add_subparsers(dest="action", required=True, metavar="ACTION")
+    lockout_list = lockout_actions.add_parser(
+        "list", help="addresses and user names with failed logins or a block"
+    )
+    lockout_list.set_defaults(command=_lockout_list)
+    lockout_clear = lockout_actions.add_parser("clear", help="lift a block and forget the failures")
+    which = lockout_clear.add_mutually_exclusive_group(required=True)
+    which.add_argument("--address", metavar="IP", type=_ip_address, help="a client IP address")
+    which.add_argument("--user", metavar="NAME", help="a user name")
+    which.add_argument("--all", action="store_true", help="every address and user name")
+    lockout_clear.set_defaults(command=_lockout_clear)
     return parser
 
 
@@ -145,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     command: _Command = args.command
     try:
         command(accounts, args)
-    except AccountError as e:
+    except (AccountError, KeyStoreError, ControlError, ControlUnavailable) as e:
         return _error(str(e))
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""

@@ -31,6 +31,7 @@ from sysadmd.api import Api
 from sysadmd.audit import AuditLog
 from sysadmd.auth import Authenticator
 from sysadmd.config import Config, ConfigError
+from sysadmd.control import CONTROL_SOCKET, ControlService
 from sysadmd.credentials import CredentialChecker
 from sysadmd.dispatcher import DispatcherActions
 from sysadmd.events import EventHub
@@ -49,7 +50,7 @@ from sysadmd.rest import ApiSite, RestApi
 from sysadmd.rpc import QueryActions, Rpc
 from sysadmd.runner import ProcessRunner
 from sysadmd.sessions import Sessions
-from sysadmd.sslauth import Challenges, KeyStore
+from sysadmd.sslauth import KEYS_FILE, Challenges, KeyStore
 from sysadmd.subscriptions import EVENT_NAMES, EventActions, GuestWatcher
 from sysadmd.tasks import FetchQueue
 from sysadmd.websocket import ApiServerFactory, Limits, OriginCheckedResource
@@ -250,8 +251,9 @@ def make_authenticator(config: Config, reactor: Any) -> Authenticator:
             block=config.auth_lockout_block,
         ),
         audit=AuditLog(config.auth_audit_log or config.state_dir / "audit.log", reactor),
-        keys=KeyStore(config.state_dir / "ssl_keys.json", reactor),
+        keys=KeyStore(config.state_dir / KEYS_FILE, reactor),
         challenges=Challenges(reactor),
+        reactor=reactor,
     )
 
 
@@ -361,6 +363,7 @@ def make_service(config: Config, reactor: Any) -> IService:
     purge.clock = reactor
     purge.setServiceParent(top)
     _CloseWebSockets(site.websockets).setServiceParent(top)
+    ControlService(config.state_dir / CONTROL_SOCKET, auth.lockout, reactor).setServiceParent(top)
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     for description, endpoint, tls_options in endpoints:
         # Limits outermost, so that a refused connection costs no TLS handshake.
