@@ -346,7 +346,7 @@ class LocalAccounts(CredentialChecker):
         is logged once and treated as empty (nobody logs in locally until it is fixed).
         A right password whose hash has outdated parameters is rehashed in the file.
         """
-        if not _NAME.fullmatch(username) or not plausible_password(password):
+        if not self.plausible(username, password):
             # No account can have this name or this password: there is nothing to learn.
             return succeed(None)
         work = partial(self._check_blocking, username, password)
@@ -370,6 +370,10 @@ class LocalAccounts(CredentialChecker):
     def _refused(self, failure: Failure) -> tuple[bool, Role | None]:
         self._unexpected(failure)
         return True, None
+
+    def plausible(self, username: str, password: str) -> bool:
+        """Whether :meth:`check` would hash: a valid account name and a possible password."""
+        return bool(_NAME.fullmatch(username)) and plausible_password(password)
 
     def role_of(self, username: str) -> Deferred[Role | None]:
         """Fire with the role of the account ``username`` (``None`` if there is none).

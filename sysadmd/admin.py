@@ -8,18 +8,25 @@
     sysadmd-admin [--state-dir DIR] [--config FILE] user passwd NAME
     sysadmd-admin [--state-dir DIR] [--config FILE] user role NAME admin|operator
     sysadmd-admin [--config FILE] backends
+    sysadmd-admin [--state-dir DIR] lockout list
+    sysadmd-admin [--state-dir DIR] lockout clear (--address IP | --user NAME | --all)
 
 A password is read from standard input when that is not a terminal (one line, without its
 newline), so scripts can pipe it in; on a terminal it is asked for twice without echo. The
 running daemon sees every change at its next login check, without a restart, and within a
 second or two ends every session of a user who was deleted or whose password or role
-changed. Changing the password of ``admin`` (or deleting it) removes the
-``initial-admin-password`` file the daemon's first start left.
+changed. ``del`` also removes the keys the account registered for ``rpc/auth_ssl``.
+Changing the password of ``admin`` (or deleting it) removes the ``initial-admin-password``
+file the daemon's first start left.
 
 ``backends`` says whose passwords the daemon configured in ``--config`` checks (default:
 ``/usr/local/etc/sysadmd.toml`` or ``/etc/sysadmd.toml``, whichever exists, else the
 defaults). ``user add``, ``passwd`` and ``role`` add a note on standard error when that
 daemon does not consult these accounts at all.
+
+The ``lockout`` commands talk to the running daemon through its control socket
+(:mod:`sysadmd.control`): ``list`` shows the addresses and user names with failed logins or a
+block, ``clear`` lifts a block and forgets the failures.
 
 Exit status: 0 on success, 1 on an error (one line on standard error), 2 on a usage error.
 """
@@ -28,9 +35,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Final
 
 from sysadmd.accounts import (
@@ -41,9 +50,19 @@ from sysadmd.accounts import (
     validate_name,
 )
 from sysadmd.backends import LOCAL, consulted, describe
+from sysadmd.calls import client_address
 from sysadmd.config import Config, ConfigError
 from sysadmd.config import load as load_config
+from sysadmd.control import (
+    CONTROL_SOCKET,
+    ControlError,
+    ControlUnavailable,
+    LockoutClear,
+    call,
+    list_lockout,
+)
 from sysadmd.roles import Role
+from sysadmd.sslauth import KEYS_FILE, KeyStore, KeyStoreError
 
 PROG: Final = "sysadmd-admin"
 DEFAULT_STATE_DIR: Final = Path("/var/db/sysadmd")
@@ -149,6 +168,10 @@ def _role(accounts: LocalAccounts, args: argparse.Namespace) -> None:
 def _delete(accounts: LocalAccounts, args: argparse.Namespace) -> None:
     accounts.delete(args.name)
     print(f"deleted user {args.name}")
+    # A key left behind would log in whoever gets this name next.
+    removed = KeyStore(args.state_dir.absolute() / KEYS_FILE).remove_user(args.name)
+    if removed:
+        print(f"removed {removed} registered key{'s' if removed != 1 else ''} of {args.name}")
 
 
 def _list(accounts: LocalAccounts, args: argparse.Namespace) -> None:
@@ -166,6 +189,54 @@ def _passwd(accounts: LocalAccounts, args: argparse.Namespace) -> None:
     accounts.set_password(args.name, read_password())
     print(f"changed the password of user {args.name}")
     _note_if_unused(args)
+
+
+def _ip_address(text: str) -> str:
+    """An address as the daemon counts it (IPv4-mapped IPv6 as IPv4, IPv6 compressed)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+    return client_address(SimpleNamespace(host=text))
+
+
+def _control_socket(args: argparse.Namespace) -> Path:
+    path: Path = args.state_dir.absolute() / CONTROL_SOCKET
+    return path
+
+
+def _seconds(value: float) -> str:
+    seconds = max(1, round(value))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _lockout_list(accounts: LocalAccounts, args: argparse.Namespace) -> None:
+    rows = list_lockout(_control_socket(args))
+    if not rows:
+        print("no failed logins and no blocks")
+        return
+    width = max([len("KEY")] + [len(row["key"]) for row in rows])
+    print(f"{'KIND':<7}  {'KEY':<{width}}  FAILURES  CHECKING  BLOCKED FOR")
+    for row in rows:
+        blocked = row.get("blocked_for")
+        shown = _seconds(blocked) if blocked is not None else "-"
+        print(
+            f"{row['kind']:<7}  {row['key']:<{width}}  {row['failures']:>8}  "
+            f"{row['pending']:>8}  {shown}"
+        )
+
+
+def _lockout_clear(accounts: LocalAccounts, args: argparse.Namespace) -> None:
+    path = _control_socket(args)
+    if args.all:
+        cleared = call(path, LockoutClear, kind="all")["cleared"]
+        print(f"cleared the whole lockout ({cleared} entries)")
+        return
+    kind, key = ("address", args.address) if args.address is not None else ("user", args.user)
+    if call(path, LockoutClear, kind=kind, key=key)["cleared"]:
+        print(f"cleared {kind} {key}")
+    else:
+        print(f"{kind} {key} had no failed logins and no block")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,6 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     backends = areas.add_parser("backends", help="say whose passwords the daemon checks")
     backends.set_defaults(command=_backends)
+    lockout = areas.add_parser(
+        "lockout", help="show or lift failed-login blocks of the running daemon"
+    )
+    lockout_actions = lockout.add_subparsers(dest="action", required=True, metavar="ACTION")
+    lockout_list = lockout_actions.add_parser(
+        "list", help="addresses and user names with failed logins or a block"
+    )
+    lockout_list.set_defaults(command=_lockout_list)
+    lockout_clear = lockout_actions.add_parser("clear", help="lift a block and forget the failures")
+    which = lockout_clear.add_mutually_exclusive_group(required=True)
+    which.add_argument("--address", metavar="IP", type=_ip_address, help="a client IP address")
+    which.add_argument("--user", metavar="NAME", help="a user name")
+    which.add_argument("--all", action="store_true", help="every address and user name")
+    lockout_clear.set_defaults(command=_lockout_clear)
     return parser
 
 
@@ -232,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     command: _Command = args.command
     try:
         command(accounts, args)
-    except AccountError as e:
+    except (AccountError, KeyStoreError, ControlError, ControlUnavailable) as e:
         return _error(str(e))
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""

@@ -64,9 +64,20 @@ class Api:
             return caller
         if caller is None:
             raise ApiError(401, "log in first (rpc/auth, rpc/auth_token or rpc/auth_ssl)")
-        if not caller.role.allows(spec.role):
+        if not caller.role.allows(spec.entry_role):
             raise ApiError(403, f"the {caller.role} role may not call {spec.title}")
         return caller
+
+    @staticmethod
+    def _own_account(spec: ActionSpec, args: dict[str, Any], caller: Identity) -> dict[str, Any]:
+        """The arguments of a call the caller may make only for its own account."""
+        if spec.own_account is None or caller.role.allows(spec.role):
+            return args
+        if args.get("user", caller.user) != caller.user:
+            raise ApiError(
+                403, f"the {caller.role} role may call {spec.title} for its own account only"
+            )
+        return {**args, "user": caller.user}
 
     async def call(self, namespace: str, name: str, args: Any, connection: Connection) -> Any:
         """Run one request and return the reply's ``args``.
@@ -96,7 +107,10 @@ class Api:
         spec, handler, raw = self.registry.find(namespace, name, args)
         # Who may call it first: a caller without the role learns nothing of the arguments.
         identity = self._authorize(spec, connection)
-        call = Call(spec.parse_args(raw), connection, identity)
+        args = spec.parse_args(raw)
+        if identity is not None:
+            args = self._own_account(spec, args, identity)
+        call = Call(args, connection, identity)
         if spec.role is not Role.ADMIN:
             return wrap_result(spec, await handler(call))
         # Calls that change something are audited, whatever their outcome.

@@ -59,7 +59,10 @@ def render(specs: Iterable[ActionSpec]) -> str:
     """The Markdown reference of ``specs``."""
     out: list[str] = []
     for spec in specs:
-        out += [f"### `{spec.title}`", "", spec.summary, "", _ROLE[spec.role], ""]
+        needs = _ROLE[spec.role]
+        if spec.own_account is not None:
+            needs = needs[:-1] + f", or the {spec.own_account} role for its own account."
+        out += [f"### `{spec.title}`", "", spec.summary, "", needs, ""]
         if spec.queued:
             out += ["Runs as a queued background task; the reply comes at once.", ""]
         if spec.args:

@@ -32,6 +32,7 @@ from sysadmd.auth import Authenticator
 from sysadmd.backends import WATCH_INTERVAL, AccountWatcher
 from sysadmd.backends import build as build_backends
 from sysadmd.config import Config, ConfigError
+from sysadmd.control import CONTROL_SOCKET, ControlService
 from sysadmd.dispatcher import DispatcherActions
 from sysadmd.events import EventHub
 from sysadmd.health import Guard, Livez, OperationsRoot, Readyz, daemon_checks
@@ -48,7 +49,7 @@ from sysadmd.rest import ApiSite, RestApi
 from sysadmd.rpc import QueryActions, Rpc
 from sysadmd.runner import ProcessRunner
 from sysadmd.sessions import Sessions
-from sysadmd.sslauth import Challenges, KeyStore
+from sysadmd.sslauth import KEYS_FILE, Challenges, KeyStore
 from sysadmd.subscriptions import EVENT_NAMES, EventActions, GuestWatcher
 from sysadmd.tasks import FetchQueue
 from sysadmd.websocket import ApiServerFactory, Limits, OriginCheckedResource
@@ -238,8 +239,9 @@ def make_authenticator(config: Config, reactor: Any) -> tuple[Authenticator, Acc
             block=config.auth_lockout_block,
         ),
         audit=AuditLog(config.auth_audit_log or config.state_dir / "audit.log", reactor),
-        keys=KeyStore(config.state_dir / "ssl_keys.json", reactor),
+        keys=KeyStore(config.state_dir / KEYS_FILE, reactor),
         challenges=Challenges(reactor),
+        reactor=reactor,
     )
     watcher = AccountWatcher(sessions, reactor, local=backends.local, system=backends.system)
     return auth, watcher
@@ -355,6 +357,7 @@ def make_service(config: Config, reactor: Any) -> IService:
     watch.clock = reactor
     watch.setServiceParent(top)
     _CloseWebSockets(site.websockets).setServiceParent(top)
+    ControlService(config.state_dir / CONTROL_SOCKET, auth.lockout, reactor).setServiceParent(top)
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     for description, endpoint, tls_options in endpoints:
         # Limits outermost, so that a refused connection costs no TLS handshake.

@@ -3,7 +3,7 @@
 Each record is a compact JSON object with sorted keys, pure ASCII (``ensure_ascii``), so that
 one line is always exactly one record::
 
-    {"event":"login","method":"password","outcome":"ok","peer":"192.0.2.7:50122",...,
+    {"event":"login","method":"password","outcome":"ok","peer":"192.0.2.7",...,
      "time":"2026-05-01T12:00:00.000Z","user":"joe"}
 
 ``time`` is the injected clock's time in ISO 8601 UTC with a ``Z`` and milliseconds; ``event``
@@ -11,9 +11,10 @@ names the kind of record. Both are set here and win over fields of the same name
 
 Events
     ``login``
-        ``user``, ``peer`` (address:port), ``method`` (``password``, ``token`` or ``ssl``),
-        ``outcome`` (``ok``, ``failed`` or ``blocked``), ``role`` (on success), ``session``
-        (the session's id, never its token) and ``retry_after`` (when blocked).
+        ``user``, ``peer`` (the client's IP address), ``method`` (``password``, ``token``,
+        ``ssl`` or ``basic``), ``outcome`` (``ok``, ``failed``, ``blocked`` or ``busy``),
+        ``role`` (on success), ``session`` (the session's id, never its token) and
+        ``retry_after`` (when refused).
     ``logout``
         ``user``, ``peer``, ``session``, ``reason`` (``auth_clear``, ``reauth``,
         ``revoked``...).

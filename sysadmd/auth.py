@@ -3,8 +3,9 @@
 Every transport asks the :class:`Authenticator` who is behind a connection: a
 WebSocket connection that logged in holds a session token; a REST request carries
 ``Authorization: Basic`` (checked on every request, as sysadm did) or
-``Authorization: Bearer <token>``. Failed logins count per peer address and per
-user name; past the limit both are blocked for a while. Unknown users, users
+``Authorization: Bearer <token>``. Failed logins count per client IP address and
+per user name (:mod:`sysadmd.lockout`); past the limit both are blocked for a while,
+and a refused login is told when to try again (:class:`RetryLater`). Unknown users, users
 without a permitted role and wrong passwords all get the same answer.
 """
 
@@ -12,24 +13,47 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 from twisted.logger import Logger
 
 from sysadmd.audit import AuditLog
 from sysadmd.calls import Call, Connection, Identity
-from sysadmd.credentials import CredentialChecker
+from sysadmd.credentials import CredentialChecker, ThreadedWork
 from sysadmd.errors import ApiError
-from sysadmd.lockout import Lockout
+from sysadmd.lockout import Attempt, Blocked, Busy, Lockout
 from sysadmd.registry import ActionSpec
 from sysadmd.roles import Role
 from sysadmd.sessions import Ended, Session, Sessions
-from sysadmd.sslauth import Challenges, KeyStore
+from sysadmd.sslauth import Challenges, ChallengesFull, KeyStore, SSLAuthError, recover
 
 FAILED: Final = "invalid user name or password"
 CHALLENGE_HEADER: Final = 'Basic realm="sysadmd", Bearer realm="sysadmd"'
+
+
+class RetryLater(ApiError):
+    """A 429 that says when to try again: ``retry_after`` whole seconds (at least 1).
+
+    REST sends it as ``Retry-After``; the message, which WebSocket clients get, says it too.
+    """
+
+    def __init__(self, seconds: float, message: str) -> None:
+        self.retry_after = max(1, math.ceil(seconds))
+        unit = "second" if self.retry_after == 1 else "seconds"
+        super().__init__(429, message.format(wait=f"{self.retry_after} {unit}"))
+
+    @classmethod
+    def for_lockout(cls, blocked: Blocked) -> RetryLater:
+        """The refusal of a login the lockout does not let through."""
+        if isinstance(blocked, Busy):
+            text = "too many logins from this address or for this user are in progress"
+        else:
+            text = "too many failed logins from this address or for this user"
+        return cls(blocked.seconds, text + "; try again in {wait}")
 
 
 @dataclass(frozen=True)
@@ -54,8 +78,13 @@ class Authenticator:
         audit: AuditLog,
         keys: KeyStore,
         challenges: Challenges,
+        reactor: object | None = None,
+        key_threads: int = 2,
     ) -> None:
+        """``reactor`` runs the key logins' RSA work in its thread pool (None: the global
+        reactor, looked up when first needed), at most ``key_threads`` at a time."""
         self._checker = checker
+        self._threads = ThreadedWork(reactor, key_threads)
         self.sessions = sessions
         self._lockout = lockout
         self._audit = audit
@@ -98,19 +127,38 @@ class Authenticator:
 
     # Logins
 
+    @property
+    def lockout(self) -> Lockout:
+        """The failed-login limits, for the local control socket."""
+        return self._lockout
+
     def _refuse_if_blocked(self, peer: str, user: str | None, method: str) -> None:
         wait = self._lockout.blocked(peer, user)
         if wait is not None:
-            self._audit.record("login", user=user, peer=peer, method=method, outcome="blocked")
-            minutes = max(1, round(wait / 60))
-            raise ApiError(
-                429,
-                f"too many failed logins from this address or for this user; "
-                f"try again in {minutes} minute{'s' if minutes != 1 else ''}",
-            )
+            raise self._blocked(peer, user, method, Blocked(wait))
+
+    def _blocked(self, peer: str, user: str | None, method: str, blocked: Blocked) -> RetryLater:
+        refusal = RetryLater.for_lockout(blocked)
+        self._audit.record(
+            "login",
+            user=user,
+            peer=peer,
+            method=method,
+            outcome="busy" if isinstance(blocked, Busy) else "blocked",
+            retry_after=refusal.retry_after,
+        )
+        return refusal
+
+    async def _admit(
+        self, peer: str, counted_user: str | None, user: str | None, method: str
+    ) -> Attempt:
+        """Wait for the lockout's leave to check a login; 429 while blocked or busy."""
+        try:
+            return await self._lockout.begin(peer, counted_user)
+        except Blocked as e:
+            raise self._blocked(peer, user, method, e) from None
 
     def _failed(self, peer: str, user: str | None, method: str) -> ApiError:
-        self._lockout.failed(peer, user)
         self._audit.record("login", user=user, peer=peer, method=method, outcome="failed")
         if self.on_failed_login is not None:
             self.on_failed_login(method)
@@ -126,11 +174,25 @@ class Authenticator:
         )
 
     async def check_password(self, username: str, password: str, peer: str, method: str) -> Account:
-        """Check a user name and password; 401 if wrong, 429 while blocked."""
+        """Check a user name and password; 401 if wrong, 429 while blocked.
+
+        The check counts as a failure of the address and the user name while it runs (so
+        concurrent guesses cannot outrun the lockout). Credentials the backend refuses
+        without any work (a name no account can have, an empty password) count against
+        the address only.
+        """
         self._refuse_if_blocked(peer, username, method)
-        role = await self._checker.check(username, password)
+        cheap = not self._checker.plausible(username, password)
+        attempt = await self._admit(peer, None if cheap else username, username, method)
+        try:
+            role = await self._checker.check(username, password)
+        except BaseException:
+            attempt.abandoned()
+            raise
         if role is None:
+            attempt.failed()
             raise self._failed(peer, username, method)
+        attempt.succeeded()
         self._succeeded(peer, username, role, method)
         return Account(username, role)
 
@@ -163,25 +225,71 @@ class Authenticator:
         self._refuse_if_blocked(connection.peer, None, "token")
         session = self.sessions.lookup(token)
         if session is None:
+            self._lockout.failed(connection.peer, None)
             raise self._failed(connection.peer, None, "token")
         self._succeeded(connection.peer, session.user, session.role, "token")
         return self._log_in(connection, token, session)
 
     def ssl_challenge(self, connection: Connection) -> dict[str, str]:
-        """``rpc/auth_ssl`` stage 1: a test string to sign, valid 30 s."""
-        connection.logged_out()
-        return {"test_string": self._challenges.issue()}
-
-    async def ssl_login(self, connection: Connection, encrypted: str) -> list[object]:
-        """``rpc/auth_ssl`` stage 2: the signed test string logs in its key's owner."""
+        """``rpc/auth_ssl`` stage 1: a test string to sign, valid 30 s for this address."""
         connection.logged_out()
         self._refuse_if_blocked(connection.peer, None, "ssl")
-        user = self._challenges.verify(encrypted, self.keys.keys())
-        role = await self._checker.role_of(user) if user is not None else None
+        try:
+            return {"test_string": self._challenges.issue(connection.peer)}
+        except ChallengesFull as e:
+            raise RetryLater(
+                e.seconds, "too many key logins are in progress; try again in {wait}"
+            ) from None
+
+    async def ssl_login(self, connection: Connection, encrypted: str) -> list[object]:
+        """``rpc/auth_ssl`` stage 2: the signed test string logs in its key's owner.
+
+        The public-key operations run in the thread pool, never on the reactor thread.
+        """
+        connection.logged_out()
+        peer = connection.peer
+        self._refuse_if_blocked(peer, None, "ssl")
+        attempt = await self._admit(peer, None, None, "ssl")
+        try:
+            user = await self._signer(peer, encrypted)
+            role = await self._checker.role_of(user) if user is not None else None
+        except BaseException:
+            attempt.abandoned()
+            raise
         if user is None or role is None:
-            raise self._failed(connection.peer, None, "ssl")
-        self._succeeded(connection.peer, user, role, "ssl")
+            attempt.failed()
+            raise self._failed(peer, None, "ssl")
+        attempt.succeeded()
+        self._succeeded(peer, user, role, "ssl")
         return self._start_session(connection, user, role)
+
+    async def _signer(self, peer: str, encrypted: str) -> str | None:
+        """The user whose key signed a test string live for ``peer``, or None."""
+        live = self._challenges.live(peer)
+        if not live:
+            return None
+        keys = self.keys.keys()
+        found = await self._threads.run(partial(recover, encrypted, keys, live))
+        if found is None or not self._challenges.consume(peer, found[1]):
+            return None
+        return found[0]
+
+    # Registered keys
+
+    async def register_key(
+        self, user: str, pub_key: str, nickname: str = "", email: str = ""
+    ) -> None:
+        """``register_ssl_cert``: register ``pub_key`` for the existing account ``user``.
+
+        404 if there is no such account (a key for a name nobody has yet would log in
+        whoever gets that name later), 400 for a key that cannot be registered.
+        """
+        if await self._checker.role_of(user) is None:
+            raise ApiError(404, f"there is no account {user} that may log in")
+        try:
+            self.keys.register(user, pub_key, nickname, email)
+        except SSLAuthError as e:
+            raise ApiError(400, str(e)) from None
 
     def logout(self, connection: Connection) -> None:
         """``rpc/auth_clear``: end the connection's session everywhere.
@@ -215,6 +323,7 @@ class Authenticator:
         if scheme.lower() == b"bearer":
             session = self.sessions.lookup(credentials.decode("latin-1"))
             if session is None:
+                self._lockout.failed(peer, None)
                 raise self._failed(peer, None, "token")
             connection.token = credentials.decode("latin-1")
             # A REST connection lasts one request: the session found now is its caller,

@@ -83,6 +83,10 @@ class LocalThenSystem(CredentialChecker):
             await self.system.refuse(password)
         return role
 
+    def plausible(self, username: str, password: str) -> bool:
+        """Whether :meth:`check` would hash: either kind of account could hold these."""
+        return self.local.plausible(username, password) or self.system.plausible(username, password)
+
     def role_of(self, username: str) -> Deferred[Role | None]:
         """The role of the account ``username``: sysadmd's own, else the system's."""
         return ensureDeferred(self._role_of(username))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -33,6 +34,27 @@ class Identity(Protocol):
     def role(self) -> Role: ...
 
 
+def client_address(address: object) -> str:
+    """The client's IP address as the daemon counts, logs and audits it: no port, no prefix.
+
+    Both transports make :attr:`Connection.peer` with this, so a client is the same address
+    over REST and over WebSocket, on every connection: ``192.0.2.7``, ``2001:db8::1`` (in
+    its compressed form), an IPv4-mapped IPv6 address as its IPv4 address. ``address`` is
+    what Twisted gives (``IPv4Address``, ``IPv6Address``); anything without an IP host
+    (a UNIX socket) is ``unknown``.
+    """
+    host = getattr(address, "host", None)
+    if not isinstance(host, str) or not host:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
 @dataclass
 class Connection:
     """One WebSocket connection, or one REST request.
@@ -43,6 +65,7 @@ class Connection:
     token. The transport hooks ``on_login`` (to lift its pre-login limits),
     ``on_logout`` (to drop the connection's event subscriptions) and, for a connection
     that outlives a request, ``on_session_end`` (to close it when its session ends).
+    ``peer`` is the client's IP address, made by :func:`client_address`.
     """
 
     peer: str

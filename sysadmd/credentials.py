@@ -36,6 +36,15 @@ class CredentialChecker(Protocol):
         """
         ...
 
+    def plausible(self, username: str, password: str) -> bool:
+        """Whether checking ``username`` and ``password`` would cost anything.
+
+        False for a name no account can have or a password no account can hold, which
+        :meth:`check` refuses at once without hashing or PAM; the lockout counts such cheap
+        failures against the address only, so they cannot fill the username table.
+        """
+        ...
+
     def role_of(self, username: str) -> Deferred[Role | None]:
         """The role ``username`` holds now, without any password check.
 

@@ -30,7 +30,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
 from sysadmd.auth import CHALLENGE_HEADER, Authenticator
-from sysadmd.calls import Identity
+from sysadmd.calls import Identity, client_address
 from sysadmd.config import Network
 from sysadmd.errors import CODES, ApiError
 from sysadmd.tasks import FetchQueue
@@ -42,7 +42,7 @@ READ_METHODS: Final = (b"GET", b"HEAD")
 
 def peer_host(request: IRequest) -> str:
     """The client's IP address as text (``unknown`` for a non-IP transport)."""
-    return str(getattr(request.getClientAddress(), "host", "unknown"))
+    return client_address(request.getClientAddress())
 
 
 def address_in(host: str, networks: Iterable[Network]) -> bool:

@@ -252,12 +252,7 @@ class PamChecker(CredentialChecker):
         fire ``None`` after one PAM authentication each (see the module documentation).
         An empty password, or one too long or holding NUL, is refused without asking PAM.
         """
-        if (
-            not username
-            or len(username) > MAX_USERNAME_LENGTH
-            or "\0" in username
-            or not plausible_password(password)
-        ):
+        if not self.plausible(username, password):
             return succeed(None)
         work = partial(self._check_blocking, username, password)
         return self._threads.run(work).addCallbacks(self._report, self._unexpected)
@@ -284,6 +279,15 @@ class PamChecker(CredentialChecker):
             _NO_SUCH_USER, _decoy(password), self.service, resetcreds=False
         )
         return _Outcome(None)
+
+    def plausible(self, username: str, password: str) -> bool:
+        """Whether :meth:`check` would ask PAM: a possible user name and password."""
+        return (
+            bool(username)
+            and len(username) <= MAX_USERNAME_LENGTH
+            and "\0" not in username
+            and plausible_password(password)
+        )
 
     def role_of(self, username: str) -> Deferred[Role | None]:
         """Fire with :func:`system_role` of ``username``, looked up in a worker thread.

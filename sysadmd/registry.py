@@ -253,6 +253,9 @@ class ActionSpec:
     #: For actions that take named pairs besides their arguments (``setprop``): the
     #: names they may take and how each one's value is checked.
     extra: Extra | None = None
+    #: For actions on an account named by the ``user`` argument (a registered key): the
+    #: role that may call it for its own account, ``user`` absent or naming the caller.
+    own_account: Role | None = None
     #: The names of ``args``, and the keys a request may carry besides them.
     arg_names: frozenset[str] = field(init=False, repr=False, compare=False)
     _ignored: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -261,6 +264,11 @@ class ActionSpec:
         object.__setattr__(self, "arg_names", frozenset(arg.name for arg in self.args))
         ignored = frozenset({"action"} if self.action is not None else ())
         object.__setattr__(self, "_ignored", ignored)
+
+    @property
+    def entry_role(self) -> Role:
+        """The least role that may call this action at all (for its own account, maybe)."""
+        return self.own_account if self.own_account is not None else self.role
 
     @property
     def path(self) -> str:
@@ -375,19 +383,37 @@ def action(
     wrapped: bool = True,
     whole: bool = False,
     extra: Extra | None = None,
+    own_account: Role | None = None,
 ) -> Callable[[Callable[..., Awaitable[JSON]]], Callable[..., Awaitable[JSON]]]:
     """Declare the decorated method as the handler of one API action.
 
     ``role`` is the role a caller needs: :attr:`Role.PUBLIC` for actions anyone may
     call (the logins), :attr:`Role.OPERATOR` for read-only actions, :attr:`Role.ADMIN`
-    for everything else. The method receives a :class:`~sysadmd.calls.Call` with
-    the validated arguments and returns the result, which the registry places
-    under the action's key in the reply unless ``wrapped`` is false.
+    for everything else. ``own_account`` is a lower role that may call the action for its
+    own account: the ``user`` argument absent or the caller's name (the handler then finds
+    ``user`` set to the caller); for another account it gets 403. The method receives a
+    :class:`~sysadmd.calls.Call` with the validated arguments and returns the result, which
+    the registry places under the action's key in the reply unless ``wrapped`` is false.
     """
     if whole and (action is not None or len(args) != 1):
         raise ValueError("a 'whole' action is a plain class with exactly one argument")
+    if own_account is not None and (
+        "user" not in {a.name for a in args} or own_account is Role.PUBLIC or own_account is role
+    ):
+        raise ValueError("own_account needs a 'user' argument and a role below the action's")
     spec = ActionSpec(
-        namespace, name, action, summary, tuple(args), reply, role, queued, wrapped, whole, extra
+        namespace,
+        name,
+        action,
+        summary,
+        tuple(args),
+        reply,
+        role,
+        queued,
+        wrapped,
+        whole,
+        extra,
+        own_account,
     )
 
     def decorate(
@@ -444,7 +470,7 @@ class Registry:
         """
         access: dict[str, str] = {}
         for (namespace, name), api_class in sorted(self._classes.items()):
-            needed = [spec.role for spec, _ in api_class.actions.values()]
+            needed = [spec.entry_role for spec, _ in api_class.actions.values()]
             if all(r is Role.PUBLIC for r in needed):
                 continue
             allowed = [role.allows(r) for r in needed]

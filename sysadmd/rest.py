@@ -22,7 +22,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from sysadmd import envelope, openapi
 from sysadmd.api import Api
-from sysadmd.auth import CHALLENGE_HEADER, Authenticator
+from sysadmd.auth import CHALLENGE_HEADER, Authenticator, RetryLater
+from sysadmd.calls import client_address
 from sysadmd.errors import CODES, ApiError
 from sysadmd.registry import ENVELOPE_KEYS
 
@@ -195,7 +196,7 @@ class RestApi:
             body = envelope.loads(request.content.read()) if request.content else None
             if not isinstance(body, dict):
                 raise ApiError(400, "the request body must be a JSON object of arguments")
-            peer = getattr(request.getClientAddress(), "host", "unknown")
+            peer = client_address(request.getClientAddress())
             connection = await self._auth.rest_connection(request.getHeader(b"authorization"), peer)
             args = _rest_args(self._api, namespace, name, body)
             result = await self._api.call(namespace, name, args, connection)
@@ -204,6 +205,8 @@ class RestApi:
                 request.responseHeaders.setRawHeaders(
                     b"WWW-Authenticate", [CHALLENGE_HEADER.encode()]
                 )
+            if isinstance(e, RetryLater):
+                request.responseHeaders.setRawHeaders(b"Retry-After", [b"%d" % e.retry_after])
             return _error(request, e)
         return _render(request, 200, None, self._last_reply.encode(result))
 

@@ -6,10 +6,9 @@ from typing import Any, Final
 
 from sysadmd.auth import Authenticator
 from sysadmd.calls import Call, Identity
-from sysadmd.errors import ApiError, bad_request
+from sysadmd.errors import ApiError
 from sysadmd.registry import KEY, NAME, TEXT, Arg, Registry, action
 from sysadmd.roles import Role
-from sysadmd.sslauth import SSLAuthError
 
 _LOGIN_REPLY: Final = {
     "type": "array",
@@ -135,10 +134,11 @@ class Rpc:
         "settings",
         "register_ssl_cert",
         summary=(
-            "Register an RSA public key for rpc/auth_ssl logins, for yourself or, with 'user', "
-            "for another account."
+            "Register an RSA public key (2048 to 8192 bits) for rpc/auth_ssl logins, for "
+            "yourself or, as an admin, with 'user', for another existing account."
         ),
         role=Role.ADMIN,
+        own_account=Role.OPERATOR,
         wrapped=False,
         args=[
             Arg("pub_key", KEY, "the public key: PEM text, or the base64 of it"),
@@ -149,16 +149,12 @@ class Rpc:
         reply={"type": "object", "additionalProperties": False},
     )
     async def register_ssl_cert(self, call: Call) -> Any:
-        user = call.args.get("user", _caller(call).user)
-        try:
-            self._auth.keys.register(
-                user,
-                call.args["pub_key"],
-                call.args.get("nickname", ""),
-                call.args.get("email", ""),
-            )
-        except SSLAuthError as e:
-            raise bad_request(str(e)) from None
+        await self._auth.register_key(
+            call.args.get("user", _caller(call).user),
+            call.args["pub_key"],
+            call.args.get("nickname", ""),
+            call.args.get("email", ""),
+        )
         return {}
 
     @action(
@@ -186,8 +182,12 @@ class Rpc:
         "rpc",
         "settings",
         "revoke_ssl_cert",
-        summary="Remove a registered key (of 'user', or of whoever registered it).",
+        summary=(
+            "Remove a registered key: your own, or, as an admin, that of 'user' or of "
+            "whoever registered it."
+        ),
         role=Role.ADMIN,
+        own_account=Role.OPERATOR,
         wrapped=False,
         args=[
             Arg("pub_key", KEY, "the key, as list_ssl_certs shows it or as PEM"),

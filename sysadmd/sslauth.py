@@ -1,12 +1,13 @@
 """sysadm's public-key login (``rpc/auth_ssl``) and the registered keys behind it.
 
 The login has two stages. In the first the client asks for a challenge and gets a random test
-string (:meth:`Challenges.issue`) that is live for 30 seconds. In the second it sends that
-string "encrypted" with its RSA private key the way sysadm's client does it: OpenSSL's
-``RSA_private_encrypt`` with PKCS#1 v1.5 padding, which is a raw PKCS#1 v1.5 type-1 signature
-of the bytes themselves (no hash, no DigestInfo), base64-encoded. The server undoes that with
-every registered public key (:meth:`Challenges.verify`); a key that recovers a live test string
-logs the client in as the user who registered the key.
+string of 245 characters (:meth:`Challenges.issue`) that is live for 30 seconds, for the
+address that asked. In the second it sends that string "encrypted" with its RSA private key
+the way sysadm's client does it: OpenSSL's ``RSA_private_encrypt`` with PKCS#1 v1.5 padding,
+which is a raw PKCS#1 v1.5 type-1 signature of the bytes themselves (no hash, no DigestInfo),
+base64-encoded. The server undoes that with the registered public keys (:func:`recover`, run
+in a worker thread); a key that recovers a test string live for the client's address logs the
+client in as the user who registered the key.
 
 :class:`KeyStore` keeps the registered keys (``rpc/settings`` ``register_ssl_cert``,
 ``list_ssl_certs`` and ``revoke_ssl_cert``) in a JSON file that only its owner may read or
@@ -27,6 +28,7 @@ import json
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -42,19 +44,28 @@ from sysadmd.files import write_atomically
 
 __all__ = [
     "CHALLENGE_LIFETIME",
+    "KEYS_FILE",
+    "MAX_CHALLENGES_PER_ADDRESS",
     "MAX_KEY_BITS",
     "MAX_LIVE_CHALLENGES",
     "MAX_TEXT_LENGTH",
     "MIN_KEY_BITS",
+    "TEST_STRING_LENGTH",
     "Challenges",
+    "ChallengesFull",
     "KeyStore",
     "KeyStoreError",
     "SSLAuthError",
+    "recover",
     "sign_challenge",
 ]
 
+KEYS_FILE: Final = "ssl_keys.json"
+"""The key store's file name in the daemon's state directory."""
+
 MIN_KEY_BITS: Final = 2048
-"""The smallest RSA key that can be registered."""
+"""The smallest RSA key that can be registered: a smaller one cannot sign a test string of
+:data:`TEST_STRING_LENGTH` characters."""
 
 MAX_KEY_BITS: Final = 8192
 """The largest RSA key that can be registered (bounds the cost of a login attempt)."""
@@ -69,7 +80,19 @@ CHALLENGE_LIFETIME: Final = 30.0
 """Seconds a test string stays live, as in sysadm."""
 
 MAX_LIVE_CHALLENGES: Final = 1000
-"""Default bound on test strings live at once; issuing past it drops the oldest."""
+"""Default bound on test strings live at once; past it, no more are issued until some expire."""
+
+MAX_CHALLENGES_PER_ADDRESS: Final = 4
+"""Default bound on test strings live at once for one address; past it, its oldest goes."""
+
+TEST_STRING_LENGTH: Final = 245
+"""Characters in a test string: the most a 2048-bit key signs with PKCS#1 v1.5 (256 - 11).
+
+sysadm's Qt client makes its signature in a buffer twice the test string's length, and the
+signature of its 2048-bit key is 256 bytes: a test string shorter than 128 characters
+overflows that buffer. 245 characters leave room for keys of up to 3920 bits in that client,
+and every key that may be registered (2048 bits or more) can sign them.
+"""
 
 _STORE_VERSION: Final = 1
 _FILE_MODE: Final = 0o600
@@ -77,7 +100,7 @@ _DIR_MODE: Final = 0o700
 _MAX_KEY_INPUT: Final = 16384  # characters; an 8192-bit key's base64 PEM is about 2000
 _MAX_SIGNATURE_INPUT: Final = 4096  # characters; an 8192-bit signature's base64 is 1368
 _PKCS1_OVERHEAD: Final = 11  # 0x00 0x01, at least 8 x 0xFF, 0x00
-_CHALLENGE_BYTES: Final = 24  # token_urlsafe(24) is 32 characters
+_CHALLENGE_BYTES: Final = 184  # token_urlsafe(184) is 246 characters
 
 
 class SSLAuthError(ValueError):
@@ -138,10 +161,14 @@ def _parse_key(pub_key: object, *, check_size: bool) -> rsa.RSAPublicKey:
         ) from None
     if not isinstance(key, rsa.RSAPublicKey):
         raise SSLAuthError("only RSA public keys can be registered")
-    if check_size and not MIN_KEY_BITS <= key.key_size <= MAX_KEY_BITS:
+    if check_size and key.key_size < MIN_KEY_BITS:
         raise SSLAuthError(
-            f"the RSA key has {key.key_size} bits; "
-            f"it must have {MIN_KEY_BITS} to {MAX_KEY_BITS} bits"
+            f"the RSA key has {key.key_size} bits; keys must have at least {MIN_KEY_BITS} "
+            f"bits (a smaller key cannot sign the {TEST_STRING_LENGTH}-character test string)"
+        )
+    if check_size and key.key_size > MAX_KEY_BITS:
+        raise SSLAuthError(
+            f"the RSA key has {key.key_size} bits; keys may have at most {MAX_KEY_BITS} bits"
         )
     exponent = key.public_numbers().e
     if exponent < 3 or exponent % 2 == 0:
@@ -232,7 +259,7 @@ class KeyStore:
     def __init__(
         self,
         path: Path,
-        clock: IReactorTime,
+        clock: IReactorTime | None = None,
         *,
         max_keys_per_user: int = MAX_KEYS_PER_USER,
     ) -> None:
@@ -328,10 +355,22 @@ class KeyStore:
         self._save(kept)
         return True
 
+    def remove_user(self, user: str) -> int:
+        """Remove every key of ``user`` (whose account is gone); how many there were.
+
+        Raises :class:`KeyStoreError` when the file cannot be read or written.
+        """
+        entries = self._current()
+        kept = [e for e in entries if e.user != user]
+        if len(kept) != len(entries):
+            self._save(kept)
+        return len(entries) - len(kept)
+
     # The file
 
     def _now(self) -> str:
-        moment = datetime.fromtimestamp(self._clock.seconds(), UTC)
+        now = self._clock.seconds() if self._clock is not None else time.time()
+        moment = datetime.fromtimestamp(now, UTC)
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _stat(self) -> os.stat_result | None:
@@ -435,12 +474,31 @@ def _write_atomically(path: Path, data: bytes) -> None:
 # Challenges
 
 
-class Challenges:
-    """The live test strings of ``rpc/auth_ssl`` and the check of their signatures.
+class ChallengesFull(Exception):
+    """No test string can be issued now: the table of live ones is full.
 
-    A test string is live for ``lifetime`` seconds after :meth:`issue` and can log in once.
-    At most ``max_live`` strings are live at once; issuing another drops the oldest, so a
-    flood of first stages costs bounded memory (and may cost the flooder's victims a retry).
+    ``seconds`` is when the oldest of them expires (for ``Retry-After``).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no room for another test string for {seconds:.0f} seconds")
+        self.seconds = seconds
+
+
+def _new_test_string() -> str:
+    """:data:`TEST_STRING_LENGTH` random URL-safe characters (six random bits each)."""
+    return secrets.token_urlsafe(_CHALLENGE_BYTES)[:TEST_STRING_LENGTH]
+
+
+class Challenges:
+    """The live test strings of ``rpc/auth_ssl``, each bound to the address it was issued to.
+
+    A test string is live for ``lifetime`` seconds after :meth:`issue` and can log in once,
+    from the address that asked for it. One address holds at most ``per_address`` live
+    strings: asking for another drops its own oldest. All addresses together hold at most
+    ``max_live``; when that many are live, :meth:`issue` refuses (:class:`ChallengesFull`)
+    rather than drop a string someone else is about to use, so a flood of first stages costs
+    bounded memory and can delay, but never fail, another client's login.
     """
 
     def __init__(
@@ -449,71 +507,128 @@ class Challenges:
         *,
         lifetime: float = CHALLENGE_LIFETIME,
         max_live: int = MAX_LIVE_CHALLENGES,
+        per_address: int = MAX_CHALLENGES_PER_ADDRESS,
     ) -> None:
         if not lifetime > 0:
             raise ValueError("lifetime must be positive")
-        if max_live < 1:
-            raise ValueError("max_live must be at least 1")
+        if max_live < 1 or per_address < 1:
+            raise ValueError("max_live and per_address must be at least 1")
         self._clock = clock
         self._lifetime = lifetime
         self._max_live = max_live
-        self._live: dict[str, float] = {}  # test string -> moment it expires, oldest first
+        self._per_address = per_address
+        # test string -> (address, moment it expires), oldest first
+        self._live: dict[str, tuple[str, float]] = {}
+        # address -> its live test strings, oldest first
+        self._by_address: dict[str, list[str]] = {}
 
     def __len__(self) -> int:
         """How many test strings are live now."""
         self._purge()
         return len(self._live)
 
-    def issue(self) -> str:
-        """A new random test string (32 URL-safe characters), live for ``lifetime`` seconds."""
-        self._purge()
-        while len(self._live) >= self._max_live:
-            del self._live[next(iter(self._live))]
-        test_string = secrets.token_urlsafe(_CHALLENGE_BYTES)
-        while test_string in self._live:  # pragma: no cover - 192 random bits
-            test_string = secrets.token_urlsafe(_CHALLENGE_BYTES)
-        self._live[test_string] = self._clock.seconds() + self._lifetime
-        return test_string
+    def issue(self, address: str) -> str:
+        """A new test string for ``address``, live for ``lifetime`` seconds.
 
-    def verify(
-        self, encrypted_b64: str, keys: Iterable[tuple[str, rsa.RSAPublicKey]]
-    ) -> str | None:
-        """The user whose key signed a live test string as ``encrypted_b64``, or ``None``.
-
-        ``encrypted_b64`` is the base64 (standard alphabet, padded; line breaks and other
-        white space are ignored) of a PKCS#1 v1.5 type-1 "private encryption" of a test
-        string. Every key in ``keys`` is tried with public decryption; the first that recovers
-        a live test string wins, and that string is used up. Anything else, including input
-        that is not a string or not base64, gives ``None``; this never raises for bad input.
+        :raises ChallengesFull: ``max_live`` strings of other addresses are live.
         """
         self._purge()
-        if not self._live or not isinstance(encrypted_b64, str):
+        own = self._by_address.get(address, [])
+        if len(own) >= self._per_address:
+            self._drop(own[0])
+        elif len(self._live) >= self._max_live:
+            _, expires = next(iter(self._live.values()))
+            raise ChallengesFull(expires - self._clock.seconds())
+        test_string = _new_test_string()
+        while test_string in self._live:  # pragma: no cover - 1470 random bits
+            test_string = _new_test_string()
+        self._live[test_string] = (address, self._clock.seconds() + self._lifetime)
+        self._by_address.setdefault(address, []).append(test_string)
+        return test_string
+
+    def live(self, address: str) -> frozenset[str]:
+        """The test strings ``address`` may sign now."""
+        self._purge()
+        return frozenset(self._by_address.get(address, ()))
+
+    def consume(self, address: str, test_string: str) -> bool:
+        """Use up ``test_string`` if it is live and was issued to ``address``."""
+        self._purge()
+        entry = self._live.get(test_string)
+        if entry is None or entry[0] != address:
+            return False
+        self._drop(test_string)
+        return True
+
+    def verify(
+        self, address: str, encrypted_b64: str, keys: Iterable[tuple[str, rsa.RSAPublicKey]]
+    ) -> str | None:
+        """The user whose key signed a test string live for ``address``, or ``None``.
+
+        :func:`recover` and :meth:`consume` in one call, on the calling thread; the daemon
+        runs :func:`recover` in its thread pool instead.
+        """
+        found = recover(encrypted_b64, keys, self.live(address))
+        if found is None or not self.consume(address, found[1]):
             return None
-        if len(encrypted_b64) > _MAX_SIGNATURE_INPUT:
-            return None
-        try:
-            signature = base64.b64decode("".join(encrypted_b64.split()), validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        if not signature:
-            return None
-        for user, key in keys:
-            if not isinstance(key, rsa.RSAPublicKey) or (key.key_size + 7) // 8 != len(signature):
-                continue
-            try:
-                recovered = key.recover_data_from_signature(signature, padding.PKCS1v15(), None)
-                test_string = recovered.decode("ascii")
-            except (InvalidSignature, ValueError):
-                continue
-            if test_string in self._live:
-                del self._live[test_string]
-                return user
-        return None
+        return found[0]
+
+    def _drop(self, test_string: str) -> None:
+        address, _ = self._live.pop(test_string)
+        own = self._by_address[address]
+        own.remove(test_string)
+        if not own:
+            del self._by_address[address]
 
     def _purge(self) -> None:
         now = self._clock.seconds()
-        if any(deadline <= now for deadline in self._live.values()):
-            self._live = {s: deadline for s, deadline in self._live.items() if deadline > now}
+        while self._live:
+            test_string, (_, expires) = next(iter(self._live.items()))
+            if expires > now:
+                break
+            self._drop(test_string)
+
+
+def recover(
+    encrypted_b64: object,
+    keys: Iterable[tuple[str, rsa.RSAPublicKey]],
+    live: frozenset[str],
+) -> tuple[str, str] | None:
+    """Which registered key signed one of the ``live`` test strings: ``(user, test_string)``.
+
+    ``encrypted_b64`` is the base64 (standard alphabet, padded; line breaks and other white
+    space are ignored) of a PKCS#1 v1.5 type-1 "private encryption" of a test string. The
+    signature carries no key id, so each key that could have made it (a modulus of the
+    signature's length and larger than the signature) is tried with one public-key operation;
+    the first that recovers a string in ``live`` wins. Anything else, including input that is
+    not a string or not base64, gives ``None``; this never raises for bad input.
+
+    It reads nothing but its arguments, so it may run in a worker thread.
+    """
+    if not live or not isinstance(encrypted_b64, str):
+        return None
+    if len(encrypted_b64) > _MAX_SIGNATURE_INPUT:
+        return None
+    try:
+        signature = base64.b64decode("".join(encrypted_b64.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if not signature:
+        return None
+    value = int.from_bytes(signature, "big")
+    for user, key in keys:
+        if not isinstance(key, rsa.RSAPublicKey) or (key.key_size + 7) // 8 != len(signature):
+            continue
+        if value >= key.public_numbers().n:
+            continue
+        try:
+            recovered = key.recover_data_from_signature(signature, padding.PKCS1v15(), None)
+            test_string = recovered.decode("ascii")
+        except (InvalidSignature, ValueError):
+            continue
+        if test_string in live:
+            return user, test_string
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from twisted.web.server import Request
 
 from sysadmd import envelope
 from sysadmd.api import Api
-from sysadmd.calls import Connection
+from sysadmd.calls import Connection, client_address
 from sysadmd.errors import ApiError
 from sysadmd.events import EventHub, Outbound, attach, close_too_slow
 from sysadmd.sessions import Ended
@@ -69,10 +69,14 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     factory: ApiServerFactory
 
     def onConnect(self, request: Any) -> None:
-        """Note who connected; every request of this connection runs as this peer."""
+        """Note who connected; every request of this connection runs as this peer.
+
+        The peer is the client's bare IP address (not Autobahn's ``tcp4:IP:PORT``, which
+        differs on every connection), as over REST: the lockout and the logs count by it.
+        """
         self.outbound = Outbound(send=self._send, give_up=lambda: close_too_slow(self))
         self.connection = Connection(
-            request.peer,
+            client_address(self.transport.getPeer()),
             "websocket",
             on_login=[self._logged_in],
             subscriber=self.outbound,

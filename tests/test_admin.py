@@ -17,11 +17,14 @@ from pathlib import Path
 
 import argon2
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from support import async_test
 
 from sysadmd.accounts import ACCOUNTS_FILE, LocalAccounts
 from sysadmd.admin import DEFAULT_STATE_DIR, build_parser, main
 from sysadmd.roles import Role
+from sysadmd.sslauth import KEYS_FILE, KeyStore
 
 
 @dataclass
@@ -334,3 +337,31 @@ def test_a_bad_config_is_one_line(cli: Cli, tmp_path: Path) -> None:
     assert result.code == 1
     assert result.err.startswith("sysadmd-admin: auth.backend: ")
     assert result.err.count("\n") == 1
+
+
+def test_del_removes_the_account_s_registered_keys(cli: Cli) -> None:
+    """A key left behind would log in whoever gets the name next."""
+    cli("user", "add", "alice", "--role", "admin", stdin=io.StringIO("pw\n"))
+    cli("user", "add", "bob", "--role", "admin", stdin=io.StringIO("pw\n"))
+    store = KeyStore(cli.state / KEYS_FILE)
+    keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3)]
+    pems = [
+        k.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+        for k in keys
+    ]
+    store.register("alice", pems[0])
+    store.register("alice", pems[1])
+    store.register("bob", pems[2])
+    assert cli("user", "del", "alice") == Result(
+        0, "deleted user alice\nremoved 2 registered keys of alice\n", ""
+    )
+    assert list(KeyStore(cli.state / KEYS_FILE).list()) == ["bob"]
+
+
+def test_lockout_clear_checks_the_address(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--state-dir", str(state), "lockout", "clear", "--address", "not-an-ip"])
+    assert stopped.value.code == 2
+    assert "'not-an-ip' is not an IP address" in capsys.readouterr().err

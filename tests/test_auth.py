@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import pytest
+from argon2 import PasswordHasher
 from authkit import USERS, make_authenticator
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from support import async_fixture, async_test
+from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.internet.task import Clock
 
+from sysadmd import auth as auth_module
+from sysadmd import sslauth
+from sysadmd.accounts import LocalAccounts
 from sysadmd.api import Api
 from sysadmd.apidoc import all_specs
-from sysadmd.auth import Authenticator
+from sysadmd.auth import Authenticator, RetryLater
 from sysadmd.calls import Connection
 from sysadmd.errors import ApiError
 from sysadmd.events import EventHub
@@ -121,7 +128,7 @@ async def test_every_action_against_every_caller(world: World) -> None:
             code = await world.code(spec, connection)
             if role is None:
                 expected = 401
-            elif not role.allows(spec.role):
+            elif not role.allows(spec.entry_role):
                 expected = 403
             else:
                 expected = 200
@@ -200,7 +207,7 @@ async def test_brute_force_reaches_the_block(world: World) -> None:
                 Connection(peer, "test"),
             )
         assert raised.value.code == 429
-        assert "try again in 60 minutes" in raised.value.message
+        assert "try again in 3600 seconds" in raised.value.message
     world.clock.advance(3601)
     assert (
         await world.api.call("rpc", "auth", {"username": "alice", "password": password}, connection)
@@ -291,3 +298,238 @@ async def test_audit_log_holds_no_secret(world: World, tmp_path: Path) -> None:
     for secret in (password, "hunter2", token):
         assert secret not in text
     assert oct((tmp_path / "audit.log").stat().st_mode & 0o777) == "0o600"
+
+
+# The lockout against concurrent and cheap guesses
+
+
+class CountingHasher(PasswordHasher):
+    """The kit's cheap argon2, counting the verifications (the work of the hashing pool)."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=8, parallelism=1)
+        self._lock = threading.Lock()
+        self.verified = 0
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        with self._lock:
+            self.verified += 1
+        return super().verify(hash, password)
+
+
+def _count_hashing(world: World) -> CountingHasher:
+    hasher = CountingHasher()
+    checker = cast(LocalAccounts, world.auth._checker)
+    checker._hasher = hasher
+    return hasher
+
+
+async def _codes(calls: list[Any]) -> list[int]:
+    """Run the API calls concurrently; 200 or the error code of each, in order."""
+    results = await DeferredList([ensureDeferred(c) for c in calls], consumeErrors=True)
+    codes = []
+    for ok, value in results:
+        codes.append(200 if ok else cast(ApiError, value.value).code)
+    return codes
+
+
+def _login(world: World, user: str, password: str, peer: str) -> Any:
+    return world.api.call(
+        "rpc", "auth", {"username": user, "password": password}, Connection(peer, "test")
+    )
+
+
+@async_test
+async def test_concurrent_guesses_cannot_outrun_the_lockout(world: World) -> None:
+    """16 concurrent logins for one user from one address: 5 are checked, the right 16th
+    password never is, and no session is made."""
+    hasher = _count_hashing(world)
+    password, _ = USERS["alice"]
+    guesses = [f"guess-{n}" for n in range(15)] + [password]
+    codes = await _codes([_login(world, "alice", g, "192.0.2.9") for g in guesses])
+    assert codes == [401] * 5 + [429] * 11
+    assert hasher.verified == 5
+    assert len(world.auth.sessions) == 0
+
+
+@async_test
+async def test_a_flood_from_one_address_never_reaches_the_hashing_pool(world: World) -> None:
+    """200 concurrent guesses from one address: at most 5 are hashed, and another user's
+    login meanwhile takes little time."""
+    hasher = _count_hashing(world)
+    flood = [_login(world, f"user{n}", "guess", "203.0.113.66") for n in range(200)]
+    flooding = ensureDeferred(_codes(flood))
+    started = time.perf_counter()
+    password, _ = USERS["oscar"]
+    token, _ = await _login(world, "oscar", password, "192.0.2.10")
+    latency = time.perf_counter() - started
+    codes = await flooding
+    print(f"login latency during a flood of 200 guesses from one address: {latency * 1000:.1f} ms")
+    assert token
+    assert latency < 2.0
+    assert codes.count(401) == 5 and codes.count(429) == 195
+    assert hasher.verified == 5 + 1  # the flood's first five and oscar's
+
+
+@async_test
+async def test_an_attacker_s_own_login_keeps_its_address_s_failures(world: World) -> None:
+    alice_wrong = [_login(world, "alice", f"guess-{n}", "192.0.2.9") for n in range(4)]
+    assert await _codes(alice_wrong) == [401] * 4
+    oscar, _ = USERS["oscar"]
+    await _login(world, "oscar", oscar, "192.0.2.9")  # the attacker's own account
+    assert await _codes([_login(world, "alice", "guess-5", "192.0.2.9")]) == [401]
+    assert await _codes([_login(world, "oscar", oscar, "192.0.2.9")]) == [429]
+
+
+@async_test
+async def test_cheap_failures_count_against_the_address_only(world: World) -> None:
+    """Names no account can have cost no hashing, and fill no username table."""
+    hasher = _count_hashing(world)
+    calls = [_login(world, f"Not A Name {n}", "x", f"198.51.100.{n}") for n in range(50)]
+    calls += [_login(world, "alice", "", "198.51.100.200")]
+    assert await _codes(calls) == [401] * 51
+    assert hasher.verified == 0
+    kinds = {entry.kind for entry in world.auth.lockout.entries()}
+    assert kinds == {"address"}
+    for _ in range(4):
+        await _codes([_login(world, "Not A Name", "x", "198.51.100.0")])
+    assert await _codes([_login(world, "oscar", USERS["oscar"][0], "198.51.100.0")]) == [429]
+
+
+# Key login
+
+
+def _public_pem(key: rsa.RSAPrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+@pytest.fixture(scope="module")
+def key_2048() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _session(world: World, user: str, role: Role) -> Connection:
+    token, _ = world.auth.sessions.create(user, role)
+    return Connection("192.0.2.1", "test", token=token)
+
+
+async def _settings(world: World, connection: Connection, **args: Any) -> Any:
+    return await world.api.call("rpc", "settings", args, connection)
+
+
+@async_test
+async def test_the_challenge_fits_sysadm_s_qt_client(world: World) -> None:
+    """Stage 1 gives 128 to 245 characters: the Qt client writes a 256-byte signature into a
+    buffer twice the challenge's length, and a 2048-bit key signs at most 245 bytes."""
+    challenge = await world.api.call("rpc", "auth_ssl", "", Connection("192.0.2.3", "test"))
+    assert 128 <= len(challenge["test_string"]) <= 245
+
+
+@async_test
+async def test_a_1024_bit_key_is_refused_with_a_clear_message(world: World) -> None:
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
+    with pytest.raises(ApiError) as raised:
+        await _settings(
+            world,
+            _session(world, "alice", Role.ADMIN),
+            action="register_ssl_cert",
+            pub_key=_public_pem(small),
+        )
+    assert raised.value.code == 400
+    assert "1024 bits; keys must have at least 2048 bits" in raised.value.message
+
+
+@async_test
+async def test_a_key_may_only_name_an_existing_account(
+    world: World, key_2048: rsa.RSAPrivateKey
+) -> None:
+    """A key for a name nobody has would log in whoever gets that name later."""
+    with pytest.raises(ApiError) as raised:
+        await _settings(
+            world,
+            _session(world, "alice", Role.ADMIN),
+            action="register_ssl_cert",
+            pub_key=_public_pem(key_2048),
+            user="nobody",
+        )
+    assert raised.value.code == 404
+    assert "nobody" in raised.value.message
+    assert world.auth.keys.list() == {}
+
+
+@async_test
+async def test_an_operator_manages_its_own_keys_only(
+    world: World, key_2048: rsa.RSAPrivateKey
+) -> None:
+    operator = _session(world, "oscar", Role.OPERATOR)
+    pem = _public_pem(key_2048)
+    for user in ({}, {"user": "oscar"}):
+        reply = await _settings(world, operator, action="register_ssl_cert", pub_key=pem, **user)
+        assert reply == {}
+    assert list(world.auth.keys.list()) == ["oscar"]
+    for action in ("register_ssl_cert", "revoke_ssl_cert"):
+        with pytest.raises(ApiError) as raised:
+            await _settings(world, operator, action=action, pub_key=pem, user="alice")
+        assert raised.value.code == 403
+        assert "for its own account only" in raised.value.message
+    assert list(world.auth.keys.list()) == ["oscar"]
+    # Key login works with the key the operator registered for itself.
+    client = Connection("192.0.2.3", "test")
+    challenge = await world.api.call("rpc", "auth_ssl", "", client)
+    signed = sign_challenge(key_2048, challenge["test_string"])
+    await world.api.call("rpc", "auth_ssl", {"encrypted_string": signed}, client)
+    assert world.auth.caller(client) is not None
+    assert await _settings(world, operator, action="revoke_ssl_cert", pub_key=pem) == {}
+    assert world.auth.keys.list() == {}
+    # Revoking is for the operator's own keys: an admin's key is not found for it.
+    admin = _session(world, "alice", Role.ADMIN)
+    await _settings(world, admin, action="register_ssl_cert", pub_key=pem)
+    with pytest.raises(ApiError) as raised:
+        await _settings(world, operator, action="revoke_ssl_cert", pub_key=pem)
+    assert raised.value.code == 404
+    assert list(world.auth.keys.list()) == ["alice"]
+
+
+@async_test
+async def test_signatures_are_checked_off_the_reactor_thread(
+    world: World, key_2048: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[threading.Thread] = []
+
+    def recording(*args: Any) -> Any:
+        threads.append(threading.current_thread())
+        return sslauth.recover(*args)
+
+    monkeypatch.setattr(auth_module, "recover", recording)
+    world.auth.keys.register("oscar", _public_pem(key_2048))
+    client = Connection("192.0.2.3", "test")
+    challenge = await world.api.call("rpc", "auth_ssl", "", client)
+    signed = sign_challenge(key_2048, challenge["test_string"])
+    await world.api.call("rpc", "auth_ssl", {"encrypted_string": signed}, client)
+    assert threads and threading.main_thread() not in threads
+
+
+@async_test
+async def test_a_flood_of_challenges_does_not_fail_a_pending_key_login(
+    world: World, key_2048: rsa.RSAPrivateKey
+) -> None:
+    world.auth.keys.register("oscar", _public_pem(key_2048))
+    client = Connection("192.0.2.3", "test")
+    challenge = await world.api.call("rpc", "auth_ssl", "", client)
+    refused = 0
+    for n in range(1500):
+        try:
+            await world.api.call(
+                "rpc", "auth_ssl", "", Connection(f"10.0.{n // 256}.{n % 256}", "t")
+            )
+        except RetryLater as e:
+            assert e.code == 429 and e.retry_after >= 1
+            refused += 1
+    assert refused == 1500 - 999
+    signed = sign_challenge(key_2048, challenge["test_string"])
+    reply = await world.api.call("rpc", "auth_ssl", {"encrypted_string": signed}, client)
+    assert reply[1] == 900

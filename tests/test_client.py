@@ -37,7 +37,9 @@ from sysadmd.client import (
     TLSVerificationFailed,
     UnknownHost,
 )
+from sysadmd.client.client import SESSION_ENDED_CODES
 from sysadmd.tls import ensure_certificate
+from sysadmd.websocket import SESSION_END
 
 pytestmark = pytest.mark.e2e
 
@@ -150,7 +152,9 @@ async def test_calls_errors_and_tokens(daemon: Daemon, tmp_path: Path) -> None:
     other = await Client.connect("127.0.0.1", daemon.ports[0], tls=_pinned(daemon, tmp_path))
     assert (await other.login_token(token)).token == token
     await client.logout()
-    with pytest.raises(SessionExpired):
+    # The daemon closes the other connection (4004); its next call is the session's end.
+    await other.when_closed
+    with pytest.raises(SessionExpired, match="logged out elsewhere"):
         await other.list_isos()
     with pytest.raises(SessionExpired):
         await other.login_token(token)
@@ -297,3 +301,8 @@ async def test_blocking_client(daemon: Daemon, tmp_path: Path, http: HTTPServer)
     assert (out["final"], out["failed"]) == ("succeeded", "failed")
     assert "sync.iso" in out["isos"]
     assert fingerprint(daemon) in (tmp_path / "known_hosts").read_text()
+
+
+def test_the_client_knows_the_daemon_s_session_end_codes() -> None:
+    """The client imports nothing from the daemon: the two lists are held equal here."""
+    assert {code for code, _ in SESSION_END.values()} == SESSION_ENDED_CODES

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
-from sysadmd.lockout import LONG_KEY, MAX_KEY_LENGTH, Lockout
+from sysadmd.lockout import LONG_KEY, MAX_KEY_LENGTH, Attempt, Blocked, Busy, Lockout
 
 LIMIT = 5
 WINDOW = 600.0
@@ -187,7 +187,8 @@ def test_tables_are_bounded(clock: Clock) -> None:
     assert len(lockout) <= 400
 
 
-def test_the_oldest_counter_is_dropped_first(clock: Clock) -> None:
+def test_the_counter_furthest_from_a_block_is_dropped_first(clock: Clock) -> None:
+    """A full table drops the counter with the fewest failures, not the oldest one."""
     lockout = Lockout(clock, limit=LIMIT, window=WINDOW, block=BLOCK, max_entries=3)
     for _ in range(LIMIT - 1):
         lockout.failed("192.0.2.1", "old")
@@ -196,11 +197,14 @@ def test_the_oldest_counter_is_dropped_first(clock: Clock) -> None:
         lockout.failed("192.0.2.2", "recent")
     clock.advance(1)
     lockout.failed("192.0.2.3", "c")
-    lockout.failed("192.0.2.4", "d")  # the tables are full: "old" and 192.0.2.1 go
-    lockout.failed("192.0.2.2", "recent")
-    assert lockout.blocked("192.0.2.2", "recent") == BLOCK  # kept: the fifth failure blocks
+    lockout.failed("192.0.2.4", "d")  # the tables are full: "c" and 192.0.2.3 go
     lockout.failed("192.0.2.1", "old")
-    assert lockout.blocked("192.0.2.1", "old") is None  # counting started again
+    assert lockout.blocked("192.0.2.1", "old") == BLOCK  # kept: the fifth failure blocks
+    lockout.failed("192.0.2.2", "recent")
+    assert lockout.blocked("192.0.2.2", "recent") == BLOCK
+    for _ in range(LIMIT - 1):
+        lockout.failed("192.0.2.3", "c")
+    assert lockout.blocked("192.0.2.3", "c") is None  # counting started again
 
 
 def test_the_block_ending_soonest_is_dropped_first(clock: Clock) -> None:
@@ -242,3 +246,143 @@ def test_repr_names_no_user(lockout: Lockout) -> None:
 def test_bad_limits(clock: Clock, kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must be"):
         Lockout(clock, **kwargs)
+
+
+# Checks in flight, success, eviction and administration
+
+
+def _begin(lockout: Lockout, address: str, user: str | None) -> tuple[list[Attempt], list[Any]]:
+    """Start a check; the lists get its Attempt or its failure when they come."""
+    started: list[Attempt] = []
+    refused: list[Any] = []
+    lockout.begin(address, user).addCallbacks(started.append, lambda f: refused.append(f.value))
+    return started, refused
+
+
+def test_checks_in_flight_count_as_failures(lockout: Lockout) -> None:
+    """16 concurrent checks for one user from one address: only ``limit`` run; when they
+    fail, the address and the user are blocked and the other 11 never run."""
+    outcomes = [_begin(lockout, IP, "joe") for _ in range(16)]
+    running = [started[0] for started, _ in outcomes if started]
+    assert len(running) == LIMIT
+    assert all(not refused for _, refused in outcomes)
+    for attempt in running:
+        attempt.failed()
+    refused = [r[0] for _, r in outcomes if r]
+    assert len(refused) == 16 - LIMIT
+    assert all(isinstance(e, Blocked) and e.seconds == BLOCK for e in refused)
+    assert lockout.blocked(IP, "joe") == BLOCK
+
+
+def test_a_waiting_check_runs_when_one_in_flight_succeeds(lockout: Lockout) -> None:
+    outcomes = [_begin(lockout, IP, "joe") for _ in range(LIMIT + 2)]
+    first = outcomes[0][0][0]
+    assert not outcomes[LIMIT][0]
+    first.succeeded()
+    assert outcomes[LIMIT][0] and not outcomes[LIMIT + 1][0]
+    outcomes[1][0][0].abandoned()
+    assert outcomes[LIMIT + 1][0]
+    first.failed()  # settling twice changes nothing
+    assert lockout.blocked(IP, "joe") is None
+
+
+def test_checks_for_other_users_from_other_addresses_do_not_wait(lockout: Lockout) -> None:
+    for _ in range(LIMIT):
+        _begin(lockout, IP, "joe")
+    started, _ = _begin(lockout, "198.51.100.1", "ann")
+    assert started
+    started, _ = _begin(lockout, IP, None)  # the address is taken
+    assert not started
+
+
+def test_too_many_waiting_are_refused_at_once(clock: Clock) -> None:
+    lockout = Lockout(clock, limit=1, max_waiting=2)
+    outcomes = [_begin(lockout, IP, "joe") for _ in range(4)]
+    assert [bool(s) for s, _ in outcomes] == [True, False, False, False]
+    refused = outcomes[3][1]
+    assert len(refused) == 1 and isinstance(refused[0], Busy) and refused[0].seconds == 1.0
+
+
+def test_a_blocked_key_is_refused_before_it_waits(lockout: Lockout) -> None:
+    for _ in range(LIMIT):
+        lockout.failed(IP, "joe")
+    _, refused = _begin(lockout, IP, None)
+    assert isinstance(refused[0], Blocked)
+
+
+def test_success_clears_only_that_user_s_failures_of_the_address(lockout: Lockout) -> None:
+    """An attacker who logs in to its own account keeps the failures of its address."""
+    for _ in range(LIMIT - 1):
+        lockout.failed(IP, "victim")
+    lockout.succeeded(IP, "mallory")
+    lockout.failed(IP, "victim")
+    assert lockout.blocked(IP, "mallory") == BLOCK  # the address is blocked
+
+
+def test_success_forgets_the_user_s_own_typos(lockout: Lockout) -> None:
+    for _ in range(LIMIT - 2):
+        lockout.failed(IP, "joe")
+    lockout.failed(IP, "ann")
+    lockout.succeeded(IP, "joe")
+    for _ in range(LIMIT - 2):
+        lockout.failed(IP, "bob")
+    assert lockout.blocked(IP, "bob") is None  # 1 (ann) + 3 (bob): below the limit
+    lockout.failed(IP, "bob")
+    assert lockout.blocked(IP, "bob") == BLOCK
+
+
+def test_a_flood_of_new_keys_cannot_reset_a_victim(clock: Clock) -> None:
+    """Ten thousand one-off failures do not push out a counter one failure from a block."""
+    lockout = Lockout(clock, limit=LIMIT, window=WINDOW, block=BLOCK, max_entries=100)
+    for _ in range(LIMIT - 1):
+        lockout.failed(IP, "victim")
+    for n in range(10_000):
+        lockout.failed(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}", f"user{n}")
+    assert len(lockout) == 200
+    lockout.failed("198.51.100.1", "victim")
+    assert lockout.blocked("203.0.113.1", "victim") == BLOCK
+    lockout.failed(IP, "somebody")
+    assert lockout.blocked(IP, "x") == BLOCK  # and the address's four failures were kept
+
+
+def test_blocks_outlast_counters_when_the_table_is_full(clock: Clock) -> None:
+    lockout = Lockout(clock, limit=2, window=WINDOW, block=BLOCK, max_entries=3)
+    lockout.failed(IP, None)
+    lockout.failed(IP, None)
+    for n in range(50):
+        lockout.failed(f"198.51.100.{n}", None)
+    assert lockout.blocked(IP, None) == BLOCK
+
+
+def test_entries_and_clear(lockout: Lockout, clock: Clock) -> None:
+    for _ in range(LIMIT):
+        lockout.failed(IP, "joe")
+    lockout.failed("198.51.100.1", "ann")
+    _begin(lockout, "198.51.100.2", None)
+    clock.advance(10)
+    shown = {(e.kind, e.key): (e.failures, e.pending, e.blocked_for) for e in lockout.entries()}
+    assert shown == {
+        ("address", IP): (0, 0, BLOCK - 10),
+        ("address", "198.51.100.1"): (1, 0, None),
+        ("address", "198.51.100.2"): (0, 1, None),
+        ("user", "joe"): (0, 0, BLOCK - 10),
+        ("user", "ann"): (1, 0, None),
+    }
+    assert lockout.clear("address", IP)
+    assert not lockout.clear("address", IP)
+    assert lockout.blocked(IP, None) is None
+    assert lockout.blocked(IP, "joe") == BLOCK - 10
+    assert lockout.clear_all() == 3
+    assert lockout.blocked(IP, "joe") is None
+
+
+def test_clearing_wakes_the_checks_that_wait(lockout: Lockout) -> None:
+    running = [_begin(lockout, IP, "joe")[0][0] for _ in range(LIMIT)]
+    waiting, refused = _begin(lockout, IP, "joe")
+    for attempt in running[:-1]:
+        attempt.failed()
+    assert not waiting and not refused
+    lockout.clear("user", "joe")
+    assert not waiting  # the address still has no room
+    lockout.clear("address", IP)
+    assert waiting  # beside the one still running

@@ -16,13 +16,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from twisted.internet.task import Clock
 
 from sysadmd.sslauth import (
+    CHALLENGE_LIFETIME,
+    TEST_STRING_LENGTH,
     Challenges,
+    ChallengesFull,
     KeyStore,
     KeyStoreError,
     SSLAuthError,
     sign_challenge,
 )
 
+IP = "192.0.2.7"
+OTHER = "2001:db8::7"
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 NOW_ISO = "2023-11-14T22:13:20Z"
 
@@ -203,7 +208,7 @@ def test_refuses_an_ec_key(store: KeyStore) -> None:
 
 
 def test_refuses_a_1024_bit_key(store: KeyStore, small_key: rsa.RSAPrivateKey) -> None:
-    with pytest.raises(SSLAuthError, match="has 1024 bits; it must have 2048 to 8192") as raised:
+    with pytest.raises(SSLAuthError, match="has 1024 bits; keys must have at least 2048") as raised:
         store.register("alice", spki_pem(small_key))
     assert_client_safe(raised.value)
 
@@ -498,11 +503,13 @@ def test_failed_write_changes_nothing(
 
 
 def test_issue_gives_fresh_url_safe_strings(clock: Clock) -> None:
-    challenges = Challenges(clock)
-    strings = {challenges.issue() for _ in range(50)}
+    """245 characters: sysadm's Qt client overflows its buffer below 128, and a 2048-bit
+    key signs at most 245 bytes."""
+    challenges = Challenges(clock, per_address=50)
+    strings = {challenges.issue(IP) for _ in range(50)}
     assert len(strings) == 50
     alphabet = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-    assert all(len(s) == 32 and set(s) <= alphabet for s in strings)
+    assert all(len(s) == TEST_STRING_LENGTH == 245 and set(s) <= alphabet for s in strings)
     assert len(challenges) == 50
 
 
@@ -511,8 +518,8 @@ def test_round_trip_logs_in_the_owner_of_the_key(
 ) -> None:
     challenges = Challenges(clock)
     keys = [("alice", alice_key.public_key()), ("bob", bob_key.public_key())]
-    test_string = challenges.issue()
-    assert challenges.verify(sign_challenge(bob_key, test_string), keys) == "bob"
+    test_string = challenges.issue(IP)
+    assert challenges.verify(IP, sign_challenge(bob_key, test_string), keys) == "bob"
     assert len(challenges) == 0
 
 
@@ -521,63 +528,68 @@ def test_round_trip_through_the_store(
 ) -> None:
     store.register("alice", b64(spki_pem(alice_key)))
     challenges = Challenges(clock)
-    assert challenges.verify(sign_challenge(alice_key, challenges.issue()), store.keys()) == "alice"
+    assert (
+        challenges.verify(IP, sign_challenge(alice_key, challenges.issue(IP)), store.keys())
+        == "alice"
+    )
     store.revoke(spki_pem(alice_key))
-    assert challenges.verify(sign_challenge(alice_key, challenges.issue()), store.keys()) is None
+    assert (
+        challenges.verify(IP, sign_challenge(alice_key, challenges.issue(IP)), store.keys()) is None
+    )
 
 
 def test_wrong_key_is_refused_and_the_string_stays_live(
     clock: Clock, alice_key: rsa.RSAPrivateKey, bob_key: rsa.RSAPrivateKey
 ) -> None:
     challenges = Challenges(clock)
-    test_string = challenges.issue()
+    test_string = challenges.issue(IP)
     signed_by_bob = sign_challenge(bob_key, test_string)
-    assert challenges.verify(signed_by_bob, [("alice", alice_key.public_key())]) is None
-    assert challenges.verify(signed_by_bob, []) is None
+    assert challenges.verify(IP, signed_by_bob, [("alice", alice_key.public_key())]) is None
+    assert challenges.verify(IP, signed_by_bob, []) is None
     assert len(challenges) == 1
-    assert challenges.verify(signed_by_bob, [("bob", bob_key.public_key())]) == "bob"
+    assert challenges.verify(IP, signed_by_bob, [("bob", bob_key.public_key())]) == "bob"
 
 
 def test_expired_string_is_refused(clock: Clock, alice_key: rsa.RSAPrivateKey) -> None:
     challenges = Challenges(clock)
     keys = [("alice", alice_key.public_key())]
-    early, late = challenges.issue(), challenges.issue()
+    early, late = challenges.issue(IP), challenges.issue(IP)
     clock.advance(29.9)
-    assert challenges.verify(sign_challenge(alice_key, early), keys) == "alice"
+    assert challenges.verify(IP, sign_challenge(alice_key, early), keys) == "alice"
     clock.advance(0.2)
-    assert challenges.verify(sign_challenge(alice_key, late), keys) is None
+    assert challenges.verify(IP, sign_challenge(alice_key, late), keys) is None
     assert len(challenges) == 0
 
 
 def test_custom_lifetime(clock: Clock, alice_key: rsa.RSAPrivateKey) -> None:
     challenges = Challenges(clock, lifetime=5)
     keys = [("alice", alice_key.public_key())]
-    test_string = challenges.issue()
+    test_string = challenges.issue(IP)
     clock.advance(5)
-    assert challenges.verify(sign_challenge(alice_key, test_string), keys) is None
+    assert challenges.verify(IP, sign_challenge(alice_key, test_string), keys) is None
 
 
 def test_a_signature_works_once(clock: Clock, alice_key: rsa.RSAPrivateKey) -> None:
     challenges = Challenges(clock)
     keys = [("alice", alice_key.public_key())]
-    signed = sign_challenge(alice_key, challenges.issue())
-    challenges.issue()  # another live string must not make the replay work
-    assert challenges.verify(signed, keys) == "alice"
-    assert challenges.verify(signed, keys) is None
+    signed = sign_challenge(alice_key, challenges.issue(IP))
+    challenges.issue(IP)  # another live string must not make the replay work
+    assert challenges.verify(IP, signed, keys) == "alice"
+    assert challenges.verify(IP, signed, keys) is None
 
 
 def test_a_string_never_issued_is_refused(clock: Clock, alice_key: rsa.RSAPrivateKey) -> None:
     challenges = Challenges(clock)
     keys = [("alice", alice_key.public_key())]
-    challenges.issue()
-    assert challenges.verify(sign_challenge(alice_key, "x" * 32), keys) is None
-    assert challenges.verify(sign_challenge(alice_key, ""), keys) is None
+    challenges.issue(IP)
+    assert challenges.verify(IP, sign_challenge(alice_key, "x" * 32), keys) is None
+    assert challenges.verify(IP, sign_challenge(alice_key, ""), keys) is None
 
 
 def test_nothing_issued_means_nothing_verifies(clock: Clock, alice_key: rsa.RSAPrivateKey) -> None:
     challenges = Challenges(clock)
     signed = sign_challenge(alice_key, "anything")
-    assert challenges.verify(signed, [("alice", alice_key.public_key())]) is None
+    assert challenges.verify(IP, signed, [("alice", alice_key.public_key())]) is None
 
 
 @pytest.mark.parametrize(
@@ -598,46 +610,80 @@ def test_bad_input_gives_none(
     clock: Clock, alice_key: rsa.RSAPrivateKey, encrypted: object
 ) -> None:
     challenges = Challenges(clock)
-    challenges.issue()
+    challenges.issue(IP)
     keys = [("alice", alice_key.public_key())]
-    assert challenges.verify(encrypted, keys) is None  # type: ignore[arg-type]
+    assert challenges.verify(IP, encrypted, keys) is None  # type: ignore[arg-type]
     assert len(challenges) == 1
 
 
 def test_garbage_of_the_right_length_gives_none(clock: Clock, alice_key: rsa.RSAPrivateKey) -> None:
     challenges = Challenges(clock)
-    challenges.issue()
+    challenges.issue(IP)
     keys = [("alice", alice_key.public_key())]
     for blob in (b"\x00" * 256, b"\x01" * 256, b"\xff" * 256):
-        assert challenges.verify(base64.b64encode(blob).decode(), keys) is None
+        assert challenges.verify(IP, base64.b64encode(blob).decode(), keys) is None
 
 
 def test_signature_with_line_breaks_is_accepted(clock: Clock, alice_key: rsa.RSAPrivateKey) -> None:
     # `openssl base64` wraps its output at 64 characters.
     challenges = Challenges(clock)
-    signed = sign_challenge(alice_key, challenges.issue())
+    signed = sign_challenge(alice_key, challenges.issue(IP))
     wrapped = "\n".join(signed[i : i + 64] for i in range(0, len(signed), 64)) + "\n"
-    assert challenges.verify(wrapped, [("alice", alice_key.public_key())]) == "alice"
+    assert challenges.verify(IP, wrapped, [("alice", alice_key.public_key())]) == "alice"
 
 
-def test_max_live_bound_drops_the_oldest(clock: Clock, alice_key: rsa.RSAPrivateKey) -> None:
-    challenges = Challenges(clock, max_live=3)
+def test_per_address_bound_drops_that_address_s_oldest(
+    clock: Clock, alice_key: rsa.RSAPrivateKey
+) -> None:
+    challenges = Challenges(clock, per_address=3)
     keys = [("alice", alice_key.public_key())]
-    issued = [challenges.issue() for _ in range(5)]
-    assert len(challenges) == 3
-    assert challenges.verify(sign_challenge(alice_key, issued[0]), keys) is None
-    assert challenges.verify(sign_challenge(alice_key, issued[1]), keys) is None
-    assert challenges.verify(sign_challenge(alice_key, issued[4]), keys) == "alice"
-    assert challenges.verify(sign_challenge(alice_key, issued[2]), keys) == "alice"
+    other = challenges.issue(OTHER)
+    issued = [challenges.issue(IP) for _ in range(5)]
+    assert len(challenges) == 4
+    assert challenges.verify(IP, sign_challenge(alice_key, issued[0]), keys) is None
+    assert challenges.verify(IP, sign_challenge(alice_key, issued[1]), keys) is None
+    assert challenges.verify(IP, sign_challenge(alice_key, issued[4]), keys) == "alice"
+    assert challenges.verify(IP, sign_challenge(alice_key, issued[2]), keys) == "alice"
+    assert challenges.verify(OTHER, sign_challenge(alice_key, other), keys) == "alice"
+
+
+def test_a_flood_of_challenges_fails_nobody_else_s_login(
+    clock: Clock, alice_key: rsa.RSAPrivateKey
+) -> None:
+    """When the table is full, new first stages are refused; live strings stay live."""
+    challenges = Challenges(clock, max_live=10, per_address=2)
+    keys = [("alice", alice_key.public_key())]
+    victim = challenges.issue(OTHER)
+    clock.advance(5)
+    flooded = 0
+    for n in range(100):
+        try:
+            challenges.issue(f"198.51.100.{n}")
+        except ChallengesFull as e:
+            assert e.seconds == pytest.approx(CHALLENGE_LIFETIME - 5)
+            continue
+        flooded += 1
+    assert flooded == 9
+    assert challenges.verify(OTHER, sign_challenge(alice_key, victim), keys) == "alice"
+
+
+def test_a_string_is_good_only_from_the_address_it_was_issued_to(
+    clock: Clock, alice_key: rsa.RSAPrivateKey
+) -> None:
+    challenges = Challenges(clock)
+    keys = [("alice", alice_key.public_key())]
+    signed = sign_challenge(alice_key, challenges.issue(IP))
+    assert challenges.verify(OTHER, signed, keys) is None
+    assert challenges.verify(IP, signed, keys) == "alice"
 
 
 def test_expired_strings_do_not_count_against_max_live(clock: Clock) -> None:
     challenges = Challenges(clock, max_live=2)
-    challenges.issue()
-    challenges.issue()
+    challenges.issue(IP)
+    challenges.issue(IP)
     clock.advance(31)
     assert len(challenges) == 0
-    challenges.issue()
+    challenges.issue(IP)
     assert len(challenges) == 1
 
 
@@ -646,6 +692,8 @@ def test_bad_parameters() -> None:
         Challenges(Clock(), lifetime=0)
     with pytest.raises(ValueError, match="max_live"):
         Challenges(Clock(), max_live=0)
+    with pytest.raises(ValueError, match="per_address"):
+        Challenges(Clock(), per_address=0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -239,6 +239,11 @@ class _Wire:
             self.client._closed(code, reason)
 
 
+#: The close codes with which the daemon ends a WebSocket whose session ended: 4002
+#: expired, 4003 revoked (its account changed), 4004 logged out elsewhere, 4005 evicted.
+SESSION_ENDED_CODES: Final = frozenset({4002, 4003, 4004, 4005})
+
+
 def _close_text(code: int | None, reason: str | None) -> str:
     if code in (1000, 1001) or code is None:
         return "the daemon closed the connection"
@@ -271,7 +276,7 @@ class Client:
         self._tasks: dict[str, Task] = {}
         self._early_events: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._dispatcher: Subscription | None = None
-        self._close_error: ConnectionFailed | None = None
+        self._close_error: ConnectionFailed | SessionExpired | None = None
         self._logged_in = False
         self.when_closed: Deferred[None] = Deferred()
         wire.client = self
@@ -366,8 +371,9 @@ class Client:
         """Send one request and return the ``args`` of its reply.
 
         Raises :class:`ApiError` for an error reply (:class:`SessionExpired` for a 401 outside
-        the logins) and :class:`ConnectionFailed` if the connection ends first or no reply
-        comes within ``timeout`` seconds (default: :attr:`timeout`).
+        the logins, and once the daemon closed the connection because its session ended)
+        and :class:`ConnectionFailed` if the connection ends otherwise or no reply comes
+        within ``timeout`` seconds (default: :attr:`timeout`).
         """
         if self._close_error is not None:
             raise self._close_error
@@ -708,7 +714,13 @@ class Client:
             waiter.callback(message)
 
     def _closed(self, code: int | None, reason: str | None) -> None:
-        error = ConnectionFailed(f"{self.address}: {_close_text(code, reason)}")
+        error: ConnectionFailed | SessionExpired
+        if code in SESSION_ENDED_CODES:
+            # The daemon closes a socket whose session ended (expired, revoked, logged out
+            # elsewhere, evicted): to the caller that is the session's end, as a 401 is.
+            error = SessionExpired(reason or "session ended")
+        else:
+            error = ConnectionFailed(f"{self.address}: {_close_text(code, reason)}")
         self._close_error = error
         pending, self._pending = self._pending, {}
         for waiter in pending.values():
