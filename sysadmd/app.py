@@ -16,7 +16,7 @@ from typing import Any
 import txaio
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.ssl import CertificateOptions
@@ -127,6 +127,28 @@ class Listener(Service):
         port, self.port = self.port, None
         result: Deferred[None] | None = port.stopListening()
         return result
+
+
+class StopInOrder(MultiService):
+    """A MultiService that stops its services one at a time, the last added first.
+
+    ``MultiService`` stops them all in the same turn, so a service that needs time to
+    stop (the fetch queue's grace period) would find the services it relies on (the
+    process runner) already stopped. Here each one starts stopping only when the one
+    before it has finished; a service that fails to stop is logged and the others are
+    still stopped.
+    """
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        return ensureDeferred(self._stop_each())
+
+    async def _stop_each(self) -> None:
+        for service in reversed(list(self)):
+            try:
+                await maybeDeferred(service.stopService)
+            except Exception:
+                log.failure("{service} failed to stop", service=service)
 
 
 class _ChildProcesses(Service):
@@ -350,10 +372,12 @@ def make_service(config: Config, reactor: Any) -> IService:
     )
     metrics.watch(fetches, connections)
 
-    # Services stop in the reverse order of this list: listeners first (no new
-    # connections), then the WebSockets (closed with 1001), then the fetches (after
-    # their grace period), then any child still running.
-    top = MultiService()
+    # Services stop in the reverse order of this list, each once the one before has
+    # stopped: listeners first (no new connections), then the WebSockets (closed with
+    # 1001), then the fetches (which may take their grace period, while the runner still
+    # starts the commands that check a finished fetch), then any child still running,
+    # and the log file last.
+    top = StopInOrder()
     log_files.setServiceParent(top)  # stops last, so it logs the whole stop
     _ChildProcesses(runner).setServiceParent(top)
     fetches.setServiceParent(top)

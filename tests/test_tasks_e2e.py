@@ -6,7 +6,9 @@ ISOs come from a local HTTP server that can hold a download half way.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from daemon import Daemon
 from httpserver import HTTPServer
 from support import async_test
 from test_e2e import rest, run_simulator, ws
+from twisted.internet.threads import deferToThread
 from wsclient import WsClient, settle
 
 pytestmark = pytest.mark.e2e
@@ -230,6 +233,48 @@ async def test_sigterm_ends_running_fetches_and_exits_zero(
         assert listed["args"]["jobs"]["no_queue"][task_id]["status"] == "interrupted"
     finally:
         assert restarted.stop()
+
+
+def _journalled_state(state_dir: Path, task_id: str) -> str:
+    """The state the task journal holds for ``task_id`` (read-only, after the daemon ended)."""
+    uri = f"file:{state_dir / 'tasks.sqlite'}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True)) as database:
+        row = database.execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    assert row is not None, task_id
+    return str(row[0])
+
+
+@async_test
+async def test_sigterm_lets_a_fetch_finish_within_the_grace_period(
+    tmp_path: Path, http: HTTPServer
+) -> None:
+    """SIGTERM during a fetch that needs two more seconds, with fetch.grace = 20: the
+    daemon waits for it, the ISO arrives whole, the task is journalled as succeeded and
+    the daemon then exits 0. (The fetch's own child processes must outlive the wait.)"""
+    data = b"g" * 300_000
+    http.files.files["grace.iso"] = data
+    http.files.stall.add("grace.iso")
+    config = tmp_path / "grace.toml"
+    config.write_text("[fetch]\ngrace = 20\n")
+    state = tmp_path / "state"
+    daemon = Daemon(state, "--config", str(config))
+    code, reply = await rest(daemon, {"action": "fetchiso", "url": http.url("grace.iso")})
+    assert code == 200
+    task_id = reply["args"]["fetchiso"]["queueid"]
+    for _ in range(100):
+        if http.files.stalled:
+            break
+        await settle(0.05)
+    assert http.files.stalled
+    # The stop blocks in a thread, so this reactor keeps serving the download meanwhile.
+    stopping = deferToThread(daemon.stop)
+    await settle(2.0)
+    assert daemon.process.poll() is None, "the daemon did not wait for the running fetch"
+    assert http.files.finish() == 1
+    assert await stopping
+    assert _journalled_state(state, task_id) == "succeeded"
+    assert (_iso_store(daemon) / "grace.iso" / "grace.iso").read_bytes() == data
+    assert "Waiting up to 20.0 s for 1 running fetch(es)" in daemon.log_text()
 
 
 @async_test
