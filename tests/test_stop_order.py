@@ -34,16 +34,18 @@ def test_each_service_stops_only_after_the_one_added_after_it() -> None:
     for service in (runner, fetches, listener):
         service.setServiceParent(top)
     top.startService()
-    done = top.stopService()
+    ended: list[None] = []
+    top.stopService().addCallback(ended.append)
     assert log == ["stop listener"]
     listener.stopped.callback(None)
     assert log == ["stop listener", "stop fetches"]
-    assert not done.called
+    assert not ended
     fetches.stopped.callback(None)
     assert log == ["stop listener", "stop fetches", "stop runner"]
-    assert not done.called
+    assert not ended
     runner.stopped.callback(None)
-    assert done.called and not top.running
+    assert ended == [None]
+    assert not top.running
 
 
 def test_a_service_that_fails_to_stop_does_not_keep_the_others_running(
