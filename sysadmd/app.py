@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.ssl import CertificateOptions
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -47,11 +48,11 @@ from sysadmd.pam_backend import PamChecker
 from sysadmd.registry import Registry
 from sysadmd.rest import ApiSite, RestApi
 from sysadmd.rpc import QueryActions, Rpc
-from sysadmd.runner import ProcessRunner
+from sysadmd.runner import ProcessRunner, end_left_over_group
 from sysadmd.sessions import Sessions
 from sysadmd.sslauth import Challenges, KeyStore
 from sysadmd.subscriptions import EVENT_NAMES, EventActions, GuestWatcher
-from sysadmd.tasks import FetchQueue
+from sysadmd.tasks import EndLeftOvers, FetchQueue
 from sysadmd.websocket import ApiServerFactory, Limits, OriginCheckedResource
 
 log = Logger()
@@ -171,6 +172,19 @@ class _CloseWebSockets(Service):
     def stopService(self) -> None:
         super().stopService()
         self._websockets.close_all()
+
+
+def _in_threads(reactor: Any) -> EndLeftOvers:
+    """End left-over process groups in the reactor's thread pool: it scans the process
+    table and waits for the group to go."""
+
+    def end(group: int, started: float | None, name: str) -> Deferred[list[int]]:
+        ended: Deferred[list[int]] = deferToThreadPool(
+            reactor, reactor.getThreadPool(), end_left_over_group, group, started, name
+        )
+        return ended
+
+    return end
 
 
 def _stop_cleanly_on_sigterm(reactor: Any) -> None:
@@ -314,6 +328,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         ),
         publish=hub.publish,
         requeue=config.fetch_requeue,
+        end_left_overs=_in_threads(reactor),
     )
     GuestWatcher(iohyve, hub, reactor, interval=config.events_guests_interval)
     auth = make_authenticator(config, reactor)

@@ -235,6 +235,68 @@ async def test_sigterm_ends_running_fetches_and_exits_zero(
         assert restarted.stop()
 
 
+@async_test
+async def test_crash_leaves_no_fetch_child_and_no_stuck_name(
+    tmp_path: Path, http: HTTPServer
+) -> None:
+    """kill -9 of the daemon while a download is held: the fetch (in a process group of its
+    own) lives on. The restarted daemon ends it before it cleans up, so no empty ISO is
+    listed, the same fetch runs again, and the ISO can then be removed."""
+    http.files.files["stuck.iso"] = data = b"k" * 300_000
+    http.files.stall.add("stuck.iso")
+    url = http.url("stuck.iso")
+    state = tmp_path / "state"
+    first = Daemon(state, "--config", str(_config(tmp_path)))
+    try:
+        code, reply = await rest(first, {"action": "fetchiso", "url": url})
+        assert code == 200
+        task_id = reply["args"]["fetchiso"]["queueid"]
+        for _ in range(100):
+            if http.files.stalled:
+                break
+            await settle(0.05)
+        assert http.files.stalled
+    finally:
+        first.crash()
+    orphans = _processes_with(url)
+    assert orphans, "the fetch should outlive the daemon's kill -9"
+    http.files.stall.discard("stuck.iso")  # the held response stays held
+    second = Daemon(state, "--config", str(_config(tmp_path)), log_name="second.log")
+    try:
+        for _ in range(100):
+            if not _processes_with(url):
+                break
+            await settle(0.05)
+        assert _processes_with(url) == []
+        code, listed = await rest(second, {"action": "list"}, path="rpc/dispatcher")
+        assert listed["args"]["jobs"]["no_queue"][task_id]["status"] == "interrupted"
+        for _ in range(100):  # the remains are removed once the group has ended
+            code, isos = await rest(second, {"action": "listisos"})
+            if "stuck.iso" not in isos["args"]["listisos"]:
+                break
+            await settle(0.05)
+        assert code == 200 and "stuck.iso" not in isos["args"]["listisos"]
+        code, reply = await rest(second, {"action": "fetchiso", "url": url})
+        assert code == 200, reply
+        stored = _iso_store(second) / "stuck.iso" / "stuck.iso"
+        for _ in range(200):
+            if stored.exists():
+                break
+            await settle(0.05)
+        assert stored.read_bytes() == data
+        for _ in range(100):
+            code, listed = await rest(second, {"action": "list"}, path="rpc/dispatcher")
+            jobs = listed["args"]["jobs"]["no_queue"]
+            if all(job["state"] == "finished" for job in jobs.values()):
+                break
+            await settle(0.05)
+        code, removed = await rest(second, {"action": "rmiso", "target": "stuck.iso"})
+        assert (code, removed) == (200, {"args": {"rmiso": {"target": "stuck.iso"}}})
+        assert "Ended process group" in second.log_text()
+    finally:
+        assert second.stop()
+
+
 def _journalled_state(state_dir: Path, task_id: str) -> str:
     """The state the task journal holds for ``task_id`` (read-only, after the daemon ended)."""
     uri = f"file:{state_dir / 'tasks.sqlite'}?mode=ro"
