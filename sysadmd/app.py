@@ -40,7 +40,7 @@ from sysadmd.host import HostActions
 from sysadmd.iohyve.actions import IohyveActions
 from sysadmd.iohyve.adapter import Iohyve
 from sysadmd.journal import Journal
-from sysadmd.limits import ConnectionCounter
+from sysadmd.limits import ConnectionCounter, first_request_channel
 from sysadmd.lockout import Lockout
 from sysadmd.logs import LogFiles
 from sysadmd.metrics import Metrics, MetricsResource
@@ -382,8 +382,22 @@ def make_service(config: Config, reactor: Any) -> IService:
             b"readyz": Readyz(daemon_checks(command[0], config.state_dir, fetches), guard),
         },
     )
+    if config.limits_connections_reserved >= config.limits_connections:
+        raise ConfigError(
+            "limits.connections_reserved: must be less than limits.connections "
+            f"({config.limits_connections})"
+        )
     connections = ConnectionCounter(
-        total=config.limits_connections, per_address=config.limits_connections_per_address
+        total=config.limits_connections,
+        per_address=config.limits_connections_per_address,
+        reserved=config.limits_connections_reserved,
+        reserved_for=config.metrics_allow,
+        clock=reactor,
+    )
+    # A connection that has not sent its first request line in time is closed: its
+    # channel counts from the moment the TCP connection is accepted, handshake included.
+    site.protocol = first_request_channel(  # type: ignore[assignment]
+        config.limits_handshake_timeout, connections.timed_out
     )
     metrics.watch(fetches, connections)
 
