@@ -251,15 +251,18 @@ async def test_crash_leaves_no_fetch_child_and_no_stuck_name(
         code, reply = await rest(first, {"action": "fetchiso", "url": url})
         assert code == 200
         task_id = reply["args"]["fetchiso"]["queueid"]
+        # Until the download has data on disk: the fetch has then printed its first
+        # line, so it will not die writing to the killed daemon's pipe.
+        partial = _iso_store(first) / "stuck.iso"
         for _ in range(100):
-            if http.files.stalled:
+            if any(p.stat().st_size for p in partial.glob(".fetch.*")):
                 break
             await settle(0.05)
-        assert http.files.stalled
+        assert any(p.stat().st_size for p in partial.glob(".fetch.*"))
     finally:
         first.crash()
-    orphans = _processes_with(url)
-    assert orphans, "the fetch should outlive the daemon's kill -9"
+    await settle(0.3)
+    assert _processes_with(url), "the fetch should outlive the daemon's kill -9"
     http.files.stall.discard("stuck.iso")  # the held response stays held
     second = Daemon(state, "--config", str(_config(tmp_path)), log_name="second.log")
     try:
@@ -323,16 +326,17 @@ async def test_sigterm_lets_a_fetch_finish_within_the_grace_period(
     code, reply = await rest(daemon, {"action": "fetchiso", "url": http.url("grace.iso")})
     assert code == 200
     task_id = reply["args"]["fetchiso"]["queueid"]
-    for _ in range(100):
-        if http.files.stalled:
+    partial = _iso_store(daemon) / "grace.iso"
+    for _ in range(100):  # until the held download has data on disk
+        if any(p.stat().st_size for p in partial.glob(".fetch.*")):
             break
         await settle(0.05)
-    assert http.files.stalled
+    assert any(p.stat().st_size for p in partial.glob(".fetch.*"))
     # The stop blocks in a thread, so this reactor keeps serving the download meanwhile.
     stopping = deferToThread(daemon.stop)
     await settle(2.0)
     assert daemon.process.poll() is None, "the daemon did not wait for the running fetch"
-    assert http.files.finish() == 1
+    assert http.files.finish() >= 1
     assert await stopping
     assert _journalled_state(state, task_id) == "succeeded"
     assert (_iso_store(daemon) / "grace.iso" / "grace.iso").read_bytes() == data
