@@ -396,6 +396,7 @@ def make_service(config: Config, reactor: Any) -> IService:
     )
     # A connection that has not sent its first request line in time is closed: its
     # channel counts from the moment the TCP connection is accepted, handshake included.
+    # (An HTTP/1.1 channel: the listeners offer no ALPN, so HTTP/2 was never spoken.)
     site.protocol = first_request_channel(  # type: ignore[assignment]
         config.limits_handshake_timeout, connections.timed_out
     )
