@@ -16,10 +16,11 @@ from typing import Any
 import txaio
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.ssl import CertificateOptions
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -40,18 +41,18 @@ from sysadmd.host import HostActions
 from sysadmd.iohyve.actions import IohyveActions
 from sysadmd.iohyve.adapter import Iohyve
 from sysadmd.journal import Journal
-from sysadmd.limits import ConnectionCounter
+from sysadmd.limits import ConnectionCounter, first_request_channel
 from sysadmd.lockout import Lockout
 from sysadmd.logs import LogFiles
 from sysadmd.metrics import Metrics, MetricsResource
 from sysadmd.registry import Registry
 from sysadmd.rest import ApiSite, RestApi
 from sysadmd.rpc import QueryActions, Rpc
-from sysadmd.runner import ProcessRunner
+from sysadmd.runner import ProcessRunner, end_left_over_group
 from sysadmd.sessions import Sessions
 from sysadmd.sslauth import KEYS_FILE, Challenges, KeyStore
 from sysadmd.subscriptions import EVENT_NAMES, EventActions, GuestWatcher
-from sysadmd.tasks import FetchQueue
+from sysadmd.tasks import EndLeftOvers, FetchQueue
 from sysadmd.websocket import ApiServerFactory, Limits, OriginCheckedResource
 
 log = Logger()
@@ -129,6 +130,28 @@ class Listener(Service):
         return result
 
 
+class StopInOrder(MultiService):
+    """A MultiService that stops its services one at a time, the last added first.
+
+    ``MultiService`` stops them all in the same turn, so a service that needs time to
+    stop (the fetch queue's grace period) would find the services it relies on (the
+    process runner) already stopped. Here each one starts stopping only when the one
+    before it has finished; a service that fails to stop is logged and the others are
+    still stopped.
+    """
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        return ensureDeferred(self._stop_each())
+
+    async def _stop_each(self) -> None:
+        for service in reversed(list(self)):
+            try:
+                await maybeDeferred(service.stopService)
+            except Exception:
+                log.failure("{service} failed to stop", service=service)
+
+
 class _ChildProcesses(Service):
     """Ends every child process still running when the daemon stops."""
 
@@ -149,6 +172,19 @@ class _CloseWebSockets(Service):
     def stopService(self) -> None:
         super().stopService()
         self._websockets.close_all()
+
+
+def _in_threads(reactor: Any) -> EndLeftOvers:
+    """End left-over process groups in the reactor's thread pool: it scans the process
+    table and waits for the group to go."""
+
+    def end(group: int, started: float | None, name: str) -> Deferred[list[int]]:
+        ended: Deferred[list[int]] = deferToThreadPool(
+            reactor, reactor.getThreadPool(), end_left_over_group, group, started, name
+        )
+        return ended
+
+    return end
 
 
 def _stop_cleanly_on_sigterm(reactor: Any) -> None:
@@ -284,6 +320,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         ),
         publish=hub.publish,
         requeue=config.fetch_requeue,
+        end_left_overs=_in_threads(reactor),
     )
     GuestWatcher(iohyve, hub, reactor, interval=config.events_guests_interval)
     auth, account_watcher = make_authenticator(config, reactor)
@@ -338,15 +375,32 @@ def make_service(config: Config, reactor: Any) -> IService:
             b"readyz": Readyz(daemon_checks(command[0], config.state_dir, fetches), guard),
         },
     )
+    if config.limits_connections_reserved >= config.limits_connections:
+        raise ConfigError(
+            "limits.connections_reserved: must be less than limits.connections "
+            f"({config.limits_connections})"
+        )
     connections = ConnectionCounter(
-        total=config.limits_connections, per_address=config.limits_connections_per_address
+        total=config.limits_connections,
+        per_address=config.limits_connections_per_address,
+        reserved=config.limits_connections_reserved,
+        reserved_for=config.metrics_allow,
+        clock=reactor,
+    )
+    # A connection that has not sent its first request line in time is closed: its
+    # channel counts from the moment the TCP connection is accepted, handshake included.
+    # (An HTTP/1.1 channel: the listeners offer no ALPN, so HTTP/2 was never spoken.)
+    site.protocol = first_request_channel(  # type: ignore[assignment]
+        config.limits_handshake_timeout, connections.timed_out
     )
     metrics.watch(fetches, connections)
 
-    # Services stop in the reverse order of this list: listeners first (no new
-    # connections), then the WebSockets (closed with 1001), then the fetches (after
-    # their grace period), then any child still running.
-    top = MultiService()
+    # Services stop in the reverse order of this list, each once the one before has
+    # stopped: listeners first (no new connections), then the WebSockets (closed with
+    # 1001), then the fetches (which may take their grace period, while the runner still
+    # starts the commands that check a finished fetch), then any child still running,
+    # and the log file last.
+    top = StopInOrder()
     log_files.setServiceParent(top)  # stops last, so it logs the whole stop
     _ChildProcesses(runner).setServiceParent(top)
     fetches.setServiceParent(top)

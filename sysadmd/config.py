@@ -303,9 +303,26 @@ KEYS: Final = (
     Key(
         "limits",
         "connections_per_address",
-        16,
+        8,
         _int(1, 100_000),
-        "Open connections at most from one address.",
+        "Open connections at most from one address (an IPv6 client counts by its /64 network).",
+    ),
+    Key(
+        "limits",
+        "connections_reserved",
+        16,
+        _int(0, 100_000),
+        "Of limits.connections, how many only the addresses in metrics.allow may use, so "
+        "that /livez, /readyz and /metrics still answer them when others hold every other "
+        "connection. Must be less than limits.connections.",
+    ),
+    Key(
+        "limits",
+        "handshake_timeout",
+        5,
+        _seconds(1, 600),
+        "Seconds a new connection has to finish its TLS handshake and send the first line "
+        "of its first request; a connection that has not is closed.",
     ),
     Key(
         "limits",
@@ -464,6 +481,8 @@ class Config:
     auth_audit_log: Path | None
     limits_connections: int
     limits_connections_per_address: int
+    limits_connections_reserved: int
+    limits_handshake_timeout: float
     limits_login_timeout: float
     limits_idle_timeout: float
     limits_message_size: int

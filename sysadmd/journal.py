@@ -9,9 +9,12 @@ restarts").
 
 The database
     Two tables: ``tasks`` (one row per task, keyed by its id, the last saved
-    :class:`TaskRecord`) and ``transitions`` (task id, state, time: one row each time a
-    save changes a task's state, in order; deleted with their task). ``PRAGMA user_version``
-    holds the schema version; a file written by a newer schema is refused.
+    :class:`TaskRecord`, including the process group of a running task's command, so
+    that a daemon started after a crash can end what the previous one left running) and
+    ``transitions`` (task id, state, time: one row each time a save changes a task's
+    state, in order; deleted with their task). ``PRAGMA user_version``
+    holds the schema version; an older file is brought up to date when it is opened (version
+    1 lacked the process group columns) and a file written by a newer schema is refused.
 
 Durability
     The connection runs with ``journal_mode=WAL`` and ``synchronous=FULL``: every save is
@@ -110,8 +113,16 @@ MAX_OUTPUT_TAIL = 4096
 PRUNE_EVERY = 50
 """Every this many saves, the save also prunes old finished tasks."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The ``PRAGMA user_version`` of the schema below."""
+
+#: Statements that bring a database of each older schema version up to the next one.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE tasks ADD COLUMN process_group INTEGER",
+        "ALTER TABLE tasks ADD COLUMN process_started REAL",
+    ),
+}
 
 INTERRUPTED_MESSAGE = "the daemon stopped while it ran"
 """The message of a task that :meth:`Journal.recover` found running."""
@@ -122,34 +133,36 @@ _FILE_MODE = 0o600
 # listed in the order of the fields of TaskRecord.
 _SELECT_ALL = """
     SELECT id, command, url, name, "user", state, created, started, finished, return_code,
-           output_tail, bytes_fetched, size, message
+           output_tail, bytes_fetched, size, message, process_group, process_started
     FROM tasks ORDER BY created DESC, rowid DESC
 """
 _SELECT_RUNNING = """
     SELECT id, command, url, name, "user", state, created, started, finished, return_code,
-           output_tail, bytes_fetched, size, message
+           output_tail, bytes_fetched, size, message, process_group, process_started
     FROM tasks WHERE state = 'running' ORDER BY created, rowid
 """
 _SELECT_QUEUED = """
     SELECT id, command, url, name, "user", state, created, started, finished, return_code,
-           output_tail, bytes_fetched, size, message
+           output_tail, bytes_fetched, size, message, process_group, process_started
     FROM tasks WHERE state = 'queued' ORDER BY created, rowid
 """
 _CHECK_COLUMNS = """
     SELECT id, command, url, name, "user", state, created, started, finished, return_code,
-           output_tail, bytes_fetched, size, message
+           output_tail, bytes_fetched, size, message, process_group, process_started
     FROM tasks LIMIT 0
 """
 _UPSERT = """
     INSERT INTO tasks (id, command, url, name, "user", state, created, started, finished,
-                       return_code, output_tail, bytes_fetched, size, message)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       return_code, output_tail, bytes_fetched, size, message, process_group,
+                       process_started)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET
         command = excluded.command, url = excluded.url, name = excluded.name,
         "user" = excluded."user", state = excluded.state, created = excluded.created,
         started = excluded.started, finished = excluded.finished,
         return_code = excluded.return_code, output_tail = excluded.output_tail,
-        bytes_fetched = excluded.bytes_fetched, size = excluded.size, message = excluded.message
+        bytes_fetched = excluded.bytes_fetched, size = excluded.size, message = excluded.message,
+        process_group = excluded.process_group, process_started = excluded.process_started
 """
 _SCHEMA = (
     """
@@ -168,7 +181,9 @@ _SCHEMA = (
         output_tail TEXT NOT NULL DEFAULT '',
         bytes_fetched INTEGER,
         size INTEGER,
-        message TEXT
+        message TEXT,
+        process_group INTEGER,
+        process_started REAL
     )
     """,
     "CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, created)",
@@ -225,6 +240,11 @@ class TaskRecord:
     size: int | None = None
     """The total size, when known."""
     message: str | None = None
+    process_group: int | None = None
+    """The process group a running task's command was started in (its leader's pid)."""
+    process_started: float | None = None
+    """When that group's leader started (epoch seconds, as the system reports it), to tell
+    it from a later process that got the same pid."""
 
 
 class JournalError(Exception):
@@ -286,6 +306,8 @@ def _row(record: TaskRecord) -> tuple[object, ...]:
         record.bytes_fetched,
         record.size,
         _redact(record.message),
+        record.process_group,
+        record.process_started,
     )
 
 
@@ -527,6 +549,10 @@ class Journal:
                 f"task journal {self.path}: schema version {version} is newer than"
                 f" this sysadmd's ({SCHEMA_VERSION})"
             )
+        if version >= 1:
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step]:
+                    cursor.execute(statement)
         for statement in _SCHEMA:
             cursor.execute(statement)
         # Fails with "no such column" on a foreign database that has a tasks table.

@@ -33,6 +33,15 @@ Ending a child (timeout or :meth:`RunningProcess.stop`)
     ``killpg`` answers ``ESRCH`` both when the group is gone and when the helper has not run
     ``setsid`` yet (a stop right after the start). The two are told apart by whether the child has
     been reaped: if it has not, the signal is sent to the pid alone through the transport.
+
+Groups left by a previous daemon
+    A child outlives a daemon killed with ``SIGKILL``: it has a session of its own. Its group id
+    and the moment its leader started (:attr:`RunningProcess.started`, as the system reports
+    process start times) are journalled with the task, so that the next daemon can end the
+    group with :func:`end_left_over_group`. Before it signals anything, that function checks
+    the group still looks like the one recorded, since the pid may have been reused: the leader,
+    if alive, must have started at the recorded time, and a member's command line must name the
+    task's ISO.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -47,6 +57,7 @@ from signal import SIGKILL, SIGTERM, Signals
 from types import MappingProxyType
 from typing import Any, Protocol, cast
 
+import psutil
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
@@ -56,11 +67,14 @@ from twisted.python.failure import Failure
 __all__ = [
     "DEFAULT_ENV",
     "DEFAULT_MAX_OUTPUT",
+    "START_TIME_TOLERANCE",
     "DelayedCall",
     "ProcessReactor",
     "ProcessResult",
     "ProcessRunner",
     "RunningProcess",
+    "end_left_over_group",
+    "start_time",
 ]
 
 DEFAULT_ENV: Mapping[str, str] = MappingProxyType(
@@ -75,6 +89,10 @@ DEFAULT_ENV: Mapping[str, str] = MappingProxyType(
 
 DEFAULT_MAX_OUTPUT = 4 * 1024 * 1024
 """Default cap, in bytes, on the output captured per stream."""
+
+START_TIME_TOLERANCE = 1.0
+"""Seconds two readings of one process's start time may differ by (the system derives it
+from the boot time, which a clock step moves)."""
 
 # Run as ``python -I -S -c _EXEC_HELPER <cwd> <target> <argv0> <argv1> ...``; with -c,
 # sys.argv[0] is "-c", so sys.argv[1] is the working directory, sys.argv[2] the program to execute
@@ -230,6 +248,8 @@ class RunningProcess:
     """The real program's argv."""
     result: ProcessResult | None
     """The result once the process has ended, else None."""
+    started: float | None
+    """When the system says the spawned process started (epoch seconds), None if unknown."""
 
     def __init__(
         self,
@@ -247,6 +267,7 @@ class RunningProcess:
         self.argv = argv
         self.pid = None
         self.result = None
+        self.started = None
         self.done = Deferred(self._cancel_done)
         self._max_output = max_output
         self._kill_grace = kill_grace
@@ -304,6 +325,8 @@ class RunningProcess:
     def _connected(self, transport: _Transport) -> None:
         self._transport = transport
         self.pid = transport.pid
+        if self.pid is not None:
+            self.started = start_time(self.pid)
 
     def _received(self, stream: str, data: bytes) -> None:
         buffer = self._buffers[stream]
@@ -609,3 +632,100 @@ class ProcessRunner:
             raise ValueError("args must be a sequence of str")
         checked = [_check_str(arg, f"argument {index}") for index, arg in enumerate(args)]
         return (executable, *checked)
+
+
+def start_time(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds, as the system reports it), None if gone.
+
+    One read of the process table entry (``/proc/<pid>/stat`` or ``sysctl``): cheap enough for
+    the reactor thread.
+    """
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.Error, OSError):
+        return None
+
+
+def _group_members(group: int) -> list[psutil.Process]:
+    members = []
+    for process in psutil.process_iter():
+        with suppress(psutil.Error, OSError):
+            if os.getpgid(process.pid) == group:
+                members.append(process)
+    return members
+
+
+def _names(process: psutil.Process, marker: str) -> bool:
+    try:
+        return any(marker in argument for argument in process.cmdline())
+    except (psutil.Error, OSError):
+        return False
+
+
+def _running(process: psutil.Process) -> bool:
+    """Whether ``process`` still runs: a zombie has ended, whenever its parent reaps it."""
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except (psutil.Error, OSError):
+        return False
+
+
+def _wait_gone(members: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to ``timeout`` seconds for ``members`` to end; return those still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        members = [p for p in members if _running(p)]
+        if not members or time.monotonic() >= deadline:
+            return members
+        time.sleep(0.02)
+
+
+def end_left_over_group(
+    group: int, started: float | None, marker: str, *, grace: float = 5.0
+) -> list[int]:
+    """End process group ``group`` if it still looks like the one a previous daemon started.
+
+    It does when the group exists, its leader (if it is still alive) started at ``started``
+    (give or take :data:`START_TIME_TOLERANCE`; not checked when ``started`` is None) and
+    at least one member's command line contains ``marker`` (the task's ISO name). Then the
+    group gets ``SIGTERM``, and ``SIGKILL`` if members remain ``grace`` seconds later.
+
+    Returns the pids that were ended; an empty list when there was nothing of ours to end.
+    This blocks (it scans the process table and waits): run it in a thread.
+    """
+    members = _group_members(group)
+    if not members:
+        return []
+    leader = next((p for p in members if p.pid == group), None)
+    if leader is not None and started is not None:
+        leader_started = start_time(group)
+        if leader_started is None or abs(leader_started - started) > START_TIME_TOLERANCE:
+            ProcessRunner.log.warn(
+                "Process group {group} is not the one a previous daemon started (it started "
+                "at another time); left alone",
+                group=group,
+            )
+            return []
+    if not any(_names(p, marker) for p in members):
+        ProcessRunner.log.warn(
+            "Process group {group} does not run a command naming {marker}; left alone",
+            group=group,
+            marker=marker,
+        )
+        return []
+    pids = sorted(p.pid for p in members)
+    for sig in (SIGTERM, SIGKILL):
+        try:
+            os.killpg(group, sig)
+        except ProcessLookupError:
+            break
+        members = _wait_gone(members, grace)
+        if not members:
+            break
+    ProcessRunner.log.info(
+        "Ended process group {group} ({pids}), left running by a previous daemon for {marker}",
+        group=group,
+        pids=", ".join(map(str, pids)),
+        marker=marker,
+    )
+    return pids

@@ -13,8 +13,11 @@ once a second, ``finished`` with the outcome and whether the ISO arrived.
 
 A task can be killed: a queued one is dropped, a running one has its whole
 process group ended; either way what it left under its ISO name is removed. At
-start, tasks the journal shows running are marked ``interrupted`` (their remains
-removed) and queued ones are queued again.
+start, tasks the journal shows running are marked ``interrupted`` and queued ones
+are queued again. An interrupted task's command may still run (a daemon killed with
+SIGKILL leaves its children running, in their own process group): the group the
+journal recorded for it is ended first, if it still looks like the same one
+(:func:`sysadmd.runner.end_left_over_group`), and then its remains are removed.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ from sysadmd.runner import ProcessResult, RunningProcess
 OUTPUT_TAIL: Final = 4096
 
 Publish = Callable[[str, Mapping[str, object]], object]
+
+#: Ends a process group left by a previous daemon: (group, leader's start time, ISO name)
+#: to the pids ended. See :func:`sysadmd.runner.end_left_over_group`.
+EndLeftOvers = Callable[[int, float | None, str], Deferred[list[int]]]
 
 
 class TaskState(StrEnum):
@@ -87,6 +94,8 @@ class FetchTask:
     progress: Progress | None = None
     size: int | None = None
     arrived: bool = False
+    process_group: int | None = None
+    process_started: float | None = None
     process: RunningProcess | None = field(default=None, repr=False)
     meter: ProgressMeter | None = field(default=None, repr=False)
 
@@ -112,6 +121,8 @@ class FetchTask:
             bytes_fetched=self.progress.done if self.progress else None,
             size=self.size,
             message=self.message,
+            process_group=self.process_group,
+            process_started=self.process_started,
         )
 
     @classmethod
@@ -130,6 +141,8 @@ class FetchTask:
             message=record.message,
             output=record.output_tail,
             size=record.size,
+            process_group=record.process_group,
+            process_started=record.process_started,
         )
 
 
@@ -165,6 +178,7 @@ class FetchQueue(Service):
         http_reactor: object = None,
         requeue: bool = True,
         new_id: Callable[[], str] = braced_uuid,
+        end_left_overs: EndLeftOvers | None = None,
     ) -> None:
         if concurrency < 1 or max_queued < 1:
             raise ValueError("concurrency and max_queued must be at least 1")
@@ -180,6 +194,7 @@ class FetchQueue(Service):
         self._http_reactor = http_reactor or clock
         self._requeue = requeue
         self._new_id = new_id
+        self._end_left_overs = end_left_overs
         self._queue: DeferredQueue[FetchTask] = DeferredQueue()
         self._workers: list[Deferred[None]] = []
         self._waiting: list[Deferred[FetchTask]] = []
@@ -285,9 +300,17 @@ class FetchQueue(Service):
                 self.tasks.setdefault(record.id, FetchTask.from_record(record))
         interrupted, queued = await journal.recover(self._clock.seconds())
         for record in interrupted:
-            self.tasks[record.id] = FetchTask.from_record(record)
+            task = self.tasks[record.id] = FetchTask.from_record(record)
             self.log.info("Fetch {task_id} was interrupted by a stop", task_id=record.id)
-            await self._iohyve.discard_partial(record.name)
+            # The name stays owned (409 to fetchiso, renameiso and rmiso) until what the
+            # task left is gone: the daemon answers requests while this runs.
+            self._owners.setdefault(record.name, task)
+            try:
+                await self._end_left_over(record)
+                await self._iohyve.discard_partial(record.name)
+            finally:
+                if self._owners.get(record.name) is task:
+                    del self._owners[record.name]
         for record in queued:
             task = FetchTask.from_record(record)
             if not self._requeue or self.busy(task.name):
@@ -296,6 +319,19 @@ class FetchQueue(Service):
                 continue
             self._enqueue(task)
         self._forget_old()
+
+    async def _end_left_over(self, record: TaskRecord) -> None:
+        """End what the previous daemon left running of ``record``'s command, if anything."""
+        if self._end_left_overs is None or record.process_group is None:
+            return
+        try:
+            await self._end_left_overs(record.process_group, record.process_started, record.name)
+        except Exception:
+            self.log.failure(
+                "Could not end the process group {group} of fetch {task_id}",
+                group=record.process_group,
+                task_id=record.id,
+            )
 
     def stopService(self) -> Deferred[Any]:
         """Stop taking tasks; give running ones ``grace`` seconds, then end them."""
@@ -355,16 +391,25 @@ class FetchQueue(Service):
         task.state = TaskState.RUNNING
         task.started = self._clock.seconds()
         task.meter = ProgressMeter(self._clock, self._iohyve.iso_directory(task.name))
-        self._changed(task)
-        self.log.info("Fetch {task_id} started: {name}", task_id=task.id, name=task.name)
         ticker = LoopingCall(self._tick, task)
         ticker.clock = self._clock
         sizing = remote_size(task.url, self._http_reactor)
         sizing.addCallback(self._sized, task)
         try:
-            task.process = self._iohyve.start_fetch(
-                task.url, timeout=self._timeout, on_output=lambda _, data: self._output(task, data)
-            )
+            try:
+                task.process = self._iohyve.start_fetch(
+                    task.url,
+                    timeout=self._timeout,
+                    on_output=lambda _, data: self._output(task, data),
+                )
+            finally:
+                # Journalled with its process group, so that a daemon started after a
+                # crash can end the command this one leaves running.
+                if task.process is not None:
+                    task.process_group = task.process.pid
+                    task.process_started = task.process.started
+                self._changed(task)
+            self.log.info("Fetch {task_id} started: {name}", task_id=task.id, name=task.name)
             ticker.start(1.0, now=False)
             result = await task.process.when_ended()
             await self._ended(task, result)

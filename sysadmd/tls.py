@@ -7,8 +7,9 @@ together. Files that exist but are unreadable or damaged are never overwritten: 
 refuses to start with a :class:`TLSError` instead, so that an operator's key is not lost.
 
 ``with_default_certificate`` points ``ssl:`` listener strings that carry no key of their own at
-those files. Twisted's ``ssl:`` endpoint parser then loads them into a ``CertificateOptions``,
-whose default minimum protocol version is TLS 1.2, so no server options are built here.
+those files, and ``split_tls_endpoint`` turns such a string into a plain TCP endpoint and the
+server's TLS options: TLS 1.2 or newer, and in TLS 1.2 only the forward-secret AEAD suites of
+:data:`TLS12_CIPHERS`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet.ssl import (
+    AcceptableCiphers,
     Certificate,
     CertificateOptions,
     PrivateCertificate,
@@ -39,6 +41,7 @@ __all__ = [
     "CERT_FILE",
     "KEY_FILE",
     "RENEW_BEFORE",
+    "TLS12_CIPHERS",
     "VALIDITY",
     "TLSError",
     "TLSFiles",
@@ -65,6 +68,24 @@ _BACKDATE = timedelta(hours=1)
 
 _RSA_BITS = 2048  # Old Qt clients (the sysadm GUI) must accept the key; 2048 is universal.
 _MAX_COMMON_NAME = 64  # ub-common-name in RFC 5280.
+
+TLS12_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+"""The only suites TLS 1.2 may negotiate, in the daemon's order of preference.
+
+Each has an ephemeral (EC)DH key exchange, so a recorded session stays secret if the key
+leaks later, and an AEAD cipher, so no CBC or SHA-1 MAC. This is Mozilla's "intermediate"
+profile without its DHE suites, which need DH parameters the daemon does not configure.
+TLS 1.3 has its own list (all AEAD, all forward secret), which OpenSSL keeps as it is.
+"""
 
 _DIR_MODE = 0o700
 _KEY_MODE = 0o600
@@ -447,7 +468,8 @@ def split_tls_endpoint(description: str) -> tuple[str, CertificateOptions] | Non
     ``backlog`` go to the TCP endpoint. Other descriptions give None. Raises
     ``TLSError`` for files that cannot be read and ``ValueError`` for parameters
     the daemon does not accept (``sslmethod``, ``dhParameters``: the TLS versions
-    and key exchanges are the daemon's choice, TLS 1.2 or newer).
+    and key exchanges are the daemon's choice, TLS 1.2 or newer, and in TLS 1.2 only
+    the suites of :data:`TLS12_CIPHERS`).
     """
     parsed = _parse_description(description)
     if parsed.kind != "ssl":
@@ -476,6 +498,7 @@ def split_tls_endpoint(description: str) -> tuple[str, CertificateOptions] | Non
         certificate=private.original,
         extraCertChain=chain or None,
         raiseMinimumTo=TLSVersion.TLSv1_2,
+        acceptableCiphers=AcceptableCiphers.fromOpenSSLCipherString(TLS12_CIPHERS),
     )
     tcp = ":".join(
         [

@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -626,3 +627,53 @@ async def test_unusable_paths_are_refused(journals: Journals) -> None:
     assert "walled.db-wal" in str(error)
     assert "symbolic link" in str(error)
     assert not target.exists()
+
+
+# -- process groups ---------------------------------------------------------------------------
+
+_VERSION_1_TASKS = """
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY NOT NULL, command TEXT NOT NULL, url TEXT NOT NULL,
+        name TEXT NOT NULL, "user" TEXT,
+        state TEXT NOT NULL CHECK (state IN
+            ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')),
+        created REAL NOT NULL, started REAL, finished REAL, return_code INTEGER,
+        output_tail TEXT NOT NULL DEFAULT '', bytes_fetched INTEGER, size INTEGER, message TEXT
+    )
+"""
+
+
+@async_test
+async def test_a_running_task_keeps_its_process_group(journals: Journals) -> None:
+    """The group and its leader's start time come back from recover(), which a daemon
+    started after a crash needs to end what the previous one left running."""
+    journal = await journals.open()
+    await journal.save(record(1, "running", process_group=4242, process_started=NOW + 1.25))
+    interrupted, _ = await journal.recover(NOW + 10)
+    assert [(r.process_group, r.process_started) for r in interrupted] == [(4242, NOW + 1.25)]
+
+
+@async_test
+async def test_a_version_1_journal_is_brought_up_to_date(journals: Journals) -> None:
+    """A journal written before the process group was recorded opens, keeps its tasks
+    (without a group) and records groups from then on."""
+    old = journals.directory / "old.db"
+    with closing(sqlite3.connect(old)) as connection:
+        connection.execute(_VERSION_1_TASKS)
+        connection.execute(
+            "CREATE TABLE transitions (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " task_id TEXT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,"
+            " state TEXT NOT NULL, time REAL NOT NULL)"
+        )
+        connection.execute(
+            "INSERT INTO tasks (id, command, url, name, state, created, started)"
+            " VALUES ('{old}', 'iohyve fetch u', 'u', 'old.iso', 'running', 1.0, 2.0)"
+        )
+        connection.execute("PRAGMA user_version = 1")
+        connection.commit()
+    journal = await journals.open(old)
+    await journal.save(record(2, "running", process_group=77, process_started=NOW))
+    interrupted, _ = await journal.recover(NOW + 10)
+    assert {(r.id, r.process_group) for r in interrupted} == {("{old}", None), (record(2).id, 77)}
+    with closing(sqlite3.connect(old)) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2

@@ -6,7 +6,9 @@ ISOs come from a local HTTP server that can hold a download half way.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from daemon import Daemon
 from httpserver import HTTPServer
 from support import async_test
 from test_e2e import rest, run_simulator, ws
+from twisted.internet.threads import deferToThread
 from wsclient import WsClient, settle
 
 pytestmark = pytest.mark.e2e
@@ -230,6 +233,114 @@ async def test_sigterm_ends_running_fetches_and_exits_zero(
         assert listed["args"]["jobs"]["no_queue"][task_id]["status"] == "interrupted"
     finally:
         assert restarted.stop()
+
+
+@async_test
+async def test_crash_leaves_no_fetch_child_and_no_stuck_name(
+    tmp_path: Path, http: HTTPServer
+) -> None:
+    """kill -9 of the daemon while a download is held: the fetch (in a process group of its
+    own) lives on. The restarted daemon ends it before it cleans up, so no empty ISO is
+    listed, the same fetch runs again, and the ISO can then be removed."""
+    http.files.files["stuck.iso"] = data = b"k" * 300_000
+    http.files.stall.add("stuck.iso")
+    url = http.url("stuck.iso")
+    state = tmp_path / "state"
+    first = Daemon(state, "--config", str(_config(tmp_path)))
+    try:
+        code, reply = await rest(first, {"action": "fetchiso", "url": url})
+        assert code == 200
+        task_id = reply["args"]["fetchiso"]["queueid"]
+        # Until the download has data on disk: the fetch has then printed its first
+        # line, so it will not die writing to the killed daemon's pipe.
+        partial = _iso_store(first) / "stuck.iso"
+        for _ in range(100):
+            if any(p.stat().st_size for p in partial.glob(".fetch.*")):
+                break
+            await settle(0.05)
+        assert any(p.stat().st_size for p in partial.glob(".fetch.*"))
+    finally:
+        first.crash()
+    await settle(0.3)
+    assert _processes_with(url), "the fetch should outlive the daemon's kill -9"
+    http.files.stall.discard("stuck.iso")  # the held response stays held
+    second = Daemon(state, "--config", str(_config(tmp_path)), log_name="second.log")
+    try:
+        for _ in range(100):
+            if not _processes_with(url):
+                break
+            await settle(0.05)
+        assert _processes_with(url) == []
+        code, listed = await rest(second, {"action": "list"}, path="rpc/dispatcher")
+        assert listed["args"]["jobs"]["no_queue"][task_id]["status"] == "interrupted"
+        for _ in range(100):  # the remains are removed once the group has ended
+            code, isos = await rest(second, {"action": "listisos"})
+            if "stuck.iso" not in isos["args"]["listisos"]:
+                break
+            await settle(0.05)
+        assert code == 200 and "stuck.iso" not in isos["args"]["listisos"]
+        code, reply = await rest(second, {"action": "fetchiso", "url": url})
+        assert code == 200, reply
+        stored = _iso_store(second) / "stuck.iso" / "stuck.iso"
+        for _ in range(200):
+            if stored.exists():
+                break
+            await settle(0.05)
+        assert stored.read_bytes() == data
+        for _ in range(100):
+            code, listed = await rest(second, {"action": "list"}, path="rpc/dispatcher")
+            jobs = listed["args"]["jobs"]["no_queue"]
+            if all(job["state"] == "finished" for job in jobs.values()):
+                break
+            await settle(0.05)
+        code, removed = await rest(second, {"action": "rmiso", "target": "stuck.iso"})
+        assert (code, removed) == (200, {"args": {"rmiso": {"target": "stuck.iso"}}})
+        assert "Ended process group" in second.log_text()
+    finally:
+        assert second.stop()
+
+
+def _journalled_state(state_dir: Path, task_id: str) -> str:
+    """The state the task journal holds for ``task_id`` (read-only, after the daemon ended)."""
+    uri = f"file:{state_dir / 'tasks.sqlite'}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True)) as database:
+        row = database.execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    assert row is not None, task_id
+    return str(row[0])
+
+
+@async_test
+async def test_sigterm_lets_a_fetch_finish_within_the_grace_period(
+    tmp_path: Path, http: HTTPServer
+) -> None:
+    """SIGTERM during a fetch that needs two more seconds, with fetch.grace = 20: the
+    daemon waits for it, the ISO arrives whole, the task is journalled as succeeded and
+    the daemon then exits 0. (The fetch's own child processes must outlive the wait.)"""
+    data = b"g" * 300_000
+    http.files.files["grace.iso"] = data
+    http.files.stall.add("grace.iso")
+    config = tmp_path / "grace.toml"
+    config.write_text("[fetch]\ngrace = 20\n")
+    state = tmp_path / "state"
+    daemon = Daemon(state, "--config", str(config))
+    code, reply = await rest(daemon, {"action": "fetchiso", "url": http.url("grace.iso")})
+    assert code == 200
+    task_id = reply["args"]["fetchiso"]["queueid"]
+    partial = _iso_store(daemon) / "grace.iso"
+    for _ in range(100):  # until the held download has data on disk
+        if any(p.stat().st_size for p in partial.glob(".fetch.*")):
+            break
+        await settle(0.05)
+    assert any(p.stat().st_size for p in partial.glob(".fetch.*"))
+    # The stop blocks in a thread, so this reactor keeps serving the download meanwhile.
+    stopping = deferToThread(daemon.stop)
+    await settle(2.0)
+    assert daemon.process.poll() is None, "the daemon did not wait for the running fetch"
+    assert http.files.finish() >= 1
+    assert await stopping
+    assert _journalled_state(state, task_id) == "succeeded"
+    assert (_iso_store(daemon) / "grace.iso" / "grace.iso").read_bytes() == data
+    assert "Waiting up to 20.0 s for 1 running fetch(es)" in daemon.log_text()
 
 
 @async_test

@@ -17,7 +17,7 @@ from typing import Any, cast
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 from OpenSSL.crypto import X509
@@ -695,5 +695,137 @@ async def test_ssl_listener_refuses_tls_1_1(tmp_path: Path, pair: Pair) -> None:
         if "no protocols available" in str(caught.value):
             pytest.skip("this OpenSSL will not offer TLS 1.1 even at security level 0")
         assert "alert protocol version" in str(caught.value)
+    finally:
+        await server.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Cipher suites
+
+#: What TLS 1.2 may negotiate: ECDHE key exchange and AEAD ciphers only, as Mozilla's
+#: "intermediate" profile without its DHE suites (the daemon configures no DH parameters).
+FORWARD_SECRET_AEAD = frozenset(
+    {
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    }
+)
+
+
+def _offerable_tls12_suites() -> list[str]:
+    """Every TLS 1.2 suite this OpenSSL can put in a ClientHello on its own.
+
+    Suites the client refuses locally (those that need a pre-shared key or an SRP password,
+    ciphers this OpenSSL build does not provide) are left out: they prove nothing about
+    the server.
+    """
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_cipher_list(b"ALL:COMPLEMENTOFALL:@SECLEVEL=0")
+    names = SSL.Connection(context, None).get_cipher_list()
+    return [n for n in names if not n.startswith("TLS_") and _client_hello_offers(n)]
+
+
+def _client_hello_offers(suite: str) -> bool:
+    """Whether a client limited to ``suite`` writes a ClientHello (no local refusal)."""
+    connection = SSL.Connection(_one_suite_context(suite), None)
+    connection.set_connect_state()
+    try:
+        connection.do_handshake()
+    except SSL.WantReadError:
+        return True
+    except SSL.Error:
+        return False
+    return True  # pragma: no cover - a handshake cannot finish without a server
+
+
+def _one_suite_context(suite: str) -> SSL.Context:
+    """A TLS 1.2-only client context that offers ``suite`` and nothing else."""
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_max_proto_version(SSL.TLS1_2_VERSION)
+    context.set_cipher_list(f"{suite}:@SECLEVEL=0".encode())
+    return context
+
+
+def _ecdsa_pair(directory: Path) -> tuple[Path, Path]:
+    """A P-256 key and a self-signed certificate for localhost, written as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key_path, cert_path = directory / "ec-key.pem", directory / "ec-cert.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+@pytest.mark.parametrize("key_type", ["RSA", "ECDSA"])
+@async_test
+async def test_tls_1_2_negotiates_only_forward_secret_aead_suites(
+    tmp_path: Path, pair: Pair, key_type: str
+) -> None:
+    """A TLS 1.2 client offering one suite at a time: every suite outside the ECDHE +
+    AES-GCM/CHACHA20-POLY1305 set fails the handshake (static RSA, CBC, SHA-1, DHE,
+    anonymous, NULL...), and every suite of that set that the key can sign succeeds."""
+    if key_type == "RSA":
+        pair.install(tmp_path / "tls")
+        files = ensure_certificate(tmp_path / "tls", HOSTNAME)
+        description = with_default_certificate("ssl:0:interface=127.0.0.1", files)
+    else:
+        key_path, cert_path = _ecdsa_pair(tmp_path / "ec")
+        description = f"ssl:0:interface=127.0.0.1:privateKey={key_path}:certKey={cert_path}"
+    suites = _offerable_tls12_suites()
+    assert set(suites) >= FORWARD_SECRET_AEAD
+    assert {"AES128-SHA", "AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA"} <= set(suites)
+    server = _Server()
+    port = await server.listen(description)
+    accepted: set[str] = set()
+    try:
+        for suite in suites:
+            try:
+                client = await _talk(port, _RawClientTLS(_one_suite_context(suite)))
+            except SSL.Error as e:
+                assert "handshake failure" in str(e) or "no shared cipher" in str(e), (suite, e)
+                continue
+            assert client.version == "TLSv1.2"
+            accepted.add(suite)
+    finally:
+        await server.close()
+    assert accepted == {s for s in FORWARD_SECRET_AEAD if (f"-{key_type}-" in s)}
+
+
+@async_test
+async def test_tls_1_3_still_works(tmp_path: Path, pair: Pair) -> None:
+    """TLS 1.3 suites (all AEAD) are left as OpenSSL offers them."""
+    pair.install(tmp_path / "tls")
+    files = ensure_certificate(tmp_path / "tls", HOSTNAME)
+    server = _Server()
+    port = await server.listen(with_default_certificate("ssl:0:interface=127.0.0.1", files))
+    try:
+        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        context.set_min_proto_version(SSL.TLS1_3_VERSION)
+        client = await _talk(port, _RawClientTLS(context))
+        assert client.version == "TLSv1.3"
     finally:
         await server.close()
