@@ -283,6 +283,29 @@ def make_authenticator(config: Config, reactor: Any) -> tuple[Authenticator, Acc
     return auth, watcher
 
 
+def _connection_counter(config: Config, reactor: Any) -> ConnectionCounter:
+    """The caps on open connections, in all and per address, with the probes' reserve."""
+    if config.limits_connections_reserved >= config.limits_connections:
+        raise ConfigError(
+            "limits.connections_reserved: must be less than limits.connections "
+            f"({config.limits_connections})"
+        )
+    return ConnectionCounter(
+        total=config.limits_connections,
+        per_address=config.limits_connections_per_address,
+        reserved=config.limits_connections_reserved,
+        reserved_for=config.metrics_allow,
+        clock=reactor,
+    )
+
+
+def _timer(seconds: float, call: Any, reactor: Any) -> TimerService:
+    """A service that calls ``call`` every ``seconds`` on ``reactor``'s clock."""
+    timer = TimerService(seconds, call)
+    timer.clock = reactor
+    return timer
+
+
 def make_service(config: Config, reactor: Any) -> IService:
     """Build the daemon: listeners, the shared Site, the API, the fetch queue."""
     _prepare_state_dir(config.state_dir)
@@ -375,18 +398,7 @@ def make_service(config: Config, reactor: Any) -> IService:
             b"readyz": Readyz(daemon_checks(command[0], config.state_dir, fetches), guard),
         },
     )
-    if config.limits_connections_reserved >= config.limits_connections:
-        raise ConfigError(
-            "limits.connections_reserved: must be less than limits.connections "
-            f"({config.limits_connections})"
-        )
-    connections = ConnectionCounter(
-        total=config.limits_connections,
-        per_address=config.limits_connections_per_address,
-        reserved=config.limits_connections_reserved,
-        reserved_for=config.metrics_allow,
-        clock=reactor,
-    )
+    connections = _connection_counter(config, reactor)
     # A connection that has not sent its first request line in time is closed: its
     # channel counts from the moment the TCP connection is accepted, handshake included.
     # (An HTTP/1.1 channel: the listeners offer no ALPN, so HTTP/2 was never spoken.)
@@ -404,12 +416,8 @@ def make_service(config: Config, reactor: Any) -> IService:
     log_files.setServiceParent(top)  # stops last, so it logs the whole stop
     _ChildProcesses(runner).setServiceParent(top)
     fetches.setServiceParent(top)
-    purge = TimerService(60, auth.sessions.purge)
-    purge.clock = reactor
-    purge.setServiceParent(top)
-    watch = TimerService(WATCH_INTERVAL, account_watcher.poll)
-    watch.clock = reactor
-    watch.setServiceParent(top)
+    _timer(60, auth.sessions.purge, reactor).setServiceParent(top)
+    _timer(WATCH_INTERVAL, account_watcher.poll, reactor).setServiceParent(top)
     _CloseWebSockets(site.websockets).setServiceParent(top)
     ControlService(config.state_dir / CONTROL_SOCKET, auth.lockout, reactor).setServiceParent(top)
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
