@@ -1,8 +1,9 @@
 """The benchmark suite of issue 8: every figure next to a baseline measured in the same run.
 
-``./benchmarks/run [--smoke] [--json FILE] [--keep]``. Everything runs on loopback: the daemon
-(``twistd sysadmd --simulate`` through launch.py, with a plain TCP and a TLS listener), the
-baseline servers, the local HTTP file server and the load generators (wrk for REST, wsload.py's
+``./benchmarks/run [--smoke] [--json FILE] [--keep] [--rest-load auto|wrk|python]``. Everything
+runs on loopback: the daemon (``twistd sysadmd --simulate`` through launch.py, with a plain TCP
+and a TLS listener), the baseline servers, the local HTTP file server and the load generators
+(wrk for REST, or restload.py's Python clients where wrk is not installed; wsload.py's
 multiprocessing clients for WebSocket), each in processes of their own. See
 benchmarks/RESULTS.md for what each section measures and the figures of a full run.
 """
@@ -36,7 +37,7 @@ from rich.console import Console
 from rich.table import Table
 from websockets.sync.client import connect as sync_connect
 
-from benchmarks import wsload
+from benchmarks import restload, wsload
 from benchmarks.launch import raise_nofile
 
 HERE = Path(__file__).resolve().parent
@@ -251,6 +252,22 @@ def fetch_state(filename: str, state: str) -> Callable[[dict[str, Any]], bool]:
 # 2. Throughput and latency
 
 
+def rest_generator(choice: str) -> str:
+    """The REST load generator to use: ``wrk`` if asked or, for ``auto``, if it is on PATH."""
+    if choice == "auto":
+        return "wrk" if shutil.which("wrk") else "python"
+    return choice
+
+
+def rest_load(  # noqa: PLR0917
+    generator: str, url: str, clients: int, duration: int, token: str | None, workers: int
+) -> dict[str, Any]:
+    """``clients`` closed-loop listvms callers over REST for ``duration`` seconds."""
+    if generator == "wrk":
+        return wrk(url, clients, duration, token)
+    return _processes(restload.load_worker, (url, token), clients, duration, workers, "REST")
+
+
 def wrk(url: str, clients: int, duration: int, token: str | None) -> dict[str, Any]:
     binary = shutil.which("wrk")
     if binary is None:
@@ -275,16 +292,28 @@ def wrk(url: str, clients: int, duration: int, token: str | None) -> dict[str, A
 def ws_load(  # noqa: PLR0917
     url: str, clients: int, duration: int, token: str | None, cafile: str | None, workers: int
 ) -> dict[str, Any]:
+    return _processes(
+        wsload.load_worker, (url, token, cafile), clients, duration, workers, "WebSocket"
+    )
+
+
+def _processes(  # noqa: PLR0917
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    clients: int,
+    duration: int,
+    workers: int,
+    what: str,
+) -> dict[str, Any]:
+    """Share ``clients`` among worker processes running ``target(*args, n, duration, start,
+    results)`` and sum up the latencies they report."""
     context = multiprocessing.get_context("fork")
     processes = max(1, min(clients, workers))
     start = context.Barrier(processes, timeout=600)
     results = context.Queue()
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
     children = [
-        context.Process(
-            target=wsload.load_worker, args=(url, token, cafile, n, duration, start, results)
-        )
-        for n in shares
+        context.Process(target=target, args=(*args, n, duration, start, results)) for n in shares
     ]
     for child in children:
         child.start()
@@ -293,7 +322,7 @@ def ws_load(  # noqa: PLR0917
         child.join()
     failed = [o["error"] for o in outcomes if "error" in o]
     if failed:
-        raise RuntimeError(f"WebSocket load failed: {failed}")
+        raise RuntimeError(f"{what} load failed: {failed}")
     latencies = [x for o in outcomes for x in o["latencies"]]
     elapsed = max(o["elapsed"] for o in outcomes)
     return {
@@ -305,7 +334,9 @@ def ws_load(  # noqa: PLR0917
     }
 
 
-def throughput(daemon: Daemon, work: Path, mode: Mode) -> tuple[list[Any], list[Any]]:
+def throughput(
+    daemon: Daemon, work: Path, mode: Mode, generator: str
+) -> tuple[list[Any], list[Any]]:
     """Item 2 and item 1's baselines: listvms over REST and WebSocket against the bare servers."""
     body = _rest_reply(daemon)
     (work / "rest-reply.json").write_bytes(body)
@@ -335,7 +366,9 @@ def throughput(daemon: Daemon, work: Path, mode: Mode) -> tuple[list[Any], list[
                     log(f"{protocol} {server} {transport} {clients} clients")
                     token = daemon.token if server == "sysadmd" else None
                     if protocol == "rest":
-                        figures = wrk(url, clients, mode.duration, token)
+                        figures = rest_load(
+                            generator, url, clients, mode.duration, token, mode.workers
+                        )
                     else:
                         figures = ws_load(url, clients, mode.duration, token, cafile, mode.workers)
                     rows.append(
@@ -390,12 +423,19 @@ def _ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # 3. iohyve processes under many listvms callers
 
 
-def spawns(daemon: Daemon, mode: Mode, window: float) -> dict[str, Any]:
+def spawns(daemon: Daemon, mode: Mode, window: float, generator: str) -> dict[str, Any]:
     """Item 3: count the iohyve processes while many clients call listvms over REST."""
     if daemon.spawn_log is None:
         raise RuntimeError("the daemon does not count its iohyve processes")
     began = time.monotonic()
-    load = wrk(daemon.urls["http"], mode.spawn_clients, mode.spawn_duration, daemon.token)
+    load = rest_load(
+        generator,
+        daemon.urls["http"],
+        mode.spawn_clients,
+        mode.spawn_duration,
+        daemon.token,
+        mode.workers,
+    )
     ended = time.monotonic()
     time.sleep(0.5)  # a process still running at the end writes its line when it ends
     runs = []
@@ -712,7 +752,11 @@ def _fmt(value: Any) -> str:
 
 def show(result: dict[str, Any]) -> None:
     console = Console()
-    table = Table(title=f"listvms ({result['mode']} mode): requests/s and latency")
+    generator = result.get("rest_load", "wrk")
+    table = Table(
+        title=f"listvms ({result['mode']} mode): requests/s and latency",
+        caption=f"REST load generator: {'wrk' if generator == 'wrk' else 'Python (restload.py)'}",
+    )
     for column in (
         "protocol",
         "transport",
@@ -755,10 +799,13 @@ def show(result: dict[str, Any]) -> None:
 SECTIONS = ("throughput", "spawns", "fetch", "idle", "fanout")
 
 
-def run(mode: Mode, work: Path, window: float, only: set[str]) -> dict[str, Any]:
+def run(
+    mode: Mode, work: Path, window: float, only: set[str], generator: str = "wrk"
+) -> dict[str, Any]:
     wanted = only or set(SECTIONS)
     result: dict[str, Any] = {"mode": mode.name, "mode_settings": asdict(mode)}
     result["list_cache"] = window
+    result["rest_load"] = generator
     result["machine"] = machine()
     began = time.monotonic()
     if wanted & {"throughput", "spawns"}:
@@ -766,10 +813,10 @@ def run(mode: Mode, work: Path, window: float, only: set[str]) -> dict[str, Any]
         daemon = Daemon(work, "daemon", spawn_log=work / "spawns.log", list_cache=window)
         try:
             if "throughput" in wanted:
-                result["throughput"], result["ratios"] = throughput(daemon, work, mode)
+                result["throughput"], result["ratios"] = throughput(daemon, work, mode, generator)
             if "spawns" in wanted:
                 log(f"{mode.spawn_clients} listvms callers for {mode.spawn_duration} s")
-                result["spawns"] = spawns(daemon, mode, window)
+                result["spawns"] = spawns(daemon, mode, window, generator)
         finally:
             daemon.stop()
     if "fetch" in wanted:
@@ -809,18 +856,35 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="run only this section (repeatable); the default runs every one",
     )
+    parser.add_argument(
+        "--rest-load",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="the REST load generator: wrk, or benchmarks/restload.py's Python clients "
+        "(lower figures, not comparable with wrk's); auto (the default) prefers wrk",
+    )
     options = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
+    if options.rest_load == "wrk" and shutil.which("wrk") is None:
         print(
-            "benchmarks: wrk is not on PATH; install it (Debian: apt-get install wrk)",
+            "benchmarks: wrk is not on PATH; install it (Debian: apt-get install wrk) "
+            "or use --rest-load python",
             file=sys.stderr,
         )
         return 2
+    generator = rest_generator(options.rest_load)
+    if generator == "wrk":
+        log(f"REST load generator: wrk ({shutil.which('wrk')})")
+    else:
+        log(
+            "REST load generator: Python (benchmarks/restload.py)"
+            + ("; wrk is not on PATH" if options.rest_load == "auto" else "")
+            + ": REST figures are lower than wrk's and not comparable with them"
+        )
     raise_nofile()
     mode = SMOKE if options.smoke else FULL
     work = Path(tempfile.mkdtemp(prefix="sysadmd-bench-"))
     try:
-        result = run(mode, work, options.list_cache, set(options.only))
+        result = run(mode, work, options.list_cache, set(options.only), generator)
     finally:
         if options.keep:
             log(f"work directory kept: {work}")

@@ -310,7 +310,7 @@ def make_service(config: Config, reactor: Any) -> IService:
     """Build the daemon: listeners, the shared Site, the API, the fetch queue."""
     _prepare_state_dir(config.state_dir)
     # First, so that the log file gets every line of the start.
-    log_files = LogFiles(config.log_file, config.log_format, reactor)
+    log_files = LogFiles(config.log_file, config.log_format, reactor, level=config.log_level)
     endpoints = _endpoints(config, reactor)
     command, extra_env = iohyve_command(config)
     if not config.iohyve_simulate and not os.access(command[0], os.X_OK):

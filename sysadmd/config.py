@@ -436,6 +436,15 @@ KEYS: Final = (
     ),
     Key(
         "log",
+        "level",
+        "info",
+        _choice("debug", "info", "warn", "error", "critical"),
+        "The least level of the lines logged (twistd's log and log.file alike): 'debug', "
+        "'info', 'warn', 'error' or 'critical'. 'debug' adds a line per child process "
+        "(one iohyve list every few seconds while a client listens to 'guests').",
+    ),
+    Key(
+        "log",
         "access",
         False,
         _bool,
@@ -498,6 +507,7 @@ class Config:
     fetch_file_roots: tuple[Path, ...]
     log_file: Path | None
     log_format: str
+    log_level: str
     log_access: bool
     metrics_allow: tuple[Network, ...]
 

@@ -85,7 +85,7 @@ class EventHub:
         return tuple(self._subscribers)
 
     def subscribe(self, subscriber: Subscriber, names: Iterable[str]) -> list[str]:
-        """Subscribe to each known name among ``names``; unknown ones are skipped silently.
+        """Subscribe to each known name among ``names``; unknown ones are skipped.
 
         Returns the known names, in the order given (what sysadm's reply is made
         from: it names the last of them). Subscribing again to a name is harmless.

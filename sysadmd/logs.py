@@ -9,6 +9,12 @@ Events logged while the daemon is being built (the TLS fingerprint, the listenin
 lines) are held in a small buffer from the moment the file is opened and written
 to it when the service starts, so the file tells the whole start.
 
+``log.level`` (default ``info``) is the least level written anywhere, twistd's log
+included: while the service runs, every observer of the log publisher sits behind one
+level filter. Events without a level pass. The per-process lines of the runner (one
+``iohyve list`` every few seconds while a client listens to ``guests``) are debug lines,
+so they are written only with ``log.level = "debug"``.
+
 SIGHUP reopens the file and the audit log, so that newsyslog (or logrotate) can
 move them away and signal the daemon. The signal handler only hands the work to
 the reactor thread (``callFromThread``); nothing else happens in it.
@@ -26,14 +32,19 @@ from typing import IO, Any, Final, cast
 
 from twisted.application.service import Service
 from twisted.logger import (
+    FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
     LogEvent,
     Logger,
+    LogLevel,
     LogPublisher,
+    PredicateResult,
     eventAsJSON,
     formatEventAsClassicLogText,
     globalLogPublisher,
 )
+from zope.interface import implementer
 
 from sysadmd.config import ConfigError
 from sysadmd.files import open_for_append
@@ -41,6 +52,8 @@ from sysadmd.files import open_for_append
 log = Logger()
 
 FORMATS: Final = ("text", "json")
+#: The values of ``log.level``, least first (Twisted's level names).
+LEVELS: Final = tuple(level.name for level in LogLevel.iterconstants())
 #: Events kept for the file between opening it and the service starting.
 EARLY_EVENTS: Final = 500
 
@@ -139,8 +152,66 @@ class FileLogObserver:
             old.close()
 
 
+@implementer(ILogFilterPredicate)
+class _Below:
+    """Drops the events of the given levels; the others, and those without one, pass."""
+
+    def __init__(self, dropped: set[object]) -> None:
+        self._dropped = dropped
+
+    def __call__(self, event: LogEvent) -> object:  # a PredicateResult
+        verdict: object = (
+            PredicateResult.no if event.get("log_level") in self._dropped else PredicateResult.maybe
+        )
+        return verdict
+
+
+class LevelGate:
+    """Puts a publisher's observers behind one level filter, and takes them out again.
+
+    :meth:`close` puts the observers back as they were. Observers added to the publisher
+    meanwhile are not filtered; :meth:`add` puts one behind the filter.
+    """
+
+    def __init__(self, publisher: LogPublisher, level: str) -> None:
+        if level not in LEVELS:
+            raise ValueError(f"unknown log level {level!r}")
+        self._publisher = publisher
+        least = LEVELS.index(level)
+        self._predicate = _Below(
+            {lv for lv in LogLevel.iterconstants() if LEVELS.index(lv.name) < least}
+        )
+        # LogPublisher has no public way to list its observers; it has kept them in
+        # _observers since twisted.logger began (15.2).
+        self._moved: list[ILogObserver] = list(getattr(publisher, "_observers", []))
+        self._behind = LogPublisher(*self._moved)
+        self._gate = cast(ILogObserver, FilteringLogObserver(self._behind, [self._predicate]))
+        for observer in self._moved:
+            publisher.removeObserver(observer)
+        publisher.addObserver(self._gate)
+
+    def add(self, observer: ILogObserver) -> None:
+        """Give ``observer`` the events that pass the filter."""
+        self._behind.addObserver(observer)
+
+    def remove(self, observer: ILogObserver) -> None:
+        """Stop giving ``observer`` events (one given to :meth:`add`)."""
+        self._behind.removeObserver(observer)
+
+    def filtered(self, observer: ILogObserver) -> ILogObserver:
+        """``observer`` behind this gate's filter, for events that are not published."""
+        return cast(ILogObserver, FilteringLogObserver(observer, [self._predicate]))
+
+    def close(self) -> None:
+        """Put the observers that were moved back on the publisher."""
+        self._publisher.removeObserver(self._gate)
+        for observer in self._moved:
+            self._publisher.addObserver(observer)
+
+
 class LogFiles(Service):
-    """Adds the log file observer while running, and reopens log files on SIGHUP.
+    """Adds the log file observer while running, filters every log by ``level``, and
+    reopens log files on SIGHUP.
 
     ``path`` None means no log file of its own; SIGHUP still runs ``reopen``
     (the audit log's). Opening the file happens here, at once, so that a path that
@@ -155,9 +226,14 @@ class LogFiles(Service):
         *,
         reopen: Iterable[Callable[[], object]] = (),
         publisher: LogPublisher = globalLogPublisher,
+        level: str = "info",
     ) -> None:
         if format not in FORMATS:
             raise ConfigError(f"log.format: must be one of {', '.join(map(repr, FORMATS))}")
+        if level not in LEVELS:
+            raise ConfigError(f"log.level: must be one of {', '.join(map(repr, LEVELS))}")
+        self._level = level
+        self._gate: LevelGate | None = None
         self._reactor = reactor
         self._publisher = publisher
         #: Called on SIGHUP after the log file is reopened (the audit log's ``reopen``).
@@ -175,15 +251,17 @@ class LogFiles(Service):
 
     def startService(self) -> None:
         super().startService()
+        if self._early is not None:
+            self._publisher.removeObserver(cast(ILogObserver, self._early))
+        gate = self._gate = LevelGate(self._publisher, self._level)
         if self.observer is not None:
             observer = cast(ILogObserver, self.observer)
             if self.observer.closed:
                 self.observer.reopen()
             if self._early is not None:
-                self._publisher.removeObserver(cast(ILogObserver, self._early))
-                self._early.replay_to(observer)
+                self._early.replay_to(gate.filtered(observer))
                 self._early = None
-            self._publisher.addObserver(observer)
+            gate.add(observer)
         self._previous_handler = signal.signal(signal.SIGHUP, self._on_sighup)
 
     def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
@@ -206,6 +284,10 @@ class LogFiles(Service):
         if self._previous_handler is not None:
             signal.signal(signal.SIGHUP, self._previous_handler)
             self._previous_handler = None
+        if self._gate is not None:
+            if self.observer is not None:
+                self._gate.remove(cast(ILogObserver, self.observer))
+            self._gate.close()
+            self._gate = None
         if self.observer is not None:
-            self._publisher.removeObserver(cast(ILogObserver, self.observer))
             self.observer.close()

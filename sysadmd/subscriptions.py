@@ -1,8 +1,11 @@
 """The ``events`` namespace, and the guest state event.
 
 ``events/subscribe`` and ``events/unsubscribe`` take an event name or a list of
-them, as sysadm's clients send them; unknown names are skipped, as sysadm does.
-Events reach WebSocket connections only.
+them, as sysadm's clients send them. Unknown names are skipped, as sysadm does, and
+the reply names them under ``unknown`` (a key sysadm never sends, so a reply for known
+names only is sysadm's, and sysadm's own client, which subscribes to ``system-state``
+and ignores the reply, is unaffected; never an error, for the same reason). Events
+reach WebSocket connections only.
 
 The ``guests`` event is sysadmd's: while at least one connection listens, the
 daemon runs ``iohyve list`` every ``interval`` seconds and, when the list changed,
@@ -30,6 +33,12 @@ from sysadmd.roles import Role
 #: Every event the daemon sends.
 EVENT_NAMES: Final = ("dispatcher", "guests")
 
+_REPLY_UNKNOWN: Final = {
+    "type": "array",
+    "items": {"type": "string"},
+    "description": "the names given that are not events of this daemon, in the order given",
+}
+
 
 class EventActions:
     """Handlers of ``events/subscribe`` and ``events/unsubscribe``."""
@@ -43,6 +52,15 @@ class EventActions:
             raise bad_request("events are delivered over WebSocket connections only")
         return subscriber
 
+    def _reply(self, key: str, given: str | list[str], known: list[str]) -> dict[str, Any]:
+        """sysadm's reply (the last known name, or nothing), plus the unknown names if any."""
+        reply: dict[str, Any] = {key: known[-1]} if known else {}
+        names = [given] if isinstance(given, str) else given
+        unknown = [n for n in dict.fromkeys(names) if n not in self._hub.names]
+        if unknown:
+            reply["unknown"] = unknown
+        return reply
+
     @action(
         "events",
         "subscribe",
@@ -50,30 +68,42 @@ class EventActions:
         summary=(
             "Receive events on this WebSocket: 'dispatcher' (fetch tasks) and 'guests' "
             "(changes of the guest list). Replies with the last known name subscribed, "
-            "or {} if none was known."
+            "or {} if none was known; names that are not events of this daemon are "
+            "skipped and listed under 'unknown'."
         ),
         role=Role.OPERATOR,
         whole=True,
         args=[Arg("events", NAMES, "an event name or a list of them")],
-        reply={"type": "object", "properties": {"subscribe": {"type": "string"}}},
+        reply={
+            "type": "object",
+            "properties": {"subscribe": {"type": "string"}, "unknown": _REPLY_UNKNOWN},
+        },
     )
     async def subscribe(self, call: Call) -> Any:
-        known = self._hub.subscribe(self._subscriber(call), call.args["events"])
-        return {"subscribe": known[-1]} if known else {}
+        given = call.args["events"]
+        known = self._hub.subscribe(self._subscriber(call), given)
+        return self._reply("subscribe", given, known)
 
     @action(
         "events",
         "unsubscribe",
         None,
-        summary="Stop receiving the events named.",
+        summary=(
+            "Stop receiving the events named. Replies like subscribe, with the names that "
+            "are not events of this daemon under 'unknown'."
+        ),
         role=Role.OPERATOR,
         whole=True,
         args=[Arg("events", NAMES, "an event name or a list of them")],
-        reply={"type": "object", "properties": {"unsubscribe": {"type": "string"}}},
+        reply={
+            "type": "object",
+            "properties": {"unsubscribe": {"type": "string"}, "unknown": _REPLY_UNKNOWN},
+        },
     )
     async def unsubscribe(self, call: Call) -> Any:
-        known = self._hub.unsubscribe(self._subscriber(call), call.args["events"])
-        return {"unsubscribe": known[-1]} if known else {}
+        given = call.args["events"]
+        known = self._hub.unsubscribe(self._subscriber(call), given)
+        return self._reply("unsubscribe", given, known)
 
 
 class GuestWatcher:

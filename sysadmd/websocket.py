@@ -243,7 +243,9 @@ class OriginCheckedResource(Resource):
     (``sysadm-client`` plus the configured browser origins); anything else,
     ``null`` included, is refused with 403 before the WebSocket opens, so a web
     page cannot drive the daemon from a user's browser. Once checked, the header
-    is removed so that Autobahn treats the client as a program.
+    is removed so that Autobahn treats the client as a program. A request that does
+    not ask for a WebSocket upgrade gets 426 with a JSON error body saying how to
+    connect, not Autobahn's bare 426.
     """
 
     isLeaf = True
@@ -263,5 +265,31 @@ class OriginCheckedResource(Resource):
                 error = ApiError(403, "this WebSocket does not accept connections from that origin")
                 return envelope.dumps({"args": envelope.error_body(error)})
             request.requestHeaders.removeHeader(b"origin")
+        if not _asks_for_websocket(request):
+            return _upgrade_required(request)
         result: bytes | int = self._websocket.render(request)
         return result
+
+
+#: What a request to the WebSocket path without an upgrade is told.
+UPGRADE_REQUIRED_MESSAGE: Final = (
+    "this path speaks WebSocket only: connect to it with a WebSocket client, "
+    "or call the REST API at /<namespace>/<name> (for example PUT /sysadm/iohyve)"
+)
+
+
+def _asks_for_websocket(request: Request) -> bool:
+    """Whether an ``Upgrade`` header names the ``websocket`` protocol."""
+    values = request.requestHeaders.getRawHeaders(b"upgrade") or []
+    tokens = (t.strip().lower() for v in values for t in v.split(b","))
+    return any(t == b"websocket" or t.startswith(b"websocket/") for t in tokens)
+
+
+def _upgrade_required(request: Request) -> bytes:
+    """426 with the JSON error body every other reply has, and how to connect instead."""
+    request.setResponseCode(426)
+    request.responseHeaders.setRawHeaders(b"Upgrade", [b"websocket"])
+    request.responseHeaders.setRawHeaders(b"Connection", [b"Upgrade"])
+    request.responseHeaders.setRawHeaders(b"Content-Type", [b"application/json"])
+    # Not an ApiError: no API call answers 426, only this path does.
+    return envelope.dumps({"args": {"code": "426", "message": UPGRADE_REQUIRED_MESSAGE}})

@@ -67,11 +67,12 @@ def sysadm(
     password: str | None = None,
     stdin: str = "",
     timeout: float = 60,
+    columns: int = 200,
 ) -> Result:
     """Run the installed ``sysadm`` script with ``config_dir``; never a traceback."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYSADM_")}
     env["SYSADM_CONFIG_DIR"] = str(config_dir)
-    env["COLUMNS"] = "200"
+    env["COLUMNS"] = str(columns)
     if password is not None:
         env["SYSADM_PASSWORD"] = password
     done = subprocess.run(
@@ -92,9 +93,13 @@ def sysadm(
     return result
 
 
-async def sysadm_async(config_dir: Path, *args: str, password: str | None = None) -> Result:
+async def sysadm_async(
+    config_dir: Path, *args: str, password: str | None = None, columns: int = 200
+) -> Result:
     """:func:`sysadm` in a thread, so the test reactor (and its HTTP server) keeps running."""
-    result: Result = await deferToThread(sysadm, config_dir, *args, password=password)
+    result: Result = await deferToThread(
+        sysadm, config_dir, *args, password=password, columns=columns
+    )
     return result
 
 

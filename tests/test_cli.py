@@ -8,9 +8,17 @@ reactor serves. Every failing run must print exactly one line on stderr, never a
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import pty
+import re
 import shutil
 import stat
+import struct
+import subprocess
+import termios
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +26,7 @@ import click
 import pytest
 from click.testing import CliRunner
 from clientkit import (
+    SYSADM,
     Result,
     fingerprint,
     fixed_port_daemon,
@@ -32,9 +41,10 @@ from httpserver import HTTPServer
 from support import async_test
 from test_e2e import BOOTONLY, DESCRIPTION
 from twisted.internet.defer import ensureDeferred, gatherResults
+from twisted.internet.threads import deferToThread
 from wsclient import settle
 
-from sysadmd.client.cli import cli
+from sysadmd.client.cli import CommandError, cli, resolve_task_id, short_ids
 from sysadmd.tls import ensure_certificate
 
 pytestmark = pytest.mark.e2e
@@ -259,6 +269,11 @@ async def test_vm_commands(logged_in: Path) -> None:
         assert listed["listvms"]["testguest"]["description"] == DESCRIPTION
         missing = await run("vm", "delete", "--yes", "nosuchguest")
         assert missing.status == 1 and missing.stderr.startswith("sysadm: error 404: ")
+        # Without a terminal to ask on, only --yes deletes.
+        unasked = await run("vm", "delete", "clitest")
+        assert unasked.status == 2, unasked
+        assert "no terminal to confirm on: give --yes" in unasked.stderr
+        assert "clitest" in json.loads((await run("vm", "list", "--json")).stdout)["listvms"]
         bad = await run("vm", "set", "clitest", "ram")
         assert bad.status == 2 and "PROP=VALUE" in bad.stderr
 
@@ -303,18 +318,28 @@ def test_call(logged_in: Path) -> None:
     assert result.status == 2 and "not JSON" in result.stderr
 
 
+def _fits(text: str, columns: int) -> None:
+    """Every line of ``text`` fits in ``columns`` columns."""
+    too_long = [line for line in text.splitlines() if len(line.rstrip()) > columns]
+    assert not too_long, too_long
+
+
 @async_test
 async def test_fetch_wait_downloads_with_a_progress_bar(
     logged_in: Path, daemon: Daemon, http: HTTPServer
 ) -> None:
+    """At 80 columns the bar stays on one line: name, status, bar, percent, bytes, rate."""
     data = b"x" * 2_000_000
     http.files.files["cli.iso"] = data
-    result = await sysadm_async(logged_in, "iso", "fetch", http.url("cli.iso"), "--wait")
+    result = await sysadm_async(
+        logged_in, "iso", "fetch", http.url("cli.iso"), "--wait", columns=80
+    )
     assert result.status == 0, result
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Queued the fetch of cli.iso: task {")
     bar = next(line for line in lines if line.startswith("cli.iso (succeeded)"))
-    assert "100%" in bar and "2.0/2.0 MB" in bar
+    assert "100%" in bar and "2.0/2.0 MB" in bar and "/s" in bar
+    _fits(result.stdout, 80)
     assert lines[-1] == "Fetched cli.iso (2000000 bytes)."
     arrived = daemon.state_dir / "simulator" / "iohyve" / "ISO" / "cli.iso" / "cli.iso"
     assert arrived.read_bytes() == data
@@ -324,15 +349,76 @@ async def test_fetch_wait_downloads_with_a_progress_bar(
     assert failed.stderr.startswith("sysadm: task {") and " failed: " in failed.stderr
     assert "Not Found" in failed.stderr
 
-    tasks = sysadm(logged_in, "tasks").stdout.splitlines()
-    assert tasks[0].split() == ["TASK", "STATUS", "ISO", "PROGRESS", "USER", "MESSAGE"]
-    rows = {line.split()[2]: line.split() for line in tasks[2:]}
-    assert rows["cli.iso"][1] == "succeeded" and "100%" in rows["cli.iso"]
-    assert rows["gone.iso"][1] == "failed"
     listed = json.loads(sysadm(logged_in, "tasks", "--json").stdout)
     jobs = listed["jobs"]["no_queue"]
     statuses = {job["iso"]: job["status"] for job in jobs.values()}
     assert (statuses["cli.iso"], statuses["gone.iso"]) == ("succeeded", "failed")
+    ids = {job["iso"]: task_id for task_id, job in jobs.items()}
+    for columns in (80, 200):
+        shown = sysadm(logged_in, "tasks", columns=columns).stdout
+        _fits(shown, columns)
+        tasks = shown.splitlines()
+        assert tasks[0].split() == ["TASK", "STATUS", "ISO", "PROGRESS", "USER", "MESSAGE"]
+        # Each row's first line holds whole words: the short id, the status, the ISO name,
+        # the progress, the user.
+        rows = {line.split()[2]: line for line in tasks[2:] if line[:1].strip()}
+        cli_row = rows["cli.iso"].split()
+        assert cli_row[:3] == [short_ids(list(jobs))[ids["cli.iso"]], "succeeded", "cli.iso"]
+        assert "100% of 2.0 MB" in rows["cli.iso"] and "admin" in cli_row
+        assert rows["gone.iso"].split()[1] == "failed"
+        # A failed task's message wraps at spaces, not letter by letter.
+        message = " ".join(line[tasks[0].index("MESSAGE") :].strip() for line in tasks[2:])
+        assert "Not Found" in message
+
+
+def _sysadm_on_a_terminal(config_dir: Path, *args: str, columns: int) -> tuple[int, list[str]]:
+    """Run ``sysadm`` with its stdout on a pseudo-terminal ``columns`` wide (COLUMNS unset);
+    return its status and the lines the terminal was left showing, escape sequences removed
+    and each line as its last redraw left it."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SYSADM_") and k not in ("COLUMNS", "LINES", "NO_COLOR")
+    }
+    env.update(SYSADM_CONFIG_DIR=str(config_dir), TERM="xterm-256color")
+    with subprocess.Popen(
+        [SYSADM, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    ) as process:
+        os.close(slave)
+        output = bytearray()
+        with contextlib.suppress(OSError):  # EIO once the program has closed the terminal
+            while chunk := os.read(master, 65536):
+                output += chunk
+        os.close(master)
+        status = process.wait(timeout=60)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", output.decode())
+    return status, [line.rstrip("\r").split("\r")[-1] for line in text.split("\n")]
+
+
+@async_test
+async def test_progress_bar_on_an_80_column_terminal(logged_in: Path, http: HTTPServer) -> None:
+    """On a real terminal 80 columns wide, the live bar of an ISO with a long name ends as
+    one line: the name cut short, then status, bar, percent, bytes and rate, whole."""
+    name = "FreeBSD-14.1-RELEASE-amd64-bootonly-tty.iso"
+    http.files.files[name] = b"t" * 3_000_000
+    status, lines = await deferToThread(
+        _sysadm_on_a_terminal, logged_in, "iso", "fetch", http.url(name), "--wait", columns=80
+    )
+    assert status == 0, lines
+    bars = [line for line in lines if line.startswith("FreeBSD-14.1-RELEASE")]
+    assert bars, lines
+    last = bars[-1]
+    assert "… (succeeded) " in last and "━" in last, bars
+    assert "100%" in last and "3.0/3.0 MB" in last and "/s" in last, bars
+    assert all(len(line.rstrip()) <= 80 for line in bars), bars
+    assert f"Fetched {name} (3000000 bytes)." in lines
 
 
 @async_test
@@ -358,14 +444,22 @@ async def test_kill_a_waited_fetch_and_watch_tasks(logged_in: Path, http: HTTPSe
     assert task_id is not None
     watching = ensureDeferred(sysadm_async(logged_in, "tasks", "--watch", "--until-idle"))
     await settle(0.5)
-    killed = await sysadm_async(logged_in, "kill", task_id)
+    # The start of the id, as the tasks table shows it, stands for the task.
+    short = task_id[1:9]
+    unknown = next(p for p in ("00000000", "ffffffff") if not task_id[1:].startswith(p))
+    missing = await sysadm_async(logged_in, "kill", unknown)
+    assert missing.status == 1
+    assert missing.stderr == f"sysadm: no task id starts with '{unknown}' (see `sysadm tasks`)\n"
+    invalid = await sysadm_async(logged_in, "kill", "held.iso")
+    assert invalid.status == 2 and "not a task id" in invalid.stderr
+    killed = await sysadm_async(logged_in, "kill", short.upper())
     assert killed.stdout == f"Killed {task_id}.\n"
     waited = await waiting
     assert waited.status == 1
     assert waited.stderr == f"sysadm: task {task_id} cancelled: killed\n"
     watched = await watching
     assert watched.status == 0, watched
-    assert task_id in watched.stdout and "cancelled" in watched.stdout
+    assert short in watched.stdout and "cancelled" in watched.stdout
     again = await sysadm_async(logged_in, "kill", task_id)
     assert again.status == 1 and "not running" in again.stderr
 
@@ -459,3 +553,54 @@ def _logins(state: Path) -> int:
     """How many logins (of any outcome) the daemon's audit log holds."""
     lines = (state / "audit.log").read_text().splitlines()
     return sum(1 for line in lines if json.loads(line).get("event") == "login")
+
+
+# Task ids
+
+
+IDS = [
+    "{7ee59bb4-2d76-42ec-927f-848b690b0962}",
+    "{7ee59bb4-9d76-42ec-927f-848b690b0962}",
+    "{01234567-89ab-4cde-8f01-23456789abcd}",
+]
+
+
+def test_short_ids_are_eight_digits_or_as_many_as_tell_them_apart() -> None:
+    assert short_ids(IDS) == {IDS[0]: "7ee59bb4-2", IDS[1]: "7ee59bb4-9", IDS[2]: "01234567"}
+    assert short_ids([]) == {}
+
+
+@pytest.mark.parametrize(
+    ("given", "found"),
+    [
+        ("0", IDS[2]),
+        ("{0123", IDS[2]),
+        ("7EE59BB4-2", IDS[0]),
+        (IDS[1], IDS[1]),
+        (IDS[1].upper(), IDS[1]),
+        # A full id is passed on even when not listed: the daemon answers for it.
+        ("{00000000-0000-4000-8000-000000000000}", "{00000000-0000-4000-8000-000000000000}"),
+    ],
+)
+def test_a_task_id_or_its_unique_start(given: str, found: str) -> None:
+    assert resolve_task_id(given, IDS) == found
+
+
+def test_an_ambiguous_start_names_the_candidates() -> None:
+    with pytest.raises(CommandError, match="more than one task id") as raised:
+        resolve_task_id("7ee5", IDS)
+    assert IDS[0] in str(raised.value) and IDS[1] in str(raised.value)
+    assert IDS[2] not in str(raised.value)
+    assert raised.value.status == 1
+
+
+@pytest.mark.parametrize("given", ["", "xyz", "{", "7ee5 9", "7ee59bb4}", "-1"])
+def test_what_is_no_task_id_is_a_usage_error(given: str) -> None:
+    with pytest.raises(CommandError, match="not a task id") as raised:
+        resolve_task_id(given, IDS)
+    assert raised.value.status == 2
+
+
+def test_no_task_starts_so() -> None:
+    with pytest.raises(CommandError, match="no task id starts with 'abc'"):
+        resolve_task_id("abc", IDS)

@@ -14,8 +14,11 @@ from typing import Any, cast
 
 import pytest
 from daemon import Daemon
+from support import async_test
+from test_e2e import ws
 from twisted.internet import reactor
 from twisted.logger import ILogObserver, Logger, LogPublisher, eventsFromJSONLogFile
+from wsclient import settle
 
 from sysadmd import config
 from sysadmd.logs import LogFiles
@@ -101,6 +104,67 @@ def test_reopen_after_rename(tmp_path: Path) -> None:
     assert "third" in path.read_text()
 
 
+def test_log_level_filters_every_observer_while_running(tmp_path: Path) -> None:
+    """log.level "info": no debug line in twistd's log or the file; put back at the stop."""
+    publisher = LogPublisher()
+    twistd: list[dict[str, Any]] = []
+    publisher.addObserver(cast(ILogObserver, twistd.append))
+    log = Logger(namespace="sysadmd.test", observer=cast(ILogObserver, publisher))
+    path = tmp_path / "sysadmd.log"
+    files = service(path, "text", publisher, level="info")
+    log.debug("debug before the start")
+    files.startService()
+    try:
+        log.debug("spawned pid {pid}", pid=1)
+        log.info("kept")
+        log.error("an error")
+        publisher({"log_format": "no level", "log_time": 0.0})
+    finally:
+        files.stopService()
+    log.debug("debug after the stop")
+    seen = [e["log_format"] for e in twistd]
+    assert seen == [
+        "debug before the start",
+        "kept",
+        "an error",
+        "no level",
+        "debug after the stop",
+    ]
+    written = path.read_text()
+    assert "kept" in written and "an error" in written and "no level" in written
+    assert "debug" not in written and "spawned pid" not in written
+
+
+def test_log_level_debug_keeps_everything(tmp_path: Path) -> None:
+    publisher = LogPublisher()
+    twistd: list[dict[str, Any]] = []
+    publisher.addObserver(cast(ILogObserver, twistd.append))
+    log = Logger(observer=cast(ILogObserver, publisher))
+    files = service(tmp_path / "sysadmd.log", "text", publisher, level="debug")
+    files.startService()
+    try:
+        log.debug("spawned pid {pid}", pid=1)
+    finally:
+        files.stopService()
+    assert [e["log_format"] for e in twistd] == ["spawned pid {pid}"]
+    assert "spawned pid 1" in (tmp_path / "sysadmd.log").read_text()
+
+
+def test_log_level_warn_drops_info(tmp_path: Path) -> None:
+    publisher = LogPublisher()
+    twistd: list[dict[str, Any]] = []
+    publisher.addObserver(cast(ILogObserver, twistd.append))
+    log = Logger(observer=cast(ILogObserver, publisher))
+    files = LogFiles(None, "text", reactor, publisher=publisher, level="warn")
+    files.startService()
+    try:
+        log.info("an info line")
+        log.warn("a warning")
+    finally:
+        files.stopService()
+    assert [e["log_format"] for e in twistd] == ["a warning"]
+
+
 def test_sighup_handler_is_installed_and_restored(tmp_path: Path) -> None:
     """The handler only hands the work to the reactor; stopping restores the old one."""
     before = signal.getsignal(signal.SIGHUP)
@@ -126,6 +190,8 @@ def test_sighup_handler_is_installed_and_restored(tmp_path: Path) -> None:
     [
         ('[log]\nformat = "xml"\n', "log.format: must be one of 'text', 'json'"),
         ("[log]\nfile = 3\n", "log.file: must be a non-empty path string"),
+        ('[log]\nlevel = "verbose"\n', "log.level: must be one of 'debug', 'info', 'warn'"),
+        ('[log]\nlevel = "INFO"\n', "log.level: must be one of"),
         ('[metrics]\nallow = ["localhost"]\n', "metrics.allow: must be a list of addresses"),
         ('[metrics]\nallow = "127.0.0.1"\n', "metrics.allow: must be a list of addresses"),
     ],
@@ -169,6 +235,32 @@ def test_daemon_reopens_on_sighup(tmp_path: Path) -> None:
         assert "Failed basic login" not in (tmp_path / "sysadmd.log.0").read_text()
     finally:
         assert daemon.stop()
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+@async_test
+async def test_guest_polls_log_at_debug_only(tmp_path: Path, level: str) -> None:
+    """While a client listens to 'guests', each poll's process lines are debug lines: the
+    default level (info) writes none of them, "debug" writes them."""
+    settings = tmp_path / "sysadmd.toml"
+    text = "[events]\nguests_interval = 0.5\n"
+    settings.write_text(text if level == "info" else f'{text}[log]\nlevel = "debug"\n')
+    daemon = Daemon(tmp_path / "state", f"--config={settings}")
+    try:
+        client = await ws(daemon)
+        client.send({"namespace": "events", "name": "subscribe", "id": "g", "args": "guests"})
+        assert (await client.next())["args"] == {"subscribe": "guests"}
+        await client.next()  # the first guests event: one poll has run
+        await settle(1.2)  # two or three more polls
+        await client.close()
+    finally:
+        assert daemon.stop()
+    spawned = daemon.log_text().count("spawned pid")
+    if level == "info":
+        assert spawned == 0, daemon.log_text()
+        assert "Listening on" in daemon.log_text()
+    else:
+        assert spawned >= 2, daemon.log_text()
 
 
 def failed_login(daemon: Daemon, password: str) -> int:

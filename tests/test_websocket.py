@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -22,7 +23,7 @@ from sysadmd.auth import Authenticator
 from sysadmd.registry import Registry
 from sysadmd.rpc import Rpc
 from sysadmd.sessions import EXPIRY_MARGIN, Ended, Sessions
-from sysadmd.websocket import SESSION_END
+from sysadmd.websocket import SESSION_END, UPGRADE_REQUIRED_MESSAGE
 
 
 @pytest.fixture
@@ -142,11 +143,15 @@ async def test_server_never_closes_first(server: tuple[int, Probe]) -> None:
 
 @async_test
 async def test_plain_get_of_the_websocket_path(server: tuple[int, Probe]) -> None:
-    """A GET without an upgrade is refused without an HTML status page."""
+    """A GET without an upgrade gets 426 with the JSON error body and how to connect."""
     port, _ = server
     response = await get(f"http://127.0.0.1:{port}/")
     assert response.code == 426
-    assert b"<html" not in (await response.content()).lower()
+    assert response.headers.getRawHeaders(b"content-type") == [b"application/json"]
+    body = json.loads(await response.content())
+    assert body == {"args": {"code": "426", "message": UPGRADE_REQUIRED_MESSAGE}}
+    assert "WebSocket client" in body["args"]["message"]
+    assert "/<namespace>/<name>" in body["args"]["message"]
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import ssl
 import sys
 from collections.abc import Awaitable, Callable
@@ -40,7 +41,7 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.task import deferLater, react
@@ -287,11 +288,20 @@ def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True))
 
 
-def _table(*columns: str) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, highlight=False)
-    for column in columns:
-        table.add_column(column, overflow="fold", no_wrap=column in ("TASK", "NAME"))
-    return table
+def _table(*columns: str | Column) -> Table:
+    """A table of plain columns, two spaces apart. A name stands for a column that wraps
+    (folding only words longer than the column); a :class:`Column` is taken as it is."""
+    return Table(
+        *(
+            c if isinstance(c, Column) else Column(c, overflow="fold", no_wrap=c == "NAME")
+            for c in columns
+        ),
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        highlight=False,
+        padding=(0, 1, 0, 0),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,8 +599,15 @@ def vm_stop(settings: Settings, name: str, force: bool) -> None:
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 def vm_delete(settings: Settings, name: str, yes: bool) -> None:
-    """Delete stopped guest NAME and all its disks (takes about 10 s)."""
-    if not yes and sys.stdin.isatty():
+    """Delete stopped guest NAME and all its disks (takes about 10 s).
+
+    Asks for confirmation on a terminal; without one (a script, a pipe) --yes is required.
+    """
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                f"no terminal to confirm on: give --yes to delete {name} and all its disks"
+            )
         click.confirm(f"Delete {name} and all its disks?", abort=True, err=True)
 
     change(settings, lambda client: client.delete(name), f"Deleted {name}.")
@@ -757,20 +774,43 @@ def iso_fetch(settings: Settings, url: str, wait: bool) -> None:
     run(with_client(settings, action))
 
 
+#: Below this many columns the progress bar leaves out the time left and shares what
+#: the figures leave between the name and the bar.
+_NARROW: Final = 100
+
+
+def _progress(console: Console) -> Progress:
+    """A one-line progress bar that fits ``console``'s width: no column wraps, a long ISO
+    name is cut short (ending in …) before anything else gives way."""
+    narrow = console.width < _NARROW
+
+    def fixed() -> Column:
+        return Column(no_wrap=True)
+
+    # What the other columns take (status, percent, bytes, rate, time, spaces), and a bar of
+    # at least 10 cells on a narrow console.
+    name_width = max(12, console.width - (55 if narrow else 58))
+    columns: list[ProgressColumn | str] = [
+        TextColumn(
+            "{task.description}",
+            table_column=Column(no_wrap=True, overflow="ellipsis", max_width=name_width),
+        ),
+        TextColumn("({task.fields[status]})", table_column=fixed()),
+        BarColumn(bar_width=None if narrow else 40, table_column=Column(ratio=1)),
+        TaskProgressColumn(table_column=fixed()),
+        DownloadColumn(table_column=fixed()),
+        _RateColumn(table_column=fixed()),
+    ]
+    if not narrow:
+        columns.append(TimeRemainingColumn(table_column=fixed()))
+    return Progress(*columns, console=console, transient=False, expand=narrow)
+
+
 async def _follow(task: Task) -> None:
     """Show ``task``'s progress until it ends."""
     console = Console(stderr=False, highlight=False)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        DownloadColumn(),
-        _RateColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-    bar = progress.add_task(task.iso or task.id, total=None, rate=0.0)
+    progress = _progress(console)
+    bar = progress.add_task(task.iso or task.id, total=None, rate=0.0, status="queued")
 
     def show(changed: Task) -> None:
         state = changed.progress
@@ -779,7 +819,7 @@ async def _follow(task: Task) -> None:
             completed=state.bytes_done,
             total=state.bytes_total,
             rate=state.rate,
-            description=f"{changed.iso or changed.id} ({state.status})",
+            status=state.status,
         )
 
     task.on_progress(show)
@@ -823,8 +863,60 @@ def iso_rm(settings: Settings, name: str) -> None:
 # tasks
 
 
+#: The fewest hexadecimal digits a task id is shown with in the tasks table.
+SHORT_ID: Final = 8
+#: A task id in full, as the daemon makes them: ``{<uuid4>}``.
+_FULL_ID = re.compile(r"\{[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\}")
+#: What ``sysadm kill`` takes besides a full id: the start of one, with or without its brace.
+_ID_PREFIX = re.compile(r"\{?[0-9a-fA-F][0-9a-fA-F-]*")
+
+
+def short_ids(ids: list[str]) -> dict[str, str]:
+    """Each id's shortest start of at least :data:`SHORT_ID` digits (no brace) that no
+    other of ``ids`` starts with, as the tasks table shows them."""
+    bare = {i: i.strip("{}") for i in ids}
+    shown = {}
+    for task_id, digits in bare.items():
+        length = SHORT_ID
+        while length < len(digits) and any(
+            other != task_id and d.startswith(digits[:length]) for other, d in bare.items()
+        ):
+            length += 1
+        shown[task_id] = digits[:length]
+    return shown
+
+
+def resolve_task_id(given: str, ids: list[str]) -> str:
+    """The task id that ``given`` stands for among ``ids``: a full id as it is, or the one
+    id that starts with ``given`` (with or without the brace, in either case).
+
+    :raises CommandError: ``given`` is no id, or no id or more than one starts with it.
+    """
+    text = given.strip().lower()
+    if _FULL_ID.fullmatch(text):
+        return text
+    if not _ID_PREFIX.fullmatch(text):
+        raise CommandError(f"{given!r} is not a task id or the start of one", EXIT_USAGE)
+    start = text.lstrip("{")
+    found = sorted(i for i in ids if i.strip("{}").startswith(start))
+    if not found:
+        raise CommandError(f"no task id starts with {given!r} (see `sysadm tasks`)")
+    if len(found) > 1:
+        shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+        raise CommandError(f"{given!r} is the start of more than one task id: {shown}")
+    return found[0]
+
+
 def _tasks_table(jobs: dict[str, dict[str, Any]]) -> Table:
-    table = _table("TASK", "STATUS", "ISO", "PROGRESS", "USER", "MESSAGE")
+    table = _table(
+        Column("TASK", no_wrap=True),
+        Column("STATUS", no_wrap=True),
+        Column("ISO", overflow="fold", min_width=10),
+        Column("PROGRESS", no_wrap=True),
+        Column("USER", no_wrap=True, overflow="ellipsis", max_width=10),
+        Column("MESSAGE", overflow="fold", min_width=10),
+    )
+    shown_ids = short_ids(list(jobs))
     for task_id, job in sorted(jobs.items(), key=lambda item: item[1].get("time_queued") or ""):
         done = int(job.get("bytes_done") or 0)
         total = job.get("bytes_total")
@@ -834,7 +926,7 @@ def _tasks_table(jobs: dict[str, dict[str, Any]]) -> Table:
         else:
             shown = _size(done) if done else ""
         table.add_row(
-            task_id,
+            shown_ids[task_id],
             str(job.get("status", "")),
             str(job.get("iso") or ""),
             shown,
@@ -858,7 +950,11 @@ def _busy(jobs: dict[str, dict[str, Any]]) -> bool:
 @_json_option
 @click.pass_obj
 def tasks(settings: Settings, watch: bool, until_idle: bool, as_json: bool) -> None:
-    """List the fetch tasks: queued, running and recently finished."""
+    """List the fetch tasks: queued, running and recently finished.
+
+    The table shows the start of each task id (8 digits, more where two ids begin
+    alike), which `sysadm kill` takes; --json gives the ids in full.
+    """
     if as_json and watch:
         raise click.UsageError("--json does not go with --watch")
 
@@ -910,13 +1006,22 @@ async def _watch(client: Client, until_idle: bool) -> None:
 @click.argument("task_ids", nargs=-1, required=True, metavar="TASK...")
 @click.pass_obj
 def kill(settings: Settings, task_ids: tuple[str, ...]) -> None:
-    """End fetch tasks: a queued one is dropped, a running one stopped."""
+    """End fetch tasks: a queued one is dropped, a running one stopped.
+
+    Each TASK is a task id or the start of one (as `sysadm tasks` shows it), with or
+    without the brace, that no other task id starts with.
+    """
 
     async def action(client: Client) -> None:
-        killed = await client.kill(*task_ids)
+        wanted = [t.strip().lower() for t in task_ids]
+        if not all(_FULL_ID.fullmatch(t) for t in wanted):
+            known = list(await client.tasks())
+            wanted = [resolve_task_id(t, known) for t in task_ids]
+        wanted = list(dict.fromkeys(wanted))
+        killed = await client.kill(*wanted)
         for task_id in killed:
             click.echo(f"Killed {task_id}.")
-        missed = [t for t in task_ids if t not in killed]
+        missed = [t for t in wanted if t not in killed]
         if missed:
             raise CommandError(
                 f"not running (finished already, or no such task): {', '.join(missed)}"

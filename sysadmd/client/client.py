@@ -607,7 +607,9 @@ class Client:
             except BaseException:
                 listeners.remove(subscription)
                 raise
-            if not reply:
+            if not isinstance(reply, dict) or "subscribe" not in reply:
+                # The reply names the last known event subscribed; unknown ones are listed
+                # under "unknown" (older daemons, and sysadm, answer {}).
                 listeners.remove(subscription)
                 raise ClientError(f"the daemon has no event {event!r}")
         return subscription

@@ -88,10 +88,24 @@ def run_process(
     )
 
 
+# Put SIGINT back to its default, then become ``python -m sysadmd.simulator <args>``: a signal
+# ignored at exec stays ignored, and Python installs its KeyboardInterrupt handler only when
+# SIGINT is at its default. Without this a test run started in the background by a script
+# (which ignores SIGINT in what it starts) gives the simulator a SIGINT it cannot see.
+_AS_FOREGROUND_JOB = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'sysadmd.simulator', *sys.argv[1:]])"
+)
+
+
 def start_process(root: Path, *args: str, **extra: str) -> subprocess.Popen[bytes]:
-    """Start ``python -m sysadmd.simulator <args>`` in the background."""
+    """Start ``python -m sysadmd.simulator <args>`` in the background.
+
+    The process gets SIGINT at its default disposition, as a terminal's foreground job does,
+    whatever the disposition of the test run, so that a test can stand for a user's Ctrl+C.
+    """
     return subprocess.Popen(
-        [sys.executable, "-m", "sysadmd.simulator", *args],
+        [sys.executable, "-c", _AS_FOREGROUND_JOB, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=sim_env(root, **extra),
