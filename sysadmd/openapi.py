@@ -335,7 +335,7 @@ def encode(doc: Mapping[str, Any]) -> bytes:
 
 def generated() -> bytes:
     """The document of every action the daemon serves, encoded."""
-    from sysadmd.apidoc import all_specs  # noqa: PLC0415 - the declared classes
+    from sysadmd.apiclasses import all_specs  # noqa: PLC0415 - the declared classes
 
     return encode(document(all_specs()))
 
