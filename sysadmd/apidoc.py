@@ -1,5 +1,8 @@
 """Renders the API reference in Markdown from the registry's declarations.
 
+The actions are those of :data:`sysadmd.apiclasses.API_CLASSES`, the classes the daemon
+registers.
+
 ``python -m sysadmd.apidoc`` prints it and ``python -m sysadmd.apidoc --update
 docs/api.md`` refreshes the copy that file holds between two marker lines; a test
 keeps that copy equal to what this module renders.
@@ -12,23 +15,11 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from sysadmd.dispatcher import DispatcherActions
-from sysadmd.host import HostActions
-from sysadmd.iohyve.actions import IohyveActions
-from sysadmd.registry import ActionSpec, declared_actions
+from sysadmd.apiclasses import API_CLASSES, all_specs
+from sysadmd.registry import ActionSpec
 from sysadmd.roles import Role
-from sysadmd.rpc import QueryActions, Rpc
-from sysadmd.subscriptions import EventActions
 
-#: Every class of actions the daemon serves.
-API_CLASSES: tuple[type, ...] = (
-    Rpc,
-    QueryActions,
-    DispatcherActions,
-    EventActions,
-    IohyveActions,
-    HostActions,
-)
+__all__ = ["API_CLASSES", "BEGIN", "END", "all_specs", "generated", "main", "render"]
 
 BEGIN = "<!-- BEGIN GENERATED REFERENCE: python -m sysadmd.apidoc -->"
 END = "<!-- END GENERATED REFERENCE -->"
@@ -39,12 +30,6 @@ _ROLE = {
     Role.OPERATOR: "Needs the operator or admin role.",
     Role.ADMIN: "Needs the admin role.",
 }
-
-
-def all_specs() -> list[ActionSpec]:
-    """Every declared action, in namespace/name/action order."""
-    specs = [spec for cls in API_CLASSES for _, spec in declared_actions(cls)]
-    return sorted(specs, key=lambda s: (s.namespace, s.name, s.action or ""))
 
 
 def _example(spec: ActionSpec) -> dict[str, object]:

@@ -28,6 +28,7 @@ from twisted.web.resource import IResource
 
 from sysadmd import tls
 from sysadmd.api import Api
+from sysadmd.apiclasses import build_registry
 from sysadmd.audit import AuditLog
 from sysadmd.auth import Authenticator
 from sysadmd.backends import WATCH_INTERVAL, AccountWatcher
@@ -45,9 +46,8 @@ from sysadmd.limits import ConnectionCounter, first_request_channel
 from sysadmd.lockout import Lockout
 from sysadmd.logs import LogFiles
 from sysadmd.metrics import Metrics, MetricsResource
-from sysadmd.registry import Registry
 from sysadmd.rest import ApiSite, RestApi
-from sysadmd.rpc import QueryActions, Rpc
+from sysadmd.rpc import Rpc
 from sysadmd.runner import ProcessRunner, end_left_over_group
 from sysadmd.sessions import Sessions
 from sysadmd.sslauth import KEYS_FILE, Challenges, KeyStore
@@ -347,10 +347,6 @@ def make_service(config: Config, reactor: Any) -> IService:
     )
     GuestWatcher(iohyve, hub, reactor, interval=config.events_guests_interval)
     auth, account_watcher = make_authenticator(config, reactor)
-    registry = Registry()
-    registry.register(Rpc(auth, config.hostname))
-    registry.register(DispatcherActions(fetches))
-    registry.register(EventActions(hub))
     simulator = config.state_dir / "simulator"
     host = HostActions(
         runner,
@@ -358,7 +354,10 @@ def make_service(config: Config, reactor: Any) -> IService:
         [*command, "ifconfig"] if config.iohyve_simulate else [str(config.iohyve_ifconfig)],
         [*command, "sysctl"] if config.iohyve_simulate else [str(config.iohyve_sysctl)],
     )
-    registry.register(
+    registry = build_registry(
+        Rpc(auth, config.hostname),
+        DispatcherActions(fetches),
+        EventActions(hub),
         IohyveActions(
             iohyve,
             fetches,
@@ -366,10 +365,9 @@ def make_service(config: Config, reactor: Any) -> IService:
             rc_conf=simulator / "rc.conf" if config.iohyve_simulate else config.iohyve_rc_conf,
             slow_timeout=config.iohyve_timeout + 30,
             host=host,  # setup checks the pool exists before it changes anything
-        )
+        ),
+        host,
     )
-    registry.register(host)
-    registry.register(QueryActions(registry))
     api = Api(registry, auth)
     metrics = Metrics(registry)
     api.on_call = metrics.call_answered

@@ -21,19 +21,14 @@ from typing import Any, Final
 
 from sysadmd import __version__
 from sysadmd.errors import CODES
-from sysadmd.registry import ENVELOPE_KEYS, ActionSpec, declared_actions
+from sysadmd.registry import ENVELOPE_KEYS, ActionSpec
 from sysadmd.roles import Role
-from sysadmd.subscriptions import EventActions
 
 #: The path the daemon serves this document at.
 DOCUMENT_PATH: Final = "/openapi.json"
 #: The methods REST calls are made with (sysadmd.rest.CALL_METHODS, without importing
 #: the transport, so the document can be built without Twisted's web stack).
 CALL_METHODS: Final = ("put", "post")
-
-#: Classes whose actions act on the calling connection's event subscriptions: over REST
-#: there is no such connection and they always answer 400, so they are not REST paths.
-WEBSOCKET_ONLY: Final = frozenset(spec.path for _, spec in declared_actions(EventActions))
 
 #: When each error code is returned over REST.
 _WHEN: Final[dict[int, str]] = {
@@ -246,11 +241,23 @@ def _operation(method: str, specs: Sequence[ActionSpec], key: str) -> dict[str, 
     return operation
 
 
+def _websocket_only_note(titles: Sequence[str]) -> str:
+    if not titles:
+        return ""
+    named = ", ".join(f"`{title}`" for title in titles)
+    return f"{named} act on a WebSocket's event subscriptions and answer 400 over REST. "
+
+
 def document(specs: Iterable[ActionSpec]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the REST calls of ``specs``."""
     classes: dict[str, list[ActionSpec]] = {}
+    websocket_only: list[str] = []
     for spec in sorted(specs, key=lambda s: (s.namespace, s.name, s.action or "")):
-        if spec.path not in WEBSOCKET_ONLY:
+        # Actions on the calling connection (its event subscriptions) need a WebSocket:
+        # over REST there is no such connection, so they are not REST paths.
+        if spec.websocket_only:
+            websocket_only.append(spec.title)
+        else:
             classes.setdefault(spec.path, []).append(spec)
     schemas: dict[str, Any] = {"Error": _error_schema(CODES)}
     for class_specs in classes.values():
@@ -291,9 +298,8 @@ def document(specs: Iterable[ActionSpec]) -> dict[str, Any]:
                 '"message"}}`. Log in with HTTP Basic (checked on every request) or with a '
                 "session token from `rpc/auth` as `Authorization: Bearer <token>`. Other "
                 "methods get 405, other paths 404, both with the same error body. "
-                + ", ".join(f"`{path}`" for path in sorted(WEBSOCKET_ONLY))
-                + " act on a WebSocket's event subscriptions and answer 400 over REST. "
-                "See docs/api.md for the WebSocket API."
+                + _websocket_only_note(websocket_only)
+                + "See docs/api.md for the WebSocket API."
             ),
             "license": {"name": "BSD-2-Clause", "identifier": "BSD-2-Clause"},
         },
@@ -335,7 +341,7 @@ def encode(doc: Mapping[str, Any]) -> bytes:
 
 def generated() -> bytes:
     """The document of every action the daemon serves, encoded."""
-    from sysadmd.apidoc import all_specs  # noqa: PLC0415 - the declared classes
+    from sysadmd.apiclasses import all_specs  # noqa: PLC0415 - the declared classes
 
     return encode(document(all_specs()))
 

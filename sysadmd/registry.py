@@ -256,6 +256,10 @@ class ActionSpec:
     #: For actions on an account named by the ``user`` argument (a registered key): the
     #: role that may call it for its own account, ``user`` absent or naming the caller.
     own_account: Role | None = None
+    #: For actions that act on the calling connection itself (its event subscriptions):
+    #: they need a connection that lasts between calls, a WebSocket, so REST does not
+    #: offer them (they are not paths of the OpenAPI document).
+    websocket_only: bool = False
     #: The names of ``args``, and the keys a request may carry besides them.
     arg_names: frozenset[str] = field(init=False, repr=False, compare=False)
     _ignored: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -384,6 +388,7 @@ def action(
     whole: bool = False,
     extra: Extra | None = None,
     own_account: Role | None = None,
+    websocket_only: bool = False,
 ) -> Callable[[Callable[..., Awaitable[JSON]]], Callable[..., Awaitable[JSON]]]:
     """Declare the decorated method as the handler of one API action.
 
@@ -391,7 +396,9 @@ def action(
     call (the logins), :attr:`Role.OPERATOR` for read-only actions, :attr:`Role.ADMIN`
     for everything else. ``own_account`` is a lower role that may call the action for its
     own account: the ``user`` argument absent or the caller's name (the handler then finds
-    ``user`` set to the caller); for another account it gets 403. The method receives a
+    ``user`` set to the caller); for another account it gets 403. ``websocket_only`` marks
+    an action on the calling connection itself, which REST does not offer. The method
+    receives a
     :class:`~sysadmd.calls.Call` with the validated arguments and returns the result, which
     the registry places under the action's key in the reply unless ``wrapped`` is false.
     """
@@ -414,6 +421,7 @@ def action(
         whole,
         extra,
         own_account,
+        websocket_only,
     )
 
     def decorate(

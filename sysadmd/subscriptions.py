@@ -73,6 +73,7 @@ class EventActions:
         ),
         role=Role.OPERATOR,
         whole=True,
+        websocket_only=True,
         args=[Arg("events", NAMES, "an event name or a list of them")],
         reply={
             "type": "object",
@@ -94,6 +95,7 @@ class EventActions:
         ),
         role=Role.OPERATOR,
         whole=True,
+        websocket_only=True,
         args=[Arg("events", NAMES, "an event name or a list of them")],
         reply={
             "type": "object",

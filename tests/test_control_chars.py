@@ -32,16 +32,16 @@ from twisted.internet.interfaces import IListeningPort
 from wsclient import WsClient, connect
 
 from sysadmd.api import Api
-from sysadmd.apidoc import all_specs
+from sysadmd.apiclasses import all_specs, build_registry
 from sysadmd.app import build_site
 from sysadmd.dispatcher import DispatcherActions
 from sysadmd.events import EventHub
 from sysadmd.host import HostActions
 from sysadmd.iohyve.actions import IohyveActions
 from sysadmd.iohyve.adapter import Iohyve
-from sysadmd.registry import ActionSpec, Registry
+from sysadmd.registry import ActionSpec
 from sysadmd.roles import Role
-from sysadmd.rpc import QueryActions, Rpc
+from sysadmd.rpc import Rpc
 from sysadmd.runner import ProcessRunner
 from sysadmd.subscriptions import EVENT_NAMES, EventActions
 from sysadmd.tasks import FetchQueue
@@ -140,17 +140,13 @@ class World:
         fetches = FetchQueue(iohyve, reactor)
         hub = EventHub(EVENT_NAMES)
         host = HostActions(self.runner, [*command, "zpool"], [*command, "ifconfig"])
-        registry = Registry()
-        registry.register(Rpc(self.auth, "testhost"))
-        registry.register(DispatcherActions(fetches))
-        registry.register(EventActions(hub))
-        registry.register(
-            IohyveActions(iohyve, fetches, [directory], rc_conf=directory / "rc.conf", host=host)
+        registry = build_registry(
+            Rpc(self.auth, "testhost"),
+            DispatcherActions(fetches),
+            EventActions(hub),
+            IohyveActions(iohyve, fetches, [directory], rc_conf=directory / "rc.conf", host=host),
+            host,
         )
-        registry.register(host)
-        registry.register(QueryActions(registry))
-        # Every action the daemon serves is here: a new class must be added above.
-        assert [s.title for s in registry.specs()] == [s.title for s in all_specs()]
         self.site = build_site(Api(registry, self.auth), self.auth, reactor, hub=hub)
         self.treq: Any = StubTreq(self.site.resource)
         self.token, _ = self.auth.sessions.create("alice", Role.ADMIN)

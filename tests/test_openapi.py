@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import io
 import json
 import urllib.parse
@@ -54,7 +55,7 @@ def _document() -> dict[str, Any]:
 
 
 def _rest_specs() -> list[ActionSpec]:
-    return [spec for spec in all_specs() if spec.path not in openapi.WEBSOCKET_ONLY]
+    return [spec for spec in all_specs() if not spec.websocket_only]
 
 
 def _resolve(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +108,9 @@ def test_every_rest_action_appears_with_its_schemas() -> None:
     schemas = doc["components"]["schemas"]
     classes = {spec.path for spec in _rest_specs()}
     assert set(doc["paths"]) == {f"/{path}" for path in classes} | {"/openapi.json"}
-    assert not any(f"/{path}" in doc["paths"] for path in openapi.WEBSOCKET_ONLY)
+    websocket_only = {spec.path for spec in all_specs() if spec.websocket_only}
+    assert websocket_only == {"events/subscribe", "events/unsubscribe"}
+    assert not any(f"/{path}" in doc["paths"] for path in websocket_only)
     for spec in _rest_specs():
         key = spec.path.replace("/", ".") + (f".{spec.action}" if spec.action else "")
         assert schemas[f"{key}.args"] == spec.args_schema()
@@ -138,6 +141,18 @@ def test_every_rest_action_appears_with_its_schemas() -> None:
                 assert "403" in operation["responses"]
             if spec.queued:
                 assert "503" in operation["responses"]
+
+
+def test_websocket_only_is_read_from_the_declaration() -> None:
+    """An action declared websocket_only is no REST path, whatever class it belongs to;
+    the same action without the flag is one."""
+    stand = next(spec for spec in all_specs() if spec.title == "sysadm/iohyve listvms")
+    marked = dataclasses.replace(stand, websocket_only=True)
+    doc = openapi.document([marked])
+    assert set(doc["paths"]) == {"/openapi.json"}
+    assert "`sysadm/iohyve listvms` act on a WebSocket's" in doc["info"]["description"]
+    assert "/sysadm/iohyve" in openapi.document([stand])["paths"]
+    assert "act on a WebSocket's" not in openapi.document([stand])["info"]["description"]
 
 
 def test_every_error_code_is_documented_with_its_body() -> None:

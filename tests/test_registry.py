@@ -10,12 +10,14 @@ from probe import OpenGate
 from support import async_test
 
 from sysadmd.api import Api
-from sysadmd.apidoc import all_specs
+from sysadmd.apiclasses import API_CLASSES, all_specs, build_registry
 from sysadmd.calls import Call, Connection
 from sysadmd.errors import ApiError
+from sysadmd.host import HostActions
 from sysadmd.iohyve.actions import IohyveActions
 from sysadmd.registry import NAME, Arg, Registry, action, declared_actions
 from sysadmd.roles import Role
+from sysadmd.rpc import QueryActions
 
 CONNECTION = Connection("127.0.0.1", "test")
 
@@ -146,3 +148,29 @@ def test_every_argument_type_accepts_its_example() -> None:
         for arg in spec.args:
             assert arg.type.check(arg.type.example, "x") is not None
             jsonschema.validate(arg.type.example, arg.type.schema)
+
+
+def _bare(cls: type) -> object:
+    """An instance of an API class made without its dependencies: registering it only
+    reads its declarations and binds its methods."""
+    return object.__new__(cls)
+
+
+def test_the_daemon_registry_is_built_from_the_one_list_of_classes() -> None:
+    """build_registry serves exactly the classes the docs read (QueryActions made there)."""
+    providers = [_bare(cls) for cls in API_CLASSES if cls is not QueryActions]
+    registry = build_registry(*reversed(providers))
+    assert [s.title for s in registry.specs()] == [s.title for s in all_specs()]
+
+
+def test_build_registry_refuses_a_missing_extra_or_repeated_class() -> None:
+    """A class left out, an unknown provider or one given twice stops the daemon's start."""
+    providers = [_bare(cls) for cls in API_CLASSES if cls is not QueryActions]
+    with pytest.raises(ValueError, match=r"no instance of HostActions$"):
+        build_registry(*providers[:-1])
+    with pytest.raises(ValueError, match=r"given twice: Echo$"):
+        build_registry(*providers, Echo())
+    with pytest.raises(ValueError, match=r"given twice: HostActions, HostActions$"):
+        build_registry(*providers, _bare(HostActions))
+    with pytest.raises(ValueError, match="given twice: QueryActions"):
+        build_registry(*providers, QueryActions(Registry()))

@@ -5,6 +5,14 @@ The Twisted reactor runs in a daemon thread, started on first use
 :func:`twisted.internet.threads.blockingCallFromThread` and waits for the answer. Errors are
 the same exceptions as the asynchronous client's.
 
+Each method is the asynchronous client's method of the same name, made blocking by one
+generic wrapper (``_blocking``), so its parameters, result type (mypy reads both from the
+asynchronous method through a ``ParamSpec``) and docstring are written once, there.
+Methods that return a :class:`~sysadmd.client.client.Task` hand back a
+:class:`BlockingTask`. Only :meth:`BlockingClient.connect` (it starts the reactor thread)
+and :meth:`BlockingClient.kill` (it also takes a :class:`BlockingTask`) are written out; a
+test holds them and the list of names to the asynchronous client's.
+
 Do not use it in a program that runs the reactor itself (use the asynchronous client there):
 the reactor can run in one thread only, once per process. Event callbacks given to
 :meth:`BlockingClient.subscribe` and :meth:`BlockingTask.on_progress` run in the reactor's
@@ -13,11 +21,11 @@ thread.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet import reactor as _installed_reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.threads import blockingCallFromThread
@@ -26,9 +34,6 @@ from sysadmd.client.client import (
     DEFAULT_PORT,
     DEFAULT_TIMEOUT,
     Client,
-    EventCallback,
-    Login,
-    Subscription,
     Task,
     TaskProgress,
 )
@@ -38,6 +43,8 @@ from sysadmd.client.tls import TLSMode
 __all__ = ["BlockingClient", "BlockingTask"]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+_F = TypeVar("_F", bound=Callable[..., Any])
 _reactor: Any = _installed_reactor
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
@@ -70,6 +77,39 @@ def _run(coroutine: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         return ensureDeferred(coroutine())
 
     return cast(_T, blockingCallFromThread(_reactor, start))
+
+
+def _blocking(
+    method: Callable[Concatenate[Client, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[BlockingClient, _P], _T]:
+    """``method`` of :class:`Client` as a method of :class:`BlockingClient` that runs it on
+    the reactor thread and waits for its result: same name, parameters (mypy reads them
+    from ``method``), docstring, result and exceptions."""
+
+    def proxy(self: BlockingClient, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return _run(lambda: method(self.client, *args, **kwargs))
+
+    return _named_after(proxy, method)
+
+
+def _blocking_task(
+    method: Callable[Concatenate[Client, _P], Coroutine[Any, Any, Task]],
+) -> Callable[Concatenate[BlockingClient, _P], BlockingTask]:
+    """As :func:`_blocking`, for a method that returns a :class:`Task`: the task is
+    handed back as a :class:`BlockingTask` (``.wait()`` blocks until it ends)."""
+
+    def proxy(self: BlockingClient, /, *args: _P.args, **kwargs: _P.kwargs) -> BlockingTask:
+        return BlockingTask(_run(lambda: method(self.client, *args, **kwargs)))
+
+    return _named_after(proxy, method)
+
+
+def _named_after(proxy: _F, method: Callable[..., Any]) -> _F:
+    """``proxy`` with ``method``'s name and docstring; ``inspect.signature`` shows the
+    parameters of ``method`` (through ``__wrapped__``)."""
+    functools.update_wrapper(proxy, method)
+    proxy.__qualname__ = f"BlockingClient.{method.__name__}"
+    return proxy
 
 
 class BlockingTask:
@@ -120,10 +160,18 @@ class BlockingClient:
         *,
         tls: TLSMode | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = 15.0,
     ) -> BlockingClient:
-        """Connect as :meth:`Client.connect` does, starting the reactor thread if needed."""
+        """Connect as :meth:`Client.connect` does (on the reactor this module runs in its
+        thread), starting that thread if needed."""
         _ensure_reactor()
-        return cls(_run(lambda: Client.connect(host, port, tls=tls, timeout=timeout)))
+        return cls(
+            _run(
+                lambda: Client.connect(
+                    host, port, tls=tls, timeout=timeout, connect_timeout=connect_timeout
+                )
+            )
+        )
 
     @property
     def address(self) -> str:
@@ -135,9 +183,7 @@ class BlockingClient:
         """The server certificate's SHA-256 fingerprint (pinned mode)."""
         return self.client.fingerprint
 
-    def close(self) -> None:
-        """Close the connection."""
-        _run(self.client.close)
+    close = _blocking(Client.close)
 
     def __enter__(self) -> BlockingClient:
         return self
@@ -145,127 +191,40 @@ class BlockingClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def call(self, namespace: str, name: str, args: Any = None) -> Any:
-        """Any request; the ``args`` of the reply."""
-        return _run(lambda: self.client.call(namespace, name, args))
-
-    def identify(self) -> dict[str, str]:
-        """``rpc/identify``."""
-        return _run(self.client.identify)
-
-    def login(self, username: str, password: str) -> Login:
-        """``rpc/auth``."""
-        return _run(lambda: self.client.login(username, password))
-
-    def login_token(self, token: str) -> Login:
-        """``rpc/auth_token``."""
-        return _run(lambda: self.client.login_token(token))
-
-    def login_key(self, private_key: rsa.RSAPrivateKey) -> Login:
-        """``rpc/auth_ssl``."""
-        return _run(lambda: self.client.login_key(private_key))
-
-    def logout(self) -> None:
-        """``rpc/auth_clear``."""
-        _run(self.client.logout)
-
-    def query(self) -> dict[str, str]:
-        """``rpc/query``."""
-        return _run(self.client.query)
-
-    def list_vms(self) -> dict[str, dict[str, str]]:
-        """The guests."""
-        return _run(self.client.list_vms)
-
-    def list_isos(self) -> list[str]:
-        """The ISO names."""
-        return _run(self.client.list_isos)
-
-    def fetch_iso(self, url: str) -> BlockingTask:
-        """Queue a download; ``.wait()`` on the result blocks until it ends."""
-        return BlockingTask(_run(lambda: self.client.fetch_iso(url)))
-
-    def rename_iso(self, source: str, target: str) -> dict[str, str]:
-        """Rename an ISO."""
-        return _run(lambda: self.client.rename_iso(source, target))
-
-    def remove_iso(self, name: str) -> dict[str, str]:
-        """Remove an ISO."""
-        return _run(lambda: self.client.remove_iso(name))
-
-    def create(self, name: str, size: str) -> dict[str, str]:
-        """Create a guest."""
-        return _run(lambda: self.client.create(name, size))
-
-    def install(self, name: str, iso: str) -> dict[str, str]:
-        """Boot a guest from an ISO to install it."""
-        return _run(lambda: self.client.install(name, iso))
-
-    def start(self, name: str) -> dict[str, str]:
-        """Start a guest."""
-        return _run(lambda: self.client.start(name))
-
-    def stop(self, name: str, *, force: bool = False) -> dict[str, str]:
-        """Stop a guest."""
-        return _run(lambda: self.client.stop(name, force=force))
-
-    def delete(self, name: str) -> dict[str, str]:
-        """Delete a stopped guest."""
-        return _run(lambda: self.client.delete(name))
-
-    def list_disks(self, name: str) -> dict[str, str]:
-        """A guest's disks."""
-        return _run(lambda: self.client.list_disks(name))
-
-    def add_disk(self, name: str, size: str, pool: str | None = None) -> dict[str, Any]:
-        """Add a disk to a guest."""
-        return _run(lambda: self.client.add_disk(name, size, pool))
-
-    def delete_disk(self, name: str, disk: str) -> dict[str, str]:
-        """Remove a disk from a guest."""
-        return _run(lambda: self.client.delete_disk(name, disk))
-
-    def resize_disk(self, name: str, disk: str, size: str) -> dict[str, str]:
-        """Resize a disk of a stopped guest."""
-        return _run(lambda: self.client.resize_disk(name, disk, size))
-
-    def get_props(self, name: str) -> dict[str, str]:
-        """A guest's properties."""
-        return _run(lambda: self.client.get_props(name))
-
-    def set_props(self, name: str, props: Mapping[str, str]) -> dict[str, str]:
-        """Set properties of a guest."""
-        return _run(lambda: self.client.set_props(name, props))
-
-    def version(self) -> str:
-        """iohyve's version string."""
-        return _run(self.client.version)
-
-    def is_setup(self) -> bool:
-        """Whether iohyve is set up."""
-        return _run(self.client.is_setup)
-
-    def setup(self, pool: str, nic: str) -> dict[str, str]:
-        """Set iohyve up."""
-        return _run(lambda: self.client.setup(pool, nic))
-
-    def tasks(self) -> dict[str, dict[str, Any]]:
-        """``rpc/dispatcher list``."""
-        return _run(self.client.tasks)
+    # Each of these is the asynchronous client's method of the same name, blocking: its
+    # parameters and result type are read from that method (see _blocking).
+    call = _blocking(Client.call)
+    identify = _blocking(Client.identify)
+    login = _blocking(Client.login)
+    login_token = _blocking(Client.login_token)
+    login_key = _blocking(Client.login_key)
+    logout = _blocking(Client.logout)
+    query = _blocking(Client.query)
+    list_vms = _blocking(Client.list_vms)
+    list_isos = _blocking(Client.list_isos)
+    fetch_iso = _blocking_task(Client.fetch_iso)
+    rename_iso = _blocking(Client.rename_iso)
+    remove_iso = _blocking(Client.remove_iso)
+    create = _blocking(Client.create)
+    install = _blocking(Client.install)
+    start = _blocking(Client.start)
+    stop = _blocking(Client.stop)
+    delete = _blocking(Client.delete)
+    list_disks = _blocking(Client.list_disks)
+    add_disk = _blocking(Client.add_disk)
+    delete_disk = _blocking(Client.delete_disk)
+    resize_disk = _blocking(Client.resize_disk)
+    get_props = _blocking(Client.get_props)
+    set_props = _blocking(Client.set_props)
+    version = _blocking(Client.version)
+    is_setup = _blocking(Client.is_setup)
+    setup = _blocking(Client.setup)
+    tasks = _blocking(Client.tasks)
+    task = _blocking_task(Client.task)
+    subscribe = _blocking(Client.subscribe)
+    unsubscribe = _blocking(Client.unsubscribe)
 
     def kill(self, *tasks: BlockingTask | Task | str) -> list[str]:
-        """``rpc/dispatcher kill``."""
+        """``rpc/dispatcher kill``: end tasks; the ids that were still unfinished."""
         ids = [t.id if isinstance(t, BlockingTask | Task) else t for t in tasks]
         return _run(lambda: self.client.kill(*ids))
-
-    def task(self, task_id: str) -> BlockingTask:
-        """A handle for an existing task."""
-        return BlockingTask(_run(lambda: self.client.task(task_id)))
-
-    def subscribe(self, event: str, callback: EventCallback) -> Subscription:
-        """Call ``callback(args)`` (in the reactor thread) for each ``event``."""
-        return _run(lambda: self.client.subscribe(event, callback))
-
-    def unsubscribe(self, subscription: Subscription) -> None:
-        """End a subscription."""
-        _run(lambda: self.client.unsubscribe(subscription))
