@@ -15,7 +15,7 @@ Every read-modify-write (the CLI's changes and the daemon's rehash on login) hol
 exclusive ``flock`` on ``<file>.lock`` next to the database, so a change made by one process
 is never lost to another's stale copy.
 
-The daemon also watches the file (:class:`sysadmd.backends.AccountWatcher` reads
+The daemon also watches the file (:class:`sysadmd.account_sources.AccountWatcher` reads
 :meth:`LocalAccounts.records`) and ends the sessions of every account that was removed or
 whose password or role changed.
 """

@@ -21,7 +21,7 @@ success is refused and logged, after one more PAM call for a name that cannot ex
 refusal costs what a wrong password costs.
 
 While a system user holds sessions, the daemon re-checks the account every second
-(:func:`system_fingerprint`, through :class:`sysadmd.backends.AccountWatcher`) and ends its
+(:func:`system_fingerprint`, through :class:`sysadmd.account_sources.AccountWatcher`) and ends its
 sessions when the account is gone, its role changed, or its password field changed (where the
 user database shows it: on FreeBSD to root, not on Linux, whose ``/etc/passwd`` says ``x``).
 

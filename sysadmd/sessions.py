@@ -11,8 +11,8 @@ timing side channel of comparing secrets character by character.
 A session ends when it has been idle for longer than ``idle`` seconds (15 minutes, sliding:
 every successful look-up counts as use), when it is older than ``absolute`` seconds (8 hours)
 however busy it is, when it is logged out (``rpc/auth_clear``), when its account changes (see
-:mod:`sysadmd.backends`), or when a full table evicts it. Sessions live in memory only and die
-with the daemon. :class:`Ended` says which of these ended a session.
+:mod:`sysadmd.account_sources`), or when a full table evicts it. Sessions live in memory only
+and die with the daemon. :class:`Ended` says which of these ended a session.
 
 Whoever holds on to a session (a WebSocket logged in with it) can :meth:`Sessions.watch` it and
 is told, at once, when and why it ends. A watched session has a timer on the clock that fires

@@ -1,5 +1,5 @@
-"""Tests of sysadmd.backends: which accounts log in, and the watcher that ends the sessions of
-accounts that change (driven by hand and by a LoopingCall on a Clock)."""
+"""Tests of sysadmd.account_sources: which accounts log in, and the watcher that ends the
+sessions of accounts that change (driven by hand and by a LoopingCall on a Clock)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from test_pam_backend import FakePam, wait_until
 from twisted.internet import reactor
 from twisted.internet.task import Clock, LoopingCall
 
-from sysadmd.accounts import ACCOUNTS_FILE, LocalAccounts
-from sysadmd.backends import (
+from sysadmd.account_sources import (
     LOCAL,
     SYSTEM,
     WATCH_INTERVAL,
@@ -25,6 +24,7 @@ from sysadmd.backends import (
     consulted,
     describe,
 )
+from sysadmd.accounts import ACCOUNTS_FILE, LocalAccounts
 from sysadmd.config import load
 from sysadmd.pam_backend import Fingerprint, PamChecker
 from sysadmd.roles import Role
