@@ -1,4 +1,4 @@
-"""Whose passwords the daemon checks, and ending the sessions of accounts that change.
+"""Which accounts the daemon logs in, and ending the sessions of accounts that change.
 
 ``auth.backend`` chooses the accounts that may log in:
 
@@ -12,13 +12,16 @@ A name that is one of sysadmd's own accounts is decided by that account alone: a
 account of the same name cannot log in with its system password. Every refusal costs one
 argon2 verification and one PAM authentication, whichever kind of account the name is.
 
-:class:`AccountWatcher` ends sessions whose account changed, whichever process changed it:
-every second it stats the account database (re-reading it only when it changed) and
-re-checks the system accounts that hold sessions, in a worker thread.
+Every session carries the :class:`~sysadmd.credentials.Stamp` of the account version its
+login was checked against. :class:`AccountWatcher` ends the sessions whose stamp is no longer
+their account's, whichever process changed it: every second it stats the account database
+(re-reading it only when it changed) and re-reads the system accounts that hold sessions, in
+a worker thread.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -27,12 +30,11 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sysadmd.accounts import ACCOUNTS_FILE, LocalAccounts, Record, ensure_initial_admin
+from sysadmd.accounts import ACCOUNTS_FILE, LocalAccounts, ensure_initial_admin
 from sysadmd.config import Config
-from sysadmd.credentials import CredentialChecker, ThreadedWork
+from sysadmd.credentials import CredentialChecker, Source, Stamp, ThreadedWork, Verified
 from sysadmd.pam_backend import Fingerprint, PamChecker, system_fingerprint
-from sysadmd.roles import Role
-from sysadmd.sessions import Ended, Sessions
+from sysadmd.sessions import Ended, Session, Sessions
 
 LOCAL: Final = "local"
 SYSTEM: Final = "pam"
@@ -71,31 +73,31 @@ class LocalThenSystem(CredentialChecker):
         self.local = local
         self.system = system
 
-    def check(self, username: str, password: str) -> Deferred[Role | None]:
-        """The role of ``username`` if ``password`` is right (see the class)."""
-        return ensureDeferred(self._check(username, password))
+    def verify(self, username: str, password: str) -> Deferred[Verified | None]:
+        """The role and stamp of ``username`` if ``password`` is right (see the class)."""
+        return ensureDeferred(self._verify(username, password))
 
-    async def _check(self, username: str, password: str) -> Role | None:
-        known, role = await self.local.check_local(username, password)
+    async def _verify(self, username: str, password: str) -> Verified | None:
+        known, verified = await self.local.check_local(username, password)
         if not known:
-            return await self.system.check(username, password)
-        if role is None:
+            return await self.system.verify(username, password)
+        if verified is None:
             await self.system.refuse(password)
-        return role
+        return verified
 
     def plausible(self, username: str, password: str) -> bool:
-        """Whether :meth:`check` would hash: either kind of account could hold these."""
+        """Whether :meth:`verify` would hash: either kind of account could hold these."""
         return self.local.plausible(username, password) or self.system.plausible(username, password)
 
-    def role_of(self, username: str) -> Deferred[Role | None]:
-        """The role of the account ``username``: sysadmd's own, else the system's."""
-        return ensureDeferred(self._role_of(username))
+    def look_up(self, username: str) -> Deferred[Verified | None]:
+        """The role and stamp of the account ``username``: sysadmd's own, else the system's."""
+        return ensureDeferred(self._look_up(username))
 
-    async def _role_of(self, username: str) -> Role | None:
-        role = await self.local.role_of(username)
-        if role is not None:
-            return role
-        return await self.system.role_of(username)
+    async def _look_up(self, username: str) -> Verified | None:
+        verified = await self.local.look_up(username)
+        if verified is not None:
+            return verified
+        return await self.system.look_up(username)
 
 
 @dataclass(frozen=True)
@@ -132,25 +134,33 @@ def build(config: Config, reactor: Any) -> Backends:
 class _Seen:
     """What one look found, handed from the worker thread to the reactor thread."""
 
-    #: Every local account's role and hash; None if not consulted or not readable.
-    records: dict[str, Record] | None = None
-    #: Each system user who holds sessions: its fingerprint (None: gone, or no role).
-    system: dict[str, Fingerprint | None] = field(default_factory=dict)
+    #: Every local account's current stamp; None if not consulted or not readable.
+    local: dict[str, Stamp] | None = None
+    #: Each system user who holds sessions and has no local account: the current stamp
+    #: (None: gone, or without a role).
+    system: dict[str, Stamp | None] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
 
 class AccountWatcher:
-    """Ends the sessions of every account that was removed or changed.
+    """Ends every session whose account is no longer the version its login was checked against.
 
-    Local accounts: the first look remembers every account's role and hash; each later
-    look compares, and a user whose record appeared, disappeared, or has another role or
-    hash loses every session (a rehash the daemon made itself on a login is not a change).
-    A damaged or unreadable file changes nothing: the watcher compares the next good
-    version with the last good one.
+    Each look takes the sessions that live when it starts; it then reads every local
+    account's stamp (the file is re-read only when it changed) and, when PAM is consulted,
+    the system account of each of those sessions' users who has no local account. Back on
+    the reactor thread, each of those sessions still alive is compared with its user's
+    account now: the local record's stamp if there is one, else the system account's (none
+    when it is gone or has no role). A session whose stamp differs ends: the password, role
+    or uid changed, the account was removed or re-created, or a local account now shadows
+    the system account it logged in with. A session is compared only with what was read
+    after it began, so a login checked against the new version of an account is never
+    ended by the change that made that version.
 
-    System accounts (when PAM is consulted): each user with sessions who is not a local
-    account is looked up again; a user who is gone, no longer has the role of a session,
-    or whose uid or password field changed since the previous look loses every session.
+    A session without a stamp (made without a login) matches no account: it ends as soon
+    as an account of its user's name exists.
+
+    A damaged or unreadable file ends no session of a local account (nor of a user who had
+    one at the last good look); the next good version decides.
 
     :param sessions: the session table.
     :param reactor: provides ``IReactorThreads``; the looks run in its thread pool.
@@ -173,68 +183,71 @@ class AccountWatcher:
         self._local = local
         self._system = system
         self._fingerprint = fingerprint
-        self._records: dict[str, Record] | None = None
-        self._fingerprints: dict[str, Fingerprint] = {}
+        #: The local account names at the last good look.
+        self._local_names: frozenset[str] = frozenset()
         self._last_problems: list[str] = []
 
     def poll(self) -> Deferred[None]:
         """Look once; fires when done, never with a failure (for a ``LoopingCall``)."""
-        held = list(self._sessions.users())
-        known = set(self._records or ())
-        looked = self._threads.run(lambda: self._look(held, known))
-        return looked.addCallback(self._compare).addErrback(self._failed)
+        held = self._sessions.live()
+        users = sorted({session.user for session in held})
+        names = self._local_names
+        looked = self._threads.run(lambda: self._look(users, names))
+        return looked.addCallback(self._judge, held).addErrback(self._failed)
 
-    def _look(self, held: list[str], known: set[str]) -> _Seen:
+    def _look(self, users: list[str], local_names: frozenset[str]) -> _Seen:
         """The part of :meth:`poll` that runs in a worker thread."""
         seen = _Seen()
         if self._local is not None:
-            seen.records = self._local.records_blocking(seen.problems)
-            if seen.records is not None:
-                known = set(seen.records)
+            seen.local = self._local.stamps_blocking(seen.problems)
+            if seen.local is not None:
+                local_names = frozenset(seen.local)
         if self._system:
-            for user in held:
-                if user not in known:
-                    seen.system[user] = self._fingerprint(user)
+            for user in users:
+                if user not in local_names:
+                    fingerprint = self._fingerprint(user)
+                    seen.system[user] = fingerprint.stamp if fingerprint is not None else None
         return seen
 
     def _failed(self, failure: Failure) -> None:
         log.failure("Checking the accounts behind the sessions failed", failure)
 
-    def _compare(self, seen: _Seen) -> None:
+    def _judge(self, seen: _Seen, held: list[Session]) -> None:
         if seen.problems != self._last_problems:
             for problem in seen.problems:
                 log.error("Local accounts: {problem}", problem=problem)
             self._last_problems = seen.problems
-        if seen.records is not None:
-            if self._records is not None:
-                for user in sorted(self._records.keys() | seen.records.keys()):
-                    if self._changed(self._records.get(user), seen.records.get(user)):
-                        self._revoke(user, "the account changed or was removed")
-            self._records = seen.records
-        held = self._sessions.users()
-        for user, now in seen.system.items():
-            roles = held.get(user)
-            if roles is None:
+        if seen.local is not None:
+            self._local_names = frozenset(seen.local)
+        ended: Counter[tuple[str, str]] = Counter()
+        for session in held:
+            if session.ended is not None:
                 continue
-            before = self._fingerprints.get(user)
-            if now is None or roles != {now.role} or (before is not None and before != now):
-                self._fingerprints.pop(user, None)
-                self._revoke(user, "the system account changed or lost its role")
-            else:
-                self._fingerprints[user] = now
-        for user in list(self._fingerprints):
-            if user not in held:
-                del self._fingerprints[user]
+            known, current = self._current(session, seen)
+            if known and session.stamp != current and self._sessions.end(session, Ended.REVOKED):
+                ended[session.user, _why(current)] += 1
+        for (user, why), count in sorted(ended.items()):
+            log.info("Ended {count} session(s) of {user}: {why}", count=count, user=user, why=why)
 
-    def _changed(self, before: Record | None, after: Record | None) -> bool:
-        if before == after:
-            return False
-        if before is None or after is None or before[0] != after[0]:
-            return True
-        # The same role and another hash: a new password, unless the daemon rehashed it.
-        return self._local is None or self._local.rehashed_from(after[1]) != before[1]
+    def _current(self, session: Session, seen: _Seen) -> tuple[bool, Stamp | None]:
+        """Whether the look tells the current stamp of ``session``'s account, and that stamp."""
+        user = session.user
+        if seen.local is not None:
+            if user in seen.local:
+                return True, seen.local[user]
+        elif self._local is not None and (
+            user in self._local_names
+            or (session.stamp is not None and session.stamp.source is Source.LOCAL)
+        ):
+            return False, None  # the file cannot be read: wait for a good version
+        if self._system:
+            return user in seen.system, seen.system.get(user)
+        return True, None
 
-    def _revoke(self, user: str, why: str) -> None:
-        ended = self._sessions.revoke_user(user, Ended.REVOKED)
-        if ended:
-            log.info("Ended {count} session(s) of {user}: {why}", count=ended, user=user, why=why)
+
+def _why(current: Stamp | None) -> str:
+    if current is None:
+        return "the account was removed or lost its role"
+    if current.source is Source.SYSTEM:
+        return "the system account changed"
+    return "the account changed"
