@@ -15,9 +15,11 @@ Every read-modify-write (the CLI's changes and the daemon's rehash on login) hol
 exclusive ``flock`` on ``<file>.lock`` next to the database, so a change made by one process
 is never lost to another's stale copy.
 
-The daemon also watches the file (:class:`sysadmd.backends.AccountWatcher` reads
-:meth:`LocalAccounts.records`) and ends the sessions of every account that was removed or
-whose password or role changed.
+A login's :class:`~sysadmd.credentials.Stamp` is a digest of the role and hash of the very
+record its password was checked against (of the new hash when the login rehashed it). The
+daemon also watches the file (:class:`sysadmd.account_sources.AccountWatcher` reads
+:meth:`LocalAccounts.stamps_blocking`) and ends every session whose stamp is no longer that
+of its account's record: the account was removed, or its password or role changed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -45,7 +47,10 @@ from twisted.python.failure import Failure
 from sysadmd.credentials import (
     MAX_PASSWORD_LENGTH,
     CredentialChecker,
+    Source,
+    Stamp,
     ThreadedWork,
+    Verified,
     plausible_password,
 )
 from sysadmd.files import write_atomically
@@ -115,24 +120,29 @@ def _account_role(role: Role) -> Role:
     return checked
 
 
+def record_stamp(role: Role, hashed: str) -> Stamp:
+    """The stamp of an account record with ``role`` and the password hash ``hashed``."""
+    return Stamp.of(Source.LOCAL, role.value, hashed)
+
+
 @dataclass(frozen=True)
 class _Account:
     role: Role
     hash: str
+
+    @cached_property
+    def stamp(self) -> Stamp:
+        return record_stamp(self.role, self.hash)
 
 
 @dataclass
 class _Outcome:
     """What a check found, handed from the worker thread back to the reactor thread."""
 
-    role: Role | None
+    verified: Verified | None
     problems: list[str] = field(default_factory=list)
     #: Whether the database holds an account of that name (whatever the password).
     known: bool = False
-
-
-#: An account as the session watcher compares it: its role and its password hash.
-Record = tuple[Role, str]
 
 
 def write_private_file(path: Path, data: bytes) -> None:
@@ -204,9 +214,6 @@ class LocalAccounts(CredentialChecker):
         self._lock = threading.Lock()
         self._cached: tuple[_Stamp, _Accounts] | None = None
         self._dummy_hash: str | None = None
-        # Hashes this process wrote in place of an outdated one, new -> old: a rehash keeps
-        # the password, so the session watcher must not take it for a password change.
-        self._rehashed: dict[str, str] = {}
 
     @property
     def _lock_path(self) -> Path:
@@ -337,14 +344,15 @@ class LocalAccounts(CredentialChecker):
 
     # -- checking logins --------------------------------------------------------------------
 
-    def check(self, username: str, password: str) -> Deferred[Role | None]:
-        """Fire with the role of ``username`` if ``password`` is right, else with ``None``.
+    def verify(self, username: str, password: str) -> Deferred[Verified | None]:
+        """Fire with the role and stamp of ``username`` if ``password`` is right, else ``None``.
 
         The file read and the argon2 verification run in the reactor's thread pool, at most
         ``max_concurrent`` at a time. An unknown user costs one verification against a
         dummy hash, like a known one. A changed file is re-read; a damaged or unreadable one
         is logged once and treated as empty (nobody logs in locally until it is fixed).
-        A right password whose hash has outdated parameters is rehashed in the file.
+        A right password whose hash has outdated parameters is rehashed in the file, and the
+        stamp is then that of the new record: the daemon's own rehash is not a change.
         """
         if not self.plausible(username, password):
             # No account can have this name or this password: there is nothing to learn.
@@ -352,11 +360,11 @@ class LocalAccounts(CredentialChecker):
         work = partial(self._check_blocking, username, password)
         return self._threads.run(work).addCallbacks(self._report, self._unexpected)
 
-    def check_local(self, username: str, password: str) -> Deferred[tuple[bool, Role | None]]:
-        """Like :meth:`check`, but also say whether ``username`` is an account here.
+    def check_local(self, username: str, password: str) -> Deferred[tuple[bool, Verified | None]]:
+        """Like :meth:`verify`, but also say whether ``username`` is an account here.
 
-        Fires with ``(known, role)``: ``known`` whether the database holds the account
-        (right password or not), ``role`` as :meth:`check` gives it. A check that fails
+        Fires with ``(known, verified)``: ``known`` whether the database holds the account
+        (right password or not), ``verified`` as :meth:`verify` gives it. A check that fails
         unexpectedly fires ``(True, None)``: refused, and not to be asked elsewhere.
         """
         if not _NAME.fullmatch(username) or not plausible_password(password):
@@ -364,10 +372,10 @@ class LocalAccounts(CredentialChecker):
         work = partial(self._check_blocking, username, password)
         return self._threads.run(work).addCallbacks(self._verdict, self._refused)
 
-    def _verdict(self, outcome: _Outcome) -> tuple[bool, Role | None]:
+    def _verdict(self, outcome: _Outcome) -> tuple[bool, Verified | None]:
         return outcome.known, self._report(outcome)
 
-    def _refused(self, failure: Failure) -> tuple[bool, Role | None]:
+    def _refused(self, failure: Failure) -> tuple[bool, Verified | None]:
         self._unexpected(failure)
         return True, None
 
@@ -375,26 +383,26 @@ class LocalAccounts(CredentialChecker):
         """Whether :meth:`check` would hash: a valid account name and a possible password."""
         return bool(_NAME.fullmatch(username)) and plausible_password(password)
 
-    def role_of(self, username: str) -> Deferred[Role | None]:
-        """Fire with the role of the account ``username`` (``None`` if there is none).
+    def look_up(self, username: str) -> Deferred[Verified | None]:
+        """Fire with the role and stamp of the account ``username`` (``None`` if none).
 
-        Reads the file in a worker thread like :meth:`check`, without any hashing.
+        Reads the file in a worker thread like :meth:`verify`, without any hashing.
         """
         if not _NAME.fullmatch(username):
             return succeed(None)
         work = partial(self._role_blocking, username)
         return self._threads.run(work).addCallbacks(self._report, self._unexpected)
 
-    def _report(self, outcome: _Outcome) -> Role | None:
+    def _report(self, outcome: _Outcome) -> Verified | None:
         for problem in outcome.problems:
             _log.error("Local accounts: {problem}", problem=problem)
-        return outcome.role
+        return outcome.verified
 
     def _unexpected(self, failure: Failure) -> None:
         _log.failure("Checking a local account failed", failure)
 
     def _check_blocking(self, username: str, password: str) -> _Outcome:
-        """The part of :meth:`check` that runs in a worker thread."""
+        """The part of :meth:`verify` that runs in a worker thread."""
         outcome = _Outcome(None)
         account = self._snapshot(outcome.problems).get(username)
         if account is None:
@@ -403,19 +411,20 @@ class LocalAccounts(CredentialChecker):
         outcome.known = True
         if not self._verify(account.hash, password):
             return outcome
-        outcome.role = account.role
         if self._hasher.check_needs_rehash(account.hash):
             try:
-                self._rehash(username, account.hash, password)
+                account = self._rehash(username, account, password)
             except (OSError, AccountError) as e:
                 outcome.problems.append(f"could not store a new hash for user {username}: {e}")
+        outcome.verified = Verified(account.role, account.stamp)
         return outcome
 
     def _role_blocking(self, username: str) -> _Outcome:
-        """The part of :meth:`role_of` that runs in a worker thread."""
+        """The part of :meth:`look_up` that runs in a worker thread."""
         outcome = _Outcome(None)
         account = self._snapshot(outcome.problems).get(username)
-        outcome.role = account.role if account is not None else None
+        if account is not None:
+            outcome.verified = Verified(account.role, account.stamp)
         return outcome
 
     def _verify(self, hashed: str, password: str) -> bool:
@@ -471,8 +480,8 @@ class LocalAccounts(CredentialChecker):
 
     # -- watching for changes ---------------------------------------------------------------
 
-    def records_blocking(self, problems: list[str]) -> dict[str, Record] | None:
-        """Every account's role and hash, for the session watcher (in a worker thread).
+    def stamps_blocking(self, problems: list[str]) -> dict[str, Stamp] | None:
+        """Every account's current stamp, for the session watcher (in a worker thread).
 
         Stats the file and re-reads it only when it has changed. ``None`` when the file is
         damaged or cannot be read (``problems`` says why).
@@ -480,28 +489,29 @@ class LocalAccounts(CredentialChecker):
         accounts = self._current(problems)
         if accounts is None:
             return None
-        return {name: (account.role, account.hash) for name, account in accounts.items()}
+        return {name: account.stamp for name, account in accounts.items()}
 
-    def rehashed_from(self, new_hash: str) -> str | None:
-        """The hash this process replaced by ``new_hash`` when it rehashed on a login.
+    def _rehash(self, name: str, verified: _Account, password: str) -> _Account:
+        """Store a hash of ``password`` with the current parameters in place of ``verified``'s.
 
-        The watcher asks once per change it sees; the answer is then forgotten.
+        Returns the record the password is now known to match: the rehashed one; or, when
+        another process changed the record meanwhile, the new record if the password
+        matches it too (a concurrent login's rehash), else ``verified``.
         """
-        with self._lock:
-            return self._rehashed.pop(new_hash, None)
-
-    def _rehash(self, name: str, old_hash: str, password: str) -> None:
-        """Replace ``old_hash`` by a hash with the current parameters, unless it changed."""
         new_hash = self._hasher.hash(password)
         with self._locked():
             accounts = self._load()
             account = accounts.get(name)
-            if account is None or account.hash != old_hash:
-                return
-            with self._lock:
-                self._rehashed[new_hash] = old_hash
-            accounts[name] = _Account(account.role, new_hash)
+            if account is None:
+                return verified
+            if account.hash != verified.hash:
+                if self._verify(account.hash, password):
+                    return account
+                return verified
+            rehashed = _Account(account.role, new_hash)
+            accounts[name] = rehashed
             self._store(accounts)
+            return rehashed
 
 
 def ensure_initial_admin(accounts: LocalAccounts, state_dir: Path) -> Path | None:

@@ -42,6 +42,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Final
 
+from sysadmd.account_sources import LOCAL, consulted, describe
 from sysadmd.accounts import (
     ACCOUNT_ROLES,
     ACCOUNTS_FILE,
@@ -49,7 +50,6 @@ from sysadmd.accounts import (
     LocalAccounts,
     validate_name,
 )
-from sysadmd.backends import LOCAL, consulted, describe
 from sysadmd.calls import client_address
 from sysadmd.config import Config, ConfigError
 from sysadmd.config import load as load_config

@@ -27,12 +27,12 @@ from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 
 from sysadmd import tls
+from sysadmd.account_sources import WATCH_INTERVAL, AccountWatcher
+from sysadmd.account_sources import build as build_backends
 from sysadmd.api import Api
 from sysadmd.apiclasses import build_registry
 from sysadmd.audit import AuditLog
 from sysadmd.auth import Authenticator
-from sysadmd.backends import WATCH_INTERVAL, AccountWatcher
-from sysadmd.backends import build as build_backends
 from sysadmd.config import Config, ConfigError
 from sysadmd.control import CONTROL_SOCKET, ControlService
 from sysadmd.dispatcher import DispatcherActions

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 
 from sysadmd.audit import AuditLog
 from sysadmd.calls import Call, Connection, Identity
-from sysadmd.credentials import CredentialChecker, ThreadedWork
+from sysadmd.credentials import CredentialChecker, ThreadedWork, Verified
 from sysadmd.errors import ApiError
 from sysadmd.lockout import Attempt, Blocked, Busy, Lockout
 from sysadmd.registry import ActionSpec
@@ -181,20 +181,27 @@ class Authenticator:
         without any work (a name no account can have, an empty password) count against
         the address only.
         """
+        verified = await self._verify_password(username, password, peer, method)
+        return Account(username, verified.role)
+
+    async def _verify_password(
+        self, username: str, password: str, peer: str, method: str
+    ) -> Verified:
+        """:meth:`check_password`, with the stamp of the account checked."""
         self._refuse_if_blocked(peer, username, method)
         cheap = not self._checker.plausible(username, password)
         attempt = await self._admit(peer, None if cheap else username, username, method)
         try:
-            role = await self._checker.check(username, password)
+            verified = await self._checker.verify(username, password)
         except BaseException:
             attempt.abandoned()
             raise
-        if role is None:
+        if verified is None:
             attempt.failed()
             raise self._failed(peer, username, method)
         attempt.succeeded()
-        self._succeeded(peer, username, role, method)
-        return Account(username, role)
+        self._succeeded(peer, username, verified.role, method)
+        return verified
 
     def _log_in(self, connection: Connection, token: str, session: Session) -> list[object]:
         """Log ``connection`` in with ``session``; the login reply ``[token, seconds_valid]``.
@@ -207,8 +214,9 @@ class Authenticator:
             connection.unwatch = self.sessions.watch(session, connection.on_session_end)
         return [token, self.sessions.seconds_valid(session)]
 
-    def _start_session(self, connection: Connection, user: str, role: Role) -> list[object]:
-        token, session = self.sessions.create(user, role)
+    def _start_session(self, connection: Connection, user: str, verified: Verified) -> list[object]:
+        """A session checked against ``verified``'s account version, on ``connection``."""
+        token, session = self.sessions.create(user, verified.role, stamp=verified.stamp)
         return self._log_in(connection, token, session)
 
     async def password_login(
@@ -216,8 +224,8 @@ class Authenticator:
     ) -> list[object]:
         """``rpc/auth``: a new session for a right password; ``[token, seconds_valid]``."""
         connection.logged_out()
-        account = await self.check_password(username, password, connection.peer, "password")
-        return self._start_session(connection, account.user, account.role)
+        verified = await self._verify_password(username, password, connection.peer, "password")
+        return self._start_session(connection, username, verified)
 
     def token_login(self, connection: Connection, token: str) -> list[object]:
         """``rpc/auth_token``: continue a live session on this connection."""
@@ -252,16 +260,16 @@ class Authenticator:
         attempt = await self._admit(peer, None, None, "ssl")
         try:
             user = await self._signer(peer, encrypted)
-            role = await self._checker.role_of(user) if user is not None else None
+            verified = await self._checker.look_up(user) if user is not None else None
         except BaseException:
             attempt.abandoned()
             raise
-        if user is None or role is None:
+        if user is None or verified is None:
             attempt.failed()
             raise self._failed(peer, None, "ssl")
         attempt.succeeded()
-        self._succeeded(peer, user, role, "ssl")
-        return self._start_session(connection, user, role)
+        self._succeeded(peer, user, verified.role, "ssl")
+        return self._start_session(connection, user, verified)
 
     async def _signer(self, peer: str, encrypted: str) -> str | None:
         """The user whose key signed a test string live for ``peer``, or None."""

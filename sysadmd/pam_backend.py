@@ -20,10 +20,12 @@ was checked (``pam_unix``'s ``nullok`` with an empty password field, which Debia
 success is refused and logged, after one more PAM call for a name that cannot exist, so the
 refusal costs what a wrong password costs.
 
-While a system user holds sessions, the daemon re-checks the account every second
-(:func:`system_fingerprint`, through :class:`sysadmd.backends.AccountWatcher`) and ends its
-sessions when the account is gone, its role changed, or its password field changed (where the
-user database shows it: on FreeBSD to root, not on Linux, whose ``/etc/passwd`` says ``x``).
+A login's stamp is that of the account's :class:`Fingerprint`, read just before PAM checks
+the password. While a system user holds sessions, the daemon re-reads the fingerprint every
+second (through :class:`sysadmd.account_sources.AccountWatcher`) and ends the sessions whose
+stamp it no longer matches: the account is gone, its role or uid changed, or its password
+field changed (where the user database shows it: on FreeBSD to root, not on Linux, whose
+``/etc/passwd`` says ``x``).
 
 Only authentication and account checks run (``pam_authenticate`` and ``pam_acct_mgmt``);
 no ``pam_setcred``, because modules such as ``pam_group`` and ``pam_cap`` would change the
@@ -57,7 +59,14 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sysadmd.credentials import CredentialChecker, ThreadedWork, plausible_password
+from sysadmd.credentials import (
+    CredentialChecker,
+    Source,
+    Stamp,
+    ThreadedWork,
+    Verified,
+    plausible_password,
+)
 from sysadmd.roles import Role
 
 ADMIN_GROUP: Final = "wheel"
@@ -181,6 +190,16 @@ class Fingerprint:
     role: Role
     password: str
 
+    @property
+    def stamp(self) -> Stamp:
+        """The stamp of a login checked against this version of the account."""
+        return Stamp.of(Source.SYSTEM, self.uid, self.role.value, self.password)
+
+    @property
+    def verified(self) -> Verified:
+        """This account's role and stamp."""
+        return Verified(self.role, self.stamp)
+
 
 def system_fingerprint(username: str) -> Fingerprint | None:
     """The :class:`Fingerprint` of the system user ``username``; ``None`` without a role.
@@ -206,12 +225,13 @@ def _decoy(password: str) -> str:
 
 @dataclass
 class _Outcome:
-    role: Role | None
+    verified: Verified | None
     problem: str | None = None
 
 
-def _role_outcome(username: str) -> _Outcome:
-    return _Outcome(system_role(username))
+def _look_up_outcome(username: str) -> _Outcome:
+    fingerprint = system_fingerprint(username)
+    return _Outcome(fingerprint.verified if fingerprint is not None else None)
 
 
 class PamChecker(CredentialChecker):
@@ -245,8 +265,8 @@ class PamChecker(CredentialChecker):
         self._threads = ThreadedWork(reactor, max_concurrent)
         self._authenticator = authenticator
 
-    def check(self, username: str, password: str) -> Deferred[Role | None]:
-        """Fire with the role of ``username`` if PAM accepts ``password``, else ``None``.
+    def verify(self, username: str, password: str) -> Deferred[Verified | None]:
+        """Fire with the role and stamp of ``username`` if PAM accepts ``password``, else ``None``.
 
         Wrong password, unknown user and a user outside ``wheel`` and ``operator`` all
         fire ``None`` after one PAM authentication each (see the module documentation).
@@ -289,21 +309,22 @@ class PamChecker(CredentialChecker):
             and plausible_password(password)
         )
 
-    def role_of(self, username: str) -> Deferred[Role | None]:
-        """Fire with :func:`system_role` of ``username``, looked up in a worker thread.
+    def look_up(self, username: str) -> Deferred[Verified | None]:
+        """Fire with the role (:func:`system_role`) and stamp of ``username``, in a worker thread.
 
         No PAM call: the caller has proved who the user is in another way. (The name
         service may be slow, e.g. LDAP, hence the thread.)
         """
         if not username or len(username) > MAX_USERNAME_LENGTH or "\0" in username:
             return succeed(None)
-        work = partial(_role_outcome, username)
+        work = partial(_look_up_outcome, username)
         return self._threads.run(work).addCallbacks(self._report, self._unexpected)
 
     def _check_blocking(self, username: str, password: str) -> _Outcome:
-        """The part of :meth:`check` that runs in a worker thread."""
-        role = system_role(username)
-        attempt = password if role is not None else _decoy(password)
+        """The part of :meth:`verify` that runs in a worker thread."""
+        # Read before PAM checks the password: a change after this read ends the session.
+        fingerprint = system_fingerprint(username)
+        attempt = password if fingerprint is not None else _decoy(password)
         authenticator = self._authenticator()
         accepted = authenticator.authenticate(username, attempt, self.service, resetcreds=False)
         if accepted and not authenticator.messages:
@@ -315,16 +336,16 @@ class PamChecker(CredentialChecker):
                 f"PAM service {self.service!r} accepted user {username} without asking for "
                 "a password (an empty password with nullok?); refused",
             )
-        if accepted and role is not None:
-            return _Outcome(role)
+        if accepted and fingerprint is not None:
+            return _Outcome(fingerprint.verified)
         if not accepted and authenticator.code in self._broken:
             return _Outcome(None, f"PAM service {self.service!r} failed: {authenticator.reason}")
         return _Outcome(None)
 
-    def _report(self, outcome: _Outcome) -> Role | None:
+    def _report(self, outcome: _Outcome) -> Verified | None:
         if outcome.problem is not None:
             _log.error("{problem}", problem=outcome.problem)
-        return outcome.role
+        return outcome.verified
 
     def _unexpected(self, failure: Failure) -> None:
         _log.failure("Checking a system account with PAM failed", failure)

@@ -10,9 +10,10 @@ timing side channel of comparing secrets character by character.
 
 A session ends when it has been idle for longer than ``idle`` seconds (15 minutes, sliding:
 every successful look-up counts as use), when it is older than ``absolute`` seconds (8 hours)
-however busy it is, when it is logged out (``rpc/auth_clear``), when its account changes (see
-:mod:`sysadmd.backends`), or when a full table evicts it. Sessions live in memory only and die
-with the daemon. :class:`Ended` says which of these ended a session.
+however busy it is, when it is logged out (``rpc/auth_clear``), when its account changes (its
+:attr:`Session.stamp` is no longer the account's, see :mod:`sysadmd.account_sources`), or when
+a full table evicts it. Sessions live in memory only and die with the daemon. :class:`Ended`
+says which of these ended a session.
 
 Whoever holds on to a session (a WebSocket logged in with it) can :meth:`Sessions.watch` it and
 is told, at once, when and why it ends. A watched session has a timer on the clock that fires
@@ -41,6 +42,7 @@ from typing import Final
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from sysadmd.credentials import Stamp
 from sysadmd.roles import Role
 
 __all__ = ["MAX_TOKEN_LENGTH", "TOKEN_BYTES", "Ended", "Session", "Sessions"]
@@ -88,7 +90,9 @@ class Session:
     Sessions compare by identity. ``created`` and ``last_used`` are reactor times
     (``IReactorTime.seconds()``). ``id`` is a random 16-hex-digit name for logs and audit
     records; it is not the token, says nothing about it, and does not authenticate anything.
-    ``ended`` is None while the session lives, then why it ended.
+    ``ended`` is None while the session lives, then why it ended. ``stamp`` is that of the
+    account version the login was checked against (None for a session made without a
+    login); the session ends when its account's stamp is another one.
     """
 
     user: str
@@ -96,6 +100,7 @@ class Session:
     created: float
     last_used: float
     id: str = field(default_factory=_new_session_id)
+    stamp: Stamp | None = field(default=None, repr=False, compare=False)
     ended: Ended | None = field(default=None, compare=False)
     # The table's key (the token's digest), the watchers and the expiry timer: the table's.
     _key: bytes = field(default=b"", repr=False, compare=False)
@@ -180,8 +185,8 @@ class Sessions:
                 return
             self._end(session, Ended.EXPIRED)
 
-    def create(self, user: str, role: Role) -> tuple[str, Session]:
-        """Start a session for ``user`` with ``role``.
+    def create(self, user: str, role: Role, *, stamp: Stamp | None = None) -> tuple[str, Session]:
+        """Start a session for ``user`` with ``role``, checked against the account ``stamp``.
 
         :returns: the token, to be sent to the client and then forgotten, and the session.
         """
@@ -196,7 +201,9 @@ class Sessions:
             digest = hashlib.sha256(token.encode("ascii")).digest()
             if digest not in self._by_digest:  # a repeat has probability 2**-256
                 break
-        session = Session(user=user, role=role, created=now, last_used=now, _key=digest)
+        session = Session(
+            user=user, role=role, created=now, last_used=now, stamp=stamp, _key=digest
+        )
         self._by_digest[digest] = session
         return token, session
 
@@ -289,6 +296,13 @@ class Sessions:
         self._end(session, why)
         return True
 
+    def end(self, session: Session, why: Ended = Ended.REVOKED) -> bool:
+        """End ``session`` (its account changed); whether it was still live."""
+        if session.ended is not None or self._by_digest.get(session._key) is not session:
+            return False
+        self._end(session, why)
+        return True
+
     def revoke_user(self, user: str, why: Ended = Ended.REVOKED) -> int:
         """End every session of ``user`` (its account changed); how many ended."""
         doomed = [s for s in self._by_digest.values() if s.user == user]
@@ -296,12 +310,9 @@ class Sessions:
             self._end(session, why)
         return len(doomed)
 
-    def users(self) -> dict[str, set[Role]]:
-        """The users who hold sessions now, each with the roles their sessions carry."""
-        held: dict[str, set[Role]] = {}
-        for session in self._by_digest.values():
-            held.setdefault(session.user, set()).add(session.role)
-        return held
+    def live(self) -> list[Session]:
+        """Every session the table holds now (expired ones not yet purged included)."""
+        return list(self._by_digest.values())
 
     def purge(self) -> int:
         """Remove every expired session; how many were removed."""

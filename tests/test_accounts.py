@@ -27,7 +27,9 @@ from sysadmd.accounts import (
     AccountError,
     LocalAccounts,
     ensure_initial_admin,
+    record_stamp,
 )
+from sysadmd.credentials import Source, Stamp
 from sysadmd.roles import Role
 
 FAST_PARAMETERS: dict[str, Any] = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
@@ -482,12 +484,15 @@ def test_the_initial_password_file_goes_once_it_logs_nobody_in(
 
 def test_set_role(accounts: LocalAccounts) -> None:
     accounts.add("alice", Role.ADMIN, "alice pw")
-    hashed = accounts.records_blocking([])
+
+    def stored() -> str:
+        hashed: str = json.loads(accounts.path.read_text())["users"]["alice"]["hash"]
+        return hashed
+
+    hashed = stored()
     accounts.set_role("alice", Role.OPERATOR)
     assert accounts.users() == [("alice", Role.OPERATOR)]
-    after = accounts.records_blocking([])
-    assert hashed is not None and after is not None
-    assert after["alice"][1] == hashed["alice"][1]  # the password stays
+    assert stored() == hashed  # the password stays
     with pytest.raises(AccountError, match="no such user: bob"):
         accounts.set_role("bob", Role.ADMIN)
     with pytest.raises(AccountError, match="invalid role"):
@@ -497,17 +502,96 @@ def test_set_role(accounts: LocalAccounts) -> None:
 @async_test
 async def test_check_local_says_whether_the_account_exists(accounts: LocalAccounts) -> None:
     accounts.add("alice", Role.ADMIN, "alice pw")
-    assert await accounts.check_local("alice", "alice pw") == (True, Role.ADMIN)
+    known, verified = await accounts.check_local("alice", "alice pw")
+    assert known and verified is not None and verified.role == Role.ADMIN
     assert await accounts.check_local("alice", "wrong") == (True, None)
     assert await accounts.check_local("bob", "wrong") == (False, None)
     assert await accounts.check_local("Bad Name", "x") == (False, None)
 
 
-def test_records_of_a_damaged_file_are_none(accounts: LocalAccounts, path: Path) -> None:
+def test_stamps_of_a_damaged_file_are_none(accounts: LocalAccounts, path: Path) -> None:
     accounts.add("alice", Role.ADMIN, "alice pw")
-    records = accounts.records_blocking([])
-    assert records is not None and list(records) == ["alice"]
+    stamps = accounts.stamps_blocking([])
+    assert stamps is not None and list(stamps) == ["alice"]
     path.write_text("[]")
     problems: list[str] = []
-    assert accounts.records_blocking(problems) is None
+    assert accounts.stamps_blocking(problems) is None
     assert problems and "not a sysadmd account database" in problems[0]
+
+
+# -- stamps ---------------------------------------------------------------------------------
+
+
+def current_stamps(accounts: LocalAccounts) -> dict[str, Stamp]:
+    stamps = accounts.stamps_blocking([])
+    assert stamps is not None
+    return stamps
+
+
+@async_test
+async def test_a_login_is_stamped_with_the_record_it_was_checked_against(
+    accounts: LocalAccounts,
+) -> None:
+    """The stamp of a password or key login is that of the current record; passwd, role and
+    delete-and-add (same password, same role) each give the record another stamp."""
+    accounts.add("alice", Role.ADMIN, "alice pw")
+    verified = await accounts.verify("alice", "alice pw")
+    assert verified is not None and verified.role == Role.ADMIN
+    first = current_stamps(accounts)["alice"]
+    assert verified.stamp == first and verified.stamp.source is Source.LOCAL
+    assert await accounts.look_up("alice") == verified
+    seen = {first}
+    for change in ("passwd", "role", "re-add"):
+        if change == "passwd":
+            accounts.set_password("alice", "alice pw")
+        elif change == "role":
+            accounts.set_role("alice", Role.OPERATOR)
+        else:
+            accounts.delete("alice")
+            accounts.add("alice", Role.OPERATOR, "alice pw")
+        verified = await accounts.verify("alice", "alice pw")
+        assert verified is not None
+        assert verified.stamp == current_stamps(accounts)["alice"]
+        assert verified.stamp not in seen, change
+        seen.add(verified.stamp)
+        assert await accounts.look_up("alice") == verified
+    assert await accounts.verify("alice", "wrong") is None
+    assert await accounts.look_up("bob") is None
+
+
+def test_a_stamp_keeps_no_hash(accounts: LocalAccounts) -> None:
+    accounts.add("alice", Role.ADMIN, "alice pw")
+    hashed = json.loads(accounts.path.read_text())["users"]["alice"]["hash"]
+    stamp = current_stamps(accounts)["alice"]
+    assert stamp == record_stamp(Role.ADMIN, hashed)
+    assert hashed not in repr(stamp) and hashed not in stamp.digest
+
+
+@async_test
+async def test_a_rehash_stamps_the_login_with_the_new_record(path: Path) -> None:
+    LocalAccounts(path, hasher=SpyHasher()).add("alice", Role.ADMIN, "alice pw")
+    stronger = SpyHasher(time_cost=2, memory_cost=16, parallelism=1)
+    accounts = LocalAccounts(path, hasher=stronger)
+    before = current_stamps(accounts)["alice"]
+    verified = await accounts.verify("alice", "alice pw")  # stores a new hash
+    assert verified is not None
+    assert verified.stamp != before
+    assert verified.stamp == current_stamps(accounts)["alice"]
+
+
+def test_a_concurrent_rehash_stamps_the_record_the_password_matches(path: Path) -> None:
+    """Two logins verified the outdated hash; the first stored a new one. The second then
+    learns that its password matches the new record too and takes that record's stamp; a
+    record changed to another password keeps the one it verified (the session will end)."""
+    LocalAccounts(path, hasher=SpyHasher()).add("alice", Role.ADMIN, "alice pw")
+    stronger = SpyHasher(time_cost=2, memory_cost=16, parallelism=1)
+    first = LocalAccounts(path, hasher=stronger)
+    second = LocalAccounts(path, hasher=stronger)
+    verified = second._snapshot([])["alice"]
+    outcome = first._check_blocking("alice", "alice pw")
+    assert outcome.verified is not None
+    assert outcome.verified.stamp != verified.stamp  # the first login rehashed
+    after = second._rehash("alice", verified, "alice pw")
+    assert after.stamp == outcome.verified.stamp == current_stamps(second)["alice"]
+    first.set_password("alice", "another pw")
+    assert second._rehash("alice", verified, "alice pw") is verified

@@ -31,6 +31,7 @@ from sysadmd.events import EventHub
 from sysadmd.registry import ActionSpec, Registry, declared_actions
 from sysadmd.roles import Role
 from sysadmd.rpc import QueryActions, Rpc
+from sysadmd.sessions import Session
 from sysadmd.sslauth import sign_challenge
 from sysadmd.subscriptions import EVENT_NAMES, EventActions
 
@@ -151,6 +152,14 @@ async def test_identify_needs_no_login(world: World) -> None:
     assert reply == {"type": "server", "hostname": "testhost"}
 
 
+def assert_stamped(world: World, connection: Connection, user: str) -> None:
+    """The session of ``connection`` carries the stamp of ``user``'s current record."""
+    session = world.auth.caller(connection)
+    assert isinstance(session, Session)
+    stamps = cast(LocalAccounts, world.auth._checker).stamps_blocking([])
+    assert stamps is not None and session.stamp == stamps[user]
+
+
 @async_test
 async def test_password_login_token_login_and_logout(world: World) -> None:
     """auth gives [token, seconds]; the token works on another connection; auth_clear ends it."""
@@ -161,6 +170,7 @@ async def test_password_login_token_login_and_logout(world: World) -> None:
     )
     assert seconds == 900
     assert world.auth.caller(first) is not None
+    assert_stamped(world, first, "alice")
     second = Connection("192.0.2.2", "test")
     assert await world.api.call("rpc", "auth_token", {"token": token}, second) == [token, 900]
     assert await world.api.call("rpc", "auth_clear", {}, first) == {}
@@ -261,6 +271,7 @@ async def test_ssl_key_login(world: World) -> None:
     assert reply[1] == 900
     caller = world.auth.caller(client)
     assert caller is not None and (caller.user, caller.role) == ("oscar", Role.OPERATOR)
+    assert_stamped(world, client, "oscar")
     with pytest.raises(ApiError) as raised:
         await world.api.call("rpc", "auth_ssl", {"encrypted_string": signed}, client)
     assert raised.value.code == 401

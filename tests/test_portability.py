@@ -453,7 +453,7 @@ def test_the_pam_service_is_sysadmd() -> None:
     fake = RecordingPam(9)
     checker = PamChecker(authenticator=lambda: fake)
     assert checker.service == "sysadmd"
-    assert checker._check_blocking("root", "wrong").role is None
+    assert checker._check_blocking("root", "wrong").verified is None
     assert fake.services == ["sysadmd"]
 
 
@@ -496,7 +496,7 @@ def test_pam_results_are_read_in_the_platforms_numbering(
 ) -> None:
     checker = PamChecker(authenticator=lambda: RecordingPam(code), openpam=openpam)
     outcome = checker._check_blocking("root", "wrong")
-    assert outcome.role is None
+    assert outcome.verified is None
     assert (outcome.problem is not None) is broken
     if broken:
         assert "wrong" not in (outcome.problem or "")

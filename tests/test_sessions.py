@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
+from sysadmd.credentials import Source, Stamp
 from sysadmd.roles import Role
 from sysadmd.sessions import EXPIRY_MARGIN, Ended, Session, Sessions
 
@@ -405,8 +406,16 @@ def test_a_failing_watcher_does_not_stop_the_others(sessions: Sessions, errors: 
     assert len(errors) == 1 and "broken watcher" in errors[0]
 
 
-def test_users(sessions: Sessions) -> None:
-    sessions.create("joe", Role.ADMIN)
-    sessions.create("joe", Role.OPERATOR)
-    sessions.create("ann", Role.OPERATOR)
-    assert sessions.users() == {"joe": {Role.ADMIN, Role.OPERATOR}, "ann": {Role.OPERATOR}}
+def test_live_sessions_carry_their_stamps_and_end_one_by_one(sessions: Sessions) -> None:
+    stamp = Stamp.of(Source.LOCAL, "admin", "some hash")
+    _, first = sessions.create("joe", Role.ADMIN, stamp=stamp)
+    _, second = sessions.create("joe", Role.OPERATOR)
+    _, third = sessions.create("ann", Role.OPERATOR)
+    assert sessions.live() == [first, second, third]
+    assert (first.stamp, second.stamp) == (stamp, None)
+    assert "some hash" not in repr(first) and stamp.digest not in repr(first)
+    heard = told(sessions, first)
+    assert sessions.end(first) is True
+    assert heard == [Ended.REVOKED]
+    assert sessions.end(first) is False  # once only
+    assert sessions.live() == [second, third]

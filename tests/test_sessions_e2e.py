@@ -19,10 +19,12 @@ import pytest
 from daemon import Daemon
 from support import async_test
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.web.http_headers import Headers
 from wsclient import WsClient, connect
 
+from sysadmd.account_sources import WATCH_INTERVAL
 from sysadmd.sessions import Ended
 from sysadmd.websocket import SESSION_END
 
@@ -139,6 +141,25 @@ async def test_passwd_role_and_del_end_that_users_sessions_only(daemon: Daemon) 
     assert await rest_code(daemon, nina_token) == 401
     assert await token_login_code(daemon, nina_token) == "401"
     assert "Ended 1 session(s) of nina" in daemon.log_text()
+
+
+@async_test
+async def test_a_first_login_right_after_user_add_stays(daemon: Daemon) -> None:
+    """A login made at once after ``user add`` (or ``user passwd``) was checked against the
+    new record: the look that then sees the change leaves it alone."""
+    await admin_in_thread(daemon, "lockout", "clear", "--all")  # the other tests' 401s
+    await admin_in_thread(daemon, "user", "add", "erin", "--role", "operator", password="erin pw")
+    erin, erin_token = await login(daemon, "erin", "erin pw")
+    await admin_in_thread(daemon, "user", "passwd", "erin", password="erin new pw")
+    erin_again, again_token = await login(daemon, "erin", "erin new pw")
+    # Two looks at least run after both changes (one a second).
+    await deferLater(reactor, 2 * WATCH_INTERVAL + 0.2)
+    assert not erin_again.closed.called
+    assert await rest_code(daemon, again_token) == 200
+    # The first login was checked against the record passwd replaced: it ended.
+    assert erin.closed.called
+    assert await rest_code(daemon, erin_token) == 401
+    await erin_again.close()
 
 
 def test_the_initial_password_file_goes_when_admin_changes_it(daemon: Daemon) -> None:

@@ -1,8 +1,10 @@
-"""Tests of sysadmd.backends: which accounts log in, and the watcher that ends the sessions of
-accounts that change (driven by hand and by a LoopingCall on a Clock)."""
+"""Tests of sysadmd.account_sources: which accounts log in, and the watcher that ends the
+sessions whose account changed since their login (driven by hand and by a LoopingCall on a
+Clock)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,10 +14,10 @@ from authkit import FAST_HASHER
 from support import async_test
 from test_pam_backend import FakePam, wait_until
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, LoopingCall
 
-from sysadmd.accounts import ACCOUNTS_FILE, LocalAccounts
-from sysadmd.backends import (
+from sysadmd.account_sources import (
     LOCAL,
     SYSTEM,
     WATCH_INTERVAL,
@@ -25,8 +27,10 @@ from sysadmd.backends import (
     consulted,
     describe,
 )
+from sysadmd.accounts import ACCOUNTS_FILE, LocalAccounts
 from sysadmd.config import load
-from sysadmd.pam_backend import Fingerprint, PamChecker
+from sysadmd.credentials import CredentialChecker, Source, Stamp
+from sysadmd.pam_backend import Fingerprint, PamChecker, system_fingerprint
 from sysadmd.roles import Role
 from sysadmd.sessions import Ended, Sessions
 
@@ -48,11 +52,20 @@ def accounts(tmp_path: Path) -> LocalAccounts:
     return accounts
 
 
-def watched(sessions: Sessions, user: str, role: Role) -> list[Ended]:
-    """A new session of ``user``; the list fills with why it ended."""
+def watched(sessions: Sessions, user: str, role: Role, stamp: Stamp | None) -> list[Ended]:
+    """A new session of ``user`` stamped ``stamp``; the list fills with why it ended."""
     heard: list[Ended] = []
-    sessions.watch(sessions.create(user, role)[1], heard.append)
+    sessions.watch(sessions.create(user, role, stamp=stamp)[1], heard.append)
     return heard
+
+
+async def login(
+    sessions: Sessions, checker: CredentialChecker, user: str, password: str
+) -> list[Ended]:
+    """A session made as a password login makes it; the list fills with why it ended."""
+    verified = await checker.verify(user, password)
+    assert verified is not None, f"{user} cannot log in"
+    return watched(sessions, user, verified.role, verified.stamp)
 
 
 class SystemUsers:
@@ -126,6 +139,11 @@ async def test_system_accounts_log_in_through_pam(chain: tuple[LocalThenSystem, 
     checker, fake = chain
     assert await checker.check("root", "root pw") == Role.ADMIN
     assert [(c.username, c.password) for c in fake.calls] == [("root", "root pw")]
+    root = system_fingerprint("root")
+    assert root is not None
+    assert await checker.verify("root", "root pw") == root.verified
+    assert root.verified.stamp.source is Source.SYSTEM
+    assert await checker.look_up("root") == root.verified
     assert await checker.role_of("root") == Role.ADMIN
     assert await checker.role_of("oscar") == Role.OPERATOR
     assert await checker.role_of("no-such-user-here") is None
@@ -154,9 +172,16 @@ async def test_a_local_account_shadows_a_system_account(
     assert all(call.password != "root pw" for call in fake.calls)
     assert await checker.check("root", "local root pw") == Role.OPERATOR
     assert await checker.role_of("root") == Role.OPERATOR
+    local = await checker.look_up("root")
+    assert local is not None and local.stamp.source is Source.LOCAL
+    assert await checker.verify("root", "local root pw") == local
 
 
 # -- the watcher: local accounts ------------------------------------------------------------
+
+
+def fingerprint(uid: int, role: Role, field: str = "h") -> Fingerprint:
+    return Fingerprint(uid, role, field)
 
 
 @async_test
@@ -164,32 +189,121 @@ async def test_changed_local_accounts_lose_their_sessions(
     accounts: LocalAccounts, clock: Clock
 ) -> None:
     """del, passwd and a role change each end every session of that user, and only theirs;
-    an account added under the name of a session's user ends it too."""
+    an account added under the name of a system account's session ends it too."""
+    carol = fingerprint(1005, Role.ADMIN)
     sessions = Sessions(clock)
-    watcher = AccountWatcher(sessions, reactor, local=accounts, system=False)
-    await watcher.poll()  # the first look only remembers
-    alice = [watched(sessions, "alice", Role.ADMIN) for _ in range(2)]
-    oscar = watched(sessions, "oscar", Role.OPERATOR)
-    bob = watched(sessions, "bob", Role.ADMIN)
-    carol = watched(sessions, "carol", Role.ADMIN)  # as if a system account
+    watcher = AccountWatcher(
+        sessions, reactor, local=accounts, system=True, fingerprint=SystemUsers({"carol": carol})
+    )
+    alice = [await login(sessions, accounts, "alice", "alice pw") for _ in range(2)]
+    oscar = await login(sessions, accounts, "oscar", "oscar pw")
+    bob = await login(sessions, accounts, "bob", "bob pw")
+    carols = watched(sessions, "carol", Role.ADMIN, carol.stamp)
     await watcher.poll()
-    assert alice == [[], []] and oscar == bob == carol == []
+    assert alice == [[], []] and oscar == bob == carols == []
 
     accounts.set_password("alice", "new alice pw")
     await watcher.poll()
     assert alice == [[Ended.REVOKED], [Ended.REVOKED]]
-    assert oscar == bob == carol == []
+    assert oscar == bob == carols == []
 
     accounts.set_role("oscar", Role.ADMIN)
     accounts.delete("bob")
     accounts.add("carol", Role.OPERATOR, "carol pw")
     await watcher.poll()
-    assert oscar == bob == carol == [Ended.REVOKED]
+    assert oscar == bob == carols == [Ended.REVOKED]
     assert len(sessions) == 0
 
-    survivor = watched(sessions, "alice", Role.ADMIN)
+    survivor = await login(sessions, accounts, "alice", "new alice pw")
     await watcher.poll()
     assert survivor == []
+
+
+@async_test
+async def test_a_login_after_a_change_survives_the_look_that_sees_it(
+    accounts: LocalAccounts, clock: Clock
+) -> None:
+    """A session checked against the new record (made between the change and the next look)
+    stays; one checked against the old record ends. So for passwd, a role change, and an
+    account deleted and added again (as ``sysadmd-admin user add`` then a first login)."""
+    sessions = Sessions(clock)
+    watcher = AccountWatcher(sessions, reactor, local=accounts, system=False)
+    await watcher.poll()
+    before = {
+        "alice": await login(sessions, accounts, "alice", "alice pw"),
+        "oscar": await login(sessions, accounts, "oscar", "oscar pw"),
+        "bob": await login(sessions, accounts, "bob", "bob pw"),
+    }
+    accounts.set_password("alice", "new alice pw")
+    accounts.set_role("oscar", Role.ADMIN)
+    accounts.delete("bob")
+    accounts.add("bob", Role.ADMIN, "bob pw")
+    accounts.add("dave", Role.OPERATOR, "dave pw")
+    after = {
+        "alice": await login(sessions, accounts, "alice", "new alice pw"),
+        "oscar": await login(sessions, accounts, "oscar", "oscar pw"),
+        "bob": await login(sessions, accounts, "bob", "bob pw"),
+        "dave": await login(sessions, accounts, "dave", "dave pw"),
+    }
+    await watcher.poll()
+    assert before == {"alice": [Ended.REVOKED], "oscar": [Ended.REVOKED], "bob": [Ended.REVOKED]}
+    assert after == {"alice": [], "oscar": [], "bob": [], "dave": []}
+    assert sorted(s.user for s in sessions.live()) == ["alice", "bob", "dave", "oscar"]
+    await watcher.poll()
+    assert all(heard == [] for heard in after.values())
+
+
+@async_test
+async def test_a_session_begun_during_a_look_waits_for_the_next(
+    accounts: LocalAccounts, clock: Clock
+) -> None:
+    """A look that read the file before a change does not judge a session that logged in
+    after the change (against the new record); the next look keeps it."""
+    read = threading.Event()
+    gate = threading.Event()
+    stamps = accounts.stamps_blocking
+
+    def slow_stamps(problems: list[str]) -> dict[str, Stamp] | None:
+        found = stamps(problems)
+        read.set()
+        gate.wait(5)
+        return found
+
+    accounts.stamps_blocking = slow_stamps  # type: ignore[method-assign]
+    sessions = Sessions(clock)
+    watcher = AccountWatcher(sessions, reactor, local=accounts, system=False)
+    old = await login(sessions, accounts, "alice", "alice pw")
+    looked = watcher.poll()
+    try:
+        await wait_until(read.is_set)
+        accounts.set_password("alice", "new alice pw")
+        new = await login(sessions, accounts, "alice", "new alice pw")
+    finally:
+        gate.set()
+    await looked
+    assert old == new == []  # the look read the old record: the old session still matches
+    gate.clear()
+    read.clear()
+    gate.set()
+    await watcher.poll()
+    assert old == [Ended.REVOKED]
+    assert new == []
+
+
+@async_test
+async def test_a_session_without_a_stamp_matches_no_account(
+    accounts: LocalAccounts, clock: Clock
+) -> None:
+    sessions = Sessions(clock)
+    watcher = AccountWatcher(sessions, reactor, local=accounts, system=False)
+    zed = watched(sessions, "zed", Role.ADMIN, None)
+    alice = watched(sessions, "alice", Role.ADMIN, None)
+    await watcher.poll()
+    assert alice == [Ended.REVOKED]
+    assert zed == []
+    accounts.add("zed", Role.ADMIN, "zed pw")
+    await watcher.poll()
+    assert zed == [Ended.REVOKED]
 
 
 @async_test
@@ -201,10 +315,9 @@ async def test_a_rehash_on_login_is_not_a_change(tmp_path: Path, clock: Clock) -
     sessions = Sessions(clock)
     watcher = AccountWatcher(sessions, reactor, local=daemon, system=False)
     await watcher.poll()
-    heard = watched(sessions, "alice", Role.ADMIN)
-    before = daemon.records_blocking([])
-    assert await daemon.check("alice", "alice pw") == Role.ADMIN  # stores a new hash
-    assert daemon.records_blocking([]) != before
+    before = daemon.stamps_blocking([])
+    heard = await login(sessions, daemon, "alice", "alice pw")  # stores a new hash
+    assert daemon.stamps_blocking([]) != before
     await watcher.poll()
     assert heard == []
     daemon.set_password("alice", "another pw")
@@ -219,8 +332,8 @@ async def test_a_damaged_file_changes_nothing_until_fixed(
     sessions = Sessions(clock)
     watcher = AccountWatcher(sessions, reactor, local=accounts, system=False)
     await watcher.poll()
-    alice = watched(sessions, "alice", Role.ADMIN)
-    oscar = watched(sessions, "oscar", Role.OPERATOR)
+    alice = await login(sessions, accounts, "alice", "alice pw")
+    oscar = await login(sessions, accounts, "oscar", "oscar pw")
     good = accounts.path.read_bytes()
     accounts.path.write_text("{\n")
     await watcher.poll()
@@ -234,6 +347,23 @@ async def test_a_damaged_file_changes_nothing_until_fixed(
     assert oscar == []
 
 
+@async_test
+async def test_a_damaged_file_looks_up_no_local_user_in_the_system(
+    accounts: LocalAccounts, clock: Clock, errors: list[str]
+) -> None:
+    """While the file cannot be read, a user who was local at the last good look is not
+    taken for a system user (whose account is gone): the session waits."""
+    users = SystemUsers({})
+    sessions = Sessions(clock)
+    watcher = AccountWatcher(sessions, reactor, local=accounts, system=True, fingerprint=users)
+    alice = await login(sessions, accounts, "alice", "alice pw")
+    await watcher.poll()
+    accounts.path.write_text("[]")
+    await watcher.poll()
+    assert alice == [] and users.asked == []
+    assert len(errors) == 1
+
+
 # -- the watcher: system accounts -----------------------------------------------------------
 
 
@@ -241,38 +371,37 @@ async def test_a_damaged_file_changes_nothing_until_fixed(
 async def test_changed_system_accounts_lose_their_sessions(
     accounts: LocalAccounts, clock: Clock
 ) -> None:
-    sam = Fingerprint(1001, Role.ADMIN, "hash-1")
     users = SystemUsers(
         {
-            "sam": sam,
-            "pat": Fingerprint(1002, Role.OPERATOR, "hash-2"),
-            "una": Fingerprint(1003, Role.OPERATOR, "hash-3"),
-            "ted": Fingerprint(1004, Role.ADMIN, "hash-4"),
+            "sam": fingerprint(1001, Role.ADMIN, "hash-1"),
+            "pat": fingerprint(1002, Role.OPERATOR, "hash-2"),
+            "una": fingerprint(1003, Role.OPERATOR, "hash-3"),
+            "ted": fingerprint(1004, Role.ADMIN, "hash-4"),
+            "ron": fingerprint(1006, Role.OPERATOR, "hash-6"),
         }
     )
     sessions = Sessions(clock)
     watcher = AccountWatcher(sessions, reactor, local=accounts, system=True, fingerprint=users)
-    await watcher.poll()
     heard = {
-        name: watched(sessions, name, role)
-        for name, role in [
-            ("sam", Role.ADMIN),
-            ("pat", Role.OPERATOR),
-            ("una", Role.ADMIN),  # no longer an admin at the first look
-            ("ted", Role.ADMIN),
-            ("alice", Role.ADMIN),  # a local account: never looked up in the system
-        ]
+        name: watched(sessions, name, users.users[name].role, users.users[name].stamp)
+        for name in ("sam", "pat", "ted", "ron")
     }
+    # Logged in while una was an admin; she no longer is.
+    heard["una"] = watched(
+        sessions, "una", Role.ADMIN, fingerprint(1003, Role.ADMIN, "hash-3").stamp
+    )
+    heard["alice"] = await login(sessions, accounts, "alice", "alice pw")
     await watcher.poll()
     assert heard["una"] == [Ended.REVOKED]
-    assert heard["sam"] == heard["pat"] == heard["ted"] == heard["alice"] == []
-    users.users["sam"] = Fingerprint(1001, Role.ADMIN, "hash-changed")  # a new password
-    users.users["pat"] = Fingerprint(1002, Role.ADMIN, "hash-2")  # now in wheel
+    assert heard["sam"] == heard["pat"] == heard["ted"] == heard["ron"] == heard["alice"] == []
+    assert "alice" not in users.asked  # a local account is never looked up in the system
+    users.users["sam"] = fingerprint(1001, Role.ADMIN, "hash-changed")  # a new password
+    users.users["pat"] = fingerprint(1002, Role.ADMIN, "hash-2")  # now in wheel
     del users.users["ted"]  # removed, or out of wheel and operator
+    accounts.add("ron", Role.OPERATOR, "ron pw")  # a local account now shadows ron
     await watcher.poll()
-    assert heard["sam"] == heard["pat"] == heard["ted"] == [Ended.REVOKED]
+    assert heard["sam"] == heard["pat"] == heard["ted"] == heard["ron"] == [Ended.REVOKED]
     assert heard["alice"] == []
-    assert "alice" not in users.asked
     asked = len(users.asked)
     await watcher.poll()
     assert len(users.asked) == asked  # only alice holds a session, and she is local
@@ -280,12 +409,13 @@ async def test_changed_system_accounts_lose_their_sessions(
 
 @async_test
 async def test_with_pam_alone_every_session_user_is_a_system_user(clock: Clock) -> None:
-    users = SystemUsers({"sam": Fingerprint(1001, Role.ADMIN, "h")})
+    users = SystemUsers({"sam": fingerprint(1001, Role.ADMIN)})
     sessions = Sessions(clock)
     watcher = AccountWatcher(sessions, reactor, local=None, system=True, fingerprint=users)
-    sam = watched(sessions, "sam", Role.ADMIN)
+    sam = watched(sessions, "sam", Role.ADMIN, users.users["sam"].stamp)
     await watcher.poll()
-    users.users["sam"] = Fingerprint(2001, Role.ADMIN, "h")  # another account, same name
+    assert sam == []
+    users.users["sam"] = fingerprint(2001, Role.ADMIN)  # another account, same name
     await watcher.poll()
     assert sam == [Ended.REVOKED]
     assert users.asked == ["sam", "sam"]
@@ -302,17 +432,18 @@ async def test_the_watcher_runs_every_interval_on_the_clock(
     sessions = Sessions(clock)
     watcher = AccountWatcher(sessions, reactor, local=accounts, system=False)
     polls: list[object] = []
-    original: Callable[[], object] = watcher.poll
+    looked: list[object] = []
+    original: Callable[[], Deferred[None]] = watcher.poll
 
     def counted() -> object:
         polls.append(None)
-        return original()
+        return original().addCallback(looked.append)
 
     loop = LoopingCall(counted)
     loop.clock = clock
     done = loop.start(WATCH_INTERVAL)
-    await wait_until(lambda: watcher._records is not None)
-    heard = watched(sessions, "alice", Role.ADMIN)
+    await wait_until(lambda: len(looked) == 1)
+    heard = await login(sessions, accounts, "alice", "alice pw")
     accounts.delete("alice")
     assert heard == []
     clock.advance(WATCH_INTERVAL)
