@@ -45,6 +45,7 @@ from sysadmd.rpc import QueryActions, Rpc
 from sysadmd.runner import ProcessRunner
 from sysadmd.subscriptions import EVENT_NAMES, EventActions
 from sysadmd.tasks import FetchQueue
+from sysadmd.vm.hosttools import HostTools
 
 #: Every control character: C0, DEL and C1.
 CONTROLS = [chr(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))]
@@ -136,18 +137,16 @@ class World:
         self.auth = make_authenticator(directory)
         self.runner = ProcessRunner(reactor, kill_grace=0.5)
         command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(directory / "sim")]
-        iohyve = Iohyve(self.runner, command)
+        iohyve = Iohyve(self.runner, command, rc_conf=directory / "rc.conf")
         fetches = FetchQueue(iohyve, reactor)
         hub = EventHub(EVENT_NAMES)
-        host = HostActions(self.runner, [*command, "zpool"], [*command, "ifconfig"])
+        host = HostTools(self.runner, [*command, "zpool"], [*command, "ifconfig"])
         registry = Registry()
         registry.register(Rpc(self.auth, "testhost"))
         registry.register(DispatcherActions(fetches))
         registry.register(EventActions(hub))
-        registry.register(
-            IohyveActions(iohyve, fetches, [directory], rc_conf=directory / "rc.conf", host=host)
-        )
-        registry.register(host)
+        registry.register(IohyveActions(iohyve, fetches, [directory], host=host))
+        registry.register(HostActions(host))
         registry.register(QueryActions(registry))
         # Every action the daemon serves is here: a new class must be added above.
         assert [s.title for s in registry.specs()] == [s.title for s in all_specs()]
