@@ -53,6 +53,7 @@ from sysadmd.sessions import Sessions
 from sysadmd.sslauth import KEYS_FILE, Challenges, KeyStore
 from sysadmd.subscriptions import EVENT_NAMES, EventActions, GuestWatcher
 from sysadmd.tasks import EndLeftOvers, FetchQueue
+from sysadmd.vm.hosttools import HostTools
 from sysadmd.websocket import ApiServerFactory, Limits, OriginCheckedResource
 
 log = Logger()
@@ -321,6 +322,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         if config.iohyve_simulate
         else config.iohyve_iso_root
     )
+    simulator = config.state_dir / "simulator"
     iohyve = Iohyve(
         runner,
         command,
@@ -328,6 +330,8 @@ def make_service(config: Config, reactor: Any) -> IService:
         iso_root=iso_root,
         clock=reactor,
         list_cache=config.iohyve_list_cache,
+        rc_conf=simulator / "rc.conf" if config.iohyve_simulate else config.iohyve_rc_conf,
+        slow_timeout=config.iohyve_timeout + 30,
     )
     hub = EventHub(EVENT_NAMES)
     fetches = FetchQueue(
@@ -347,8 +351,7 @@ def make_service(config: Config, reactor: Any) -> IService:
     )
     GuestWatcher(iohyve, hub, reactor, interval=config.events_guests_interval)
     auth, account_watcher = make_authenticator(config, reactor)
-    simulator = config.state_dir / "simulator"
-    host = HostActions(
+    host = HostTools(
         runner,
         [*command, "zpool"] if config.iohyve_simulate else [str(config.iohyve_zpool)],
         [*command, "ifconfig"] if config.iohyve_simulate else [str(config.iohyve_ifconfig)],
@@ -358,15 +361,9 @@ def make_service(config: Config, reactor: Any) -> IService:
         Rpc(auth, config.hostname),
         DispatcherActions(fetches),
         EventActions(hub),
-        IohyveActions(
-            iohyve,
-            fetches,
-            config.fetch_file_roots,
-            rc_conf=simulator / "rc.conf" if config.iohyve_simulate else config.iohyve_rc_conf,
-            slow_timeout=config.iohyve_timeout + 30,
-            host=host,  # setup checks the pool exists before it changes anything
-        ),
-        host,
+        # setup checks the pool exists before it changes anything
+        IohyveActions(iohyve, fetches, config.fetch_file_roots, host=host),
+        HostActions(host),
     )
     api = Api(registry, auth)
     metrics = Metrics(registry)

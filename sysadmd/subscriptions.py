@@ -25,10 +25,9 @@ from twisted.logger import Logger
 from sysadmd.calls import Call
 from sysadmd.errors import bad_request
 from sysadmd.events import EventHub
-from sysadmd.iohyve.adapter import Iohyve
-from sysadmd.iohyve.parse import Guest
 from sysadmd.registry import NAMES, Arg, action
 from sysadmd.roles import Role
+from sysadmd.vm.interface import GuestSummary, VMBackend
 
 #: Every event the daemon sends.
 EVENT_NAMES: Final = ("dispatcher", "guests")
@@ -114,12 +113,12 @@ class GuestWatcher:
     log = Logger()
 
     def __init__(
-        self, iohyve: Iohyve, hub: EventHub, clock: IReactorTime, *, interval: float = 3.0
+        self, iohyve: VMBackend, hub: EventHub, clock: IReactorTime, *, interval: float = 3.0
     ) -> None:
         self._iohyve = iohyve
         self._hub = hub
         self._interval = interval
-        self._last: dict[str, Guest] | None = None
+        self._last: dict[str, GuestSummary] | None = None
         self._loop = LoopingCall(self._poll)
         self._loop.clock = clock
         hub.watch("guests", self.start, self.stop)

@@ -44,10 +44,11 @@ from twisted.python.failure import Failure
 
 from sysadmd.audit import redact_urls
 from sysadmd.errors import ApiError, conflict
-from sysadmd.iohyve.adapter import Iohyve, describe_failure
 from sysadmd.journal import FINAL_STATES, Journal, TaskRecord
 from sysadmd.progress import Progress, ProgressMeter, dispatcher_event, remote_size
 from sysadmd.runner import ProcessResult, RunningProcess
+from sysadmd.vm.interface import VMBackend
+from sysadmd.vm.output import describe_failure
 
 #: What a task keeps of its output, for the journal and the list.
 OUTPUT_TAIL: Final = 4096
@@ -165,7 +166,7 @@ class FetchQueue(Service):
 
     def __init__(
         self,
-        iohyve: Iohyve,
+        iohyve: VMBackend,
         clock: IReactorTime,
         *,
         concurrency: int = 1,

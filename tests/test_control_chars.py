@@ -45,6 +45,7 @@ from sysadmd.rpc import Rpc
 from sysadmd.runner import ProcessRunner
 from sysadmd.subscriptions import EVENT_NAMES, EventActions
 from sysadmd.tasks import FetchQueue
+from sysadmd.vm.hosttools import HostTools
 
 #: Every control character: C0, DEL and C1.
 CONTROLS = [chr(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))]
@@ -136,16 +137,16 @@ class World:
         self.auth = make_authenticator(directory)
         self.runner = ProcessRunner(reactor, kill_grace=0.5)
         command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(directory / "sim")]
-        iohyve = Iohyve(self.runner, command)
+        iohyve = Iohyve(self.runner, command, rc_conf=directory / "rc.conf")
         fetches = FetchQueue(iohyve, reactor)
         hub = EventHub(EVENT_NAMES)
-        host = HostActions(self.runner, [*command, "zpool"], [*command, "ifconfig"])
+        host = HostTools(self.runner, [*command, "zpool"], [*command, "ifconfig"])
         registry = build_registry(
             Rpc(self.auth, "testhost"),
             DispatcherActions(fetches),
             EventActions(hub),
-            IohyveActions(iohyve, fetches, [directory], rc_conf=directory / "rc.conf", host=host),
-            host,
+            IohyveActions(iohyve, fetches, [directory], host=host),
+            HostActions(host),
         )
         self.site = build_site(Api(registry, self.auth), self.auth, reactor, hub=hub)
         self.treq: Any = StubTreq(self.site.resource)

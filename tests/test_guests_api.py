@@ -16,10 +16,11 @@ from twisted.internet.defer import Deferred
 from sysadmd.api import Api
 from sysadmd.auth import Account
 from sysadmd.errors import ApiError
-from sysadmd.host import HostActions
 from sysadmd.iohyve.actions import IohyveActions
+from sysadmd.iohyve.adapter import Iohyve
 from sysadmd.registry import Registry
 from sysadmd.roles import Role
+from sysadmd.vm.hosttools import HostTools
 
 
 @async_fixture(params=["0.7.3", "0.7.9"])
@@ -161,9 +162,9 @@ def _with_host(stack: Stack) -> Stack:
     simulator's zpool, as the daemon wires it."""
     command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(stack.root)]
     command += ["--profile", stack.profile]
-    host = HostActions(stack.runner, [*command, "zpool"], [*command, "ifconfig"])
+    host = HostTools(stack.runner, [*command, "zpool"], [*command, "ifconfig"])
     registry = Registry()
-    registry.register(IohyveActions(stack.iohyve, stack.fetches, rc_conf=stack.rc_conf, host=host))
+    registry.register(IohyveActions(stack.iohyve, stack.fetches, host=host))
     stack.api = Api(registry, OpenGate(Account("alice", Role.ADMIN)))
     return stack
 
@@ -232,7 +233,8 @@ async def test_setup_that_cannot_write_rc_conf_says_so(stack: Stack, tmp_path: P
     so, and issetup stays false."""
     registry = Registry()
     missing = tmp_path / "no such directory" / "rc.conf"
-    registry.register(IohyveActions(stack.iohyve, stack.fetches, rc_conf=missing))
+    iohyve = Iohyve(stack.runner, stack.command, rc_conf=missing)
+    registry.register(IohyveActions(iohyve, stack.fetches))
     stack.api = Api(registry, OpenGate(Account("alice", Role.ADMIN)))
     with pytest.raises(ApiError) as raised:
         await stack.call("setup", pool="tank", nic="em0")

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from probe import OpenGate
 from support import async_fixture, async_test
 from twisted.internet import reactor
@@ -20,11 +21,13 @@ from twisted.internet import reactor
 from sysadmd.api import Api
 from sysadmd.auth import Account
 from sysadmd.calls import Connection
-from sysadmd.host import HostActions, parse_ifconfig
+from sysadmd.errors import ApiError
+from sysadmd.host import HostActions
 from sysadmd.registry import Registry
 from sysadmd.roles import Role
 from sysadmd.runner import ProcessRunner
 from sysadmd.simulator.cli import main as simulator
+from sysadmd.vm.hosttools import HostTools, parse_ifconfig
 
 REPO = Path(__file__).resolve().parent.parent
 INTEL = "Intel(R) PRO/1000 Legacy Network Connection 1.1.0"
@@ -39,10 +42,12 @@ class Host:
         self.runner = ProcessRunner(reactor, kill_grace=0.5, env={"PYTHONPATH": str(REPO)})
         command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(root)]
         actions = HostActions(
-            self.runner,
-            [*command, "zpool"],
-            [*command, "ifconfig"],
-            [*command, "sysctl"] if sysctl else None,
+            HostTools(
+                self.runner,
+                [*command, "zpool"],
+                [*command, "ifconfig"],
+                [*command, "sysctl"] if sysctl else None,
+            )
         )
         registry = Registry()
         registry.register(actions)
@@ -111,3 +116,29 @@ def test_parse_ifconfig_reads_the_description_line() -> None:
         "\tstatus: active\n"
     )
     assert parse_ifconfig(text) == {"is_active": True, "description": "uplink: rack 4"}
+
+
+def _failing(message: str) -> list[str]:
+    """A command that prints ``message`` on stderr and exits 1, whatever its arguments."""
+    return [sys.executable, "-c", f"import sys; sys.stderr.write({message!r}); sys.exit(1)"]
+
+
+@async_test
+async def test_a_failing_tool_is_named_in_the_reply() -> None:
+    """A zpool or ifconfig that fails is a 500 in that tool's name and words, not iohyve's."""
+    runner = ProcessRunner(reactor, kill_grace=0.5)
+    registry = Registry()
+    registry.register(
+        HostActions(HostTools(runner, _failing("no pools here\n"), _failing("ifconfig: broken\n")))
+    )
+    api = Api(registry, OpenGate(Account("alice", Role.ADMIN)))
+    connection = Connection("127.0.0.1", "test")
+    try:
+        with pytest.raises(ApiError) as pools:
+            await api.call("sysadm", "zfs", {"action": "list_pools"}, connection)
+        with pytest.raises(ApiError) as devices:
+            await api.call("sysadm", "network", {"action": "list-devices"}, connection)
+    finally:
+        await runner.stop_all()
+    assert (pools.value.code, pools.value.message) == (500, "zpool list failed: no pools here")
+    assert (devices.value.code, devices.value.message) == (500, "ifconfig failed: ifconfig: broken")

@@ -53,14 +53,13 @@ class Stack:
             reactor, kill_grace=0.5, env={"IOHYVE_SIM_DELETE_DELAY": str(delete_delay)}
         )
         command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(root)]
-        self.iohyve = Iohyve(self.runner, [*command, "--profile", profile])
+        self.command = [*command, "--profile", profile]
+        self.iohyve = Iohyve(self.runner, self.command, rc_conf=self.rc_conf)
         self.fetches = FetchQueue(self.iohyve, reactor, max_queued=2)
         if run_fetches:
             self.fetches.startService()
         registry = Registry()
-        registry.register(
-            IohyveActions(self.iohyve, self.fetches, file_roots, rc_conf=self.rc_conf)
-        )
+        registry.register(IohyveActions(self.iohyve, self.fetches, file_roots))
         self.api = Api(registry, OpenGate(Account("alice", Role.ADMIN)))
 
     def sim(self, *args: str) -> str:
@@ -252,7 +251,7 @@ async def test_pipelined_rename_then_list(stack: Stack, tmp_path: Path) -> None:
     )
     listed = await stack.iohyve.list_isos()
     await rename
-    assert listed == ["new.iso"]
+    assert [iso.name for iso in listed] == ["new.iso"]
 
 
 @async_test

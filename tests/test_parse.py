@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from sysadmd.iohyve import parse
+from sysadmd.vm.output import first_message
 
 Read = Callable[[str], str]
 
@@ -107,13 +108,13 @@ def test_version(text: str, expected: str) -> None:
 def test_first_message_prefers_stderr() -> None:
     """The tool's error on stderr explains a failure better than iohyve's banner."""
     assert (
-        parse.first_message(
+        first_message(
             "Deleting x.iso...\n", "\ncannot open 'tank/iohyve/ISO/x.iso': dataset does not exist\n"
         )
         == "cannot open 'tank/iohyve/ISO/x.iso': dataset does not exist"
     )
-    assert parse.first_message("only stdout\n", "") == "only stdout"
-    assert parse.first_message("", "") == "no output"
+    assert first_message("only stdout\n", "") == "only stdout"
+    assert first_message("", "") == "no output"
 
 
 def test_getall_0_7_3() -> None:

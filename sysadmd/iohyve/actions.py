@@ -1,23 +1,27 @@
-"""The ``sysadm/iohyve`` API class: the actions of the API page, declared once."""
+"""The ``sysadm/iohyve`` API class: the actions of the API page, declared once.
+
+The handlers speak the sysadm API and call the VM backend
+(:class:`~sysadmd.vm.interface.VMBackend`): they never build a command line nor read
+a tool's output, and no handler calls another. The backend's errors become the API's
+codes in one place (:func:`~sysadmd.vm.errors.maps_backend_errors`).
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from twisted.internet.threads import deferToThread
-
 from sysadmd.calls import Call
-from sysadmd.errors import ApiError, bad_request, conflict, not_found
-from sysadmd.host import HostActions
-from sysadmd.iohyve import rcconf
-from sysadmd.iohyve.adapter import Iohyve, IohyveFailed
+from sysadmd.errors import bad_request, not_found
 from sysadmd.registry import NAME, URL, Arg, ArgType, Extra, NamePattern, action
 from sysadmd.roles import Role
 from sysadmd.tasks import FetchQueue
 from sysadmd.validate import NAME_PATTERN, iso_name_from_url, schema_pattern
+from sysadmd.vm.errors import maps_backend_errors
+from sysadmd.vm.hosttools import HostTools
+from sysadmd.vm.interface import SYSADM_GUEST_FIELDS, GuestSpec, GuestSummary, VMBackend
 
 NAMESPACE: Final = "sysadm"
 CLASS: Final = "iohyve"
@@ -235,27 +239,43 @@ PROPERTIES: Final = Extra(
 SETTABLE_PROPERTIES: Final = frozenset(PROPERTIES.names)
 
 
+def sysadm_guests(guests: Mapping[str, GuestSummary]) -> Mapping[str, GuestSummary]:
+    """The guests as ``listvms`` answers them: sysadm's four fields each.
+
+    A list whose rows hold nothing else (iohyve's) is answered as it is, so that a
+    list many callers share stays one object; extras a backend adds are left out.
+    """
+    if all(len(guest) == len(SYSADM_GUEST_FIELDS) for guest in guests.values()):
+        return guests
+    return {
+        name: GuestSummary(
+            description=guest["description"],
+            rcboot=guest["rcboot"],
+            running=guest["running"],
+            vmm=guest["vmm"],
+        )
+        for name, guest in guests.items()
+    }
+
+
+@maps_backend_errors
 class IohyveActions:
     """Handlers of ``sysadm/iohyve``; each validates nothing by hand."""
 
     def __init__(
         self,
-        iohyve: Iohyve,
+        backend: VMBackend,
         fetches: FetchQueue,
         file_roots: Sequence[Path] = (),
         *,
-        rc_conf: Path = Path("/etc/rc.conf"),
-        slow_timeout: float = 120.0,
-        host: HostActions | None = None,
+        host: HostTools | None = None,
     ) -> None:
-        """``host`` is the daemon's ``sysadm/zfs`` provider: ``setup`` asks it for the
-        pools (its ``list_pools``) to refuse a pool that does not exist with 404 before
-        anything runs. Without it that check is left to iohyve (a 500 in its words)."""
-        self._iohyve = iohyve
+        """``host`` is the host's tools: ``setup`` asks them for the pools to refuse a
+        pool that does not exist with 404 before anything runs. Without them that
+        check is left to the backend (a 500 in its tool's words)."""
+        self._vm = backend
         self._fetches = fetches
         self._file_roots = tuple(file_roots)
-        self._rc_conf = rc_conf
-        self._slow_timeout = slow_timeout
         self._host = host
 
     @action(
@@ -267,7 +287,7 @@ class IohyveActions:
         reply={"type": "object", "additionalProperties": _GUEST},
     )
     async def listvms(self, call: Call) -> Any:
-        return await self._iohyve.list_vms()
+        return sysadm_guests(await self._vm.list_vms())
 
     @action(
         NAMESPACE,
@@ -297,7 +317,7 @@ class IohyveActions:
         url = call.args["url"]
         name = iso_name_from_url(url, "argument 'url'", self._file_roots)
         self._fetches.ensure_free(name)
-        await self._iohyve.check_iso_absent(name)
+        await self._vm.check_iso_absent(name)
         task = self._fetches.submit(url, name, call.caller.user if call.caller else None)
         return {"command": task.command, "comment": "Task Queued", "queueid": task.id}
 
@@ -315,7 +335,7 @@ class IohyveActions:
     )
     async def renameiso(self, call: Call) -> Any:
         source, target = call.args["source"], call.args["target"]
-        await self._iohyve.rename_iso(source, target, busy=self._fetches.busy)
+        await self._vm.rename_iso(source, target, busy=self._fetches.busy)
         return {"source": source, "target": target}
 
     @action(
@@ -329,10 +349,8 @@ class IohyveActions:
     )
     async def rmiso(self, call: Call) -> Any:
         target = call.args["target"]
-        await self._iohyve.remove_iso(target, busy=self._fetches.busy)
+        await self._vm.remove_iso(target, busy=self._fetches.busy)
         return {"target": target}
-
-    # The rest of the class: ISOs, setup, guests, disks, properties.
 
     @action(
         NAMESPACE,
@@ -343,7 +361,7 @@ class IohyveActions:
         reply={"type": "array", "items": {"type": "string"}},
     )
     async def listisos(self, call: Call) -> Any:
-        return await self._iohyve.list_isos()
+        return [iso.name for iso in await self._vm.list_isos()]
 
     @action(
         NAMESPACE,
@@ -354,7 +372,7 @@ class IohyveActions:
         reply=_object(version={"type": "string"}),
     )
     async def version(self, call: Call) -> Any:
-        return {"version": await self._iohyve.version()}
+        return {"version": await self._vm.version()}
 
     @action(
         NAMESPACE,
@@ -365,8 +383,7 @@ class IohyveActions:
         reply=_object(setup={"enum": ["true", "false"]}),
     )
     async def issetup(self, call: Call) -> Any:
-        flags = await deferToThread(rcconf.read_flags, self._rc_conf)
-        return {"setup": "true" if flags else "false"}
+        return {"setup": "true" if await self._vm.is_setup() else "false"}
 
     @action(
         NAMESPACE,
@@ -384,24 +401,9 @@ class IohyveActions:
     )
     async def setup(self, call: Call) -> Any:
         pool, nic = call.args["pool"], call.args["nic"]
-
-        async def run() -> None:
-            # Check, then run and verify, and only then change rc.conf: issetup reads
-            # rc.conf, so a setup that failed must not have written it.
-            if self._host is not None and pool not in await self._host.list_pools(call):
-                raise not_found(f"pool '{pool}' does not exist")
-            await self._iohyve.setup(pool, nic)
-            try:
-                await deferToThread(rcconf.write_flags, self._rc_conf, f"kmod=1 net={nic}")
-            except OSError as e:
-                # Written atomically: the file is as it was.
-                raise ApiError(
-                    500,
-                    f"iohyve setup failed: iohyve is set up on '{pool}', but rc.conf could "
-                    f"not be written ({e.strerror or e})",
-                ) from None
-
-        await self._iohyve.mutate(run)
+        if self._host is not None and pool not in await self._host.pools():
+            raise not_found(f"pool '{pool}' does not exist")
+        await self._vm.setup(pool, nic)
         return {"pool": pool, "nic": nic}
 
     @action(
@@ -415,15 +417,7 @@ class IohyveActions:
     )
     async def create(self, call: Call) -> Any:
         name, size = call.args["name"], call.args["size"]
-
-        async def run() -> None:
-            if name in await self._iohyve.guests_now():
-                raise conflict(f"guest '{name}' already exists")
-            result = await self._iohyve.run("create", name, size)
-            if name not in await self._iohyve.guests_now():
-                raise IohyveFailed("create", result)
-
-        await self._iohyve.guest_operation(name, run)
+        await self._vm.create(name, GuestSpec(size))
         return {"name": name, "size": size}
 
     @action(
@@ -437,16 +431,7 @@ class IohyveActions:
     )
     async def install(self, call: Call) -> Any:
         name, iso = call.args["name"], call.args["iso"]
-
-        async def run() -> None:
-            guest = await self._iohyve.require_guest(name)
-            if iso not in await self._iohyve.isos_now():
-                raise not_found(f"ISO '{iso}' does not exist")
-            if guest["running"] == "YES":
-                raise conflict(f"guest '{name}' is running; stop it first")
-            await self._iohyve.run_checked("install", "install", name, iso)
-
-        await self._iohyve.guest_operation(name, run)
+        await self._vm.install(name, iso)
         return {"name": name, "iso": iso}
 
     @action(
@@ -460,14 +445,7 @@ class IohyveActions:
     )
     async def start(self, call: Call) -> Any:
         name = call.args["name"]
-
-        async def run() -> None:
-            guest = await self._iohyve.require_guest(name)
-            if guest["running"] == "YES":
-                raise conflict(f"guest '{name}' is running already")
-            await self._iohyve.run_checked("start", "start", name)
-
-        await self._iohyve.guest_operation(name, run)
+        await self._vm.start(name)
         return {"name": name}
 
     @action(
@@ -487,14 +465,7 @@ class IohyveActions:
     )
     async def stop(self, call: Call) -> Any:
         name, force = call.args["name"], call.args.get("force", False)
-
-        async def run() -> None:
-            guest = await self._iohyve.require_guest(name)
-            if guest["running"] != "YES" and guest["vmm"] != "YES":
-                raise conflict(f"guest '{name}' is not running")
-            await self._iohyve.run_checked("stop", "forcekill" if force else "stop", name)
-
-        await self._iohyve.guest_operation(name, run)
+        await self._vm.stop(name, force=force)
         return {"name": name}
 
     @action(
@@ -511,16 +482,7 @@ class IohyveActions:
     )
     async def delete(self, call: Call) -> Any:
         name = call.args["name"]
-
-        async def run() -> None:
-            guest = await self._iohyve.read(lambda: self._iohyve.require_guest(name))
-            if guest["running"] == "YES":
-                raise conflict(f"guest '{name}' is running; stop it first")
-            result = await self._iohyve.run("delete", "-f", name, timeout=self._slow_timeout)
-            if name in await self._iohyve.read(self._iohyve.guests_now):
-                raise IohyveFailed("delete", result)
-
-        await self._iohyve.guest_operation(name, run, slow=True)
+        await self._vm.delete(name)
         return {"name": name}
 
     @action(
@@ -545,15 +507,7 @@ class IohyveActions:
     )
     async def adddisk(self, call: Call) -> Any:
         name, size, pool = call.args["name"], call.args["size"], call.args.get("pool")
-
-        async def run() -> None:
-            await self._iohyve.require_guest(name)
-            before = await self._iohyve.disks(name)
-            result = await self._iohyve.run("add", name, size, *([pool] if pool else []))
-            if len(await self._iohyve.disks(name)) != len(before) + 1:
-                raise IohyveFailed("add", result)
-
-        await self._iohyve.guest_operation(name, run)
+        await self._vm.add_disk(name, size, pool)
         return {name: {"size": size, **({"pool": pool} if pool else {})}}
 
     @action(
@@ -566,13 +520,8 @@ class IohyveActions:
         reply={"type": "object", "additionalProperties": {"type": "string"}},
     )
     async def listdisks(self, call: Call) -> Any:
-        name = call.args["name"]
-
-        async def run() -> dict[str, str]:
-            await self._iohyve.require_guest(name)
-            return await self._iohyve.disks(name)
-
-        return await self._iohyve.read(run)
+        disks = await self._vm.disks(call.args["name"])
+        return {disk: info.size for disk, info in disks.items()}
 
     @action(
         NAMESPACE,
@@ -589,18 +538,7 @@ class IohyveActions:
     )
     async def resizedisk(self, call: Call) -> Any:
         name, disk, size = call.args["name"], call.args["disk"], call.args["size"]
-
-        async def run() -> None:
-            guest = await self._iohyve.require_guest(name)
-            if disk not in await self._iohyve.disks(name):
-                raise not_found(f"guest '{name}' has no {disk}")
-            if guest["running"] == "YES":
-                raise conflict(f"guest '{name}' is running; stop it first")
-            result = await self._iohyve.run("resize", name, disk, size)
-            if (await self._iohyve.disks(name)).get(disk) != size:
-                raise IohyveFailed("resize", result)
-
-        await self._iohyve.guest_operation(name, run)
+        await self._vm.resize_disk(name, disk, size)
         return {"name": name, "disk": disk, "size": size}
 
     @action(
@@ -616,16 +554,7 @@ class IohyveActions:
         name, disk = call.args["name"], call.args["disk"]
         if disk == "disk0":
             raise bad_request("disk0 cannot be removed")
-
-        async def run() -> None:
-            await self._iohyve.require_guest(name)
-            if disk not in await self._iohyve.disks(name):
-                raise not_found(f"guest '{name}' has no {disk}")
-            result = await self._iohyve.run("remove", "-f", name, disk)
-            if disk in await self._iohyve.disks(name):
-                raise IohyveFailed("remove", result)
-
-        await self._iohyve.guest_operation(name, run)
+        await self._vm.delete_disk(name, disk)
         return {"name": name, "disk": disk}
 
     @action(
@@ -645,12 +574,7 @@ class IohyveActions:
     )
     async def getprops(self, call: Call) -> Any:
         name = call.args["name"]
-
-        async def run() -> dict[str, dict[str, str]]:
-            await self._iohyve.require_guest(name)
-            return {name: await self._iohyve.properties(name)}
-
-        return await self._iohyve.read(run)
+        return {name: await self._vm.properties(name)}
 
     @action(
         NAMESPACE,
@@ -675,26 +599,5 @@ class IohyveActions:
         name, props = call.args["name"], call.args.get("extra", {})
         if not props:
             raise bad_request("setprop needs at least one property besides 'name'")
-        # Only a description may hold spaces, and bargs, which iohyve stores with '_'
-        # for each space (both are declared in PROPERTIES).
-        pairs = [f"{key}={value}" for key, value in sorted(props.items())]
-
-        def stored(key: str, value: str) -> tuple[str, ...]:
-            if key == "bargs":
-                return (value.replace(" ", "_"),)
-            # iohyve's shell collapses runs of white space in a description (its IFS
-            # has spaces; the simulator's any white space), and 0.7.3's getall shows
-            # only a value's first word.
-            words = [word for word in value.split(" ") if word]
-            split = value.split()
-            return (" ".join(words), words[0], " ".join(split), *split[:1])
-
-        async def run() -> None:
-            await self._iohyve.require_guest(name)
-            result = await self._iohyve.run("set", name, *pairs)
-            now = await self._iohyve.properties(name)
-            if any(now.get(k) not in stored(k, v) for k, v in props.items()):
-                raise IohyveFailed("set", result)
-
-        await self._iohyve.guest_operation(name, run)
+        await self._vm.set_properties(name, props)
         return {name: props}

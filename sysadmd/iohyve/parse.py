@@ -8,7 +8,9 @@ the offsets of the header's words, never split on whitespace.
 
 from __future__ import annotations
 
-from typing import Final, TypedDict
+from typing import Final
+
+from sysadmd.vm.interface import GuestSummary
 
 #: The first line of ``iohyve isolist``.
 ISOLIST_TITLE: Final = "Listing ISO's..."
@@ -23,13 +25,8 @@ class ParseError(ValueError):
     """iohyve printed something these parsers do not understand."""
 
 
-class Guest(TypedDict):
-    """One row of ``iohyve list``, as the ``listvms`` reply carries it."""
-
-    description: str
-    rcboot: str
-    running: str
-    vmm: str
+#: One row of ``iohyve list``: sysadm's four fields (iohyve's list has no others).
+Guest = GuestSummary
 
 
 def _lines(text: str) -> list[str]:
@@ -106,19 +103,6 @@ def parse_version(text: str) -> str:
     if not version.startswith("iohyve v"):
         raise ParseError("iohyve version printed no version string")
     return version
-
-
-def first_message(stdout: str, stderr: str) -> str:
-    """The most useful line of a failed command's output, for an error reply.
-
-    iohyve prints its own messages on stdout and the errors of ``zfs``, ``mv`` and
-    ``fetch`` on stderr; the first non-empty stderr line is usually the cause.
-    """
-    for text in (stderr, stdout):
-        for line in _lines(text):
-            if line.strip():
-                return line.strip()
-    return "no output"
 
 
 def parse_getall(text: str) -> dict[str, str]:

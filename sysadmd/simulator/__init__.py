@@ -1,7 +1,10 @@
-"""A simulator of the iohyve command-line tool, for machines without bhyve.
+"""A host simulator for machines without bhyve: iohyve and the FreeBSD tools beside it.
 
-``iohyve-sim [--root DIR] [--profile 0.7.3|0.7.9] [--pool NAME] <iohyve arguments...>`` (or
-``python -m sysadmd.simulator ...``) prints what FreeBSD's ``iohyve`` 0.7.3 or 0.7.9 prints for
+The first word chooses the tool, each with its own dialect (:mod:`~sysadmd.simulator.dialects`
+keeps the registry); words that name no tool go to iohyve.
+
+``iohyve-sim [--root DIR] [--profile 0.7.3|0.7.9] [--pool NAME] [iohyve] <iohyve arguments...>``
+(or ``python -m sysadmd.simulator ...``) prints what FreeBSD's ``iohyve`` 0.7.3 or 0.7.9 prints for
 ``version``, ``setup``, ``list``, ``info``, ``isolist``, ``fetch``/``fetchiso``, ``renameiso``,
 ``rmiso``, ``create``, ``install``, ``start``, ``stop``, ``forcekill``, ``delete``, ``set``,
 ``get``, ``getall``, ``add``, ``remove``, ``resize``, ``disks`` and ``help``, byte for byte and
@@ -43,7 +46,8 @@ Environment:
 A download in progress is the file ``ROOT/iohyve/ISO/<name>/.fetch.XXXXXX.<name>``; it grows as
 data arrives and is renamed to ``<name>`` only when complete.
 
-Modules: :mod:`~sysadmd.simulator.cli` (options, entry point), :mod:`~.commands` (dispatch),
+Modules: :mod:`~sysadmd.simulator.cli` (options, entry point), :mod:`~.dialects` (the tools and
+the word that selects each), :mod:`~.commands` (iohyve's dispatch),
 :mod:`~.guests`, :mod:`~.lifecycle`, :mod:`~.disks`, :mod:`~.info`, :mod:`~.hostsetup` and
 :mod:`~.iso` (the commands), :mod:`~.hosttools` (zpool, ifconfig), :mod:`~.profiles` (the two
 dialects), :mod:`~.state` (state directory and lock), :mod:`~.datasets` (the simulated ZFS

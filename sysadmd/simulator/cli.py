@@ -1,4 +1,4 @@
-"""Command line of the iohyve simulator: ``iohyve-sim [options] <iohyve arguments...>``.
+"""Command line of the host simulator: ``iohyve-sim [options] [tool] <arguments...>``.
 
 Options (they come before the iohyve words; ``--`` ends them early):
 
@@ -9,10 +9,11 @@ Options (they come before the iohyve words; ``--`` ends them early):
 ``--pool NAME``
     The pool named in zfs messages (default: ``tank``).
 
-Everything from the first word that is not an option on is passed to the simulated iohyve, so
-``iohyve-sim --root /tmp/s list`` behaves like ``iohyve list``. The exit status is iohyve's.
-``zpool``, ``ifconfig`` or ``sysctl`` as that first word run those simulated tools instead
-(``iohyve-sim --root /tmp/s zpool list -H``, ``iohyve-sim --root /tmp/s ifconfig -l``).
+Everything from the first word that is not an option on is run by the simulated tool that word
+names (:mod:`~sysadmd.simulator.dialects`): ``iohyve``, ``zpool``, ``ifconfig`` or ``sysctl``
+(``iohyve-sim --root /tmp/s zpool list -H``, ``iohyve-sim --root /tmp/s iohyve list``). Words
+that name no tool go to iohyve, so ``iohyve-sim --root /tmp/s list`` behaves like ``iohyve
+list``. The exit status is the tool's.
 Problems of the simulator itself (bad options, unreadable state) print one line starting with
 ``iohyve-sim:`` on stderr and exit with status 2.
 
@@ -26,8 +27,8 @@ import os
 import signal
 import sys
 
-from sysadmd.simulator.commands import run
 from sysadmd.simulator.context import SIMULATOR_ERROR, Context
+from sysadmd.simulator.dialects import run
 from sysadmd.simulator.output import Output
 from sysadmd.simulator.profiles import DEFAULT_PROFILE, PROFILES
 from sysadmd.simulator.state import Root, StateError
@@ -36,7 +37,8 @@ ROOT_ENV = "IOHYVE_SIM_ROOT"
 PROFILE_ENV = "IOHYVE_SIM_PROFILE"
 DEFAULT_POOL = "tank"
 USAGE = (
-    "usage: iohyve-sim [--root DIR] [--profile 0.7.3|0.7.9] [--pool NAME] <iohyve arguments...>\n"
+    "usage: iohyve-sim [--root DIR] [--profile 0.7.3|0.7.9] [--pool NAME] [iohyve] <iohyve "
+    "arguments...>\n"
     "       iohyve-sim [--root DIR] [--pool NAME] zpool list [-Hp] [-o property[,...]] [pool ...]\n"
     "       iohyve-sim [--root DIR] ifconfig [-l | -a | <interface>]\n"
     "       iohyve-sim [--root DIR] sysctl [-n] <name> ..."

@@ -12,15 +12,15 @@ script exits with the status of the last command that function ran. Unknown word
 Words the real tool knows but the simulator does not reproduce fail with exit status 2 and a
 message naming the simulator, so nobody mistakes them for a silent success.
 
-``zpool``, ``ifconfig`` and ``sysctl`` as the *first* word are not iohyve at all: they run
-the simulated FreeBSD tools of :mod:`~sysadmd.simulator.hosttools` on the same state.
+This is the iohyve dialect of the host simulator; :mod:`~sysadmd.simulator.dialects`
+chooses it, or another tool, by the first word.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sysadmd.simulator import disks, guests, hostsetup, hosttools, info, iso, lifecycle
+from sysadmd.simulator import disks, guests, hostsetup, info, iso, lifecycle
 from sysadmd.simulator.context import SIMULATOR_ERROR, Context
 from sysadmd.simulator.profiles import Profile
 
@@ -72,21 +72,10 @@ def command_table(profile: Profile) -> dict[str, Command]:
     return table
 
 
-#: FreeBSD tools selected by the first word, outside iohyve's dispatcher.
-TOOLS: dict[str, Command] = {
-    "zpool": hosttools.cmd_zpool,
-    "ifconfig": hosttools.cmd_ifconfig,
-    "sysctl": hosttools.cmd_sysctl,
-}
-
-
-def run(ctx: Context, words: list[str]) -> int:
+def run_iohyve(ctx: Context, words: list[str]) -> int:
     """Run iohyve with the argument words ``words``; return its exit status."""
     if not words:
         return cmd_help(ctx, [])
-    tool = TOOLS.get(words[0])
-    if tool is not None:
-        return tool(ctx, words[1:])
     table = command_table(ctx.profile)
     for index, word in enumerate(words):
         command = table.get(word)

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from sim_support import REPO_ROOT, Sim, run_process, sim_env
 
+from sysadmd.simulator import dialects
 from sysadmd.simulator.cli import main, parse_options
+from sysadmd.simulator.context import Context
 from sysadmd.simulator.profiles import V073, V079
 
 VERSION_073 = "iohyve v0.7.3 2016/01/08 Bear in a Datacenter Edition\n"
@@ -221,3 +223,26 @@ def test_a_closed_output_pipe_ends_the_process_like_sigpipe(tmp_path: Path) -> N
     finally:
         os.close(writer)
     assert (result.returncode, result.stderr) == (-signal.SIGPIPE, b"")
+
+
+@pytest.mark.parametrize("profile", ["0.7.3", "0.7.9"])
+def test_iohyve_is_one_dialect_chosen_by_its_name_or_by_default(sim: Sim, profile: str) -> None:
+    """``iohyve-sim iohyve version`` is ``iohyve version``, as ``iohyve-sim version`` is."""
+    expected = VERSION_073 if profile == "0.7.3" else VERSION_079
+    assert sim("iohyve", "version", profile=profile) == (0, expected, "")
+    assert sim("version", profile=profile) == (0, expected, "")
+
+
+def test_a_dialect_added_to_the_registry_is_chosen_by_its_word(
+    sim: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new tool is one more entry in the registry; iohyve's words are untouched."""
+
+    def vm(ctx: Context, words: list[str]) -> int:
+        ctx.output.out("vm " + " ".join(words))
+        return 0
+
+    monkeypatch.setitem(dialects.DIALECTS, "vm", dialects.Dialect("vm", vm, "a test tool"))
+    assert sim("vm", "list") == (0, "vm list\n", "")
+    assert sim("version") == (0, VERSION_079, "")
+    assert {"iohyve", "zpool", "ifconfig", "sysctl"} <= set(dialects.DIALECTS)
