@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from sysadmd import envelope
 from sysadmd.calls import Call, Connection, Identity
 from sysadmd.errors import ApiError
+from sysadmd.observer import settled
 from sysadmd.registry import ActionSpec, Registry, wrap_result
 from sysadmd.roles import Role
 
@@ -147,7 +148,7 @@ class Api:
         try:
             try:
                 if earlier_login is not None:
-                    await _after(earlier_login)
+                    await settled(earlier_login)
                 result = await self.call(request.namespace, request.name, request.args, connection)
                 reply = envelope.reply(request, result, self._last_shared.encode(result))
             except ApiError as e:
@@ -158,15 +159,3 @@ class Api:
                 if connection.login_done is this_login:
                     connection.login_done = None
                 this_login.callback(None)
-
-
-async def _after(d: Deferred[None]) -> None:
-    """Wait for ``d`` without taking its result from its other waiters."""
-    waiter: Deferred[None] = Deferred()
-
-    def release(result: object) -> object:
-        waiter.callback(None)
-        return result
-
-    d.addBoth(release)
-    await waiter

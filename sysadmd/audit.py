@@ -33,6 +33,7 @@ Secrets never reach the file
       malformed URL whose password holds ``/``, ``?`` or ``@`` is still covered (at the price
       of over-redacting the rare URL with an ``@`` in its path).
     * Redaction happens before truncation, so that cutting a string cannot expose a secret.
+      Both are :mod:`sysadmd.text`'s, shared with the task journal.
 
 Bounds
     Every string (and dict key) is cut to 1024 characters, the last one becoming ``…``.
@@ -57,7 +58,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +67,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from sysadmd.files import open_for_append
+from sysadmd.text import REDACTED, redact_urls, shorten
 
 __all__ = [
     "MAX_RECORD_BYTES",
@@ -83,7 +84,6 @@ log = Logger()
 SENSITIVE_NAMES = ("password", "passwd", "token", "secret", "authorization", "encrypted_string")
 """A field whose lower-cased name contains one of these has its value redacted."""
 
-REDACTED = "<redacted>"
 TRUNCATED = "<truncated>"
 MAX_STRING = 1024
 MAX_ITEMS = 1000
@@ -92,39 +92,9 @@ MAX_RECORD_BYTES = 64 * 1024
 """Bytes in one line, newline included."""
 _MAX_INT_BITS = 3000  # about 900 decimal digits; Python refuses to print ints past 4300
 
-_SPACE = re.compile(r"\s")
-
-
-def redact_urls(text: str) -> str:
-    """Replace the user information of URL-looking parts of ``text`` by ``<redacted>``.
-
-    Whatever precedes ``://``, everything after it up to the last ``@`` before the next white
-    space is replaced. Runs in time linear in ``len(text)`` whatever the input.
-    """
-    if "://" not in text or "@" not in text:
-        return text
-    out: list[str] = []
-    copied = 0  # text[:copied] is in out already
-    searched = 0  # text[:searched] needs no more redaction
-    start = text.find("://")
-    while start != -1:
-        after = start + 3
-        if after > searched:
-            space = _SPACE.search(text, after)
-            end = len(text) if space is None else space.start()
-            at = text.rfind("@", after, end)
-            if at != -1:
-                out.append(text[copied:after])
-                out.append(REDACTED)
-                copied = at
-            searched = end
-        start = text.find("://", after)
-    out.append(text[copied:])
-    return "".join(out)
-
 
 def _cut(text: str) -> str:
-    return text if len(text) <= MAX_STRING else text[: MAX_STRING - 1] + "…"
+    return shorten(text, MAX_STRING)
 
 
 def _text(value: object) -> str:

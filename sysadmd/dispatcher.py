@@ -7,16 +7,14 @@ from typing import Any, Final
 from sysadmd.calls import Call
 from sysadmd.registry import NAMES, Arg, action
 from sysadmd.roles import Role
-from sysadmd.tasks import FetchQueue, FetchTask, TaskState, local_time
-
-#: sysadm's three job states.
-_SYSADM_STATE: Final = {TaskState.QUEUED: "pending", TaskState.RUNNING: "running"}
+from sysadmd.tasks import FetchQueue, FetchTask, local_time
+from sysadmd.taskstate import SYSADM_STATES, TaskState
 
 _JOB: Final = {
     "type": "object",
     "properties": {
         "commands": {"type": "array", "items": {"type": "string"}},
-        "state": {"enum": ["pending", "running", "finished"]},
+        "state": {"enum": list(SYSADM_STATES)},
         "status": {"enum": [s.value for s in TaskState]},
     },
     "required": ["commands", "state", "status"],
@@ -28,7 +26,7 @@ def job(task: FetchTask) -> dict[str, Any]:
     progress = task.progress
     return {
         "commands": [task.command],
-        "state": _SYSADM_STATE.get(task.state, "finished"),
+        "state": task.state.sysadm,
         "status": task.state.value,
         "iso": task.name,
         "user": task.user,

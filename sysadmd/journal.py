@@ -1,20 +1,21 @@
-"""The durable task journal: every fetch task and each of its state changes, in SQLite.
+"""The durable task journal: every fetch task and its last saved state, in SQLite.
 
 The daemon records a task when it is queued and again at every change (running, progress,
-finished). After a restart, :meth:`Journal.recover` marks what was running as
-``interrupted`` and hands back what was still queued, so that the daemon can clean the
-partial ISOs and queue the rest again; :meth:`Journal.recent` gives the finished tasks back
-to clients that poll for results after reconnecting (security.md §4, "Queue across
-restarts").
+finished); each save replaces the task's row. After a restart, :meth:`Journal.recover`
+marks what was running as ``interrupted`` and hands back what was still queued, so that the
+daemon can clean the partial ISOs and queue the rest again; :meth:`Journal.recent` gives
+the finished tasks back to clients that poll for results after reconnecting (security.md
+§4, "Queue across restarts").
 
 The database
-    Two tables: ``tasks`` (one row per task, keyed by its id, the last saved
-    :class:`TaskRecord`, including the process group of a running task's command, so
-    that a daemon started after a crash can end what the previous one left running) and
-    ``transitions`` (task id, state, time: one row each time a save changes a task's
-    state, in order; deleted with their task). ``PRAGMA user_version``
-    holds the schema version; an older file is brought up to date when it is opened (version
-    1 lacked the process group columns) and a file written by a newer schema is refused.
+    One table, ``tasks``: one row per task, keyed by its id, the last saved
+    :class:`TaskRecord`, including the process group of a running task's command, so that
+    a daemon started after a crash can end what the previous one left running. Its
+    ``state`` column only takes the values of :class:`~sysadmd.taskstate.TaskState` (a
+    ``CHECK`` constraint written from the enum). ``PRAGMA user_version`` holds the schema
+    version; an older file is brought up to date when it is opened (version 1 lacked the
+    process group columns; versions 1 and 2 also kept a ``transitions`` table that nothing
+    read, which is dropped) and a file written by a newer schema is refused.
 
 Durability
     The connection runs with ``journal_mode=WAL`` and ``synchronous=FULL``: every save is
@@ -45,15 +46,16 @@ File modes
 Secrets and sizes
     Before they are written, ``url``, ``command``, ``message`` and ``output_tail`` have
     the user information of URLs replaced (``user:password@`` becomes ``<redacted>@``,
-    :func:`sysadmd.audit.redact_urls`), and ``output_tail`` is cut to its last 4 KiB
-    (UTF-8 bytes), redaction first so that the cut cannot expose part of a password.
+    :func:`sysadmd.text.redact_urls`), and ``output_tail`` is cut to its last 4 KiB
+    (UTF-8 bytes, :func:`sysadmd.text.tail`), redaction first so that the cut cannot
+    expose part of a password. The journal does this itself, whatever its caller did.
 
 Pruning
-    Finished tasks (states in :data:`FINAL_STATES`) are deleted when they finished more than
-    ``keep_seconds`` ago or when more than ``keep_finished`` newer finished tasks exist.
-    This happens at :meth:`Journal.open`, every :data:`PRUNE_EVERY` saves (inside that
-    save's transaction) and when :meth:`Journal.prune` is called. Queued and running tasks
-    are never pruned.
+    Finished tasks (the final states of :class:`~sysadmd.taskstate.TaskState`) are
+    deleted when they finished more than ``keep_seconds`` ago or when more than
+    ``keep_finished`` newer finished tasks exist. This happens at :meth:`Journal.open`
+    and every :data:`PRUNE_EVERY` saves (inside that save's transaction). Queued and
+    running tasks are never pruned.
 
 Errors
     A database that cannot be opened, is not a database, fails ``PRAGMA quick_check`` or
@@ -85,15 +87,14 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sysadmd.audit import redact_urls
+from sysadmd.observer import settled
+from sysadmd.taskstate import TaskState
+from sysadmd.text import OUTPUT_TAIL, redact_urls, tail
 
 __all__ = [
-    "FINAL_STATES",
     "INTERRUPTED_MESSAGE",
-    "MAX_OUTPUT_TAIL",
     "PRUNE_EVERY",
     "SCHEMA_VERSION",
-    "STATES",
     "Journal",
     "JournalError",
     "TaskRecord",
@@ -101,19 +102,10 @@ __all__ = [
 
 log = Logger()
 
-STATES = frozenset({"queued", "running", "succeeded", "failed", "cancelled", "interrupted"})
-"""Every state a task can be in."""
-
-FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
-"""States a task never leaves; only tasks in these states are pruned."""
-
-MAX_OUTPUT_TAIL = 4096
-"""``output_tail`` keeps at most this many bytes (UTF-8) of the end of the output."""
-
 PRUNE_EVERY = 50
 """Every this many saves, the save also prunes old finished tasks."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The ``PRAGMA user_version`` of the schema below."""
 
 #: Statements that bring a database of each older schema version up to the next one.
@@ -122,29 +114,32 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE tasks ADD COLUMN process_group INTEGER",
         "ALTER TABLE tasks ADD COLUMN process_started REAL",
     ),
+    # Versions 1 and 2 appended each change of state to a table that nothing read.
+    2: ("DROP TABLE IF EXISTS transitions",),
 }
+
+
+#: The CHECK constraint's list, written from the enum (constants, never input). A state
+#: added to the enum needs a migration that rebuilds the table with the wider constraint.
+_ALL_STATES = ", ".join(f"'{state.value}'" for state in TaskState)
 
 INTERRUPTED_MESSAGE = "the daemon stopped while it ran"
 """The message of a task that :meth:`Journal.recover` found running."""
 
 _FILE_MODE = 0o600
 
-# Constant statements: every value goes through a ? or :name parameter. The columns are
-# listed in the order of the fields of TaskRecord.
+# Constant statements: every value goes through a ? or :name parameter (the table's CHECK
+# constraint alone lists the states, from TaskState). The columns are listed in the order of
+# the fields of TaskRecord.
 _SELECT_ALL = """
     SELECT id, command, url, name, "user", state, created, started, finished, return_code,
            output_tail, bytes_fetched, size, message, process_group, process_started
     FROM tasks ORDER BY created DESC, rowid DESC
 """
-_SELECT_RUNNING = """
+_SELECT_IN_STATE = """
     SELECT id, command, url, name, "user", state, created, started, finished, return_code,
            output_tail, bytes_fetched, size, message, process_group, process_started
-    FROM tasks WHERE state = 'running' ORDER BY created, rowid
-"""
-_SELECT_QUEUED = """
-    SELECT id, command, url, name, "user", state, created, started, finished, return_code,
-           output_tail, bytes_fetched, size, message, process_group, process_started
-    FROM tasks WHERE state = 'queued' ORDER BY created, rowid
+    FROM tasks WHERE state = ? ORDER BY created, rowid
 """
 _CHECK_COLUMNS = """
     SELECT id, command, url, name, "user", state, created, started, finished, return_code,
@@ -165,15 +160,14 @@ _UPSERT = """
         process_group = excluded.process_group, process_started = excluded.process_started
 """
 _SCHEMA = (
-    """
+    f"""
     CREATE TABLE IF NOT EXISTS tasks (
         id TEXT PRIMARY KEY NOT NULL,
         command TEXT NOT NULL,
         url TEXT NOT NULL,
         name TEXT NOT NULL,
         "user" TEXT,
-        state TEXT NOT NULL CHECK (state IN
-            ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')),
+        state TEXT NOT NULL CHECK (state IN ({_ALL_STATES})),
         created REAL NOT NULL,
         started REAL,
         finished REAL,
@@ -187,23 +181,15 @@ _SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, created)",
-    """
-    CREATE TABLE IF NOT EXISTS transitions (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        task_id TEXT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
-        state TEXT NOT NULL,
-        time REAL NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS transitions_by_task ON transitions (task_id, seq)",
 )
+# Final: any state but these two (TaskState.final).
 _PRUNE = """
     DELETE FROM tasks
-    WHERE state IN ('succeeded', 'failed', 'cancelled', 'interrupted')
+    WHERE state NOT IN (:queued, :running)
       AND (
         COALESCE(finished, created) < :cutoff
         OR id NOT IN (
-          SELECT id FROM tasks WHERE state IN ('succeeded', 'failed', 'cancelled', 'interrupted')
+          SELECT id FROM tasks WHERE state NOT IN (:queued, :running)
           ORDER BY COALESCE(finished, created) DESC, rowid DESC
           LIMIT :keep
         )
@@ -228,14 +214,14 @@ class TaskRecord:
     """The ISO name."""
     user: str | None
     """Who asked for the task."""
-    state: str
-    """One of :data:`STATES`."""
+    state: TaskState
+    """Where the task is (a plain string with a state's value is taken too)."""
     created: float
     started: float | None = None
     finished: float | None = None
     return_code: int | None = None
     output_tail: str = ""
-    """At most the last 4 KiB of the output."""
+    """The end of the output; the journal keeps at most its last 4 KiB (UTF-8)."""
     bytes_fetched: int | None = None
     size: int | None = None
     """The total size, when known."""
@@ -276,15 +262,6 @@ def _describe(error: BaseException) -> str:
     return str(error)
 
 
-def _tail(text: str) -> str:
-    """The end of ``text`` that fits in :data:`MAX_OUTPUT_TAIL` UTF-8 bytes."""
-    data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= MAX_OUTPUT_TAIL:
-        return text
-    # A cut inside a multi-byte character leaves continuation bytes at the start: drop them.
-    return data[-MAX_OUTPUT_TAIL:].decode("utf-8", "ignore")
-
-
 def _redact(text: str | None) -> str | None:
     return None if text is None else redact_urls(text)
 
@@ -297,12 +274,12 @@ def _row(record: TaskRecord) -> tuple[object, ...]:
         redact_urls(record.url),
         record.name,
         record.user,
-        record.state,
+        TaskState(record.state).value,
         record.created,
         record.started,
         record.finished,
         record.return_code,
-        _tail(redact_urls(record.output_tail)),
+        tail(redact_urls(record.output_tail), OUTPUT_TAIL),
         record.bytes_fetched,
         record.size,
         _redact(record.message),
@@ -312,16 +289,9 @@ def _row(record: TaskRecord) -> tuple[object, ...]:
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
-    return TaskRecord(*row)
-
-
-def _entered(record: TaskRecord) -> float | None:
-    """When ``record`` entered its state, from its own times, if it says."""
-    if record.state == "queued":
-        return record.created
-    if record.state == "running":
-        return record.started
-    return record.finished
+    record = TaskRecord(*row)
+    record.state = TaskState(record.state)
+    return record
 
 
 def _restrict(path: str, *, create: bool) -> None:
@@ -350,13 +320,12 @@ def _restrict(path: str, *, create: bool) -> None:
 
 
 def _configure(connection: sqlite3.Connection) -> None:
-    """``cp_openfun``: WAL, fsync on every commit, foreign keys; runs in the pool."""
+    """``cp_openfun``: WAL, fsync on every commit; runs in the pool."""
     try:
         mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()
         if mode is None or str(mode[0]).lower() != "wal":
             raise sqlite3.OperationalError("cannot switch the database to WAL mode")
         connection.execute("PRAGMA synchronous=FULL")
-        connection.execute("PRAGMA foreign_keys=ON")
         connection.execute("PRAGMA trusted_schema=OFF")
     except BaseException:
         connection.close()
@@ -368,8 +337,8 @@ class Journal:
 
     Call :meth:`open` and wait for it before anything else, and :meth:`close` at the end.
     ``reactor`` must provide ``IReactorCore`` and ``IReactorFromThreads`` (it runs the
-    pool); when it also provides ``IReactorTime`` its clock times transitions that a
-    record does not time itself, and pruning.
+    pool); when it also provides ``IReactorTime`` its clock times pruning (otherwise the
+    system clock does).
     """
 
     def __init__(
@@ -444,10 +413,7 @@ class Journal:
         if self._closing is None:
             self._opened = False
             self._closing = self._close_pool()
-        closing = self._closing
-        done: Deferred[None] = Deferred()
-        closing.addBoth(lambda result: done.callback(None))
-        return done
+        return settled(self._closing)
 
     def _close_pool(self) -> Deferred[None]:
         pool, self._pool = self._pool, None
@@ -472,43 +438,29 @@ class Journal:
     # -- operations ---------------------------------------------------------------------
 
     def save(self, record: TaskRecord) -> Deferred[None]:
-        """Store ``record`` (as it is now); append a transition if its state changed.
+        """Store ``record`` as it is now, in place of what was saved of it before.
 
         The Deferred fires once the change is committed and synced to disk.
         """
-        if record.state not in STATES:
+        try:
+            snapshot = dataclasses.replace(record, state=TaskState(record.state))
+        except ValueError:
             return fail(ValueError(f"unknown task state {record.state!r}"))
-        snapshot = dataclasses.replace(record)
-        entered = _entered(snapshot)
-        now = self._seconds()
         self._saves += 1
         prune = self._saves % PRUNE_EVERY == 0
-        return self._interact(
-            self._save, snapshot, now if entered is None else entered, now if prune else None
-        )
+        return self._interact(self._save, snapshot, self._seconds() if prune else None)
 
     def recover(self, now: float) -> Deferred[tuple[list[TaskRecord], list[TaskRecord]]]:
         """At start-up: running tasks become ``interrupted``; return them and the queued.
 
-        The interrupted tasks get ``finished = now`` and :data:`INTERRUPTED_MESSAGE`, with
-        their transition; the queued ones come oldest first.
+        The interrupted tasks get ``finished = now`` and :data:`INTERRUPTED_MESSAGE`; the
+        queued ones come oldest first.
         """
         return self._interact(self._recover, now)
 
     def recent(self) -> Deferred[list[TaskRecord]]:
         """Every task still in the journal, newest first."""
         return self._interact(self._recent)
-
-    def transitions(self, task_id: str) -> Deferred[list[tuple[str, float]]]:
-        """The states ``task_id`` went through, with their times, in order."""
-        return self._interact(self._transitions, task_id)
-
-    def prune(self, now: float | None = None) -> Deferred[int]:
-        """Delete old finished tasks now (``now`` defaults to the reactor's clock).
-
-        Fires with the number of tasks deleted.
-        """
-        return self._interact(self._prune_tx, self._seconds() if now is None else now)
 
     # -- in the pool thread ------------------------------------------------------------
 
@@ -557,44 +509,30 @@ class Journal:
             cursor.execute(statement)
         # Fails with "no such column" on a foreign database that has a tasks table.
         cursor.execute(_CHECK_COLUMNS)
-        cursor.execute("SELECT task_id, state, time FROM transitions LIMIT 0")
         cursor.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._prune_rows(cursor, now)
         for suffix in ("-wal", "-shm"):
             _restrict(f"{self.path}{suffix}", create=False)
 
-    def _save(
-        self, cursor: _Cursor, record: TaskRecord, entered: float, prune: float | None
-    ) -> None:
+    def _save(self, cursor: _Cursor, record: TaskRecord, prune: float | None) -> None:
         cursor.execute("BEGIN IMMEDIATE")
-        cursor.execute("SELECT state FROM tasks WHERE id = ?", (record.id,))
-        previous = cursor.fetchone()
         cursor.execute(_UPSERT, _row(record))
-        if previous is None or previous[0] != record.state:
-            cursor.execute(
-                "INSERT INTO transitions (task_id, state, time) VALUES (?, ?, ?)",
-                (record.id, record.state, entered),
-            )
         if prune is not None:
             self._prune_rows(cursor, prune)
 
     def _recover(self, cursor: _Cursor, now: float) -> tuple[list[TaskRecord], list[TaskRecord]]:
         cursor.execute("BEGIN IMMEDIATE")
-        cursor.execute(_SELECT_RUNNING)
+        cursor.execute(_SELECT_IN_STATE, (TaskState.RUNNING.value,))
         interrupted = [_record(row) for row in cursor.fetchall()]
         for record in interrupted:
-            record.state = "interrupted"
+            record.state = TaskState.INTERRUPTED
             record.finished = now
             record.message = INTERRUPTED_MESSAGE
             cursor.execute(
                 "UPDATE tasks SET state = ?, finished = ?, message = ? WHERE id = ?",
-                (record.state, now, record.message, record.id),
+                (record.state.value, now, record.message, record.id),
             )
-            cursor.execute(
-                "INSERT INTO transitions (task_id, state, time) VALUES (?, ?, ?)",
-                (record.id, record.state, now),
-            )
-        cursor.execute(_SELECT_QUEUED)
+        cursor.execute(_SELECT_IN_STATE, (TaskState.QUEUED.value,))
         queued = [_record(row) for row in cursor.fetchall()]
         return interrupted, queued
 
@@ -602,18 +540,16 @@ class Journal:
         cursor.execute(_SELECT_ALL)
         return [_record(row) for row in cursor.fetchall()]
 
-    def _transitions(self, cursor: _Cursor, task_id: str) -> list[tuple[str, float]]:
-        cursor.execute(
-            "SELECT state, time FROM transitions WHERE task_id = ? ORDER BY seq", (task_id,)
-        )
-        return [(str(state), float(when)) for state, when in cursor.fetchall()]
-
-    def _prune_tx(self, cursor: _Cursor, now: float) -> int:
-        cursor.execute("BEGIN IMMEDIATE")
-        return self._prune_rows(cursor, now)
-
     def _prune_rows(self, cursor: _Cursor, now: float) -> int:
-        cursor.execute(_PRUNE, {"cutoff": now - self._keep_seconds, "keep": self._keep_finished})
+        cursor.execute(
+            _PRUNE,
+            {
+                "cutoff": now - self._keep_seconds,
+                "keep": self._keep_finished,
+                "queued": TaskState.QUEUED.value,
+                "running": TaskState.RUNNING.value,
+            },
+        )
         return max(cursor.rowcount, 0)
 
     # -- plumbing -----------------------------------------------------------------------

@@ -23,37 +23,38 @@ the reactor thread.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import unquote, urljoin, urlsplit
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
+from twisted.web.client import Agent, RedirectAgent
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from zope.interface import implementer
 
-if TYPE_CHECKING:
-    from twisted.web.iweb import IAgent
+from sysadmd.taskstate import SYSADM_STATES, TaskState
 
 __all__ = [
     "EVENT_SYSTEM",
     "MAX_REDIRECTS",
     "Progress",
     "ProgressMeter",
+    "RefusedURL",
     "bytes_on_disk",
     "dispatcher_event",
-    "final_file_size",
     "format_percent",
     "format_rate",
-    "iso_directory",
     "remote_size",
     "result_of",
     "sysadm_state",
-    "sysadm_time",
 ]
 
 #: ``event_system`` of every iohyve dispatcher event.
@@ -65,23 +66,16 @@ _MAX_LENGTH: Final = 2**63 - 1
 #: Upper bound on the samples a meter keeps, whatever the sampling frequency.
 _MAX_SAMPLES: Final = 256
 _REDIRECT_CODES: Final = frozenset({301, 302, 303, 307, 308})
+#: What every request of :func:`remote_size` must go to (the host is checked apart).
+_WEB_URL: Final = re.compile(r"https?://[\x21-\x7e]+", re.IGNORECASE)
 #: fetch(1)'s ``stat_bytes`` prefixes.
 _PREFIXES: Final = " kMGTP"
 
-#: Our task states (``sysadmd.tasks.TaskState`` values and ``interrupted``) and sysadm's own
-#: names, mapped to sysadm's three process-log states.
+#: Our task states and sysadm's own three names, mapped to sysadm's process-log states.
 _SYSADM_STATES: Final[Mapping[str, str]] = {
-    "queued": "pending",
-    "pending": "pending",
-    "running": "running",
-    "succeeded": "finished",
-    "failed": "finished",
-    "cancelled": "finished",
-    "interrupted": "finished",
-    "finished": "finished",
+    **{state.value: state.sysadm for state in TaskState},
+    **{name: name for name in SYSADM_STATES},
 }
-#: Final task states that are reported as ``result`` unchanged.
-_RESULTS: Final = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 #: ``process_details`` keys a command text must not overwrite.
 _RESERVED_DETAILS: Final = frozenset(
     {"cmd_list", "process_id", "state", "time_started", "time_finished", "current_cmd"}
@@ -115,18 +109,6 @@ class Progress:
         if self.total == 0:
             return 100.0
         return min(100.0, max(0.0, self.done * 100.0 / self.total))
-
-
-def iso_directory(iso_root: Path, name: str) -> Path:
-    """Return the directory of ISO ``name``'s dataset: ``iso_root/name``.
-
-    On a host ``iso_root`` is ``/iohyve/ISO``; with the simulator it is ``ROOT/iohyve/ISO``.
-    Raise :class:`ValueError` for a name that is not one path component (empty, ``.``, ``..``,
-    containing ``/`` or NUL), which could otherwise point outside ``iso_root``.
-    """
-    if name in ("", ".", "..") or "/" in name or "\0" in name:
-        raise ValueError(f"not an ISO name: {name!r}")
-    return iso_root / name
 
 
 def _largest_file(fd: int) -> tuple[int, bool]:
@@ -172,19 +154,6 @@ def bytes_on_disk(directory: Path) -> int:
     finally:
         os.close(fd)
     return largest
-
-
-def final_file_size(directory: Path, name: str) -> int | None:
-    """Return the size of the finished download ``directory/name``, ``None`` if it is not there.
-
-    Only a regular file counts (``lstat``, no symlink is followed). Use it to tell whether the
-    ISO arrived (``dispatcher_event(arrived=..., size=...)``).
-    """
-    try:
-        info = os.lstat(directory / name)
-    except OSError:
-        return None
-    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 class ProgressMeter:
@@ -295,31 +264,85 @@ def _classify(url: str) -> tuple[str, str]:
     return "other", url
 
 
+class _SameMethodRedirects(RedirectAgent):
+    """Twisted's :class:`~twisted.web.client.RedirectAgent`, following 303 like the others.
+
+    Plain ``RedirectAgent`` turns the request after a 303 into a ``GET``, which would start
+    downloading the ISO; here every redirect code repeats the request's own method, so a
+    ``HEAD`` stays a ``HEAD`` on every hop. A relative ``Location`` is resolved against the
+    URL of the response that carries it, as the hand-written loop did, not against the
+    first URL.
+    """
+
+    _redirectResponses = sorted(_REDIRECT_CODES)
+    _seeOtherResponses: list[int] = []  # noqa: RUF012 - overrides RedirectAgent's list
+
+    def _handleRedirect(
+        self, response: IResponse, method: bytes, uri: bytes, headers: Any, redirectCount: int
+    ) -> Deferred[IResponse]:
+        # RedirectAgent resolves every Location against the first URL; a relative one after a
+        # hop to another host must be resolved against the URL that answered it.
+        current: bytes = response.request.absoluteURI or uri
+        result: Deferred[IResponse] = super()._handleRedirect(
+            response, method, current, headers, redirectCount
+        )
+        return result
+
+
+class RefusedURL(Exception):
+    """A request of :func:`remote_size` went to a URL it does not send requests to."""
+
+
+def _web_url(uri: bytes) -> bool:
+    """Whether ``uri`` is an ``http``/``https`` URL of printable ASCII with a host."""
+    try:
+        text = uri.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    if _WEB_URL.fullmatch(text) is None:
+        return False
+    try:
+        return bool(urlsplit(text).hostname)
+    except ValueError:
+        return False
+
+
+@implementer(IAgent)
+class _WebOnlyAgent:
+    """Sends a request only to a URL that :func:`_web_url` accepts; fails it otherwise.
+
+    The redirect agent sends every hop through this one, so the target of each redirect
+    passes the same check as the first URL.
+    """
+
+    def __init__(self, agent: IAgent) -> None:
+        self._agent = agent
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,
+    ) -> Deferred[IResponse]:
+        if not _web_url(uri):
+            return fail(RefusedURL(f"not an http or https URL: {uri!r}"))
+        return self._agent.request(method, uri, headers, bodyProducer)
+
+
+def _head_agent(reactor: Any, agent: IAgent | None) -> IAgent:
+    """The agent of the size request: redirects followed, each hop checked."""
+    # Agent's own pool is not persistent: each request's connection closes after it.
+    base = agent if agent is not None else Agent(reactor)
+    return _SameMethodRedirects(_WebOnlyAgent(base), redirectLimit=MAX_REDIRECTS)
+
+
 async def _head_size(url: str, reactor: Any, agent: IAgent | None) -> int | None:
     """``HEAD`` ``url``, following at most :data:`MAX_REDIRECTS` redirects (always as ``HEAD``)."""
-    import treq  # noqa: PLC0415 - the HTTP client is only loaded when a size is asked for
-    from treq.client import HTTPClient  # noqa: PLC0415
-
-    client = HTTPClient(agent) if agent is not None else None
-    current = url
-    for _ in range(MAX_REDIRECTS + 1):
-        if client is not None:
-            response = await client.head(current, allow_redirects=False)
-        else:
-            response = await treq.head(
-                current, allow_redirects=False, persistent=False, reactor=reactor
-            )
-        if response.code == 200:
-            return _sane_length(response.headers.getRawHeaders(b"content-length"))
-        if response.code not in _REDIRECT_CODES:
-            return None
-        locations = response.headers.getRawHeaders(b"location")
-        if not locations:
-            return None
-        current = urljoin(current, locations[0].decode("ascii").strip())
-        if urlsplit(current).scheme.lower() not in ("http", "https"):
-            return None
-    return None
+    response = await _head_agent(reactor, agent).request(b"HEAD", url.encode("ascii"))
+    if response.code != 200:
+        return None
+    return _sane_length(response.headers.getRawHeaders(b"content-length"))
 
 
 def remote_size(
@@ -331,18 +354,22 @@ def remote_size(
 ) -> Deferred[int | None]:
     """Find the size of the download at ``url``; fire with ``None`` when it cannot be known.
 
-    * ``http``/``https``: a ``HEAD`` request through treq; redirects (301, 302, 303, 307, 308)
-      are followed, at most :data:`MAX_REDIRECTS`, always with ``HEAD`` and only to
-      ``http``/``https``; the answer is the ``Content-Length`` of the final 200 response if it is
-      one decimal number (repeated values must agree). The whole exchange, redirects included,
-      must finish within ``timeout`` seconds or it is cancelled.
+    * ``http``/``https``: a ``HEAD`` request through Twisted's ``Agent`` wrapped in its
+      ``RedirectAgent``: redirects (301, 302, 303, 307, 308) are followed, at most
+      :data:`MAX_REDIRECTS`, always with ``HEAD``. Every request, the first and each
+      redirect's target alike, goes through one check (:class:`_WebOnlyAgent`): an
+      ``http``/``https`` URL of printable ASCII with a host; any other target ends the
+      exchange. The answer is the ``Content-Length`` of the final 200 response if it is
+      one decimal number (repeated values must agree). The whole exchange, redirects
+      included, must finish within ``timeout`` seconds or it is cancelled.
     * ``file``: ``stat(2)`` of the path (nothing is read); only a regular file has a size.
     * ``ftp`` and anything else: ``None``.
 
     ``reactor`` must provide ``IReactorTime`` and ``IReactorTCP`` (and SSL for https). ``agent``
-    replaces treq's default agent, e.g. one whose resolver pins an address the caller has
-    validated. The returned Deferred never fails; any error gives ``None``. Cancelling it
-    cancels the request.
+    replaces the default ``Agent`` (which verifies https certificates), e.g. one whose
+    resolver pins an address the caller has validated; redirects and the check still wrap it.
+    The returned Deferred never fails; any error gives ``None``. Cancelling it cancels the
+    request.
     """
     try:
         kind, target = _classify(url)
@@ -392,15 +419,6 @@ def format_percent(progress: Progress) -> str:
     return f"{int(percent)}%"
 
 
-def sysadm_time(moment: datetime) -> str:
-    """Format ``moment`` as sysadm's process logs do: local time ``YYYY-MM-DDTHH:MM:SS``.
-
-    An aware datetime is converted to the local zone; a naive one is taken as local already.
-    """
-    local = moment.astimezone() if moment.tzinfo is not None else moment
-    return local.strftime("%Y-%m-%dT%H:%M:%S")
-
-
 def sysadm_state(state: str) -> str:
     """Map a task state to sysadm's: ``queued`` → ``pending``, ``running`` → ``running``,
     any final state (``succeeded``, ``failed``, ``cancelled``, ``interrupted``) → ``finished``.
@@ -410,7 +428,7 @@ def sysadm_state(state: str) -> str:
     try:
         return _SYSADM_STATES[str(state)]
     except KeyError:
-        raise ValueError(f"unknown task state: {state!r}") from None
+        raise ValueError(f"unknown task state: {str(state)!r}") from None
 
 
 def result_of(state: str, return_code: int | None) -> str | None:
@@ -422,9 +440,9 @@ def result_of(state: str, return_code: int | None) -> str | None:
     state = str(state)
     if sysadm_state(state) != "finished":
         return None
-    if state in _RESULTS:
+    if state in TaskState.finals():
         return state
-    return "succeeded" if return_code == 0 else "failed"
+    return TaskState.SUCCEEDED.value if return_code == 0 else TaskState.FAILED.value
 
 
 def dispatcher_event(
@@ -446,8 +464,9 @@ def dispatcher_event(
 
     ``state`` is the task's state (``queued``, ``running``, ``succeeded``, ``failed``,
     ``cancelled``, ``interrupted``; sysadm's ``pending``/``finished`` are accepted too), mapped
-    by :func:`sysadm_state`. ``started`` and ``finished`` are already formatted by
-    :func:`sysadm_time`.
+    by :func:`sysadm_state`. ``started`` and ``finished`` are already formatted as sysadm's
+    process logs write times (local time ``YYYY-MM-DDTHH:MM:SS``,
+    :func:`sysadmd.tasks.local_time`).
 
     sysadm's keys (protocol reference §6.3, §7.4):
 
@@ -478,7 +497,7 @@ def dispatcher_event(
     * finished only: ``result`` (``succeeded``, ``failed``, ``cancelled`` or ``interrupted``,
       see :func:`result_of`), ``arrived`` (whether the ISO file is in place; by default whether
       the task succeeded) and ``size`` (the ISO file's size or ``null``; by default
-      ``progress.done`` when it arrived). :func:`final_file_size` gives both from the disk.
+      ``progress.done`` when it arrived).
 
     ``extra`` is merged in last and may override any top-level key. Raise :class:`ValueError`
     for an unknown state or a command that would collide with a process-log key.

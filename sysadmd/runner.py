@@ -58,11 +58,13 @@ from types import MappingProxyType
 from typing import Any, Protocol, cast
 
 import psutil
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from sysadmd.observer import OneShotObserver
 
 __all__ = [
     "DEFAULT_ENV",
@@ -284,7 +286,7 @@ class RunningProcess:
         self._killed = False
         self._timeout_call: DelayedCall | None = None
         self._escalation_call: DelayedCall | None = None
-        self._waiters: list[Deferred[ProcessResult]] = []
+        self._ended_observer: OneShotObserver[ProcessResult] = OneShotObserver()
         self._started_at = reactor.seconds()
 
     # -- public API -------------------------------------------------------------------------
@@ -308,11 +310,7 @@ class RunningProcess:
         Unlike ``done``, cancelling it only stops this wait (with ``CancelledError``), not the
         process.
         """
-        if self.result is not None:
-            return succeed(self.result)
-        waiter: Deferred[ProcessResult] = Deferred()
-        self._waiters.append(waiter)
-        return waiter
+        return self._ended_observer.when_fired()
 
     # -- set-up by ProcessRunner --------------------------------------------------------------
 
@@ -384,10 +382,7 @@ class RunningProcess:
 
         if not self.done.called:  # it may have been cancelled (CancelledError) already
             self.done.callback(result)
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.called:
-                waiter.callback(result)
+        self._ended_observer.fire(result)
 
     # -- internals ----------------------------------------------------------------------------
 

@@ -6,18 +6,24 @@ workers takes it. At most ``max_queued`` tasks wait (503 past that). While a tas
 is queued or running it owns its ISO name, so no second fetch, rename or removal
 can touch that name.
 
-Every state change goes to the journal (SQLite, through a thread pool) and to
-the ``dispatcher`` event subscribers, in sysadm's event shape: ``pending`` when
-queued, ``running`` with the bytes on disk, the rate and the new output at most
-once a second, ``finished`` with the outcome and whether the ISO arrived.
+A task's state is a :class:`~sysadmd.taskstate.TaskState`. Every change of it goes
+to the journal (SQLite, through a thread pool; the writes are chained so they land
+in order) and to the ``dispatcher`` event subscribers, in sysadm's event shape:
+``pending`` when queued, ``running`` when the command starts and then every second
+with the bytes on disk, the rate and the new output, ``finished`` with the outcome
+and whether the ISO arrived. A task keeps the last 4 KiB (UTF-8) of its output.
 
 A task can be killed: a queued one is dropped, a running one has its whole
-process group ended; either way what it left under its ISO name is removed. At
-start, tasks the journal shows running are marked ``interrupted`` and queued ones
-are queued again. An interrupted task's command may still run (a daemon killed with
-SIGKILL leaves its children running, in their own process group): the group the
-journal recorded for it is ended first, if it still looks like the same one
+process group ended and what it left under its ISO name is removed. At start,
+tasks the journal shows running are marked ``interrupted`` and queued ones are
+queued again (or cancelled, when ``requeue`` is off or their name is busy). An
+interrupted task's command may still run (a daemon killed with SIGKILL leaves its
+children running, in their own process group): the group the journal recorded for
+it is ended first, if it still looks like the same one
 (:func:`sysadmd.runner.end_left_over_group`), and then its remains are removed.
+
+At stop, no new task is taken; running ones get ``grace`` seconds, then they are
+ended and journalled ``interrupted``; the journal is closed after its last write.
 """
 
 from __future__ import annotations
@@ -26,8 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
-from typing import Any, Final
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
@@ -42,38 +47,23 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sysadmd.audit import redact_urls
 from sysadmd.errors import ApiError, conflict
-from sysadmd.journal import FINAL_STATES, Journal, TaskRecord
+from sysadmd.journal import Journal, TaskRecord
+from sysadmd.observer import settled
 from sysadmd.progress import Progress, ProgressMeter, dispatcher_event, remote_size
 from sysadmd.runner import ProcessResult, RunningProcess
+from sysadmd.taskstate import TaskState
+from sysadmd.text import redact_urls, tail
 from sysadmd.vm.interface import VMBackend
 from sysadmd.vm.output import describe_failure
 
-#: What a task keeps of its output, for the journal and the list.
-OUTPUT_TAIL: Final = 4096
+__all__ = ["EndLeftOvers", "FetchQueue", "FetchTask", "Publish", "TaskState", "local_time"]
 
 Publish = Callable[[str, Mapping[str, object]], object]
 
 #: Ends a process group left by a previous daemon: (group, leader's start time, ISO name)
 #: to the pids ended. See :func:`sysadmd.runner.end_left_over_group`.
 EndLeftOvers = Callable[[int, float | None, str], Deferred[list[int]]]
-
-
-class TaskState(StrEnum):
-    """Where a task is in its life."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def final(self) -> bool:
-        """Whether the task has ended."""
-        return self.value in FINAL_STATES
 
 
 @dataclass
@@ -102,23 +92,23 @@ class FetchTask:
 
     @property
     def command(self) -> str:
-        """The command as sysadm's reply shows it."""
-        return f"iohyve fetch {self.url}"
+        """The command as sysadm's reply shows it, credentials in the URL redacted."""
+        return redact_urls(f"iohyve fetch {self.url}")
 
     def record(self) -> TaskRecord:
-        """What the journal keeps of this task (URL credentials redacted)."""
+        """What the journal keeps of this task (the journal redacts and cuts it itself)."""
         return TaskRecord(
             id=self.id,
-            command=redact_urls(self.command),
-            url=redact_urls(self.url),
+            command=self.command,
+            url=self.url,
             name=self.name,
             user=self.user,
-            state=self.state.value,
+            state=self.state,
             created=self.created,
             started=self.started,
             finished=self.finished,
             return_code=self.exit_code,
-            output_tail=self.output[-OUTPUT_TAIL:],
+            output_tail=self.output,
             bytes_fetched=self.progress.done if self.progress else None,
             size=self.size,
             message=self.message,
@@ -135,7 +125,7 @@ class FetchTask:
             name=record.name,
             created=record.created,
             user=record.user,
-            state=TaskState(record.state),
+            state=record.state,
             started=record.started,
             finished=record.finished,
             exit_code=record.return_code,
@@ -297,7 +287,7 @@ class FetchQueue(Service):
 
     async def _recover(self, journal: Journal) -> None:
         for record in await journal.recent():
-            if record.state in FINAL_STATES:
+            if record.state.final:
                 self.tasks.setdefault(record.id, FetchTask.from_record(record))
         interrupted, queued = await journal.recover(self._clock.seconds())
         for record in interrupted:
@@ -361,13 +351,7 @@ class FetchQueue(Service):
             await self._journal.close()
 
     async def _after_journal_writes(self) -> None:
-        done: Deferred[None] = Deferred()
-
-        def release(_: object) -> None:
-            done.callback(None)
-
-        self._journal_tail.addBoth(release)
-        await done
+        await settled(self._journal_tail)
 
     def _end_running(self) -> None:
         for task in self.tasks.values():
@@ -430,8 +414,8 @@ class FetchQueue(Service):
 
     def _output(self, task: FetchTask, data: bytes) -> None:
         text = data.decode("utf-8", errors="replace")
-        task.output = (task.output + text)[-OUTPUT_TAIL:]
-        task.unsent_output = (task.unsent_output + text)[-OUTPUT_TAIL:]
+        task.output = tail(task.output + text)
+        task.unsent_output = tail(task.unsent_output + text)
 
     def _tick(self, task: FetchTask) -> None:
         if task.meter is not None and task.state is TaskState.RUNNING:
@@ -501,7 +485,7 @@ class FetchQueue(Service):
             "dispatcher",
             dispatcher_event(
                 task_id=task.id,
-                command=redact_urls(task.command),
+                command=task.command,
                 state=task.state.value,
                 started=local_time(task.started),
                 finished=local_time(task.finished),

@@ -37,7 +37,13 @@ from sysadmd.client import (
     TLSVerificationFailed,
     UnknownHost,
 )
-from sysadmd.client.client import SESSION_ENDED_CODES
+from sysadmd.client.client import (
+    FINAL_STATUSES,
+    SESSION_ENDED_CODES,
+    SYSADM_TO_STATUS,
+    TASK_STATUSES,
+)
+from sysadmd.taskstate import TaskState
 from sysadmd.tls import ensure_certificate
 from sysadmd.websocket import SESSION_END
 
@@ -306,3 +312,12 @@ async def test_blocking_client(daemon: Daemon, tmp_path: Path, http: HTTPServer)
 def test_the_client_knows_the_daemon_s_session_end_codes() -> None:
     """The client imports nothing from the daemon: the two lists are held equal here."""
     assert {code for code, _ in SESSION_END.values()} == SESSION_ENDED_CODES
+
+
+def test_the_client_knows_the_daemon_s_task_states() -> None:
+    """The client keeps its own copy of the task states' wire values; held equal here."""
+    assert tuple(state.value for state in TaskState) == TASK_STATUSES
+    assert {state.value for state in TaskState.finals()} == FINAL_STATUSES
+    assert {state.sysadm: state.value for state in TaskState if not state.final} == (
+        SYSADM_TO_STATUS
+    )

@@ -25,17 +25,17 @@ from twisted.internet.interfaces import IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
+from sysadmd.journal import _SCHEMA as JOURNAL_SCHEMA
 from sysadmd.journal import (
-    FINAL_STATES,
     INTERRUPTED_MESSAGE,
-    MAX_OUTPUT_TAIL,
     PRUNE_EVERY,
     SCHEMA_VERSION,
-    STATES,
     Journal,
     JournalError,
     TaskRecord,
 )
+from sysadmd.taskstate import TaskState
+from sysadmd.text import OUTPUT_TAIL as MAX_OUTPUT_TAIL
 
 NOW = 1_800_000_000.0
 
@@ -54,7 +54,7 @@ def record(number: int, state: str = "queued", **changes: Any) -> TaskRecord:
     }
     if state != "queued":
         fields["started"] = NOW + number + 0.5
-    if state in FINAL_STATES:
+    if state in TaskState.finals():
         fields["finished"] = NOW + number + 0.75
     fields.update(changes)
     return TaskRecord(**fields)
@@ -160,7 +160,7 @@ async def test_save_takes_a_snapshot_of_the_record(journals: Journals) -> None:
     journal = await journals.open()
     task = record(1)
     saved = journal.save(task)
-    task.state = "running"
+    task.state = TaskState.RUNNING
     task.started = NOW + 5
     await saved
     assert await journal.recent() == [record(1)]
@@ -169,45 +169,26 @@ async def test_save_takes_a_snapshot_of_the_record(journals: Journals) -> None:
 @async_test
 async def test_every_state_can_be_saved_and_others_are_refused(journals: Journals) -> None:
     journal = await journals.open()
-    for number, state in enumerate(sorted(STATES)):
+    for number, state in enumerate(TaskState):
         await journal.save(record(number, state))
-    assert {task.state for task in await journal.recent()} == STATES
+    assert {task.state for task in await journal.recent()} == set(TaskState)
+    assert all(type(task.state) is TaskState for task in await journal.recent())
     with pytest.raises(ValueError, match="unknown task state"):
         await journal.save(record(99, "exploded"))
 
 
 @async_test
-async def test_transitions_are_recorded_once_per_change_in_order(journals: Journals) -> None:
+async def test_a_save_replaces_what_was_saved_of_the_task(journals: Journals) -> None:
     journal = await journals.open()
     task = record(1)
     await journal.save(task)
-    await journal.save(task)  # unchanged: no transition
-    task.state, task.started = "running", NOW + 10
-    await journal.save(task)
-    for fetched in (100, 200, 300):  # progress: no transition either
+    task.state, task.started = TaskState.RUNNING, NOW + 10
+    for fetched in (100, 200, 300):
         task.bytes_fetched = fetched
         await journal.save(task)
-    task.state, task.finished, task.return_code = "succeeded", NOW + 20, 0
+    task.state, task.finished, task.return_code = TaskState.SUCCEEDED, NOW + 20, 0
     await journal.save(task)
-    await journal.save(task)
-
-    assert await journal.transitions(task.id) == [
-        ("queued", NOW + 1),
-        ("running", NOW + 10),
-        ("succeeded", NOW + 20),
-    ]
-    assert await journal.transitions("{unknown}") == []
-    assert (await journal.recent())[0].bytes_fetched == 300
-
-
-@async_test
-async def test_a_transition_without_its_own_time_takes_the_clock(journals: Journals) -> None:
-    journal = await journals.open()
-    before = time.time()
-    await journal.save(record(1, "running", started=None))
-    [(state, when)] = await journal.transitions(record(1).id)
-    assert state == "running"
-    assert before <= when <= time.time()
+    assert await journal.recent() == [task]
 
 
 # -- restart ------------------------------------------------------------------------------
@@ -227,18 +208,14 @@ async def test_recover_interrupts_running_tasks_and_returns_the_queued(
     interrupted, queued = await journal.recover(NOW + 100)
 
     expected = dataclasses.replace(
-        running, state="interrupted", finished=NOW + 100, message=INTERRUPTED_MESSAGE
+        running, state=TaskState.INTERRUPTED, finished=NOW + 100, message=INTERRUPTED_MESSAGE
     )
     assert interrupted == [expected]
     assert queued == [queued_early, queued_late]
 
-    # Persisted: a second journal on the file sees the change and its transition.
+    # Persisted: a second journal on the file sees the change.
     again = await journals.open()
     assert await again.recent() == [queued_late, expected, queued_early, finished]
-    assert await again.transitions(running.id) == [
-        ("running", running.started),
-        ("interrupted", NOW + 100),
-    ]
     # Nothing is running any more.
     assert await again.recover(NOW + 200) == ([], [queued_early, queued_late])
 
@@ -251,12 +228,11 @@ async def test_nothing_saved_is_lost_when_the_daemon_dies_without_closing(
     tasks = [record(number) for number in range(10)]
     for task in tasks:
         await first.save(task)
-    tasks[3].state, tasks[3].started = "running", NOW + 50
+    tasks[3].state, tasks[3].started = TaskState.RUNNING, NOW + 50
     await first.save(tasks[3])
     # Like kill -9: the first journal is neither closed nor flushed, just no longer used.
     second = await journals.open()
     assert await second.recent() == list(reversed(tasks))
-    assert await second.transitions(tasks[3].id) == [("queued", NOW + 3), ("running", NOW + 50)]
 
 
 CHILD = textwrap.dedent(
@@ -340,22 +316,23 @@ async def test_pruning_keeps_the_newest_finished_tasks(journals: Journals) -> No
     for task in unfinished:
         await journal.save(task)
 
-    assert await journal.prune(NOW + 2000) == 3
-    assert await journal.recent() == [unfinished[1], unfinished[0], finished[4], finished[0]]
-    assert await journal.transitions(finished[1].id) == []  # deleted with its task
-    assert await journal.prune(NOW + 2000) == 0
+    assert len(await journal.recent()) == 7  # nothing pruned before PRUNE_EVERY saves
+
+    again = await journals.open(keep_finished=2)
+    assert await again.recent() == [unfinished[1], unfinished[0], finished[4], finished[0]]
 
 
 @async_test
 async def test_pruning_drops_tasks_finished_too_long_ago(journals: Journals) -> None:
     journal = await journals.open(keep_seconds=3600)
-    old = record(1, "failed", finished=NOW - 7200)
-    fresh = record(2, "cancelled", finished=NOW - 60)
-    stuck = record(3, "queued", created=NOW - 10 * 86400)  # never pruned while unfinished
+    now = time.time()
+    old = record(1, "failed", finished=now - 7200)
+    fresh = record(2, "cancelled", finished=now - 60)
+    stuck = record(3, "queued", created=now - 10 * 86400)  # never pruned while unfinished
     for task in (old, fresh, stuck):
         await journal.save(task)
-    assert await journal.prune(NOW) == 1
-    assert await journal.recent() == [fresh, stuck]
+    again = await journals.open(keep_seconds=3600)
+    assert await again.recent() == [fresh, stuck]
 
 
 @async_test
@@ -443,20 +420,15 @@ async def test_saves_issued_without_waiting_are_written_in_call_order(
     journal = await journals.open()
     task = record(1)
     pending = [journal.save(dataclasses.replace(task))]
-    task.state, task.started = "running", NOW + 2
+    task.state, task.started = TaskState.RUNNING, NOW + 2
     for fetched in range(0, 30_000, 1000):
         task.bytes_fetched = fetched
         pending.append(journal.save(dataclasses.replace(task)))
-    task.state, task.finished, task.return_code = "succeeded", NOW + 3, 0
+    task.state, task.finished, task.return_code = TaskState.SUCCEEDED, NOW + 3, 0
     pending.append(journal.save(task))
     await gatherResults(pending)
 
     assert await journal.recent() == [task]
-    assert await journal.transitions(task.id) == [
-        ("queued", NOW + 1),
-        ("running", NOW + 2),
-        ("succeeded", NOW + 3),
-    ]
 
 
 @async_test
@@ -676,4 +648,68 @@ async def test_a_version_1_journal_is_brought_up_to_date(journals: Journals) -> 
     interrupted, _ = await journal.recover(NOW + 10)
     assert {(r.id, r.process_group) for r in interrupted} == {("{old}", None), (record(2).id, 77)}
     with closing(sqlite3.connect(old)) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert tables(connection) == {"tasks"}
+
+
+def tables(connection: sqlite3.Connection) -> set[str]:
+    """The tables of a database (SQLite's own left out)."""
+    rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {str(name) for (name,) in rows} - {"sqlite_sequence"}
+
+
+@async_test
+async def test_a_version_2_journal_loses_its_transitions_and_keeps_its_tasks(
+    journals: Journals,
+) -> None:
+    """Versions 1 and 2 appended every change of state to a table nothing read; opening
+    such a file drops it and keeps every task."""
+    old = journals.directory / "old.db"
+    with closing(sqlite3.connect(old)) as connection:
+        connection.execute(_VERSION_1_TASKS)
+        connection.execute("ALTER TABLE tasks ADD COLUMN process_group INTEGER")
+        connection.execute("ALTER TABLE tasks ADD COLUMN process_started REAL")
+        connection.execute(
+            "CREATE TABLE transitions (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " task_id TEXT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,"
+            " state TEXT NOT NULL, time REAL NOT NULL)"
+        )
+        connection.execute("CREATE INDEX transitions_by_task ON transitions (task_id, seq)")
+        connection.execute(
+            "INSERT INTO tasks (id, command, url, name, state, created, started, finished,"
+            " process_group) VALUES ('{old}', 'iohyve fetch u', 'u', 'old.iso', 'succeeded',"
+            " 1.0, 2.0, 3.0, 55)"
+        )
+        connection.execute(
+            "INSERT INTO transitions (task_id, state, time) VALUES ('{old}', 'queued', 1.0)"
+        )
+        connection.execute("PRAGMA user_version = 2")
+        connection.commit()
+    journal = await journals.open(old, keep_seconds=4e9)
+    [kept] = await journal.recent()
+    assert (kept.id, kept.state, kept.process_group) == ("{old}", TaskState.SUCCEEDED, 55)
+    await journal.save(record(2))
+    await journal.close()
+    with closing(sqlite3.connect(old)) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert tables(connection) == {"tasks"}
+        indexes = connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        assert "transitions_by_task" not in {str(name) for (name,) in indexes}
+
+
+def test_the_state_constraint_is_written_from_the_enum(tmp_path: Path) -> None:
+    """The table refuses a state that TaskState does not have, and takes every one it has."""
+    with closing(sqlite3.connect(tmp_path / "j.db")) as connection:
+        for statement in JOURNAL_SCHEMA:
+            connection.execute(statement)
+        for number, state in enumerate(TaskState):
+            connection.execute(
+                "INSERT INTO tasks (id, command, url, name, state, created)"
+                " VALUES (?, 'c', 'u', 'n', ?, 1.0)",
+                (str(number), state.value),
+            )
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            connection.execute(
+                "INSERT INTO tasks (id, command, url, name, state, created)"
+                " VALUES ('x', 'c', 'u', 'n', 'pending', 1.0)"
+            )

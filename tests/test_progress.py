@@ -8,17 +8,22 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote
 
 import pytest
 from httpserver import HTTPServer
 from jsonschema import Draft202012Validator
 from support import async_test
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, ITransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
+from zope.interface import implementer
 
 from sysadmd.progress import (
     MAX_REDIRECTS,
@@ -26,16 +31,14 @@ from sysadmd.progress import (
     ProgressMeter,
     bytes_on_disk,
     dispatcher_event,
-    final_file_size,
     format_percent,
     format_rate,
-    iso_directory,
     remote_size,
     result_of,
     sysadm_state,
-    sysadm_time,
 )
 from sysadmd.simulator.fetch import stat_rate
+from sysadmd.tasks import local_time
 
 NAME = "FreeBSD-13.2-RELEASE-amd64-bootonly.iso"
 TEMP = f".fetch.a1B2c3.{NAME}"
@@ -48,14 +51,7 @@ def grow(path: Path, count: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# iso_directory, bytes_on_disk, final_file_size
-
-
-def test_iso_directory(tmp_path: Path) -> None:
-    assert iso_directory(tmp_path, NAME) == tmp_path / NAME
-    for bad in ("", ".", "..", "a/b", "../x", "a\0b"):
-        with pytest.raises(ValueError, match="not an ISO name"):
-            iso_directory(tmp_path, bad)
+# bytes_on_disk
 
 
 def test_bytes_on_disk_temporary_then_final(tmp_path: Path) -> None:
@@ -100,18 +96,6 @@ def test_bytes_on_disk_ignores_symlinks_and_subdirectories(tmp_path: Path) -> No
     # The directory itself is not followed either.
     (tmp_path / "link").symlink_to(outside, target_is_directory=True)
     assert bytes_on_disk(tmp_path / "link") == 0
-
-
-def test_final_file_size(tmp_path: Path) -> None:
-    assert final_file_size(tmp_path, NAME) is None
-    grow(tmp_path / TEMP, 10)
-    assert final_file_size(tmp_path, NAME) is None
-    (tmp_path / TEMP).rename(tmp_path / NAME)
-    assert final_file_size(tmp_path, NAME) == 10
-    (tmp_path / "dir").mkdir()
-    assert final_file_size(tmp_path, "dir") is None
-    (tmp_path / "link").symlink_to(tmp_path / NAME)
-    assert final_file_size(tmp_path, "link") is None
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,7 +213,8 @@ def test_meter_rejects_a_bad_window(download: Path) -> None:
 
 class Redirects(Resource):
     """``/hop/<n>`` redirects to ``/hop/<n-1>`` (302, or 303 under ``/see/``); ``/hop/0`` has
-    ``size`` bytes. ``/length/<value>`` answers 200 with ``Content-Length: <value>`` raw."""
+    ``size`` bytes. ``/length/<value>`` answers 200 with ``Content-Length: <value>`` raw.
+    ``/to?location=<target>`` redirects to ``<target>`` (302)."""
 
     isLeaf = True
 
@@ -241,6 +226,10 @@ class Redirects(Resource):
     def render(self, request: Request) -> bytes:
         self.methods.append(request.method)
         parts = request.path.decode().strip("/").split("/")
+        if parts[0] == "to":
+            request.setResponseCode(302)
+            request.responseHeaders.setRawHeaders(b"Location", request.args[b"location"])
+            return b""
         if parts[0] == "length":
             values = [value.encode() for value in parts[1].split("+")]
             request.responseHeaders.setRawHeaders(b"Content-Length", values)
@@ -302,6 +291,66 @@ async def test_remote_size_redirects_and_bad_lengths() -> None:
             assert await remote_size(f"{base}/length/{bad}", reactor, timeout=2) is None, bad
     finally:
         await stop(port)
+
+
+@async_test
+async def test_every_redirect_target_passes_the_url_check() -> None:
+    """A hop to anything but an http(s) URL with a host is not followed: the server behind it
+    is never contacted. A hop to another http server is."""
+    silent = SilentFactory()
+    silent_port, silent_number = listen(silent)
+    other = Redirects(999)
+    other_port, other_number = listen(cast(Any, Site(other)))
+    resource = Redirects(4321)
+    port, number = listen(cast(Any, Site(resource)))
+    base = f"http://127.0.0.1:{number}/to?location="
+    try:
+        for target in (
+            f"gopher://127.0.0.1:{silent_number}/x.iso",
+            f"ftp://127.0.0.1:{silent_number}/x.iso",
+            "file:///etc/passwd",
+            f"http://127.0.0.1:{silent_number}/a%20b.iso\x7f",
+        ):
+            size = await remote_size(base + quote(target, safe=""), reactor, timeout=2)
+            assert size is None, target
+        assert silent.transports == []
+        target = f"http://127.0.0.1:{other_number}/hop/1"
+        assert await remote_size(base + quote(target, safe=""), reactor, timeout=2) == 999
+        assert other.methods == [b"HEAD", b"HEAD"]
+    finally:
+        for listening in (port, other_port, silent_port):
+            await stop(listening)
+
+
+@implementer(IAgent)
+class RecordingAgent:
+    """An agent that records the URLs it is asked for and answers nothing."""
+
+    def __init__(self) -> None:
+        self.asked: list[bytes] = []
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,
+    ) -> Deferred[IResponse]:
+        self.asked.append(uri)
+        return Deferred()
+
+
+@async_test
+async def test_the_first_url_passes_the_same_check_as_every_hop() -> None:
+    """The check wraps the agent a caller gives too: a refused URL never reaches it."""
+    agent = RecordingAgent()
+    for bad in ("http://exa mple.org/x.iso", "http://é.example/x.iso", "http://:80/x.iso"):
+        assert await remote_size(bad, reactor, timeout=1, agent=agent) is None
+    assert agent.asked == []
+    asked = remote_size("https://mirror.example/x.iso", reactor, timeout=5, agent=agent)
+    assert agent.asked == [b"https://mirror.example/x.iso"]
+    asked.cancel()
+    assert await asked is None
 
 
 @async_test
@@ -385,12 +434,12 @@ def test_format_percent_rounds_down() -> None:
     assert format_percent(Progress(done=1, total=None, rate=0)) == ""
 
 
-def test_sysadm_time() -> None:
-    assert sysadm_time(datetime(2016, 3, 4, 11, 5, 39, 123456)) == "2016-03-04T11:05:39"
-    moment = datetime(2016, 3, 4, 11, 5, 39, tzinfo=timezone(timedelta(hours=5)))
+def test_event_times_are_local_without_a_zone() -> None:
+    moment = datetime(2016, 3, 4, 11, 5, 39, 123456, tzinfo=timezone(timedelta(hours=5)))
     expected = moment.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
-    assert sysadm_time(moment) == expected
-    assert sysadm_time(moment.astimezone(UTC)) == expected
+    assert local_time(moment.timestamp()) == expected
+    assert local_time(moment.astimezone(UTC).timestamp()) == expected
+    assert local_time(None) is None
 
 
 def test_state_mapping_and_results() -> None:
@@ -676,7 +725,7 @@ def test_events_are_json() -> None:
         task_id=TASK,
         command=COMMAND,
         state="running",
-        started=sysadm_time(datetime.now(UTC)),
+        started=local_time(time.time()),
         finished=None,
         progress=Progress(done=1, total=3, rate=1 / 3),
         filename=NAME,

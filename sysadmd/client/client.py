@@ -38,6 +38,7 @@ from sysadmd.client.errors import (
     TaskFailed,
     TLSVerificationFailed,
 )
+from sysadmd.client.observer import OneShotObserver
 from sysadmd.client.tls import (
     CATLS,
     PinCheck,
@@ -66,7 +67,15 @@ DEFAULT_TIMEOUT: Final = 60.0
 """Seconds to wait for a reply (iohyve's ``delete -f`` alone takes 10)."""
 
 _EARLY_EVENTS: Final = 64  # task ids whose events arrived before the task's handle existed
-_FINAL: Final = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+TASK_STATUSES: Final = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+"""A task's ``status`` values, the daemon's task states (a test holds the two equal)."""
+
+FINAL_STATUSES: Final = frozenset(TASK_STATUSES[2:])
+"""The statuses of a task that has ended."""
+
+SYSADM_TO_STATUS: Final = {"pending": "queued", "running": "running"}
+"""The status of an unfinished task from sysadm's event ``state``; ``finished`` gives its
+``result`` instead."""
 _LOGIN_CALLS: Final = frozenset({"auth", "auth_token", "auth_ssl", "auth_clear", "identify"})
 
 EventCallback = Callable[[dict[str, Any]], object]
@@ -99,7 +108,7 @@ class TaskProgress:
     @property
     def finished(self) -> bool:
         """Whether the task has ended, one way or another."""
-        return self.status in _FINAL
+        return self.status in FINAL_STATUSES
 
 
 class Task:
@@ -114,7 +123,7 @@ class Task:
         self.id = task_id
         self.iso = iso
         self.progress = TaskProgress()
-        self._waiters: list[Deferred[TaskProgress]] = []
+        self._ended: OneShotObserver[TaskProgress] = OneShotObserver()
         self._watchers: list[Callable[[Task], object]] = []
         self._outcome: TaskProgress | ClientError | None = None
 
@@ -132,13 +141,7 @@ class Task:
 
     async def wait(self) -> TaskProgress:
         """Wait until the task ends; its last progress, or :class:`TaskFailed`."""
-        if self._outcome is None:
-            waiter: Deferred[TaskProgress] = Deferred()
-            self._waiters.append(waiter)
-            return await waiter
-        if isinstance(self._outcome, ClientError):
-            raise self._outcome
-        return self._outcome
+        return await self._ended.when_fired()
 
     def __await__(self) -> Generator[Any, None, TaskProgress]:
         return ensureDeferred(self.wait()).__await__()
@@ -160,12 +163,7 @@ class Task:
         if self._outcome is not None:
             return
         self._outcome = outcome
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if isinstance(outcome, ClientError):
-                waiter.errback(Failure(outcome))
-            else:
-                waiter.callback(outcome)
+        self._ended.fire(Failure(outcome) if isinstance(outcome, ClientError) else outcome)
 
     def _fail(self, error: ClientError) -> None:
         self._end(error)
@@ -658,7 +656,7 @@ class Client:
 
     def _apply(self, task: Task, args: dict[str, Any]) -> None:
         state = args.get("state")
-        status = {"pending": "queued", "running": "running"}.get(str(state))
+        status = SYSADM_TO_STATUS.get(str(state))
         if status is None:
             status = str(args.get("result") or "failed")
         progress = TaskProgress(

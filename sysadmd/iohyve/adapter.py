@@ -41,6 +41,7 @@ from twisted.python.failure import Failure
 
 from sysadmd.calls import Shared
 from sysadmd.iohyve import parse, rcconf
+from sysadmd.observer import OneShotObserver, settled
 from sysadmd.runner import ProcessResult, ProcessRunner, RunningProcess
 from sysadmd.vm.errors import BackendFailed, Conflict, NotFound, Unsupported
 from sysadmd.vm.interface import DiskInfo, GuestSpec, GuestSummary, IsoInfo
@@ -81,9 +82,7 @@ class _Order:
     async def _after_writes(self) -> None:
         last = self._last_write
         if last is not None:
-            waiter: Deferred[None] = Deferred()
-            last.addBoth(lambda _: waiter.callback(None))
-            await waiter
+            await settled(last)
 
     def read(self, work: Callable[[], Awaitable[T]]) -> Deferred[T]:
         async def run() -> T:
@@ -98,9 +97,7 @@ class _Order:
 
         async def run() -> T:
             if previous is not None:
-                waiter: Deferred[None] = Deferred()
-                previous.addBoth(lambda _: waiter.callback(None))
-                await waiter
+                await settled(previous)
             return await work()
 
         result = ensureDeferred(run())
@@ -644,13 +641,11 @@ class _Shared:
         self.succeeded = False
         self.value: Any = None
         self.failure: Failure | None = None
-        self._waiters: list[Deferred[Any]] = []
+        self._result: OneShotObserver[Any] = OneShotObserver()
         work.addBoth(self._deliver)
 
     def join(self) -> Deferred[Any]:
-        waiter: Deferred[Any] = Deferred()
-        self._waiters.append(waiter)
-        return waiter
+        return self._result.when_fired()
 
     def _deliver(self, result: Any) -> None:
         # Finished before anyone hears of it: a waiter that asks again at once, from
@@ -661,12 +656,7 @@ class _Shared:
         else:
             self.succeeded = True
             self.value = result
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if isinstance(result, Failure):
-                waiter.errback(result)
-            else:
-                waiter.callback(result)
+        self._result.fire(result)
 
 
 def _parsed(what: str, parser: Callable[[str], T], output: str) -> T:
