@@ -29,7 +29,7 @@ import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, BinaryIO, ClassVar, Final, cast
+from typing import IO, Any, BinaryIO, Final, cast
 
 from twisted.application.service import Service
 from twisted.logger import FileLogObserver as TwistedFileLogObserver
@@ -91,7 +91,7 @@ class DaemonLogFile(LogFile):
     (:func:`twisted.python.threadable.synchronize`), so any thread may log.
     """
 
-    synchronized: ClassVar[list[str]] = ["write", "reopen", "close"]
+    synchronized = ["write", "reopen", "close"]  # noqa: RUF012 - as in BaseLogFile
 
     def __init__(self, path: Path) -> None:
         super().__init__(path.name, str(path.parent), rotateLength=None, defaultMode=0o600)
