@@ -44,7 +44,7 @@ from sysadmd.credentials import (
     ThreadedWork,
     plausible_password,
 )
-from sysadmd.files import FileStore, write_atomically
+from sysadmd.files import FileStore, json_document, write_atomically
 from sysadmd.roles import Role
 
 #: The database's file name in the daemon's state directory.
@@ -137,13 +137,9 @@ def write_private_file(path: Path, data: bytes) -> None:
 def _parse(raw: bytes, path: Path) -> dict[str, _Account]:
     """The accounts in the database file's bytes ``raw``; raises :class:`AccountError`."""
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AccountError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(document, dict):
-        raise AccountError(f"{path}: not a sysadmd account database")
-    if document.get("version") != FORMAT_VERSION:
-        raise AccountError(f"{path}: unsupported format version {document.get('version')!r}")
+        document = json_document(raw, kind="account database", version=FORMAT_VERSION)
+    except ValueError as e:
+        raise AccountError(f"{path}: {e}") from None
     users = document.get("users")
     if not isinstance(users, dict):
         raise AccountError(f"{path}: 'users' must be an object")

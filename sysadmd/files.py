@@ -4,7 +4,8 @@ This module depends on the standard library only, so the daemon and the client b
 (the client imports nothing else of the daemon's). :func:`write_atomically` replaces a file;
 :class:`FileStore` is the one way a document kept in a file (the account database, the
 registered SSL keys, the client's saved session and known hosts) is read and changed;
-:func:`open_for_append` opens a log file.
+:func:`json_document` reads a versioned JSON document; :func:`open_for_append` opens a log
+file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import secrets
 import stat
@@ -19,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 
 def write_atomically(path: Path, data: bytes, mode: int) -> None:
@@ -273,6 +275,26 @@ class FileStore(Generic[_T]):
     def _require_lock(self) -> None:
         if threading.get_ident() not in self._holders:
             raise RuntimeError(f"{self.path}: changed without holding its lock")
+
+
+def json_document(data: bytes, *, kind: str, version: int) -> dict[str, Any]:
+    """The JSON object in ``data``, whose ``"version"`` must be ``version``.
+
+    Raises ``ValueError`` with a one-line message saying what is wrong: not JSON (or nested
+    too deeply to read), not an object (``not a sysadmd <kind>``), or another version.
+    """
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"not valid JSON ({e})") from None
+    except RecursionError:
+        raise ValueError("not valid JSON (nested too deeply)") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"not a sysadmd {kind}")
+    found = document.get("version")
+    if found != version or isinstance(found, bool):
+        raise ValueError(f"not a sysadmd {kind} of version {version} (its version is {found!r})")
+    return document
 
 
 def make_directory(directory: Path, mode: int = 0o700) -> None:

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from twisted.internet.interfaces import IReactorTime
 
-from sysadmd.files import FileStore
+from sysadmd.files import FileStore, json_document
 
 __all__ = [
     "CHALLENGE_LIFETIME",
@@ -398,15 +398,11 @@ class KeyStore:
 
     def _parse(self, data: bytes) -> tuple[_Entry, ...]:
         try:
-            document = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise KeyStoreError(f"{self._path}: not valid JSON") from None
-        if (
-            not isinstance(document, dict)
-            or document.get("version") != _STORE_VERSION
-            or not isinstance(document.get("keys"), list)
-        ):
-            raise KeyStoreError(f"{self._path}: not a sysadmd key store (version {_STORE_VERSION})")
+            document = json_document(data, kind="key store", version=_STORE_VERSION)
+        except ValueError as e:
+            raise KeyStoreError(f"{self._path}: {e}") from None
+        if not isinstance(document.get("keys"), list):
+            raise KeyStoreError(f"{self._path}: not a sysadmd key store: 'keys' must be a list")
         entries: list[_Entry] = []
         seen: set[str] = set()
         for number, item in enumerate(document["keys"], start=1):

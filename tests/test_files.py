@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import sysadmd.files
-from sysadmd.accounts import LocalAccounts
+from sysadmd.accounts import AccountError, LocalAccounts
 from sysadmd.client.cli import SavedSession, Settings
 from sysadmd.client.tls import KnownHosts
-from sysadmd.files import FileStore, NotRegularFile
+from sysadmd.files import FileStore, NotRegularFile, json_document
 from sysadmd.roles import Role
-from sysadmd.sslauth import KeyStore
+from sysadmd.sslauth import KeyStore, KeyStoreError
 
 FINGERPRINT = ":".join(["AB"] * 32)
 
@@ -209,3 +209,34 @@ def test_every_store_writes_under_its_lock(
     monkeypatch.setattr(os, "replace", checking_replace)
     change()
     assert held == [True]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[" * 100_000, "not valid JSON"),
+        (b'"text"', "not a sysadmd thing$"),
+        (b'{"version": 2}', r"not a sysadmd thing of version 1 \(its version is 2\)"),
+        (b'{"version": true}', r"of version 1 \(its version is True\)"),
+        (b"{}", r"its version is None"),
+    ],
+)
+def test_json_document_names_what_is_wrong(data: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        json_document(data, kind="thing", version=1)
+    assert json_document(b'{"version": 1, "x": 2}', kind="thing", version=1)["x"] == 2
+
+
+@pytest.mark.parametrize("name", ["accounts.json", "ssl_keys.json"])
+def test_a_version_of_true_is_not_version_1(tmp_path: Path, name: str) -> None:
+    """JSON's true equals 1 in Python; the stores' version check does not take it for 1."""
+    path = tmp_path / name
+    body = '"users": {}' if name == "accounts.json" else '"keys": []'
+    path.write_text(f'{{"version": true, {body}}}')
+    path.chmod(0o600)
+    with pytest.raises((AccountError, KeyStoreError), match="its version is True"):
+        if name == "accounts.json":
+            LocalAccounts(path).users()
+        else:
+            KeyStore(path)
