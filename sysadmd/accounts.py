@@ -9,7 +9,7 @@ Each user has a role (``admin`` or ``operator``) and an argon2id hash made by
 :class:`argon2.PasswordHasher`; the password itself is never stored. ``sysadmd-admin``
 changes the file with the synchronous methods of :class:`LocalAccounts`; the running daemon
 checks logins with :meth:`LocalAccounts.check`, which notices such changes by the file's
-inode, size and modification time and re-reads it, so no restart is needed.
+device, inode, size, times and mode and re-reads it, so no restart is needed.
 
 The file is kept by a :class:`sysadmd.files.FileStore`: every read-modify-write (the CLI's
 changes and the daemon's rehash on login) holds an exclusive ``flock`` on ``<file>.lock``
