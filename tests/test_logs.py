@@ -111,12 +111,12 @@ def test_the_log_file_is_never_followed_or_opened_unless_regular(tmp_path: Path)
     target.chmod(0o644)
     link = tmp_path / "sysadmd.log"
     link.symlink_to(target)
-    with pytest.raises(config.ConfigError, match="log.file: .* cannot be opened"):
+    with pytest.raises(config.ConfigError, match=r"log\.file: .* cannot be opened"):
         service(link, "text", LogPublisher())
     assert target.stat().st_mode & 0o777 == 0o644
     fifo = tmp_path / "fifo.log"
     os.mkfifo(fifo, 0o644)
-    with pytest.raises(config.ConfigError, match="log.file: .* cannot be opened"):
+    with pytest.raises(config.ConfigError, match=r"log\.file: .* cannot be opened"):
         service(fifo, "text", LogPublisher())
     assert fifo.stat().st_mode & 0o777 == 0o644
 
