@@ -9,11 +9,11 @@ Each user has a role (``admin`` or ``operator``) and an argon2id hash made by
 :class:`argon2.PasswordHasher`; the password itself is never stored. ``sysadmd-admin``
 changes the file with the synchronous methods of :class:`LocalAccounts`; the running daemon
 checks logins with :meth:`LocalAccounts.check`, which notices such changes by the file's
-inode, size and modification time and re-reads it, so no restart is needed.
+device, inode, size, times and mode and re-reads it, so no restart is needed.
 
-Every read-modify-write (the CLI's changes and the daemon's rehash on login) holds an
-exclusive ``flock`` on ``<file>.lock`` next to the database, so a change made by one process
-is never lost to another's stale copy.
+The file is kept by a :class:`sysadmd.files.FileStore`: every read-modify-write (the CLI's
+changes and the daemon's rehash on login) holds an exclusive ``flock`` on ``<file>.lock``
+next to the database, so a change made by one process is never lost to another's stale copy.
 
 A login's :class:`~sysadmd.credentials.Stamp` is a digest of the role and hash of the very
 record its password was checked against (of the new hash when the login rehashed it). The
@@ -25,14 +25,10 @@ of its account's record: the account was removed, or its password or role change
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import re
 import secrets
-import stat
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
@@ -53,7 +49,7 @@ from sysadmd.credentials import (
     Verified,
     plausible_password,
 )
-from sysadmd.files import write_atomically
+from sysadmd.files import FileStore, json_document, write_atomically
 from sysadmd.roles import Role
 
 #: The database's file name in the daemon's state directory.
@@ -74,9 +70,7 @@ _HASH_PREFIX: Final = "$argon2id$"
 
 _log = Logger()
 
-# (inode, size, mtime in ns) of the file a snapshot was read from; None when there is no file.
-_Stamp = tuple[int, int, int] | None
-# What a snapshot read: the accounts, or None for a damaged file.
+# What a snapshot read: the accounts, or None for a damaged or unreadable file.
 _Accounts = dict[str, "_Account"] | None
 
 
@@ -151,14 +145,11 @@ def write_private_file(path: Path, data: bytes) -> None:
 
 
 def _parse(raw: bytes, path: Path) -> dict[str, _Account]:
+    """The accounts in the database file's bytes ``raw``; raises :class:`AccountError`."""
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AccountError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(document, dict):
-        raise AccountError(f"{path}: not a sysadmd account database")
-    if document.get("version") != FORMAT_VERSION:
-        raise AccountError(f"{path}: unsupported format version {document.get('version')!r}")
+        document = json_document(raw, kind="account database", version=FORMAT_VERSION)
+    except ValueError as e:
+        raise AccountError(f"{path}: {e}") from None
     users = document.get("users")
     if not isinstance(users, dict):
         raise AccountError(f"{path}: 'users' must be an object")
@@ -208,47 +199,32 @@ class LocalAccounts(CredentialChecker):
         hasher: PasswordHasher | None = None,
     ) -> None:
         self.path = path
+        self._file = FileStore(
+            path,
+            parse=partial(_parse, path=path),
+            serialize=_serialize,
+            empty=dict,
+            invalid=AccountError,
+        )
         self._threads = ThreadedWork(reactor, max_concurrent)
         self._hasher = hasher if hasher is not None else PasswordHasher()
-        # Guards the cached snapshot and the dummy hash, which worker threads share.
+        # Guards the dummy hash and the rehash record, which worker threads share.
         self._lock = threading.Lock()
-        self._cached: tuple[_Stamp, _Accounts] | None = None
         self._dummy_hash: str | None = None
-
-    @property
-    def _lock_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".lock")
 
     # -- reading and writing the file -------------------------------------------------------
 
-    def _read(self) -> tuple[_Stamp, dict[str, _Account], int]:
-        """The file's stamp, its accounts and its permission bits (0 when there is no file)."""
-        try:
-            file = self.path.open("rb")
-        except FileNotFoundError:
-            return None, {}, 0
-        with file:
-            status = os.fstat(file.fileno())
-            raw = file.read()
-        stamp = (status.st_ino, status.st_size, status.st_mtime_ns)
-        return stamp, _parse(raw, self.path), stat.S_IMODE(status.st_mode)
-
     def _load(self) -> dict[str, _Account]:
-        return self._read()[1]
+        """The accounts (a copy the caller may change); raises AccountError or OSError."""
+        return dict(self._file.read())
 
     def _store(self, accounts: dict[str, _Account]) -> None:
-        write_private_file(self.path, _serialize(accounts))
+        """Replace the file with ``accounts`` (mode 0600); only inside :meth:`_locked`."""
+        self._file.write(dict(accounts))
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the database's write lock (shared by every process that changes it)."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return self._file.locked()
 
     # -- management, for sysadmd-admin and start-up -----------------------------------------
 
@@ -452,31 +428,16 @@ class LocalAccounts(CredentialChecker):
         first time a damaged version is read, and every time the file cannot be read.
         """
         try:
-            status = os.stat(self.path)
-        except FileNotFoundError:
-            stamp: _Stamp = None
+            snapshot = self._file.snapshot()
         except OSError as e:
             problems.append(f"cannot read {self.path}: {e.strerror}")
             return None
-        else:
-            stamp = (status.st_ino, status.st_size, status.st_mtime_ns)
-        with self._lock:
-            if self._cached is not None and self._cached[0] == stamp:
-                return self._cached[1]
-        accounts: _Accounts
-        try:
-            stamp, accounts, mode = self._read()
-        except AccountError as e:
-            problems.append(f"{e}; no local account can log in until it is fixed")
-            accounts, mode = None, 0
-        except OSError as e:
-            problems.append(f"cannot read {self.path}: {e.strerror}")
-            return None
-        if mode & 0o077:
-            problems.append(f"{self.path} has mode {mode:04o}; it should be 0600")
-        with self._lock:
-            self._cached = (stamp, accounts)
-        return accounts
+        if snapshot.fresh:
+            if snapshot.error is not None:
+                problems.append(f"{snapshot.error}; no local account can log in until it is fixed")
+            if snapshot.mode & 0o077:
+                problems.append(f"{self.path} has mode {snapshot.mode:04o}; it should be 0600")
+        return snapshot.value
 
     # -- watching for changes ---------------------------------------------------------------
 

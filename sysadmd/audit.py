@@ -9,19 +9,18 @@ one line is always exactly one record::
 ``time`` is the injected clock's time in ISO 8601 UTC with a ``Z`` and milliseconds; ``event``
 names the kind of record. Both are set here and win over fields of the same name.
 
-Events
+Events (this module writes whatever fields it is given; :mod:`sysadmd.auth` gives these)
     ``login``
-        ``user``, ``peer`` (the client's IP address), ``method`` (``password``, ``token``,
-        ``ssl`` or ``basic``), ``outcome`` (``ok``, ``failed``, ``blocked`` or ``busy``),
-        ``role`` (on success), ``session`` (the session's id, never its token) and
-        ``retry_after`` (when refused).
+        ``user`` (``null`` when the method names none: a token or key login that failed),
+        ``peer`` (the client's IP address), ``method`` (``password``, ``token``, ``ssl`` or
+        ``basic``), ``outcome`` (``ok``, ``failed``, ``blocked`` or ``busy``), ``role`` (on
+        success) and ``retry_after`` (seconds, when blocked or busy).
     ``logout``
-        ``user``, ``peer``, ``session``, ``reason`` (``auth_clear``, ``reauth``,
-        ``revoked``...).
+        ``user`` and ``peer``, when a connection ends its session (``rpc/auth_clear``).
     ``call``
-        ``user``, ``role``, ``peer``, ``session``, ``namespace``, ``name``, ``action``,
-        ``args`` (the validated arguments), ``outcome`` (``"ok"`` or the error code), and
-        ``task`` / ``request`` ids where there are some.
+        ``user``, ``role``, ``peer``, ``namespace``, ``name``, ``action``, ``args`` (the
+        validated arguments) and ``outcome`` (``"ok"`` or the error code), for every call of
+        an action that changes something.
 
 Secrets never reach the file
     * A field whose name, at any depth of nested dicts, contains ``password``, ``passwd``,
@@ -37,15 +36,20 @@ Secrets never reach the file
 
 Bounds
     Every string (and dict key) is cut to 1024 characters, the last one becoming ``…``.
-    Containers are cut to 1000 items and 32 levels. A record longer than 64 KiB keeps as many
-    of its fields as fit, smallest first, replaces the others by ``"<truncated>"`` and gets
-    ``"truncated": true``.
-    Values that JSON cannot represent (bytes, sets, objects, non-finite floats, integers of
-    thousands of digits) are written as text.
+    Lists, tuples and sets (written as lists) keep 1000 items and end with ``"<N more>"``;
+    dicts keep 1000 items and get ``"<more>": N``; anything nested deeper than 32 levels
+    becomes ``"<truncated>"``. A record of 64 KiB or more (newline included) keeps ``time``
+    and ``event``, gets ``"truncated": true``, and every other field becomes
+    ``"<truncated>"`` (a field is left out only if even that does not fit); then, smallest
+    first, fields get their value back while the line stays under the limit.
+    Other values that JSON cannot represent are written as text: bytes and other objects as
+    ``str()`` gives them, non-finite floats as ``"nan"``/``"inf"``, and an integer of more
+    than 3000 bits as ``"<integer of N bits>"``.
 
 The file
-    Opened once with ``O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW``, mode 0600; an existing
-    file with other permissions is changed to 0600, and anything but a regular file is refused.
+    Opened by :func:`sysadmd.files.open_for_append` (``O_APPEND``, ``O_NOFOLLOW``,
+    ``O_NONBLOCK`` so a FIFO cannot hang the open), mode 0600; an existing file with other
+    permissions is changed to 0600, and anything but a regular file is refused.
     Each record is one ``write(2)`` (continued after a short write), so nothing waits in a
     buffer. :meth:`AuditLog.reopen` opens the path again after newsyslog moved the file;
     :meth:`AuditLog.close` closes it.

@@ -1,8 +1,9 @@
 """The daemon's configuration: a TOML file, overridden by command-line flags.
 
-Every key is declared once in :data:`KEYS` with its type, default, bounds and
-meaning; loading, validation, error messages and the documentation of
-``conf/sysadmd.toml`` (checked by a test) follow from that table. A bad value
+Every key is declared once, as a field of :class:`Config` with its type, section, default,
+check and meaning (:func:`_key`); the :data:`KEYS` table, loading, validation, error
+messages and the test that checks ``conf/sysadmd.toml`` against the defaults follow from
+those fields. A bad value
 raises :class:`ConfigError` with one line naming the key and what is wrong.
 """
 
@@ -13,7 +14,7 @@ import re
 import socket
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
@@ -154,362 +155,367 @@ def _networks(value: Any, key: str) -> tuple[Network, ...]:
         raise ConfigError(message) from None
 
 
-KEYS: Final = (
-    Key(
-        "daemon",
-        "listen",
-        list(DEFAULT_LISTEN),
-        _string_list,
-        "Twisted server endpoints to listen on; every one serves the WebSocket API at / and "
-        "REST at /<namespace>/<name>. An ssl: endpoint without privateKey= uses the daemon's "
-        "own certificate from the state directory. The defaults listen on every address.",
-    ),
-    Key(
-        "daemon",
-        "allowed_origins",
-        [],
-        _origins,
-        "Browser origins (scheme://host[:port]) allowed to open the WebSocket. Programs send "
-        "no Origin header and sysadm's Qt client sends 'sysadm-client'; both are always let "
-        "in. Any other origin, 'null' included, is refused.",
-    ),
-    Key(
-        "daemon",
-        "state_dir",
-        "/var/db/sysadmd",
-        _directory,
-        "Directory for everything the daemon writes (its TLS key and certificate, the "
-        "simulator's state); a relative path is taken from the daemon's working directory.",
-    ),
-    Key(
-        "daemon",
-        "hostname",
-        None,
-        _hostname,
-        "Host name put in the daemon's own certificate; defaults to this machine's name.",
-    ),
-    Key(
-        "iohyve",
-        "path",
-        "/usr/local/sbin/iohyve",
-        _absolute_path,
-        "The iohyve executable.",
-    ),
-    Key(
-        "iohyve",
-        "rc_conf",
-        "/etc/rc.conf",
-        _absolute_path,
-        "The rc.conf file whose iohyve_flags line setup writes and issetup reads.",
-    ),
-    Key("iohyve", "zpool", "/sbin/zpool", _absolute_path, "The zpool executable."),
-    Key("iohyve", "ifconfig", "/sbin/ifconfig", _absolute_path, "The ifconfig executable."),
-    Key(
-        "iohyve",
-        "sysctl",
-        "/sbin/sysctl",
-        _absolute_path,
-        "The sysctl executable (list-devices reads a driver's description from it).",
-    ),
-    Key(
-        "iohyve",
-        "iso_root",
-        "/iohyve/ISO",
-        _absolute_path,
-        "Where iohyve's ISO datasets are mounted; the daemon measures download progress "
-        "from the files growing there.",
-    ),
-    Key(
-        "iohyve",
-        "simulate",
-        False,
-        _bool,
-        "Drive the bundled iohyve simulator (state under <state_dir>/simulator) instead of "
-        "iohyve, so the daemon runs on a machine without bhyve.",
-    ),
-    Key(
-        "iohyve",
-        "simulator_profile",
-        "0.7.9",
-        _choice(*PROFILES),
-        "Which iohyve release the simulator imitates.",
-    ),
-    Key(
-        "iohyve",
-        "timeout",
-        120,
-        _seconds(1, 3600),
-        "Seconds an iohyve command other than fetch may run before it is stopped.",
-    ),
-    Key(
-        "iohyve",
-        "list_cache",
-        1.0,
-        _seconds(0, 60),
-        "Seconds a guest list is reused by later listvms calls; any change asked for since "
-        "makes the next call list again, and 0 shares only a list still running. While a "
-        "newer list runs, callers get the previous one if it is less than twice as old.",
-    ),
-    Key(
-        "auth",
-        "backend",
-        "auto",
-        _choice("auto", "pam", "local"),
-        "Where passwords are checked: 'pam' (system accounts: root and members of wheel are "
-        "admins, members of operator are operators), 'local' (the account database in "
-        "<state_dir>/accounts.json, managed with sysadmd-admin), or 'auto': on a real host "
-        "both, the account database first (a name found there is decided there), then PAM; "
-        "local alone in simulate mode. 'sysadmd-admin backends' says which.",
-    ),
-    Key("auth", "session_idle", 900, _seconds(60, 86400), "Seconds a session lives unused."),
-    Key(
-        "auth",
-        "session_lifetime",
-        28800,
-        _seconds(1, 30 * 86400),
-        "Seconds a session lives at most, however much it is used (a few seconds are "
-        "allowed, to see sessions end in tests).",
-    ),
-    Key(
-        "auth",
-        "lockout_failures",
-        5,
-        _int(1, 1000),
-        "Failed logins from one address, or for one user name, that block further logins.",
-    ),
-    Key(
-        "auth",
-        "lockout_window",
-        600,
-        _seconds(1, 86400),
-        "Seconds within which those failures must fall.",
-    ),
-    Key("auth", "lockout_block", 3600, _seconds(1, 7 * 86400), "Seconds a block lasts."),
-    Key(
-        "auth",
-        "audit_log",
-        "",
-        _optional_path,
-        "JSON-lines audit log of logins and of every call that changes something (mode "
-        "0600); empty means <state_dir>/audit.log.",
-    ),
-    Key(
-        "limits",
-        "connections",
-        256,
-        _int(1, 100_000),
-        "Open connections at most, over all listeners.",
-    ),
-    Key(
-        "limits",
-        "connections_per_address",
-        8,
-        _int(1, 100_000),
-        "Open connections at most from one address (an IPv6 client counts by its /64 network).",
-    ),
-    Key(
-        "limits",
-        "connections_reserved",
-        16,
-        _int(0, 100_000),
-        "Of limits.connections, how many only the addresses in metrics.allow may use, so "
-        "that /livez, /readyz and /metrics still answer them when others hold every other "
-        "connection. Must be less than limits.connections.",
-    ),
-    Key(
-        "limits",
-        "handshake_timeout",
-        5,
-        _seconds(1, 600),
-        "Seconds a new connection has to finish its TLS handshake and send the first line "
-        "of its first request; a connection that has not is closed.",
-    ),
-    Key(
-        "limits",
-        "login_timeout",
-        30,
-        _seconds(1, 3600),
-        "Seconds a WebSocket may stay open without logging in.",
-    ),
-    Key(
-        "limits",
-        "idle_timeout",
-        1800,
-        _seconds(10, 86400),
-        "Seconds a logged-in WebSocket may stay silent before it is closed.",
-    ),
-    Key(
-        "limits",
-        "message_size",
-        65536,
-        _int(1024, 16 * 1024 * 1024),
-        "Largest WebSocket message and REST body, in bytes, once logged in (before a login "
-        "WebSocket messages are limited to 8 KiB).",
-    ),
-    Key(
-        "limits",
-        "in_flight",
-        8,
-        _int(1, 1000),
-        "Requests one WebSocket may have waiting for replies; more are refused with 429.",
-    ),
-    Key(
-        "limits",
-        "request_deadline",
-        10,
-        _seconds(1, 600),
-        "Seconds a client has to send a whole REST request.",
-    ),
-    Key(
-        "fetch",
-        "concurrency",
-        1,
-        _int(1, 16),
-        "How many ISO fetches run at the same time.",
-    ),
-    Key(
-        "fetch",
-        "queue_size",
-        16,
-        _int(1, 1000),
-        "How many fetches may wait; a fetchiso beyond that is refused with 503.",
-    ),
-    Key(
-        "fetch",
-        "timeout",
-        21600,
-        _seconds(10, 7 * 86400),
-        "Seconds one fetch may run before it is stopped.",
-    ),
-    Key(
-        "fetch",
-        "grace",
-        30,
-        _seconds(0, 3600),
-        "Seconds running fetches get to finish when the daemon stops, before they are ended "
-        "(they are then journalled as interrupted).",
-    ),
-    Key(
-        "fetch",
-        "requeue",
-        True,
-        _bool,
-        "Queue again, at start, the fetches that were still queued when the daemon stopped.",
-    ),
-    Key(
-        "fetch",
-        "history",
-        100,
-        _int(0, 100_000),
-        "Finished fetches kept for rpc/dispatcher list (and in the journal, for 7 days).",
-    ),
-    Key(
-        "events",
-        "guests_interval",
-        3,
-        _seconds(0.5, 3600),
-        "Seconds between two looks at the guest list while a client listens to the 'guests' event.",
-    ),
-    Key(
-        "fetch",
-        "file_roots",
-        [],
-        _paths,
-        "Directories whose regular files may be fetched with file:// URLs; empty refuses "
-        "every file:// URL.",
-    ),
-    Key(
-        "log",
-        "file",
-        "",
-        _optional_path,
-        "A file the daemon also writes its log to, reopened on SIGHUP (for newsyslog or "
-        "logrotate); empty leaves logging to twistd alone (stdout with --nodaemon).",
-    ),
-    Key(
-        "log",
-        "format",
-        "text",
-        _choice("text", "json"),
-        "How log.file is written: 'text' (twistd's readable lines) or 'json' (one Twisted "
-        "JSON event per line).",
-    ),
-    Key(
-        "log",
-        "level",
-        "info",
-        _choice("debug", "info", "warn", "error", "critical"),
-        "The least level of the lines logged (twistd's log and log.file alike): 'debug', "
-        "'info', 'warn', 'error' or 'critical'. 'debug' adds a line per child process "
-        "(one iohyve list every few seconds while a client listens to 'guests').",
-    ),
-    Key(
-        "log",
-        "access",
-        False,
-        _bool,
-        "Log every HTTP request (the WebSocket upgrades and REST calls) in the combined log "
-        "format. Off by default: clients poll, and the audit log already records every "
-        "login and every change.",
-    ),
-    Key(
-        "metrics",
-        "allow",
-        ["127.0.0.1", "::1"],
-        _networks,
-        "Addresses and networks (CIDR) that may read /metrics without a login; anyone else "
-        "must log in as for REST (Basic or Bearer).",
-    ),
-)
+_SPEC: Final = "sysadmd.config"
+
+
+def _key(
+    section: str, default: Any, check: Callable[[Any, str], Any], doc: str
+) -> dict[str, object]:
+    """The metadata that makes a :class:`Config` field the key ``section.<name>`` of the file.
+
+    The field's name is the key's name, after ``<section>_`` for every section but
+    ``daemon``; :data:`KEYS` is made from these declarations.
+    """
+    return {_SPEC: (section, default, check, doc)}
 
 
 @dataclass(frozen=True)
 class Config:
-    """The daemon's validated settings."""
+    """The daemon's validated settings; each field declares its key, default, check and doc."""
 
-    listen: tuple[str, ...]
-    allowed_origins: tuple[str, ...]
-    state_dir: Path
-    hostname: str
-    iohyve_path: Path
-    iohyve_rc_conf: Path
-    iohyve_zpool: Path
-    iohyve_ifconfig: Path
-    iohyve_sysctl: Path
-    iohyve_iso_root: Path
-    iohyve_simulate: bool
-    iohyve_simulator_profile: str
-    iohyve_timeout: float
-    iohyve_list_cache: float
-    auth_backend: str
-    auth_session_idle: float
-    auth_session_lifetime: float
-    auth_lockout_failures: int
-    auth_lockout_window: float
-    auth_lockout_block: float
-    auth_audit_log: Path | None
-    limits_connections: int
-    limits_connections_per_address: int
-    limits_connections_reserved: int
-    limits_handshake_timeout: float
-    limits_login_timeout: float
-    limits_idle_timeout: float
-    limits_message_size: int
-    limits_in_flight: int
-    limits_request_deadline: float
-    fetch_concurrency: int
-    fetch_queue_size: int
-    fetch_timeout: float
-    fetch_grace: float
-    fetch_requeue: bool
-    fetch_history: int
-    events_guests_interval: float
-    fetch_file_roots: tuple[Path, ...]
-    log_file: Path | None
-    log_format: str
-    log_level: str
-    log_access: bool
-    metrics_allow: tuple[Network, ...]
+    listen: tuple[str, ...] = field(
+        metadata=_key(
+            "daemon",
+            list(DEFAULT_LISTEN),
+            _string_list,
+            "Twisted server endpoints to listen on; every one serves the WebSocket API at / and "
+            "REST at /<namespace>/<name>. An ssl: endpoint without privateKey= uses the daemon's "
+            "own certificate from the state directory. The defaults listen on every address.",
+        )
+    )
+    allowed_origins: tuple[str, ...] = field(
+        metadata=_key(
+            "daemon",
+            [],
+            _origins,
+            "Browser origins (scheme://host[:port]) allowed to open the WebSocket. Programs send "
+            "no Origin header and sysadm's Qt client sends 'sysadm-client'; both are always let "
+            "in. Any other origin, 'null' included, is refused.",
+        )
+    )
+    state_dir: Path = field(
+        metadata=_key(
+            "daemon",
+            "/var/db/sysadmd",
+            _directory,
+            "Directory for everything the daemon writes (its TLS key and certificate, the "
+            "simulator's state); a relative path is taken from the daemon's working directory.",
+        )
+    )
+    hostname: str = field(
+        metadata=_key(
+            "daemon",
+            None,
+            _hostname,
+            "Host name put in the daemon's own certificate; defaults to this machine's name.",
+        )
+    )
+    iohyve_path: Path = field(
+        metadata=_key("iohyve", "/usr/local/sbin/iohyve", _absolute_path, "The iohyve executable.")
+    )
+    iohyve_rc_conf: Path = field(
+        metadata=_key(
+            "iohyve",
+            "/etc/rc.conf",
+            _absolute_path,
+            "The rc.conf file whose iohyve_flags line setup writes and issetup reads.",
+        )
+    )
+    iohyve_zpool: Path = field(
+        metadata=_key("iohyve", "/sbin/zpool", _absolute_path, "The zpool executable.")
+    )
+    iohyve_ifconfig: Path = field(
+        metadata=_key("iohyve", "/sbin/ifconfig", _absolute_path, "The ifconfig executable.")
+    )
+    iohyve_sysctl: Path = field(
+        metadata=_key(
+            "iohyve",
+            "/sbin/sysctl",
+            _absolute_path,
+            "The sysctl executable (list-devices reads a driver's description from it).",
+        )
+    )
+    iohyve_iso_root: Path = field(
+        metadata=_key(
+            "iohyve",
+            "/iohyve/ISO",
+            _absolute_path,
+            "Where iohyve's ISO datasets are mounted; the daemon measures download progress "
+            "from the files growing there.",
+        )
+    )
+    iohyve_simulate: bool = field(
+        metadata=_key(
+            "iohyve",
+            False,
+            _bool,
+            "Drive the bundled iohyve simulator (state under <state_dir>/simulator) instead of "
+            "iohyve, so the daemon runs on a machine without bhyve.",
+        )
+    )
+    iohyve_simulator_profile: str = field(
+        metadata=_key(
+            "iohyve", "0.7.9", _choice(*PROFILES), "Which iohyve release the simulator imitates."
+        )
+    )
+    iohyve_timeout: float = field(
+        metadata=_key(
+            "iohyve",
+            120,
+            _seconds(1, 3600),
+            "Seconds an iohyve command other than fetch may run before it is stopped.",
+        )
+    )
+    iohyve_list_cache: float = field(
+        metadata=_key(
+            "iohyve",
+            1.0,
+            _seconds(0, 60),
+            "Seconds a guest list is reused by later listvms calls; any change asked for since "
+            "makes the next call list again, and 0 shares only a list still running. While a "
+            "newer list runs, callers get the previous one if it is less than twice as old.",
+        )
+    )
+    auth_backend: str = field(
+        metadata=_key(
+            "auth",
+            "auto",
+            _choice("auto", "pam", "local"),
+            "Where passwords are checked: 'pam' (system accounts: root and members of wheel are "
+            "admins, members of operator are operators), 'local' (the account database in "
+            "<state_dir>/accounts.json, managed with sysadmd-admin), or 'auto': on a real host "
+            "both, the account database first (a name found there is decided there), then PAM; "
+            "local alone in simulate mode. 'sysadmd-admin backends' says which.",
+        )
+    )
+    auth_session_idle: float = field(
+        metadata=_key("auth", 900, _seconds(60, 86400), "Seconds a session lives unused.")
+    )
+    auth_session_lifetime: float = field(
+        metadata=_key(
+            "auth",
+            28800,
+            _seconds(1, 30 * 86400),
+            "Seconds a session lives at most, however much it is used (a few seconds are "
+            "allowed, to see sessions end in tests).",
+        )
+    )
+    auth_lockout_failures: int = field(
+        metadata=_key(
+            "auth",
+            5,
+            _int(1, 1000),
+            "Failed logins from one address, or for one user name, that block further logins.",
+        )
+    )
+    auth_lockout_window: float = field(
+        metadata=_key(
+            "auth", 600, _seconds(1, 86400), "Seconds within which those failures must fall."
+        )
+    )
+    auth_lockout_block: float = field(
+        metadata=_key("auth", 3600, _seconds(1, 7 * 86400), "Seconds a block lasts.")
+    )
+    auth_audit_log: Path | None = field(
+        metadata=_key(
+            "auth",
+            "",
+            _optional_path,
+            "JSON-lines audit log of logins and of every call that changes something (mode "
+            "0600); empty means <state_dir>/audit.log.",
+        )
+    )
+    limits_connections: int = field(
+        metadata=_key(
+            "limits", 256, _int(1, 100_000), "Open connections at most, over all listeners."
+        )
+    )
+    limits_connections_per_address: int = field(
+        metadata=_key(
+            "limits",
+            8,
+            _int(1, 100_000),
+            "Open connections at most from one address (an IPv6 client counts by its /64 network).",
+        )
+    )
+    limits_connections_reserved: int = field(
+        metadata=_key(
+            "limits",
+            16,
+            _int(0, 100_000),
+            "Of limits.connections, how many only the addresses in metrics.allow may use, so "
+            "that /livez, /readyz and /metrics still answer them when others hold every other "
+            "connection. Must be less than limits.connections.",
+        )
+    )
+    limits_handshake_timeout: float = field(
+        metadata=_key(
+            "limits",
+            5,
+            _seconds(1, 600),
+            "Seconds a new connection has to finish its TLS handshake and send the first line "
+            "of its first request; a connection that has not is closed.",
+        )
+    )
+    limits_login_timeout: float = field(
+        metadata=_key(
+            "limits", 30, _seconds(1, 3600), "Seconds a WebSocket may stay open without logging in."
+        )
+    )
+    limits_idle_timeout: float = field(
+        metadata=_key(
+            "limits",
+            1800,
+            _seconds(10, 86400),
+            "Seconds a logged-in WebSocket may stay silent before it is closed.",
+        )
+    )
+    limits_message_size: int = field(
+        metadata=_key(
+            "limits",
+            65536,
+            _int(1024, 16 * 1024 * 1024),
+            "Largest WebSocket message and REST body, in bytes, once logged in (before a login "
+            "WebSocket messages are limited to 8 KiB).",
+        )
+    )
+    limits_in_flight: int = field(
+        metadata=_key(
+            "limits",
+            8,
+            _int(1, 1000),
+            "Requests one WebSocket may have waiting for replies; more are refused with 429.",
+        )
+    )
+    limits_request_deadline: float = field(
+        metadata=_key(
+            "limits", 10, _seconds(1, 600), "Seconds a client has to send a whole REST request."
+        )
+    )
+    fetch_concurrency: int = field(
+        metadata=_key("fetch", 1, _int(1, 16), "How many ISO fetches run at the same time.")
+    )
+    fetch_queue_size: int = field(
+        metadata=_key(
+            "fetch",
+            16,
+            _int(1, 1000),
+            "How many fetches may wait; a fetchiso beyond that is refused with 503.",
+        )
+    )
+    fetch_timeout: float = field(
+        metadata=_key(
+            "fetch",
+            21600,
+            _seconds(10, 7 * 86400),
+            "Seconds one fetch may run before it is stopped.",
+        )
+    )
+    fetch_grace: float = field(
+        metadata=_key(
+            "fetch",
+            30,
+            _seconds(0, 3600),
+            "Seconds running fetches get to finish when the daemon stops, before they are ended "
+            "(they are then journalled as interrupted).",
+        )
+    )
+    fetch_requeue: bool = field(
+        metadata=_key(
+            "fetch",
+            True,
+            _bool,
+            "Queue again, at start, the fetches that were still queued when the daemon stopped.",
+        )
+    )
+    fetch_history: int = field(
+        metadata=_key(
+            "fetch",
+            100,
+            _int(0, 100_000),
+            "Finished fetches kept for rpc/dispatcher list (and in the journal, for 7 days).",
+        )
+    )
+    events_guests_interval: float = field(
+        metadata=_key(
+            "events",
+            3,
+            _seconds(0.5, 3600),
+            "Seconds between two looks at the guest list while a client listens to the "
+            "'guests' event.",
+        )
+    )
+    fetch_file_roots: tuple[Path, ...] = field(
+        metadata=_key(
+            "fetch",
+            [],
+            _paths,
+            "Directories whose regular files may be fetched with file:// URLs; empty refuses "
+            "every file:// URL.",
+        )
+    )
+    log_file: Path | None = field(
+        metadata=_key(
+            "log",
+            "",
+            _optional_path,
+            "A file the daemon also writes its log to, reopened on SIGHUP (for newsyslog or "
+            "logrotate); empty leaves logging to twistd alone (stdout with --nodaemon).",
+        )
+    )
+    log_format: str = field(
+        metadata=_key(
+            "log",
+            "text",
+            _choice("text", "json"),
+            "How log.file is written: 'text' (twistd's readable lines) or 'json' (one Twisted "
+            "JSON event per line).",
+        )
+    )
+    log_level: str = field(
+        metadata=_key(
+            "log",
+            "info",
+            _choice("debug", "info", "warn", "error", "critical"),
+            "The least level of the lines logged (twistd's log and log.file alike): 'debug', "
+            "'info', 'warn', 'error' or 'critical'. 'debug' adds a line per child process "
+            "(one iohyve list every few seconds while a client listens to 'guests').",
+        )
+    )
+    log_access: bool = field(
+        metadata=_key(
+            "log",
+            False,
+            _bool,
+            "Log every HTTP request (the WebSocket upgrades and REST calls) in the combined log "
+            "format. Off by default: clients poll, and the audit log already records every "
+            "login and every change.",
+        )
+    )
+    metrics_allow: tuple[Network, ...] = field(
+        metadata=_key(
+            "metrics",
+            ["127.0.0.1", "::1"],
+            _networks,
+            "Addresses and networks (CIDR) that may read /metrics without a login; anyone else "
+            "must log in as for REST (Basic or Bearer).",
+        )
+    )
+
+
+def _keys() -> tuple[Key, ...]:
+    keys = []
+    for declared in fields(Config):
+        section, default, check, doc = declared.metadata[_SPEC]
+        prefix = "" if section == "daemon" else f"{section}_"
+        if not declared.name.startswith(prefix):
+            raise TypeError(f"Config.{declared.name} must start with {prefix!r}")
+        keys.append(Key(section, declared.name.removeprefix(prefix), default, check, doc))
+    return tuple(keys)
+
+
+#: Every key, in the order of :class:`Config`'s fields.
+KEYS: Final = _keys()
 
 
 def _read_file(path: Path) -> dict[str, Any]:

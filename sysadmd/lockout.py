@@ -1,6 +1,8 @@
 """Failed-login limiting: per-address and per-username counters that block brute force.
 
-Every failed login counts once against the client's IP address and once against the username.
+Every failed login counts once against the client's IP address and, when it names one, once
+against the username (a login that names no user, such as a token or key login, counts
+against the address only).
 When one of them collects ``limit`` failures within ``window`` seconds it is blocked for
 ``block`` seconds; the defaults, 5 failures in 10 minutes block for 60 minutes, are sysadm's.
 Counting by username as well stops an attacker who spreads guesses over many addresses;
@@ -21,9 +23,11 @@ Counting
     failure comes no more than ``window`` seconds after the first of the ``limit`` most recent
     ones. Reaching the limit starts the block and clears the counter. While a key is blocked
     nothing is checked for it, so a block lasts exactly ``block`` seconds from the failure
-    that caused it. A failure may count against the address only (``count_user=False``): a
-    name no account can have, or a password no account can hold, is refused without any
-    hashing, and such cheap failures must not let anyone fill the username table.
+    that caused it. A check may also be counted against the address only (the caller passes
+    ``None`` as the username to :meth:`Lockout.begin`): :mod:`sysadmd.auth` does so for a
+    name no account can have, or a password no account can hold, which is refused without
+    any hashing, so that such cheap failures cannot fill the username table. A check that
+    could not be made (:meth:`Attempt.abandoned`, an error of the daemon's) counts nothing.
 
 Success
     A successful login as X from address A clears X's counter and, of A's counter, only the

@@ -2,8 +2,10 @@
 
 twistd keeps its own log (stdout with ``--nodaemon``, or ``--logfile``). With
 ``log.file`` set the daemon also writes every log event to that file, as twistd's
-readable text lines or as one Twisted JSON event per line (``log.format``). The
-file is created with mode 0600 and never followed through a symbolic link.
+readable text lines or as one Twisted JSON event per line (``log.format``), through
+Twisted's ``twisted.python.logfile.LogFile`` and ``twisted.logger.FileLogObserver``.
+The file is created with mode 0600, never followed through a symbolic link, and must be
+a regular file (:class:`DaemonLogFile` says what it adds to Twisted's class).
 
 Events logged while the daemon is being built (the TLS fingerprint, the listening
 lines) are held in a small buffer from the moment the file is opened and written
@@ -24,13 +26,13 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Final, cast
+from typing import IO, Any, BinaryIO, Final, cast
 
 from twisted.application.service import Service
+from twisted.logger import FileLogObserver as TwistedFileLogObserver
 from twisted.logger import (
     FilteringLogObserver,
     ILogFilterPredicate,
@@ -44,6 +46,8 @@ from twisted.logger import (
     formatEventAsClassicLogText,
     globalLogPublisher,
 )
+from twisted.python import threadable
+from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
 from sysadmd.config import ConfigError
@@ -60,22 +64,63 @@ EARLY_EVENTS: Final = 500
 _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
-def _open(path: Path) -> IO[str]:
-    """Open ``path`` for appending text, as :func:`~sysadmd.files.open_for_append` does."""
-    fd = open_for_append(path)
-    try:
-        return open(fd, "a", encoding="utf-8", errors="backslashreplace", newline="\n")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def _json_line(event: LogEvent) -> str | None:
     return eventAsJSON(event) + "\n"
 
 
 def _text_line(event: LogEvent) -> str | None:
     return formatEventAsClassicLogText(event)
+
+
+class DaemonLogFile(LogFile):
+    """Twisted's :class:`~twisted.python.logfile.LogFile`, opened as the daemon's files are.
+
+    Rotation is left to newsyslog (``rotateLength=None``). What Twisted's class does not
+    do, and this one adds:
+
+    * the file is opened by :func:`~sysadmd.files.open_for_append`: never through a
+      symbolic link, nothing but a regular file, mode 0600 from the first byte (Twisted
+      opens by name, follows links, and sets the mode by changing the process's umask);
+    * :meth:`reopen` opens the new file before closing the old one, so a path that cannot
+      be opened leaves the daemon writing to the old file (Twisted closes first);
+    * text that UTF-8 cannot encode (lone surrogates from odd file names) is written with
+      backslash escapes rather than failing;
+    * writes after :meth:`close` are dropped.
+
+    Writes, :meth:`reopen` and :meth:`close` hold the instance's lock
+    (:func:`twisted.python.threadable.synchronize`), so any thread may log.
+    """
+
+    synchronized = ["write", "reopen", "close"]  # noqa: RUF012 - as in BaseLogFile
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path.name, str(path.parent), rotateLength=None, defaultMode=0o600)
+
+    def _openFile(self) -> None:
+        self._file = cast(BinaryIO, os.fdopen(open_for_append(Path(self.path)), "ab", 0))
+        self.size = self._file.tell()
+        self.closed = False
+
+    def write(self, data: str | bytes) -> None:
+        if self.closed:
+            return
+        if isinstance(data, str):
+            data = data.encode("utf-8", "backslashreplace")
+        super().write(data)
+
+    def reopen(self) -> None:
+        """Open the path again; the old file stays in use if that fails (``OSError``)."""
+        old = None if self.closed else self._file
+        self._openFile()
+        if old is not None:
+            old.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+
+
+threadable.synchronize(DaemonLogFile)
 
 
 class _EarlyEvents:
@@ -100,56 +145,42 @@ class _EarlyEvents:
 
 
 class FileLogObserver:
-    """Writes each event to a file that :meth:`reopen` can swap, from any thread.
+    """Writes each event to a :class:`DaemonLogFile` as a text or a JSON line.
 
-    Twisted's own file observers hold one file for their whole life; this one keeps
-    its place among the log publisher's observers while the file under it changes.
+    Twisted's :class:`twisted.logger.FileLogObserver` does the writing; the file under it
+    is reopened in place, so the observer keeps its place among the publisher's observers.
     """
 
     def __init__(self, path: Path, format: str) -> None:
         if format not in FORMATS:
             raise ValueError(f"unknown log format {format!r}")
         self.path = path
-        self._format = _json_line if format == "json" else _text_line
-        self._lock = threading.Lock()
-        self._file: IO[str] | None = _open(path)
+        self.file = DaemonLogFile(path)
+        formatter = _json_line if format == "json" else _text_line
+        self._observer = TwistedFileLogObserver(cast(IO[Any], self.file), formatter)
 
     def __call__(self, event: LogEvent) -> None:
-        text = self._format(event)
-        if not text:
-            return
-        with self._lock:
-            if self._file is not None:
-                self._file.write(text)
-                self._file.flush()
+        self._observer(event)
 
     def reopen(self) -> None:
         """Open the path again; if that fails, keep writing to the old file and say so."""
         try:
-            new = _open(self.path)
+            self.file.reopen()
         except OSError as e:
             log.error(
                 "Cannot reopen log file {path}, still writing to the old file: {error}",
                 path=str(self.path),
                 error=e.strerror or str(e),
             )
-            return
-        with self._lock:
-            old, self._file = self._file, new
-        if old is not None:
-            old.close()
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called (and no :meth:`reopen` since)."""
-        return self._file is None
+        return bool(self.file.closed)
 
     def close(self) -> None:
         """Close the file; later events are dropped."""
-        with self._lock:
-            old, self._file = self._file, None
-        if old is not None:
-            old.close()
+        self.file.close()
 
 
 @implementer(ILogFilterPredicate)

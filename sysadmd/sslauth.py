@@ -24,12 +24,13 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import contextlib
 import json
 import os
 import secrets
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from twisted.internet.interfaces import IReactorTime
 
-from sysadmd.files import write_atomically
+from sysadmd.files import FileStore, json_document
 
 __all__ = [
     "CHALLENGE_LIFETIME",
@@ -228,32 +229,16 @@ class _Entry:
         return f"Nickname: {self.nickname}\nEmail: {self.email}\nDate Registered: {self.registered}"
 
 
-_Signature = tuple[int, int, int, int, int, int]
-
-
-def _signature(status: os.stat_result) -> _Signature:
-    """What tells a changed file from the one last read: a rewrite, an edit or a chmod."""
-    return (
-        status.st_dev,
-        status.st_ino,
-        status.st_size,
-        status.st_mtime_ns,
-        status.st_ctime_ns,
-        status.st_mode,
-    )
-
-
 class KeyStore:
-    """Registered public keys per user, in a JSON file (mode 0600, atomic temp+fsync+os.replace).
+    """Registered public keys per user, in a JSON file kept by a :class:`FileStore`.
 
     The file is read when the store is made and again whenever it has changed on disk since
     (another process, such as an administration tool, may have written it), so every method
     sees the current keys. A file that is missing is an empty store; a file that cannot be
     read or parsed, or that is writable by group or others, raises :class:`KeyStoreError`
-    from every method and is never overwritten. Writes replace the file atomically.
-
-    Within one process the store is meant to be used from the reactor thread only. Two
-    processes that change the store at the very same moment may lose one of the changes.
+    from every method and is never overwritten. Every change reads the file and replaces it
+    (mode 0600, atomically) under the exclusive lock every process takes on
+    ``<file>.lock``, so two processes that change the store at once both keep their change.
     """
 
     def __init__(
@@ -268,9 +253,17 @@ class KeyStore:
         self._path = Path(path)
         self._clock = clock
         self._max_keys_per_user = max_keys_per_user
-        self._entries: tuple[_Entry, ...] = ()
-        self._signature: _Signature | None = None
-        self._entries = self._current()
+        self._file = FileStore(
+            self._path,
+            parse=self._parse,
+            serialize=_serialize,
+            empty=tuple,
+            invalid=KeyStoreError,
+            check=self._trusted,
+            mode=_FILE_MODE,
+            directory_mode=_DIR_MODE,
+        )
+        self._current()
 
     @property
     def path(self) -> Path:
@@ -318,15 +311,20 @@ class KeyStore:
         nickname = _check_text(nickname, "nickname")
         email = _check_text(email, "email")
         pem = _canonical_pem(key)
+        with self._changing():
+            self._register(_Entry(user, pem, key, nickname, email, self._now()))
 
+    def _register(self, new: _Entry) -> None:
+        user, pem = new.user, new.pem
         entries = list(self._current())
-        registered = self._now()
         for index, entry in enumerate(entries):
             if entry.pem != pem:
                 continue
             if entry.user != user:
                 raise SSLAuthError("this key is already registered by another user")
-            entries[index] = replace(entry, nickname=nickname, email=email, registered=registered)
+            entries[index] = replace(
+                entry, nickname=new.nickname, email=new.email, registered=new.registered
+            )
             break
         else:
             if sum(1 for entry in entries if entry.user == user) >= self._max_keys_per_user:
@@ -334,7 +332,7 @@ class KeyStore:
                     f"{user} already has {self._max_keys_per_user} registered keys; "
                     "revoke one first"
                 )
-            entries.append(_Entry(user, pem, key, nickname, email, registered))
+            entries.append(new)
         self._save(entries)
 
     def revoke(self, pub_key: str, user: str | None = None) -> bool:
@@ -348,23 +346,25 @@ class KeyStore:
             pem = _canonical_pem(_parse_key(pub_key, check_size=False))
         except SSLAuthError:
             return False
-        entries = self._current()
-        kept = [e for e in entries if not (e.pem == pem and (user is None or e.user == user))]
-        if len(kept) == len(entries):
-            return False
-        self._save(kept)
-        return True
+        with self._changing():
+            entries = self._current()
+            kept = [e for e in entries if not (e.pem == pem and (user is None or e.user == user))]
+            if len(kept) == len(entries):
+                return False
+            self._save(kept)
+            return True
 
     def remove_user(self, user: str) -> int:
         """Remove every key of ``user`` (whose account is gone); how many there were.
 
         Raises :class:`KeyStoreError` when the file cannot be read or written.
         """
-        entries = self._current()
-        kept = [e for e in entries if e.user != user]
-        if len(kept) != len(entries):
-            self._save(kept)
-        return len(entries) - len(kept)
+        with self._changing():
+            entries = self._current()
+            kept = [e for e in entries if e.user != user]
+            if len(kept) != len(entries):
+                self._save(kept)
+            return len(entries) - len(kept)
 
     # The file
 
@@ -373,48 +373,36 @@ class KeyStore:
         moment = datetime.fromtimestamp(now, UTC)
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    def _stat(self) -> os.stat_result | None:
-        try:
-            return self._path.stat()
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise KeyStoreError(f"{self._path}: cannot read: {_one_line(e)}") from e
-
     def _current(self) -> tuple[_Entry, ...]:
         """The entries as the file holds them now, reading it again only if it changed."""
-        status = self._stat()
-        if status is None:
-            self._entries, self._signature = (), None
-            return self._entries
-        signature = _signature(status)
-        if signature == self._signature:
-            return self._entries
-        if not stat.S_ISREG(status.st_mode):
-            raise KeyStoreError(f"{self._path}: not a regular file")
+        try:
+            return self._file.read()
+        except OSError as e:
+            raise KeyStoreError(f"{self._path}: {_one_line(e)}") from e
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold the store's lock for a read-modify-write."""
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(self._file.locked())
+            except OSError as e:
+                raise KeyStoreError(f"{self._path}: cannot lock: {_one_line(e)}") from e
+            yield
+
+    def _trusted(self, status: os.stat_result) -> None:
         if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise KeyStoreError(
                 f"{self._path}: writable by group or others; refusing to trust its keys"
             )
-        try:
-            data = self._path.read_bytes()
-        except OSError as e:
-            raise KeyStoreError(f"{self._path}: cannot read: {_one_line(e)}") from e
-        self._entries = self._parse(data)
-        self._signature = signature
-        return self._entries
 
     def _parse(self, data: bytes) -> tuple[_Entry, ...]:
         try:
-            document = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise KeyStoreError(f"{self._path}: not valid JSON") from None
-        if (
-            not isinstance(document, dict)
-            or document.get("version") != _STORE_VERSION
-            or not isinstance(document.get("keys"), list)
-        ):
-            raise KeyStoreError(f"{self._path}: not a sysadmd key store (version {_STORE_VERSION})")
+            document = json_document(data, kind="key store", version=_STORE_VERSION)
+        except ValueError as e:
+            raise KeyStoreError(f"{self._path}: {e}") from None
+        if not isinstance(document.get("keys"), list):
+            raise KeyStoreError(f"{self._path}: not a sysadmd key store: 'keys' must be a list")
         entries: list[_Entry] = []
         seen: set[str] = set()
         for number, item in enumerate(document["keys"], start=1):
@@ -444,30 +432,20 @@ class KeyStore:
         )
 
     def _save(self, entries: Iterable[_Entry]) -> None:
-        """Write ``entries`` to the file atomically, then make them the current state."""
-        new = tuple(entries)
-        document = {"version": _STORE_VERSION, "keys": [e.to_json() for e in new]}
-        data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("ascii")
-        _write_atomically(self._path, data)
-        status = self._stat()
-        self._entries = new
-        self._signature = None if status is None else _signature(status)
+        """Replace the file with ``entries`` (inside :meth:`_changing`)."""
+        try:
+            self._file.write(tuple(entries))
+        except OSError as e:
+            raise KeyStoreError(f"{self._path}: cannot write: {_one_line(e)}") from e
+
+
+def _serialize(entries: tuple[_Entry, ...]) -> bytes:
+    document = {"version": _STORE_VERSION, "keys": [e.to_json() for e in entries]}
+    return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("ascii")
 
 
 def _one_line(error: OSError) -> str:
     return error.strerror or str(error).replace("\n", " ")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (mode 0600), creating its directory (0700) if needed."""
-    try:
-        path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
-    except OSError as e:
-        raise KeyStoreError(f"{path}: cannot create its directory: {_one_line(e)}") from e
-    try:
-        write_atomically(path, data, _FILE_MODE)
-    except OSError as e:
-        raise KeyStoreError(f"{path}: cannot write: {_one_line(e)}") from e
 
 
 # --------------------------------------------------------------------------------------------

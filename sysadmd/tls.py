@@ -2,14 +2,18 @@
 
 ``ensure_certificate`` keeps ``key.pem`` and ``cert.pem`` in a state directory: it makes them on
 first use, reuses them byte for byte afterwards (so that clients can pin the fingerprint), and
-replaces them only when they are missing, expired or about to expire, or no longer belong
-together. Files that exist but are unreadable or damaged are never overwritten: the daemon
-refuses to start with a :class:`TLSError` instead, so that an operator's key is not lost.
+makes a new pair (both files) only when one of them is missing, when the certificate has
+expired, expires within :data:`RENEW_BEFORE` or is not valid yet, or when the two no longer
+belong together. Files that exist but are unreadable or damaged are never overwritten: the
+daemon refuses to start with a :class:`TLSError` instead, so that an operator's key is not
+lost.
 
 ``with_default_certificate`` points ``ssl:`` listener strings that carry no key of their own at
 those files, and ``split_tls_endpoint`` turns such a string into a plain TCP endpoint and the
 server's TLS options: TLS 1.2 or newer, and in TLS 1.2 only the forward-secret AEAD suites of
-:data:`TLS12_CIPHERS`.
+:data:`TLS12_CIPHERS`. An ``extraCertChain`` file is read with
+:func:`cryptography.x509.load_pem_x509_certificates`: every certificate in it is sent, and a
+file without one is an error.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL.crypto import X509
 from twisted.internet.ssl import (
     AcceptableCiphers,
-    Certificate,
     CertificateOptions,
     PrivateCertificate,
     TLSVersion,
@@ -148,7 +152,8 @@ def ensure_certificate(directory: Path, hostname: str, *, now: datetime | None =
     the moment those checks are made for.
 
     Raises :class:`TLSError` if a file exists but cannot be read or parsed, or if the directory
-    or the files cannot be written; such files are left untouched.
+    or the files cannot be written; such files are left untouched. Raises ``ValueError`` when
+    a new pair is needed and ``hostname`` is empty.
     """
     moment = _utc(now if now is not None else datetime.now(UTC))
     _make_directory(directory)
@@ -490,9 +495,14 @@ def split_tls_endpoint(description: str) -> tuple[str, CertificateOptions] | Non
         chain_pem = _require(Path(keywords["extraCertChain"]), "certificate chain")
     try:
         private = PrivateCertificate.loadPEM(pem)
-        chain = [Certificate.loadPEM(block).original for block in _pem_blocks(chain_pem)]
     except Exception as e:
         raise TLSError(f"{key_path} or {cert_path}: cannot be loaded: {e}") from None
+    chain: list[X509] = []
+    if "extraCertChain" in keywords:
+        try:
+            chain = [X509.from_cryptography(c) for c in x509.load_pem_x509_certificates(chain_pem)]
+        except ValueError:
+            raise TLSError(f"{keywords['extraCertChain']}: not a PEM certificate chain") from None
     options = CertificateOptions(
         privateKey=private.privateKey.original,
         certificate=private.original,
@@ -514,8 +524,3 @@ def _require(path: Path, what: str) -> bytes:
     if data is None:
         raise TLSError(f"{path}: cannot read {what}: no such file")
     return data
-
-
-def _pem_blocks(data: bytes) -> list[bytes]:
-    end = b"-----END CERTIFICATE-----"
-    return [block + end for block in data.split(end) if b"-----BEGIN" in block]

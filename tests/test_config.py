@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
 
@@ -34,6 +35,16 @@ def test_sample_documents_every_key_with_its_default() -> None:
         else:
             assert document[key.section][key.name] == key.default, key.dotted
     assert config.load(SAMPLE) == config.load()
+
+
+def test_each_key_is_declared_once_on_its_config_field() -> None:
+    """The KEYS table is made from Config's fields, which carry each key's declaration."""
+    declared = dataclasses.fields(config.Config)
+    assert [key.attribute for key in config.KEYS] == [f.name for f in declared]
+    for key, declaration in zip(config.KEYS, declared, strict=True):
+        section, default, check, doc = declaration.metadata["sysadmd.config"]
+        assert (key.section, key.default, key.check, key.doc) == (section, default, check, doc)
+        assert doc and key.dotted == f"{section}.{key.name}"
 
 
 def test_file_and_flags(tmp_path: Path) -> None:

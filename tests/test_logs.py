@@ -104,6 +104,59 @@ def test_reopen_after_rename(tmp_path: Path) -> None:
     assert "third" in path.read_text()
 
 
+def test_the_log_file_is_never_followed_or_opened_unless_regular(tmp_path: Path) -> None:
+    """A symbolic link or a FIFO at log.file stops the start; neither is touched."""
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    target.chmod(0o644)
+    link = tmp_path / "sysadmd.log"
+    link.symlink_to(target)
+    with pytest.raises(config.ConfigError, match=r"log\.file: .* cannot be opened"):
+        service(link, "text", LogPublisher())
+    assert target.stat().st_mode & 0o777 == 0o644
+    fifo = tmp_path / "fifo.log"
+    os.mkfifo(fifo, 0o644)
+    with pytest.raises(config.ConfigError, match=r"log\.file: .* cannot be opened"):
+        service(fifo, "text", LogPublisher())
+    assert fifo.stat().st_mode & 0o777 == 0o644
+
+
+def test_an_existing_log_file_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "sysadmd.log"
+    path.write_text("old line\n")
+    path.chmod(0o644)
+    publisher = LogPublisher()
+    files = service(path, "text", publisher)
+    assert path.stat().st_mode & 0o777 == 0o600
+    files.startService()
+    try:
+        Logger(observer=cast(ILogObserver, publisher)).info("new line")
+    finally:
+        files.stopService()
+    lines = path.read_text().splitlines()
+    assert lines[0] == "old line" and lines[1].endswith("new line")
+
+
+def test_a_failed_reopen_keeps_writing_to_the_old_file(tmp_path: Path) -> None:
+    publisher = LogPublisher()
+    log = Logger(observer=cast(ILogObserver, publisher))
+    path = tmp_path / "logs" / "sysadmd.log"
+    path.parent.mkdir()
+    files = service(path, "text", publisher)
+    files.startService()
+    try:
+        log.info("first")
+        moved = tmp_path / "moved"
+        path.parent.rename(moved)  # the directory is gone: the reopen cannot create the file
+        files.reopen()
+        log.info("second \udcff")  # a lone surrogate, as an odd file name gives
+    finally:
+        files.stopService()
+    written = (moved / "sysadmd.log").read_text()
+    assert "first" in written and "second \\udcff" in written
+    assert not path.exists()
+
+
 def test_log_level_filters_every_observer_while_running(tmp_path: Path) -> None:
     """log.level "info": no debug line in twistd's log or the file; put back at the stop."""
     publisher = LogPublisher()

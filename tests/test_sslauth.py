@@ -381,7 +381,8 @@ def test_file_mode_and_contents(
             }
         ],
     }
-    assert os.listdir(store_path.parent) == [store_path.name]  # no temporary files left
+    # No temporary files left; the lock file every change takes stays.
+    assert sorted(os.listdir(store_path.parent)) == [store_path.name, store_path.name + ".lock"]
     assert store.revoke(spki_pem(alice_key))
     assert stat.S_IMODE(store_path.stat().st_mode) == 0o600
     assert json.loads(store_path.read_text()) == {"version": 1, "keys": []}
@@ -495,7 +496,7 @@ def test_failed_write_changes_nothing(
         store.revoke(spki_pem(alice_key))
     assert store.users_with_keys() == {"alice"}
     assert store_path.read_bytes() == before
-    assert os.listdir(store_path.parent) == [store_path.name]
+    assert sorted(os.listdir(store_path.parent)) == [store_path.name, store_path.name + ".lock"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -829,3 +829,51 @@ async def test_tls_1_3_still_works(tmp_path: Path, pair: Pair) -> None:
         assert client.version == "TLSv1.3"
     finally:
         await server.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Certificate chains
+
+
+def _chain_certificate(name: str) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_extra_cert_chain_holds_every_certificate_of_the_file(tmp_path: Path) -> None:
+    files = ensure_certificate(tmp_path, HOSTNAME)
+    chain = tmp_path / "chain.pem"
+    names = ["Intermediate CA", "Root CA"]
+    chain.write_bytes(
+        b"a comment before the first certificate\r\n"
+        + b"".join(_chain_certificate(n).public_bytes(serialization.Encoding.PEM) for n in names)
+    )
+    split = split_tls_endpoint(
+        f"ssl:0:privateKey={files.key_path}:certKey={files.cert_path}:extraCertChain={chain}"
+    )
+    assert split is not None
+    extra = split[1].extraCertChain
+    subjects = [c.to_cryptography().subject.rfc4514_string() for c in extra]
+    assert subjects == [f"CN={name}" for name in names]
+
+
+def test_a_chain_file_without_a_certificate_is_refused(tmp_path: Path) -> None:
+    """A chain file that holds no certificate is an error naming it, not an empty chain."""
+    files = ensure_certificate(tmp_path, HOSTNAME)
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(files.key_path.read_bytes())  # a key, no certificate
+    with pytest.raises(TLSError, match=f"{re.escape(str(chain))}: not a PEM certificate chain"):
+        split_tls_endpoint(
+            f"ssl:0:privateKey={files.key_path}:certKey={files.cert_path}:extraCertChain={chain}"
+        )

@@ -64,7 +64,7 @@ from sysadmd.client.tls import (
     format_address,
     normalize_fingerprint,
 )
-from sysadmd.files import write_atomically
+from sysadmd.files import FileStore
 
 __all__ = ["main"]
 
@@ -125,9 +125,21 @@ class Settings:
     def session_path(self) -> Path:
         return self.config_dir / SESSION_FILE
 
-    def load_session(self) -> SavedSession:
+    @property
+    def _session_file(self) -> FileStore[SavedSession | None]:
+        return FileStore(
+            self.session_path,
+            parse=self._parse_session,
+            serialize=_serialize_session,
+            empty=lambda: None,
+            invalid=CommandError,
+            mode=_FILE_MODE,
+            directory_mode=_DIR_MODE,
+        )
+
+    def _parse_session(self, raw: bytes) -> SavedSession | None:
         try:
-            data = json.loads(self.session_path.read_text(encoding="utf-8"))
+            data = json.loads(raw)
             return SavedSession(
                 host=str(data["host"]),
                 port=int(data["port"]),
@@ -135,36 +147,52 @@ class Settings:
                 token=str(data["token"]),
                 ca_file=data.get("ca_file"),
             )
-        except FileNotFoundError:
-            raise CommandError(
-                "not logged in; run `sysadm login HOST` first", EXIT_SESSION
-            ) from None
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             raise CommandError(
                 f"{self.session_path} is damaged; run `sysadm login HOST` again", EXIT_SESSION
             ) from None
 
-    def save_session(self, session: SavedSession) -> None:
-        data = {
-            "host": session.host,
-            "port": session.port,
-            "user": session.user,
-            "token": session.token,
-            "ca_file": session.ca_file,
-        }
+    def load_session(self) -> SavedSession:
         try:
-            self.config_dir.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
-            write_atomically(self.session_path, json.dumps(data).encode("utf-8"), _FILE_MODE)
+            session = self._session_file.read()
+        except OSError:
+            raise CommandError(
+                f"{self.session_path} is damaged; run `sysadm login HOST` again", EXIT_SESSION
+            ) from None
+        if session is None:
+            raise CommandError("not logged in; run `sysadm login HOST` first", EXIT_SESSION)
+        return session
+
+    def save_session(self, session: SavedSession) -> None:
+        store = self._session_file
+        try:
+            with store.locked():
+                store.write(session)
         except OSError as e:
             raise CommandError(f"{self.session_path}: cannot write: {e.strerror}") from None
 
     def forget_session(self) -> None:
-        self.session_path.unlink(missing_ok=True)
+        store = self._session_file
+        with store.locked():
+            store.remove()
 
     def tls_for(self, session: SavedSession) -> TLSMode:
         if session.ca_file is not None:
             return CATLS(Path(session.ca_file))
         return PinnedTLS(self.known_hosts)
+
+
+def _serialize_session(session: SavedSession | None) -> bytes:
+    if session is None:
+        raise ValueError("no session to save")
+    data = {
+        "host": session.host,
+        "port": session.port,
+        "user": session.user,
+        "token": session.token,
+        "ca_file": session.ca_file,
+    }
+    return json.dumps(data).encode("utf-8")
 
 
 def parse_address(text: str) -> tuple[str, int]:

@@ -16,11 +16,13 @@ Two modes, and neither ever accepts a certificate silently:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -43,7 +45,7 @@ from sysadmd.client.errors import (
     TLSVerificationFailed,
     UnknownHost,
 )
-from sysadmd.files import write_atomically
+from sysadmd.files import FileStore
 
 __all__ = [
     "CATLS",
@@ -106,12 +108,24 @@ def normalize_fingerprint(text: str) -> str:
 class KnownHosts:
     """A known-hosts file: one ``host:port FINGERPRINT`` line per pinned server.
 
-    Lines starting with ``#`` and blank lines are ignored. The file and its directory are
-    created on the first pin, with modes 0600 and 0700.
+    Lines starting with ``#`` and blank lines are ignored. The file is kept by a
+    :class:`~sysadmd.files.FileStore`: it is re-read only when it changed, every change holds
+    the exclusive lock on ``known_hosts.lock`` beside it (so two clients pinning at once both
+    keep their pin), and the file and its directory are created on the first pin, with
+    modes 0600 and 0700.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._file = FileStore(
+            path,
+            parse=self._parse,
+            serialize=_serialize_pins,
+            empty=dict,
+            invalid=ClientError,
+            mode=_FILE_MODE,
+            directory_mode=_DIR_MODE,
+        )
 
     @classmethod
     def default(cls) -> KnownHosts:
@@ -121,11 +135,15 @@ class KnownHosts:
     def entries(self) -> dict[str, str]:
         """Every pin, address to fingerprint, in file order."""
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
+            return dict(self._file.read())
         except OSError as e:
             raise ClientError(f"{self.path}: cannot read: {e.strerror}") from None
+
+    def _parse(self, data: bytes) -> dict[str, str]:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ClientError(f"{self.path}: not UTF-8 text") from None
         pins: dict[str, str] = {}
         for number, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
@@ -144,30 +162,43 @@ class KnownHosts:
     def add(self, address: str, fingerprint: str) -> None:
         """Pin ``fingerprint`` for ``address``; refuses to replace a different pin."""
         fingerprint = normalize_fingerprint(fingerprint)
-        pins = self.entries()
-        pinned = pins.get(address.lower())
-        if pinned is not None and pinned != fingerprint:
-            raise FingerprintMismatch(address, pinned, fingerprint, self.path)
-        pins[address.lower()] = fingerprint
-        self._write(pins)
+        with self._changing():
+            pins = self.entries()
+            pinned = pins.get(address.lower())
+            if pinned is not None and pinned != fingerprint:
+                raise FingerprintMismatch(address, pinned, fingerprint, self.path)
+            pins[address.lower()] = fingerprint
+            self._write(pins)
 
     def remove(self, address: str) -> bool:
         """Forget the pin of ``address``; whether there was one."""
-        pins = self.entries()
-        if pins.pop(address.lower(), None) is None:
-            return False
-        self._write(pins)
-        return True
+        with self._changing():
+            pins = self.entries()
+            if pins.pop(address.lower(), None) is None:
+                return False
+            self._write(pins)
+            return True
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(self._file.locked())
+            except OSError as e:
+                raise ClientError(f"{self.path}: cannot write: {e.strerror}") from None
+            yield
 
     def _write(self, pins: dict[str, str]) -> None:
-        lines = ["# sysadm known hosts: host:port SHA-256-fingerprint\n"]
-        lines += [f"{address} {fp}\n" for address, fp in pins.items()]
         try:
-            if not self.path.parent.is_dir():
-                self.path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
-            write_atomically(self.path, "".join(lines).encode("utf-8"), _FILE_MODE)
+            self._file.write(pins)
         except OSError as e:
             raise ClientError(f"{self.path}: cannot write: {e.strerror}") from None
+
+
+def _serialize_pins(pins: dict[str, str]) -> bytes:
+    lines = ["# sysadm known hosts: host:port SHA-256-fingerprint\n"]
+    lines += [f"{address} {fp}\n" for address, fp in pins.items()]
+    return "".join(lines).encode("utf-8")
 
 
 @dataclass(frozen=True)
