@@ -256,6 +256,9 @@ class ActionSpec:
     #: For actions on an account named by the ``user`` argument (a registered key): the
     #: role that may call it for its own account, ``user`` absent or naming the caller.
     own_account: Role | None = None
+    #: A login or logout: it changes who the connection it runs on is. On a connection
+    #: that carries many requests, the requests after it wait until it has answered.
+    login: bool = False
     #: The names of ``args``, and the keys a request may carry besides them.
     arg_names: frozenset[str] = field(init=False, repr=False, compare=False)
     _ignored: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -384,6 +387,7 @@ def action(
     whole: bool = False,
     extra: Extra | None = None,
     own_account: Role | None = None,
+    login: bool = False,
 ) -> Callable[[Callable[..., Awaitable[JSON]]], Callable[..., Awaitable[JSON]]]:
     """Declare the decorated method as the handler of one API action.
 
@@ -391,7 +395,8 @@ def action(
     call (the logins), :attr:`Role.OPERATOR` for read-only actions, :attr:`Role.ADMIN`
     for everything else. ``own_account`` is a lower role that may call the action for its
     own account: the ``user`` argument absent or the caller's name (the handler then finds
-    ``user`` set to the caller); for another account it gets 403. The method receives a
+    ``user`` set to the caller); for another account it gets 403. ``login`` marks an action
+    that logs the connection in or out (see :attr:`ActionSpec.login`). The method receives a
     :class:`~sysadmd.calls.Call` with the validated arguments and returns the result, which
     the registry places under the action's key in the reply unless ``wrapped`` is false.
     """
@@ -414,6 +419,7 @@ def action(
         whole,
         extra,
         own_account,
+        login,
     )
 
     def decorate(

@@ -32,7 +32,6 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sysadmd.calls import Shared
 from sysadmd.errors import ApiError, conflict, not_found
 from sysadmd.iohyve import parse
 from sysadmd.runner import ProcessResult, ProcessRunner, RunningProcess
@@ -212,8 +211,8 @@ class Iohyve:
         )
 
     async def _list_vms(self) -> dict[str, parse.Guest]:
-        # Shared: every caller within the refresh window gets this very object.
-        return Shared(_parsed("list", parse.parse_list, await self._read("list", "list")))
+        # Every caller within the refresh window gets this very object, never changed.
+        return _parsed("list", parse.parse_list, await self._read("list", "list"))
 
     def list_isos(self) -> Deferred[list[str]]:
         """The ISO names, from ``iohyve isolist``."""
