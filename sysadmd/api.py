@@ -9,7 +9,8 @@ happens here, once, in this order:
 2. on a connection that carries many requests, a request waits for a login running
    before it (so it runs as the user that login gives, and its reply follows the login's);
    the registry's declaration says which actions are logins (``login=True``);
-3. the credentials are authenticated (:meth:`Gate.authenticate`);
+3. the credentials are authenticated (:meth:`Gate.authenticate`; a request that presents
+   none of its own is whoever its connection is logged in as, :meth:`Gate.caller`);
 4. an unknown class or action is refused (404, 400), then a caller without the role
    (401, 403), before the arguments are looked at;
 5. the arguments are validated, and the handler is called;
@@ -59,7 +60,7 @@ class Gate(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ApiRequest:
     """One request, as a transport hands it to :meth:`Api.dispatch`.
 
@@ -67,6 +68,8 @@ class ApiRequest:
     instead: its ``args`` member if it has one, otherwise the body less the WebSocket
     envelope's keys (``namespace``, ``name``, ``id``), except those the action takes as
     arguments (``sysadm/iohyve``'s guest ``name``): over REST the path names the class.
+    Nothing changes a request once made (it is not frozen only because frozen instances
+    cost more to make, on every request).
     """
 
     namespace: str
@@ -87,7 +90,7 @@ class Unresolved(enum.Enum):
     ACTION = "action"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """A request's answer: the result its handler returned for ``spec``."""
 
@@ -101,7 +104,7 @@ class Answer:
         return wrap_result(self.spec, self.value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Refusal:
     """A request's answer: the error to tell the client; ``spec`` is the action the request
     resolved to, None when it named none of this server's."""
@@ -207,10 +210,26 @@ class Api:
         spec = None if isinstance(found, ApiError) else found[0]
         code = 200
         try:
+            connection = request.connection
+            # Credentials first: a client that presents wrong ones hears so, whatever it
+            # asked. A request presenting none is whoever its connection is logged in as.
+            credentials = request.credentials
+            if credentials is CONNECTION_SESSION:
+                caller = self._gate.caller(connection)
+            else:
+                caller = await self._gate.authenticate(credentials, connection)
             if isinstance(found, ApiError):
-                await self._authenticate(request)
                 raise found
-            return Answer(request, found[0], await self._run(request, found))
+            spec, handler, raw = found
+            # Who may call it next: a caller without the role learns nothing of the arguments.
+            _authorize(spec, caller)
+            args = spec.parse_args(raw)
+            if caller is not None:
+                args = _own_account(spec, args, caller)
+            call = Call(args, connection, caller)
+            if spec.role is not Role.ADMIN:
+                return Answer(request, spec, await handler(call))
+            return Answer(request, spec, await _audited_call(self._gate, spec, handler, call))
         except ApiError as e:
             code = e.code
             return Refusal(request, spec, e)
@@ -232,33 +251,19 @@ class Api:
                     resolved = found[0]
                 self.on_call(request, resolved, code, perf_counter() - started)
 
-    async def _authenticate(self, request: ApiRequest) -> Identity | None:
-        # Credentials first: a client that presents wrong ones hears so, whatever it asked.
-        return await self._gate.authenticate(request.credentials, request.connection)
 
-    async def _run(self, request: ApiRequest, found: tuple[ActionSpec, Handler, Any]) -> Any:
-        connection = request.connection
-        caller = await self._authenticate(request)
-        spec, handler, raw = found
-        # Who may call it next: a caller without the role learns nothing of the arguments.
-        _authorize(spec, caller)
-        args = spec.parse_args(raw)
-        if caller is not None:
-            args = _own_account(spec, args, caller)
-        call = Call(args, connection, caller)
-        if spec.role is not Role.ADMIN:
-            return await handler(call)
-        # Calls that change something are audited, whatever their outcome.
-        outcome = "500"
-        try:
-            result = await handler(call)
-            outcome = "ok"
-        except ApiError as e:
-            outcome = str(e.code)
-            raise
-        finally:
-            self._gate.audit(spec, call, outcome)
-        return result
+async def _audited_call(gate: Gate, spec: ActionSpec, handler: Handler, call: Call) -> Any:
+    """Call an action that changes something, and audit it whatever its outcome."""
+    outcome = "500"
+    try:
+        value = await handler(call)
+        outcome = "ok"
+    except ApiError as e:
+        outcome = str(e.code)
+        raise
+    finally:
+        gate.audit(spec, call, outcome)
+    return value
 
 
 def _authorize(spec: ActionSpec, caller: Identity | None) -> None:
