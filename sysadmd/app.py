@@ -366,7 +366,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         HostActions(host),
     )
     api = Api(registry, auth)
-    metrics = Metrics(registry)
+    metrics = Metrics()
     api.on_call = metrics.call_answered
     auth.on_failed_login = metrics.login_failed
     fetches.on_bytes = metrics.bytes_fetched
@@ -446,6 +446,10 @@ def build_site(
 ) -> ApiSite:
     """The Site every listener serves: WebSocket at ``/``, REST below it.
 
+    Both transports hand every request to ``api``'s dispatch, which authenticates it
+    through ``api``'s gate; ``auth`` is not read here and stays so that callers written
+    for the earlier signature still work.
+
     ``operations`` are served at ``/<name>`` (``/metrics``, ``/livez``, ``/readyz``)
     in front of the API, which sees every other path as before.
     """
@@ -454,7 +458,7 @@ def build_site(
     factory = ApiServerFactory(api, clock, limits, hub)
     # A factory wrapped in a resource is never started by the Site; start it here.
     factory.startFactory()
-    rest = RestApi(api, auth, OriginCheckedResource(factory, allowed_origins))
+    rest = RestApi(api, OriginCheckedResource(factory, allowed_origins))
     root = rest.resource()
     return ApiSite(
         OperationsRoot(root, operations) if operations else root,

@@ -1,9 +1,10 @@
 """Authentication: logins, sessions, roles, lockout and the audit trail, in one place.
 
-Every transport asks the :class:`Authenticator` who is behind a connection: a
-WebSocket connection that logged in holds a session token; a REST request carries
-``Authorization: Basic`` (checked on every request, as sysadm did) or
-``Authorization: Bearer <token>``. Failed logins count per client IP address and
+Every request's caller is settled by :meth:`Authenticator.authenticate`, which the
+API's dispatch calls (and ``/metrics`` and ``/readyz`` with it): a WebSocket connection
+that logged in holds a session token; a REST request carries ``Authorization: Basic``
+(checked on every request, as sysadm did) or ``Authorization: Bearer <token>``, read by
+:func:`credentials_from_header`. Failed logins count per client IP address and
 per user name (:mod:`sysadmd.lockout`); past the limit both are blocked for a while,
 and a refused login is told when to try again (:class:`RetryLater`). Unknown users, users
 without a permitted role and wrong passwords all get the same answer.
@@ -22,7 +23,18 @@ from typing import Final
 from twisted.logger import Logger
 
 from sysadmd.audit import AuditLog
-from sysadmd.calls import Call, Connection, Identity
+from sysadmd.calls import (
+    CONNECTION_SESSION,
+    Authentication,
+    Basic,
+    Bearer,
+    Call,
+    Connection,
+    ConnectionSession,
+    Identity,
+    Unreadable,
+    Vouched,
+)
 from sysadmd.credentials import CredentialChecker, ThreadedWork, Verified
 from sysadmd.errors import ApiError
 from sysadmd.lockout import Attempt, Blocked, Busy, Lockout
@@ -98,7 +110,7 @@ class Authenticator:
         """The audit log, so that the daemon can reopen it after log rotation."""
         return self._audit
 
-    # The Gate of sysadmd.api
+    # The Gate of sysadmd.api (with authenticate, below)
 
     def caller(self, connection: Connection) -> Identity | None:
         """The user behind ``connection``: its session if still live, or its Basic login."""
@@ -209,9 +221,10 @@ class Authenticator:
         A connection that outlives the request (a WebSocket) watches the session, so that
         it hears at once when the session ends for any reason but its own logout.
         """
-        connection.logged_in(token)
-        if connection.on_session_end is not None:
-            connection.unwatch = self.sessions.watch(session, connection.on_session_end)
+        unwatch = None
+        if connection.lasting:
+            unwatch = self.sessions.watch(session, connection.on_session_end)
+        connection.logged_in(token, unwatch)
         return [token, self.sessions.seconds_valid(session)]
 
     def _start_session(self, connection: Connection, user: str, verified: Verified) -> list[object]:
@@ -315,42 +328,70 @@ class Authenticator:
             self.sessions.revoke(token, Ended.LOGGED_OUT)
             self._audit.record("logout", user=session.user, peer=connection.peer)
 
-    # REST
+    # The authentication step of every request
 
-    async def rest_connection(self, authorization: bytes | None, peer: str) -> Connection:
-        """A connection for one REST request, from its ``Authorization`` header.
+    async def authenticate(
+        self, credentials: Authentication, connection: Connection
+    ) -> Identity | None:
+        """Who ``credentials``, presented on ``connection``, log in; None for nobody.
 
-        No header gives an anonymous connection (public actions still work); a
-        header that does not authenticate is a 401.
+        The one place a request's caller is settled, whichever transport it came by:
+        :class:`ConnectionSession` is the connection's live session (or nobody);
+        :class:`Bearer` a live session's token (401 otherwise; the failure counts toward
+        the lockout); :class:`Basic` an account's password, checked as ``rpc/auth`` checks
+        it, without starting a session (401, or 429 while blocked); :class:`Vouched` the
+        user its transport vouches for; :class:`Unreadable` a 401. Presented credentials
+        settle the connection's caller for as long as it lasts (one REST request).
         """
-        connection = Connection(peer, "rest")
-        if authorization is None:
-            return connection
-        scheme, _, credentials = authorization.strip().partition(b" ")
-        credentials = credentials.strip()
-        if scheme.lower() == b"bearer":
-            session = self.sessions.lookup(credentials.decode("latin-1"))
+        if isinstance(credentials, ConnectionSession):
+            return self.caller(connection)
+        peer = connection.peer
+        identity: Identity
+        if isinstance(credentials, Bearer):
+            session = self.sessions.lookup(credentials.token)
             if session is None:
                 self._lockout.failed(peer, None)
                 raise self._failed(peer, None, "token")
-            connection.token = credentials.decode("latin-1")
-            # A REST connection lasts one request: the session found now is its caller,
-            # without a second look-up.
-            connection.identity = session
-            return connection
-        if scheme.lower() == b"basic":
-            username, password = _basic(credentials)
-            connection.identity = await self.check_password(username, password, peer, "basic")
-            return connection
-        raise ApiError(401, "use Authorization: Basic or Bearer")
+            # The session is the token's: ``rpc/auth_clear`` over this connection ends it.
+            connection.token = credentials.token
+            identity = session
+        elif isinstance(credentials, Basic):
+            identity = await self.check_password(
+                credentials.user, credentials.password, peer, "basic"
+            )
+        elif isinstance(credentials, Vouched):
+            identity = Account(credentials.user, credentials.role)
+        else:
+            raise ApiError(401, credentials.message)
+        connection.identity = identity
+        return identity
 
 
-def _basic(credentials: bytes) -> tuple[str, str]:
+def credentials_from_header(authorization: bytes | None) -> Authentication:
+    """The credentials an HTTP ``Authorization`` header presents.
+
+    No header presents none (:data:`CONNECTION_SESSION`: a connection of one request is
+    nobody); ``Bearer <token>`` and ``Basic <base64 of user:password>`` present theirs;
+    anything else is :class:`Unreadable`, which the authentication step refuses with 401.
+    """
+    if authorization is None:
+        return CONNECTION_SESSION
+    scheme, _, credentials = authorization.strip().partition(b" ")
+    credentials = credentials.strip()
+    if scheme.lower() == b"bearer":
+        return Bearer(credentials.decode("latin-1"))
+    if scheme.lower() == b"basic":
+        return _basic(credentials)
+    return Unreadable("use Authorization: Basic or Bearer")
+
+
+def _basic(credentials: bytes) -> Basic | Unreadable:
+    unreadable = Unreadable("the Basic credentials are not valid base64 of user:password")
     try:
         decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        raise ApiError(401, "the Basic credentials are not valid base64 of user:password") from None
+        return unreadable
     username, colon, password = decoded.partition(":")
     if not colon:
-        raise ApiError(401, "the Basic credentials are not valid base64 of user:password")
-    return username, password
+        return unreadable
+    return Basic(username, password)

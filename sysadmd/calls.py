@@ -1,27 +1,17 @@
-"""Who is calling: the connection a request came on, and the call a handler receives."""
+"""Who is calling: the connection a request came on, the credentials it presents, and the
+call a handler receives."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol
 
 from twisted.internet.defer import Deferred
 
 from sysadmd.roles import Role
 from sysadmd.sessions import Ended
-
-_K = TypeVar("_K")
-_V = TypeVar("_V")
-
-
-class Shared(dict[_K, _V]):
-    """A result handed unchanged to many callers (the guest list within its refresh
-    window). Nobody changes it once made, so a transport may encode it once and
-    reuse the bytes for as long as the same object comes back."""
-
-    __slots__ = ()
 
 
 class Identity(Protocol):
@@ -55,51 +45,129 @@ def client_address(address: object) -> str:
     return str(ip)
 
 
-@dataclass
-class Connection:
-    """One WebSocket connection, or one REST request.
+# How a request says who is calling: each transport makes one of these from what it saw.
 
-    ``token`` is the session token the connection logged in with (WebSocket logins,
-    REST Bearer); ``identity`` is set for a REST request, which lasts one request: the
-    account of a Basic login (which needs no session), or the session of its Bearer
-    token. The transport hooks ``on_login`` (to lift its pre-login limits),
-    ``on_logout`` (to drop the connection's event subscriptions) and, for a connection
-    that outlives a request, ``on_session_end`` (to close it when its session ends).
-    ``peer`` is the client's IP address, made by :func:`client_address`.
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSession:
+    """Whoever the connection is logged in as now, if anyone: the session its last login
+    gave (a WebSocket after ``rpc/auth``), or nobody (a REST request without credentials)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bearer:
+    """A session token presented with the request (``Authorization: Bearer``)."""
+
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Basic:
+    """A user name and password presented with the request (``Authorization: Basic``),
+    checked on every request without starting a session."""
+
+    user: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Vouched:
+    """A user whom the transport itself has authenticated and vouches for, with the role
+    it may use: a transport whose peer proves who the caller is (a router that discloses
+    its callers' identities) rather than presenting a password or token."""
+
+    user: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """Credentials the transport saw but could not read; refused with 401 and ``message``."""
+
+    message: str
+
+
+#: What a request carries to say who is calling.
+Authentication = ConnectionSession | Bearer | Basic | Vouched | Unreadable
+
+#: The credentials of a request that presents none of its own.
+CONNECTION_SESSION: Final = ConnectionSession()
+
+
+class Connection:
+    """One connection as every request on it sees it: where it comes from, who it is
+    logged in as, and what its transport must hear.
+
+    ``peer`` is the client's IP address, made by :func:`client_address`; ``transport``
+    names the transport (``rest``, ``websocket``). ``token`` is the session the
+    connection is logged in with (a WebSocket login, a REST Bearer token); ``identity`` is
+    the caller settled for the whole connection (a REST request's Basic login or Bearer
+    session, or an identity its transport vouches for). ``subscriber`` is where events for
+    this connection go, if its transport delivers events.
+
+    A REST request is a connection of its own that lasts one request, and needs nothing
+    more. A transport whose connections carry many requests subclasses this class, sets
+    :attr:`lasting`, and overrides the hooks :meth:`on_login`, :meth:`on_logout` and
+    :meth:`on_session_end`; the corridor calls them, and nothing else of the transport.
     """
 
-    peer: str
-    transport: str
-    token: str | None = None
-    identity: Identity | None = None
-    on_login: list[Callable[[], object]] = field(default_factory=list)
-    #: Fires when the login this connection is running has finished; requests that
-    #: arrive meanwhile wait for it, so they run as the user the login gave.
-    login_done: Deferred[None] | None = None
-    #: Where events for this connection go (WebSocket connections only).
-    subscriber: Any = None
-    on_logout: list[Callable[[], object]] = field(default_factory=list)
-    #: Told why, when the session this connection is logged in with ends for any reason
-    #: but this connection's own logout (WebSocket connections only).
-    on_session_end: Callable[[Ended], object] | None = None
-    #: Stops watching that session; set by the login, called by :meth:`logged_out`.
-    unwatch: Callable[[], object] | None = None
+    #: Whether the connection outlives one request; if so it watches the session it logs
+    #: in with, and hears through :meth:`on_session_end` when that session ends.
+    lasting: ClassVar[bool] = False
 
-    def logged_in(self, token: str) -> None:
-        """Remember the session this connection is now logged in with."""
+    def __init__(
+        self,
+        peer: str,
+        transport: str,
+        *,
+        token: str | None = None,
+        identity: Identity | None = None,
+        subscriber: Any = None,
+    ) -> None:
+        self.peer = peer
+        self.transport = transport
         self.token = token
-        for callback in self.on_login:
-            callback()
+        self.identity = identity
+        self.subscriber = subscriber
+        #: Fires when the login this connection is running has finished; requests that
+        #: arrive meanwhile wait for it, so they run as the user the login gave.
+        self.login_done: Deferred[None] | None = None
+        #: Stops watching the session; set by a login of a lasting connection.
+        self._unwatch: Callable[[], object] | None = None
+
+    # What the transport hears (no-ops here: a connection of one request needs none).
+
+    def on_login(self) -> None:
+        """The connection has logged in (a transport may lift its pre-login limits)."""
+
+    def on_logout(self) -> None:
+        """The connection has logged out (a transport drops its event subscriptions)."""
+
+    def on_session_end(self, why: Ended) -> None:
+        """The session of a :attr:`lasting` connection ended for ``why``, for any reason
+        but this connection's own logout (a transport closes the connection)."""
+
+    # What the corridor does.
+
+    def logged_in(self, token: str, unwatch: Callable[[], object] | None = None) -> None:
+        """Remember the session this connection is now logged in with; ``unwatch`` stops
+        watching it (for a :attr:`lasting` connection)."""
+        self.token = token
+        self._unwatch = unwatch
+        self.on_login()
 
     def logged_out(self) -> None:
         """Forget the session (after ``auth_clear``, or a new login attempt)."""
         self.token = None
         self.identity = None
-        if self.unwatch is not None:
-            unwatch, self.unwatch = self.unwatch, None
+        self.closed()
+        self.on_logout()
+
+    def closed(self) -> None:
+        """Stop watching the session: the transport's connection is gone."""
+        if self._unwatch is not None:
+            unwatch, self._unwatch = self._unwatch, None
             unwatch()
-        for callback in self.on_logout:
-            callback()
 
 
 @dataclass(frozen=True)

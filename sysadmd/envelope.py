@@ -14,9 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sysadmd.calls import Shared
 from sysadmd.errors import ApiError
-from sysadmd.registry import ENVELOPE_KEYS
+from sysadmd.registry import ENVELOPE_KEYS, ActionSpec, wrap_result
 
 MAX_ID_LENGTH: Final = 128
 
@@ -109,7 +108,7 @@ def parse_request(data: bytes | str) -> Request:
 
 def reply(request: Request, result: Any, encoded_result: bytes | None = None) -> bytes:
     """The success envelope for ``request``; ``encoded_result`` is ``result`` already
-    encoded (by :class:`LastShared`), if it was.
+    encoded (by a :class:`ResultEncoder`), if it was.
 
     As in sysadm, a request without an id gets its own ``name`` back instead of
     ``"response"``.
@@ -126,40 +125,31 @@ def reply(request: Request, result: Any, encoded_result: bytes | None = None) ->
     return b'{"args":' + encoded + b"," + rest[1:]
 
 
-def _shared_part(result: Any) -> tuple[Any, Shared[Any, Any]] | None:
-    """The :class:`Shared` object a result is, or wraps as ``{action: shared}``."""
-    if isinstance(result, Shared):
-        return None, result
-    if type(result) is dict and len(result) == 1:
-        ((key, value),) = result.items()
-        if isinstance(value, Shared):
-            return key, value
-    return None
+class ResultEncoder:
+    """One transport's encoding of results, which reuses the bytes of each action's last
+    result while the very same object comes back.
 
-
-class LastShared:
-    """The encoding of the last result made of a :class:`Shared` object, reused while
-    the same object comes back.
-
-    Clients poll ``listvms``, and the adapter hands every caller within its refresh
-    window the same guest list: encoding it once per window, rather than once per
-    request, saves most of what a cached call costs.
+    Clients poll ``listvms``, and the adapter hands every caller within its refresh window
+    the same guest list: encoding it once per window, rather than once per request, saves
+    most of what a cached call costs. Reuse by identity is sound because a handler's result
+    is never changed once returned (see :mod:`sysadmd.api`), and because the encoder holds
+    the objects it keyed on, so no other object can take their identities. One entry per action
+    keeps polls of different actions from evicting each other.
     """
 
     def __init__(self, encode: Callable[[Any], bytes]) -> None:
         self._encode = encode
-        self._part: tuple[Any, Shared[Any, Any]] | None = None
-        self._encoded = b""
+        #: By the identity of the action: the action, its last result, the encoding. Both
+        #: objects are held, so neither identity can pass to another object.
+        self._last: dict[int, tuple[ActionSpec, Any, bytes]] = {}
 
-    def encode(self, result: Any) -> bytes:
-        """``encode(result)``, from memory when it is the last Shared result again."""
-        part = _shared_part(result)
-        last = self._part
-        if part is not None and last is not None and part[0] == last[0] and part[1] is last[1]:
-            return self._encoded
-        encoded = self._encode(result)
-        if part is not None:
-            self._part, self._encoded = part, encoded
+    def encode(self, spec: ActionSpec, value: Any) -> bytes:
+        """The encoding of ``spec``'s reply ``args`` for the handler's result ``value``."""
+        last = self._last.get(id(spec))
+        if last is not None and last[1] is value and last[0] is spec:
+            return last[2]
+        encoded = self._encode(wrap_result(spec, value))
+        self._last[id(spec)] = (spec, value, encoded)
         return encoded
 
 

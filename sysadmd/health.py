@@ -29,8 +29,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
-from sysadmd.auth import CHALLENGE_HEADER, Authenticator
-from sysadmd.calls import Identity, client_address
+from sysadmd.auth import CHALLENGE_HEADER, Authenticator, credentials_from_header
+from sysadmd.calls import Connection, ConnectionSession, Identity, client_address
 from sysadmd.config import Network
 from sysadmd.errors import CODES, ApiError
 from sysadmd.tasks import FetchQueue
@@ -70,14 +70,15 @@ class Guard:
     async def login(self, request: IRequest) -> Identity | None:
         """The user the request's ``Authorization`` header logs in, None without one.
 
-        Checked as a REST call is (failed logins count toward the lockout): raises
-        :class:`ApiError` 401 for credentials that do not log in, 429 while blocked.
+        The header is read and checked as a REST call's is, by the same authentication
+        step (failed logins count toward the lockout): raises :class:`ApiError` 401 for
+        credentials that do not log in, 429 while blocked.
         """
-        header = request.getHeader(b"authorization")
-        if header is None:
+        credentials = credentials_from_header(request.getHeader(b"authorization"))
+        if isinstance(credentials, ConnectionSession):
             return None
-        connection = await self._auth.rest_connection(header, peer_host(request))
-        identity = self._auth.caller(connection)
+        connection = Connection(peer_host(request), "rest")
+        identity = await self._auth.authenticate(credentials, connection)
         if identity is None:
             raise ApiError(401, "log in with Authorization: Basic or Bearer")
         return identity

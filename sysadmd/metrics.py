@@ -4,9 +4,10 @@ Each daemon has its own :class:`~prometheus_client.CollectorRegistry` (never the
 global one), fed at the one place each event happens:
 
 ``sysadmd_requests_total{namespace, name, action, code}``
-    API calls answered, over REST and WebSocket alike (:meth:`sysadmd.api.Api.call`).
-    Labels name only what the registry knows, so clients cannot make up series: an
-    unknown class is counted as ``unknown/unknown``, an unknown action as ``unknown``.
+    API calls answered, over REST and WebSocket alike (:meth:`sysadmd.api.Api.dispatch`),
+    a refused login included. Labels name only the action the dispatch resolved, so clients
+    cannot make up series: an unknown class is counted as ``unknown/unknown``, an unknown
+    action as ``unknown``.
 ``sysadmd_request_duration_seconds{namespace, name, action}``
     A histogram of the time those calls took.
 ``sysadmd_failed_logins_total{method}``
@@ -28,7 +29,7 @@ from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Iterator
 from itertools import accumulate
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import (
@@ -41,10 +42,11 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 from twisted.web.iweb import IRequest
 
+from sysadmd.api import ApiRequest, Unresolved
 from sysadmd.errors import ApiError
 from sysadmd.health import Guard, PlainResource, finish
 from sysadmd.limits import ConnectionCounter
-from sysadmd.registry import Registry
+from sysadmd.registry import ActionSpec, Registry
 from sysadmd.tasks import FetchQueue, TaskState
 
 UNKNOWN: Final = "unknown"
@@ -128,8 +130,10 @@ class _Calls:
 class Metrics:
     """The daemon's metrics, in a registry of their own."""
 
-    def __init__(self, api_registry: Registry) -> None:
-        self._api_registry = api_registry
+    def __init__(self, api_registry: Registry | None = None) -> None:
+        """``api_registry`` is not read: the dispatch hands each call's action to
+        :meth:`call_answered`. It stays so that callers written for the earlier signature
+        still work."""
         self.registry = CollectorRegistry(auto_describe=True)
         self._calls = _Calls()
         self.registry.register(self._calls)
@@ -142,9 +146,6 @@ class Metrics:
         self.fetched_bytes = Counter(
             "sysadmd_fetched_bytes", "Bytes fetches put on disk", registry=self.registry
         )
-        #: The labels of each (namespace, name, action) seen: finding them in the registry
-        #: on every call costs more than the counting itself.
-        self._labels_of: dict[tuple[str, str, str | None], tuple[str, str, str]] = {}
 
     def watch(
         self, fetches: FetchQueue | None = None, connections: ConnectionCounter | None = None
@@ -152,27 +153,18 @@ class Metrics:
         """Report ``fetches``' tasks and ``connections``' count when scraped."""
         self.registry.register(_Gauges(fetches, connections))
 
-    def _labels(self, namespace: str, name: str, args: Any) -> tuple[str, str, str]:
-        try:
-            spec, _, _ = self._api_registry.find(namespace, name, args)
-        except ApiError as e:
-            if e.code == 404:
-                return UNKNOWN, UNKNOWN, ""
-            return namespace, name, UNKNOWN  # a known class (find got past it)
-        return spec.namespace, spec.name, spec.action or ""
-
     def call_answered(
-        self, namespace: str, name: str, args: Any, code: int, seconds: float
+        self, request: ApiRequest, action: ActionSpec | Unresolved, code: int, seconds: float
     ) -> None:
-        """Count one answered call (the :attr:`sysadmd.api.Api.on_call` hook)."""
-        word = args.get("action") if isinstance(args, dict) else None
-        key = (namespace, name, word if isinstance(word, str) else None)
-        labels = self._labels_of.get(key)
-        if labels is None:
-            labels = self._labels(namespace, name, args)
-            # Only what the registry knows is remembered, so clients cannot grow the table.
-            if UNKNOWN not in labels and labels[2] == (key[2] or ""):
-                self._labels_of[key] = labels
+        """Count one answered call (the :attr:`sysadmd.api.Api.on_call` hook), under the
+        action the dispatch resolved it to."""
+        labels: tuple[str, str, str]
+        if isinstance(action, ActionSpec):
+            labels = (action.namespace, action.name, action.action or "")
+        elif action is Unresolved.CLASS:
+            labels = (UNKNOWN, UNKNOWN, "")
+        else:
+            labels = (request.namespace, request.name, UNKNOWN)
         self._calls.count(labels, str(code), seconds)
 
     def login_failed(self, method: str) -> None:

@@ -260,6 +260,9 @@ class ActionSpec:
     #: they need a connection that lasts between calls, a WebSocket, so REST does not
     #: offer them (they are not paths of the OpenAPI document).
     websocket_only: bool = False
+    #: A login or logout: it changes who the connection it runs on is. On a connection
+    #: that carries many requests, the requests after it wait until it has answered.
+    login: bool = False
     #: The names of ``args``, and the keys a request may carry besides them.
     arg_names: frozenset[str] = field(init=False, repr=False, compare=False)
     _ignored: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -389,6 +392,7 @@ def action(
     extra: Extra | None = None,
     own_account: Role | None = None,
     websocket_only: bool = False,
+    login: bool = False,
 ) -> Callable[[Callable[..., Awaitable[JSON]]], Callable[..., Awaitable[JSON]]]:
     """Declare the decorated method as the handler of one API action.
 
@@ -397,7 +401,8 @@ def action(
     for everything else. ``own_account`` is a lower role that may call the action for its
     own account: the ``user`` argument absent or the caller's name (the handler then finds
     ``user`` set to the caller); for another account it gets 403. ``websocket_only`` marks
-    an action on the calling connection itself, which REST does not offer. The method
+    an action on the calling connection itself, which REST does not offer. ``login`` marks
+    an action that logs the connection in or out (see :attr:`ActionSpec.login`). The method
     receives a
     :class:`~sysadmd.calls.Call` with the validated arguments and returns the result, which
     the registry places under the action's key in the reply unless ``wrapped`` is false.
@@ -422,6 +427,7 @@ def action(
         extra,
         own_account,
         websocket_only,
+        login,
     )
 
     def decorate(

@@ -3,7 +3,9 @@
 ``PUT`` or ``POST /<namespace>/<name>`` with the arguments as the JSON body (or
 ``{"args": ...}``) answers ``200 {"args": ...}``; an error answers with the
 HTTP status equal to its code and ``{"args": {"code", "message"}}``. Every reply
-is JSON. ``/`` is the WebSocket endpoint, so one listener serves both protocols.
+is JSON. The ``Authorization`` header (Basic or Bearer) becomes the request's
+credentials, which the API's dispatch authenticates as it does every request's. ``/``
+is the WebSocket endpoint, so one listener serves both protocols.
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ from twisted.web.server import Request, Site
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from sysadmd import envelope, openapi
-from sysadmd.api import Api
-from sysadmd.auth import CHALLENGE_HEADER, Authenticator, RetryLater
-from sysadmd.calls import client_address
+from sysadmd.api import Api, ApiRequest, Refusal
+from sysadmd.auth import CHALLENGE_HEADER, RetryLater, credentials_from_header
+from sysadmd.calls import Connection, client_address
 from sysadmd.errors import CODES, ApiError
-from sysadmd.registry import ENVELOPE_KEYS
 
 CALL_METHODS: Final = ("PUT", "POST")
 
@@ -50,20 +51,6 @@ def _require_json(request: IRequest) -> None:
     content_type = request.getHeader(b"content-type") or b""
     if content_type.split(b";", 1)[0].strip().lower() != b"application/json":
         raise ApiError(415, "send the arguments as JSON, with Content-Type: application/json")
-
-
-def _rest_args(api: Api, namespace: str, name: str, body: dict[str, Any]) -> Any:
-    """A REST body's arguments: its ``args``, or the body less the WebSocket envelope's
-    keys, except those the action takes as arguments (``sysadm/iohyve``'s guest ``name``):
-    over REST the path, not the body, names the class."""
-    if "args" in body:
-        return body["args"]
-    try:
-        spec, _, _ = api.registry.find(namespace, name, body)
-    except ApiError:
-        return envelope.args_of(body)  # Api.call reports what is wrong
-    taken = spec.arg_names
-    return {k: v for k, v in body.items() if k not in ENVELOPE_KEYS or k in taken}
 
 
 class LimitedRequest(Request):
@@ -170,13 +157,12 @@ class RestApi:
 
     app = Klein()
 
-    def __init__(self, api: Api, auth: Authenticator, websocket: IResource) -> None:
+    def __init__(self, api: Api, websocket: IResource) -> None:
         self._api = api
-        self._auth = auth
         self._websocket = websocket
         # Built once, from the registry this daemon validates with.
         self._openapi = openapi.encode(openapi.document(api.registry.specs()))
-        self._last_reply = envelope.LastShared(lambda result: _encode({"args": result}))
+        self._results = envelope.ResultEncoder(lambda result: _encode({"args": result}))
 
     def resource(self) -> IResource:
         """The resource to serve from a :class:`twisted.web.server.Site`."""
@@ -190,25 +176,30 @@ class RestApi:
 
     @app.route("/<namespace>/<name>", methods=list(CALL_METHODS))
     async def call(self, request: IRequest, namespace: str, name: str) -> bytes:
-        """Run one API call."""
+        """Run one API call: the body and ``Authorization`` header become a request for
+        the dispatch, its reply a JSON body with the error's code as the HTTP status."""
         try:
             _require_json(request)
             body = envelope.loads(request.content.read()) if request.content else None
             if not isinstance(body, dict):
                 raise ApiError(400, "the request body must be a JSON object of arguments")
-            peer = client_address(request.getClientAddress())
-            connection = await self._auth.rest_connection(request.getHeader(b"authorization"), peer)
-            args = _rest_args(self._api, namespace, name, body)
-            result = await self._api.call(namespace, name, args, connection)
         except ApiError as e:
-            if e.code == 401:
+            return _error(request, e)
+        connection = Connection(client_address(request.getClientAddress()), "rest")
+        credentials = credentials_from_header(request.getHeader(b"authorization"))
+        reply = await self._api.dispatch(
+            ApiRequest(namespace, name, body, connection, credentials, args_in_body=True)
+        )
+        if isinstance(reply, Refusal):
+            error = reply.error
+            if error.code == 401:
                 request.responseHeaders.setRawHeaders(
                     b"WWW-Authenticate", [CHALLENGE_HEADER.encode()]
                 )
-            if isinstance(e, RetryLater):
-                request.responseHeaders.setRawHeaders(b"Retry-After", [b"%d" % e.retry_after])
-            return _error(request, e)
-        return _render(request, 200, None, self._last_reply.encode(result))
+            if isinstance(error, RetryLater):
+                request.responseHeaders.setRawHeaders(b"Retry-After", [b"%d" % error.retry_after])
+            return _error(request, error)
+        return _render(request, 200, None, self._results.encode(reply.spec, reply.value))
 
     @app.route(openapi.DOCUMENT_PATH)
     def openapi_document(self, request: IRequest) -> bytes:

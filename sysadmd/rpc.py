@@ -63,6 +63,7 @@ class Rpc:
             Arg("password", TEXT, "the password"),
         ],
         reply=_LOGIN_REPLY,
+        login=True,
     )
     async def auth(self, call: Call) -> Any:
         return await self._auth.password_login(
@@ -77,6 +78,7 @@ class Rpc:
         role=Role.PUBLIC,
         args=[Arg("token", TEXT, "a token from rpc/auth")],
         reply=_LOGIN_REPLY,
+        login=True,
     )
     async def auth_token(self, call: Call) -> Any:
         return self._auth.token_login(call.connection, call.args["token"])
@@ -110,6 +112,7 @@ class Rpc:
                 },
             ]
         },
+        login=True,
     )
     async def auth_ssl(self, call: Call) -> Any:
         encrypted = call.args.get("encrypted_string")
@@ -124,6 +127,7 @@ class Rpc:
         summary="End this connection's session, on every connection that uses its token.",
         role=Role.PUBLIC,
         reply={"type": "object", "additionalProperties": False},
+        login=True,
     )
     async def auth_clear(self, call: Call) -> Any:
         self._auth.logout(call.connection)

@@ -1,9 +1,10 @@
 """The WebSocket transport: sysadm's JSON envelopes over Autobahn.
 
-Each message is handed to :meth:`sysadmd.api.Api.handle_message` the moment it
+Each message is decoded and handed to :meth:`sysadmd.api.Api.dispatch` the moment it
 arrives, so requests start in arrival order (the adapter keeps mutations and the
 reads after them in that order), and each reply is sent, as a text frame, as soon
-as it is ready, carrying its request's id. The server never closes a connection
+as it is ready, carrying its request's id. A request runs as whoever the connection
+is logged in as (its ``rpc/auth*`` logins hold the session). The server never closes a connection
 after a reply: sysadm's clients close it themselves.
 """
 
@@ -23,7 +24,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from sysadmd import envelope
-from sysadmd.api import Api
+from sysadmd.api import Api, ApiRequest, Refusal, Reply
 from sysadmd.calls import Connection, client_address
 from sysadmd.errors import ApiError
 from sysadmd.events import EventHub, Outbound, attach, close_too_slow
@@ -63,6 +64,27 @@ class Limits:
     ping_timeout: float = 10.0
 
 
+class _WebSocketConnection(Connection):
+    """A WebSocket connection as the corridor sees it: it carries many requests, lifts its
+    message limits once logged in, drops its subscriptions when logged out, and closes
+    when its session ends."""
+
+    lasting = True
+
+    def __init__(self, protocol: ApiServerProtocol, peer: str) -> None:
+        super().__init__(peer, "websocket", subscriber=protocol.outbound)
+        self._protocol = protocol
+
+    def on_login(self) -> None:
+        self._protocol.logged_in()
+
+    def on_logout(self) -> None:
+        self._protocol.factory.hub.drop(self._protocol.outbound)
+
+    def on_session_end(self, why: Ended) -> None:
+        self._protocol.session_ended(why)
+
+
 class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     """One WebSocket connection of a client."""
 
@@ -75,14 +97,7 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         differs on every connection), as over REST: the lockout and the logs count by it.
         """
         self.outbound = Outbound(send=self._send, give_up=lambda: close_too_slow(self))
-        self.connection = Connection(
-            client_address(self.transport.getPeer()),
-            "websocket",
-            on_login=[self._logged_in],
-            subscriber=self.outbound,
-            on_logout=[lambda: self.factory.hub.drop(self.outbound)],
-            on_session_end=self._session_ended,
-        )
+        self.connection = _WebSocketConnection(self, client_address(self.transport.getPeer()))
         self._in_flight = 0
         self._timer: IDelayedCall | None = None
         #: When the last message came (once logged in); the idle timer reads it when it
@@ -120,7 +135,7 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         else:
             self.sendClose(4000, "idle for too long")
 
-    def _session_ended(self, why: Ended) -> None:
+    def session_ended(self, why: Ended) -> None:
         """Close the connection: its session has ended (not by its own logout)."""
         self.connection.logged_out()
         code, reason = SESSION_END[why]
@@ -129,7 +144,8 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         )
         self.sendClose(code, reason)
 
-    def _logged_in(self) -> None:
+    def logged_in(self) -> None:
+        """Lift the limits on messages before a login."""
         limit = self.factory.limits.message_after_login
         self.maxMessagePayloadSize = limit
         self.maxFramePayloadSize = limit
@@ -141,12 +157,32 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             if not self._idle_armed:
                 self._arm_idle()
         if self._in_flight >= self.factory.limits.in_flight:
-            self._send(self.factory.api.refuse(payload, TOO_MANY))
+            self._send(_refusal(payload, TOO_MANY))
             return
         self._in_flight += 1
-        d = ensureDeferred(self.factory.api.handle_message(payload, self.connection, self._send))
+        d = ensureDeferred(self._answer(payload))
         d.addBoth(self._answered)
         d.addErrback(self._failed)
+
+    async def _answer(self, payload: bytes) -> None:
+        """Decode a request, have the dispatch answer it, and send the reply's envelope."""
+        try:
+            message = envelope.parse_request(payload)
+        except envelope.EnvelopeError as e:
+            self._send(envelope.error_reply(e.request_id, e))
+            return
+        request = ApiRequest(
+            message.namespace, message.name, message.args, self.connection, id=message.id
+        )
+
+        def send(reply: Reply) -> None:
+            if isinstance(reply, Refusal):
+                self._send(envelope.error_reply(message.id, reply.error))
+            else:
+                encoded = self.factory.results.encode(reply.spec, reply.value)
+                self._send(envelope.reply(message, None, encoded))
+
+        await self.factory.api.dispatch(request, send)
 
     def _answered(self, result: Any) -> Any:
         self._in_flight -= 1
@@ -170,9 +206,8 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         """Stop the timers of a closed connection, forget its subscriptions, and stop
         watching its session."""
         connection = getattr(self, "connection", None)
-        if connection is not None and connection.unwatch is not None:
-            unwatch, connection.unwatch = connection.unwatch, None
-            unwatch()
+        if connection is not None:
+            connection.closed()
         timer = getattr(self, "_timer", None)
         if timer is not None and timer.active():
             timer.cancel()
@@ -188,6 +223,15 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 
 
 TOO_MANY: Final = ApiError(429, "too many requests waiting for replies on this connection")
+
+
+def _refusal(data: bytes, error: ApiError) -> bytes:
+    """An error envelope for a message that will not be run, with its id if readable."""
+    try:
+        request_id = envelope.parse_request(data).id
+    except envelope.EnvelopeError as e:
+        request_id = e.request_id
+    return envelope.error_reply(request_id, error)
 
 
 class ApiServerFactory(WebSocketServerFactory):  # type: ignore[misc]
@@ -208,6 +252,8 @@ class ApiServerFactory(WebSocketServerFactory):  # type: ignore[misc]
         self.clock = clock
         self.limits = limits or Limits()
         self.hub = hub or EventHub(())
+        #: Every connection's replies, encoded once per result (see ResultEncoder).
+        self.results = envelope.ResultEncoder(envelope.dumps)
         self.open: set[ApiServerProtocol] = set()
         self.setProtocolOptions(
             # No HTML status page for plain GETs, no compression.

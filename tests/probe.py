@@ -7,7 +7,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from sysadmd.api import Api
-from sysadmd.calls import Call, Connection, Identity
+from sysadmd.calls import Authentication, Call, Connection, Identity
 from sysadmd.errors import conflict
 from sysadmd.registry import NAME, ActionSpec, Arg, Registry, action
 from sysadmd.roles import Role
@@ -76,6 +76,11 @@ class OpenGate:
         self.audited: list[tuple[str, str]] = []
 
     def caller(self, connection: Connection) -> Identity | None:
+        return self.identity
+
+    async def authenticate(
+        self, credentials: Authentication, connection: Connection
+    ) -> Identity | None:
         return self.identity
 
     def audit(self, spec: ActionSpec, call: Call, outcome: str) -> None:

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from sysadmd import envelope
-from sysadmd.calls import Shared
-from sysadmd.envelope import LastShared
+from sysadmd.envelope import ResultEncoder
 from sysadmd.errors import ApiError
+from sysadmd.registry import ActionSpec
+from sysadmd.roles import Role
 
 
 def test_request_with_args() -> None:
@@ -89,25 +90,33 @@ def test_bad_envelopes(data: bytes, request_id: str, words: str) -> None:
     assert words in raised.value.message
 
 
-def test_a_shared_result_is_encoded_once_and_nothing_else_is() -> None:
-    """The guest list one refresh window hands everyone is encoded once; a new list, or a
-    plain result (which may change between calls), is encoded again."""
-    last = LastShared(lambda result: envelope.dumps({"args": result}))
-    guests = Shared({"web": {"running": "NO"}})
-    first = last.encode({"listvms": guests})
+def _spec(action: str | None) -> ActionSpec:
+    return ActionSpec("sysadm", "iohyve", action, "a test action", (), {}, Role.OPERATOR)
+
+
+def test_a_result_is_encoded_once_while_the_same_object_comes_back() -> None:
+    """The guest list one refresh window hands everyone is encoded once; a new list is
+    encoded again; each action keeps its own last result, wrapped under its key."""
+    encoder = ResultEncoder(lambda result: envelope.dumps({"args": result}))
+    listvms, isolist = _spec("listvms"), _spec("isolist")
+    guests = {"web": {"running": "NO"}}
+    first = encoder.encode(listvms, guests)
     assert json.loads(first) == {"args": {"listvms": {"web": {"running": "NO"}}}}
-    assert last.encode({"listvms": guests}) is first
-    assert last.encode({"other": guests}) is not first
-    fresh = last.encode({"listvms": Shared({"web": {"running": "YES"}})})
+    assert encoder.encode(listvms, guests) is first
+    # Another action's result in between does not evict the guest list's encoding.
+    assert json.loads(encoder.encode(isolist, ["a.iso"])) == {"args": {"isolist": ["a.iso"]}}
+    assert encoder.encode(listvms, guests) is first
+    # The same object under another action is that action's reply.
+    assert json.loads(encoder.encode(isolist, guests))["args"] == {"isolist": guests}
+    fresh = encoder.encode(listvms, {"web": {"running": "YES"}})
     assert json.loads(fresh)["args"]["listvms"]["web"]["running"] == "YES"
-    plain: dict[str, Any] = {"listvms": {"web": {"running": "NO"}}}
-    before = last.encode(plain)
-    plain["listvms"]["web"]["running"] = "YES"
-    assert last.encode(plain) != before
+    # An equal but distinct object is encoded afresh: only identity is trusted.
+    assert encoder.encode(listvms, {"web": {"running": "YES"}}) is not fresh
+    assert json.loads(encoder.encode(_spec(None), {"x": 1})) == {"args": {"x": 1}}
 
 
 @pytest.mark.parametrize("request_id", ["fooid", ""])
-@pytest.mark.parametrize("result", [Shared({"g": {"d": "ü"}}), {"listvms": {}}, [1, "x"], None])
+@pytest.mark.parametrize("result", [{"g": {"d": "ü"}}, {"listvms": {}}, [1, "x"], None])
 def test_reply_is_the_whole_envelope_encoded(request_id: str, result: Any) -> None:
     """A reply, with its result encoded apart or not, is the bytes of the whole envelope."""
     request = envelope.Request("sysadm", "iohyve", request_id, {})

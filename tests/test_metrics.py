@@ -15,7 +15,7 @@ from typing import Any, cast
 import pytest
 from authkit import make_authenticator
 from daemon import Daemon
-from probe import Probe
+from probe import OpenGate, Probe
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from support import async_fixture, async_test
@@ -23,8 +23,9 @@ from test_health import Client, basic, serve
 from twisted.internet import reactor
 from wsclient import connect
 
-from sysadmd.api import Api
+from sysadmd.api import Api, ApiRequest
 from sysadmd.app import build_site
+from sysadmd.calls import Connection
 from sysadmd.health import Guard
 from sysadmd.limits import ConnectionCounter
 from sysadmd.metrics import Metrics, MetricsResource
@@ -228,30 +229,38 @@ async def test_daemon_metrics_over_rest_and_websocket(daemon: Daemon) -> None:
     assert daemon.password not in daemon.log_text()
 
 
-def test_made_up_names_never_grow_the_table_of_series() -> None:
-    """Calls to made-up classes and actions are counted as 'unknown', and remembered
-    nowhere: only the registry's own names are kept for the fast path."""
+@async_test
+async def test_made_up_names_never_grow_the_table_of_series() -> None:
+    """Calls to made-up classes and actions are counted as 'unknown': the series name only
+    the actions the dispatch resolved requests to."""
     registry = Registry()
     registry.register(Probe())
-    metrics = Metrics(registry)
+    api = Api(registry, OpenGate())
+    metrics = Metrics()
+    api.on_call = metrics.call_answered
+    connection = Connection("192.0.2.1", "test")
     for i in range(200):
-        metrics.call_answered("test", "probe", {"action": f"made-up-{i}"}, 400, 0.001)
-        metrics.call_answered(f"ns{i}", "x", {"action": "echo"}, 404, 0.001)
-    metrics.call_answered("test", "probe", {"action": "echo", "word": "a"}, 200, 0.001)
-    metrics.call_answered("test", "probe", {"action": "echo", "word": "b"}, 200, 0.001)
-    assert len(metrics._labels_of) == 1
+        await api.dispatch(ApiRequest("test", "probe", {"action": f"made-up-{i}"}, connection))
+        await api.dispatch(ApiRequest(f"ns{i}", "x", {"action": "echo"}, connection))
+    for word in ("a", "b"):
+        await api.call("test", "probe", {"action": "echo", "word": word}, connection)
     got = samples(generate_latest(metrics.registry).decode())
     probe = {"namespace": "test", "name": "probe"}
     assert value(got, "sysadmd_requests_total", **probe, action="unknown", code="400") == 200
     assert value(got, "sysadmd_requests_total", **probe, action="echo", code="200") == 2
+    unknown = {"namespace": "unknown", "name": "unknown", "action": ""}
+    assert value(got, "sysadmd_requests_total", **unknown, code="404") == 200
+    assert len([k for k in got if k[0] == "sysadmd_requests_total"]) == 3
 
 
 def test_latency_buckets_are_cumulative_and_bounded_inclusively() -> None:
     registry = Registry()
     registry.register(Probe())
-    metrics = Metrics(registry)
+    metrics = Metrics()
+    spec, _, _ = registry.find("test", "probe", {"action": "echo"})
+    request = ApiRequest("test", "probe", {"action": "echo"}, Connection("192.0.2.1", "test"))
     for seconds in (0.005, 0.02, 0.02, 200.0):
-        metrics.call_answered("test", "probe", {"action": "echo"}, 200, seconds)
+        metrics.call_answered(request, spec, 200, seconds)
     got = samples(generate_latest(metrics.registry).decode())
     echo = {"namespace": "test", "name": "probe", "action": "echo"}
     bucket = "sysadmd_request_duration_seconds_bucket"

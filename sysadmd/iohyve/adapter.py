@@ -39,7 +39,6 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sysadmd.calls import Shared
 from sysadmd.iohyve import parse, rcconf
 from sysadmd.observer import OneShotObserver, settled
 from sysadmd.runner import ProcessResult, ProcessRunner, RunningProcess
@@ -214,8 +213,8 @@ class Iohyve:
         )
 
     async def _list_vms(self) -> dict[str, parse.Guest]:
-        # Shared: every caller within the refresh window gets this very object.
-        return Shared(_parsed("list", parse.parse_list, await self._read("list", "list")))
+        # Every caller within the refresh window gets this very object, never changed.
+        return _parsed("list", parse.parse_list, await self._read("list", "list"))
 
     def list_isos(self) -> Deferred[list[IsoInfo]]:
         """The ISOs, from ``iohyve isolist`` (iohyve has one ISO store)."""
