@@ -11,8 +11,8 @@ client in as the user who registered the key.
 
 :class:`KeyStore` keeps the registered keys (``rpc/settings`` ``register_ssl_cert``,
 ``list_ssl_certs`` and ``revoke_ssl_cert``) in a JSON file that only its owner may read or
-write. :func:`sign_challenge` is the client side of the second stage, for tests and the bundled
-client; the server never uses it.
+write. :func:`sysadmd.client.signing.sign_challenge` is the client side of the second stage; the
+server never uses it.
 
 :class:`SSLAuthError` messages are one line and safe to send to a client: they never repeat the
 key material they are about. :class:`KeyStoreError` is the daemon's own problem (the file cannot
@@ -58,7 +58,6 @@ __all__ = [
     "KeyStoreError",
     "SSLAuthError",
     "recover",
-    "sign_challenge",
 ]
 
 KEYS_FILE: Final = "ssl_keys.json"
@@ -100,7 +99,6 @@ _FILE_MODE: Final = 0o600
 _DIR_MODE: Final = 0o700
 _MAX_KEY_INPUT: Final = 16384  # characters; an 8192-bit key's base64 PEM is about 2000
 _MAX_SIGNATURE_INPUT: Final = 4096  # characters; an 8192-bit signature's base64 is 1368
-_PKCS1_OVERHEAD: Final = 11  # 0x00 0x01, at least 8 x 0xFF, 0x00
 _CHALLENGE_BYTES: Final = 184  # token_urlsafe(184) is 246 characters
 
 
@@ -611,32 +609,3 @@ def recover(
 
 # --------------------------------------------------------------------------------------------
 # Client side
-
-
-def sign_challenge(private_key: rsa.RSAPrivateKey, test_string: str) -> str:
-    """What sysadm's client sends in stage 2: ``test_string`` "encrypted" with the private key.
-
-    This is OpenSSL's ``RSA_private_encrypt`` with ``RSA_PKCS1_PADDING``: the UTF-8 bytes of
-    ``test_string`` padded as ``00 01 FF…FF 00 || data`` (at least 8 ``FF`` bytes) to the
-    modulus length, raised to the private exponent, and base64-encoded. ``cryptography``
-    cannot make such a signature without a digest, so the arithmetic is done here.
-
-    It is plain ``pow(m, d, n)``: **not constant-time**, meant for the tests and the bundled
-    client, which sign a public test string with their own key; the server never calls it.
-    Raises ``ValueError`` if the string is too long for the key (more than its size in bytes
-    minus 11).
-    """
-    if not isinstance(private_key, rsa.RSAPrivateKey):
-        raise TypeError("sign_challenge needs an RSA private key")
-    numbers = private_key.private_numbers()
-    modulus = numbers.public_numbers.n
-    size = (modulus.bit_length() + 7) // 8
-    data = test_string.encode("utf-8")
-    if len(data) > size - _PKCS1_OVERHEAD:
-        raise ValueError(
-            f"the test string has {len(data)} bytes; a {private_key.key_size}-bit key "
-            f"signs at most {size - _PKCS1_OVERHEAD}"
-        )
-    block = b"\x00\x01" + b"\xff" * (size - 3 - len(data)) + b"\x00" + data
-    signature = pow(int.from_bytes(block, "big"), numbers.d, modulus)
-    return base64.b64encode(signature.to_bytes(size, "big")).decode("ascii")

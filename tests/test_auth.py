@@ -26,13 +26,13 @@ from sysadmd.api import Api
 from sysadmd.apidoc import all_specs
 from sysadmd.auth import Authenticator, RetryLater
 from sysadmd.calls import Connection
+from sysadmd.client.signing import sign_challenge
 from sysadmd.errors import ApiError
 from sysadmd.events import EventHub
 from sysadmd.registry import ActionSpec, Registry, declared_actions
 from sysadmd.roles import Role
 from sysadmd.rpc import QueryActions, Rpc
 from sysadmd.sessions import Session
-from sysadmd.sslauth import sign_challenge
 from sysadmd.subscriptions import EVENT_NAMES, EventActions
 
 #: The actions whose real handlers the tests run (the others only record that they ran).

@@ -18,7 +18,7 @@ recording needs that a replay cannot have is reproduced in an equivalent way, ne
   admin password and an operator account made for the test stand in for them.
 * **The GUI's key**: its private key is not in the recording. A new 2048-bit key stands in for
   it everywhere the recording shows the GUI's public key, and the second stage of ``auth_ssl``
-  signs the live challenge with it as the GUI does (``sysadmd.sslauth.sign_challenge``).
+  signs the live challenge with it as the GUI does (``sysadmd.client.signing.sign_challenge``).
 * **The download hosts** (``127.0.0.1:8765`` and ``:8766``) are two local HTTP servers with
   files of the recorded sizes. The download that failed in the recording (its host announced
   no size and then cut it short) is served without ``Content-Length`` and cut short when the
@@ -58,8 +58,8 @@ from twisted.internet.threads import deferToThread
 from wsclient import WsClient, connect, settle
 
 from sysadmd.accounts import ACCOUNTS_FILE, LocalAccounts
+from sysadmd.client.signing import sign_challenge
 from sysadmd.roles import Role
-from sysadmd.sslauth import sign_challenge
 from sysadmd.subscriptions import EVENT_NAMES
 
 pytestmark = pytest.mark.e2e

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from twisted.internet.task import Clock
 
+from sysadmd.client.signing import sign_challenge
 from sysadmd.sslauth import (
     CHALLENGE_LIFETIME,
     TEST_STRING_LENGTH,
@@ -23,7 +24,6 @@ from sysadmd.sslauth import (
     KeyStore,
     KeyStoreError,
     SSLAuthError,
-    sign_challenge,
 )
 
 IP = "192.0.2.7"

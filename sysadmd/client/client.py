@@ -39,6 +39,7 @@ from sysadmd.client.errors import (
     TLSVerificationFailed,
 )
 from sysadmd.client.observer import OneShotObserver
+from sysadmd.client.signing import sign_challenge
 from sysadmd.client.tls import (
     CATLS,
     PinCheck,
@@ -48,7 +49,6 @@ from sysadmd.client.tls import (
     format_address,
     normalize_fingerprint,
 )
-from sysadmd.sslauth import sign_challenge
 
 __all__ = [
     "DEFAULT_PORT",
