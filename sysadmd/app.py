@@ -26,35 +26,35 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 
-from sysadmd import tls
-from sysadmd.account_sources import WATCH_INTERVAL, AccountWatcher
-from sysadmd.account_sources import build as build_backends
-from sysadmd.api import Api
-from sysadmd.apiclasses import build_registry
-from sysadmd.audit import AuditLog
-from sysadmd.auth import Authenticator
+from sysadmd.api.dispatch import Api
+from sysadmd.api.hub import EventHub
+from sysadmd.auth.audit import AuditLog
+from sysadmd.auth.authenticator import Authenticator
+from sysadmd.auth.control import CONTROL_SOCKET, ControlService
+from sysadmd.auth.keys import KEYS_FILE, Challenges, KeyStore
+from sysadmd.auth.lockout import Lockout
+from sysadmd.auth.sessions import Sessions
+from sysadmd.auth.sources import WATCH_INTERVAL, AccountWatcher
+from sysadmd.auth.sources import build as build_backends
+from sysadmd.backends.hosttools import HostTools
+from sysadmd.backends.iohyve.adapter import Iohyve
+from sysadmd.backends.runner import ProcessRunner, end_left_over_group
+from sysadmd.catalog.classes import build_registry
 from sysadmd.config import Config, ConfigError
-from sysadmd.control import CONTROL_SOCKET, ControlService
-from sysadmd.dispatcher import DispatcherActions
-from sysadmd.events import EventHub
-from sysadmd.health import Guard, Livez, OperationsRoot, Readyz, daemon_checks
-from sysadmd.host import HostActions
-from sysadmd.iohyve.actions import IohyveActions
-from sysadmd.iohyve.adapter import Iohyve
-from sysadmd.journal import Journal
-from sysadmd.limits import ConnectionCounter, first_request_channel
-from sysadmd.lockout import Lockout
-from sysadmd.logs import LogFiles
-from sysadmd.metrics import Metrics, MetricsResource
-from sysadmd.rest import ApiSite, RestApi
-from sysadmd.rpc import Rpc
-from sysadmd.runner import ProcessRunner, end_left_over_group
-from sysadmd.sessions import Sessions
-from sysadmd.sslauth import KEYS_FILE, Challenges, KeyStore
-from sysadmd.subscriptions import EVENT_NAMES, EventActions, GuestWatcher
-from sysadmd.tasks import EndLeftOvers, FetchQueue
-from sysadmd.vm.hosttools import HostTools
-from sysadmd.websocket import ApiServerFactory, Limits, OriginCheckedResource
+from sysadmd.ops.health import Guard, Livez, OperationsRoot, Readyz, daemon_checks
+from sysadmd.ops.logs import LogFiles
+from sysadmd.ops.metrics import Metrics, MetricsResource
+from sysadmd.services.dispatcher import DispatcherActions
+from sysadmd.services.events import EVENT_NAMES, EventActions, GuestWatcher
+from sysadmd.services.host import HostActions
+from sysadmd.services.iohyve import IohyveActions
+from sysadmd.services.rpc import Rpc
+from sysadmd.tasks.journal import Journal
+from sysadmd.tasks.queue import EndLeftOvers, FetchQueue
+from sysadmd.transport import tls
+from sysadmd.transport.limits import ConnectionCounter, first_request_channel
+from sysadmd.transport.rest import ApiSite, RestApi
+from sysadmd.transport.websocket import ApiServerFactory, Limits, OriginCheckedResource
 
 log = Logger()
 

@@ -8,13 +8,13 @@ from typing import Any
 from argon2 import PasswordHasher
 from twisted.internet import reactor
 
-from sysadmd.accounts import LocalAccounts
-from sysadmd.audit import AuditLog
-from sysadmd.auth import Authenticator
-from sysadmd.lockout import Lockout
-from sysadmd.roles import Role
-from sysadmd.sessions import Sessions
-from sysadmd.sslauth import Challenges, KeyStore
+from sysadmd.api.roles import Role
+from sysadmd.auth.accounts import LocalAccounts
+from sysadmd.auth.audit import AuditLog
+from sysadmd.auth.authenticator import Authenticator
+from sysadmd.auth.keys import Challenges, KeyStore
+from sysadmd.auth.lockout import Lockout
+from sysadmd.auth.sessions import Sessions
 
 #: Users every kit has, with their passwords.
 USERS = {"alice": ("alice-secret-1", Role.ADMIN), "oscar": ("oscar-secret-1", Role.OPERATOR)}

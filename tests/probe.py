@@ -6,11 +6,11 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from sysadmd.api import Api
-from sysadmd.calls import Authentication, Call, Connection, Identity
-from sysadmd.errors import conflict
-from sysadmd.registry import NAME, ActionSpec, Arg, Registry, action
-from sysadmd.roles import Role
+from sysadmd.api.calls import Authentication, Call, Connection, Identity
+from sysadmd.api.dispatch import Api
+from sysadmd.api.errors import conflict
+from sysadmd.api.registry import NAME, ActionSpec, Arg, Registry, action
+from sysadmd.api.roles import Role
 
 
 class Probe:

@@ -57,10 +57,10 @@ from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 from wsclient import WsClient, connect, settle
 
-from sysadmd.accounts import ACCOUNTS_FILE, LocalAccounts
+from sysadmd.api.roles import Role
+from sysadmd.auth.accounts import ACCOUNTS_FILE, LocalAccounts
 from sysadmd.client.signing import sign_challenge
-from sysadmd.roles import Role
-from sysadmd.subscriptions import EVENT_NAMES
+from sysadmd.services.events import EVENT_NAMES
 
 pytestmark = pytest.mark.e2e
 

@@ -64,7 +64,7 @@ from sysadmd.client.tls import (
     format_address,
     normalize_fingerprint,
 )
-from sysadmd.files import FileStore
+from sysadmd.shared.files import FileStore
 
 __all__ = ["main"]
 

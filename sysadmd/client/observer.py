@@ -1,7 +1,7 @@
 """Waiting for a result without taking it: the client's :class:`OneShotObserver`.
 
 The client imports nothing from the daemon, so it keeps this copy of the daemon's
-``sysadmd.observer.OneShotObserver``; the same tests run against both. Each waiter gets a
+``sysadmd.shared.observer.OneShotObserver``; the same tests run against both. Each waiter gets a
 Deferred of its own from :meth:`OneShotObserver.when_fired`, delivered at once when the
 result is known; cancelling one ends that wait only.
 """

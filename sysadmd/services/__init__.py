@@ -1,0 +1,9 @@
+"""The sysadm API classes: one module per class.
+
+``rpc`` (logins, queries, settings), ``dispatcher`` (queued work), ``events``
+(subscriptions and the guests poller), ``host`` (``sysadm/zfs`` and ``sysadm/network``) and
+``iohyve`` (``sysadm/iohyve``).
+
+May import: ``sysadmd.auth`` and every layer below it. One service never imports another,
+but for one known case: ``iohyve`` asks ``host`` for the pools it may set up on.
+"""

@@ -1,0 +1,275 @@
+"""The iohyve class through the Api core, driving the real simulator through the real runner."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+import jsonschema
+import pytest
+from httpserver import HTTPServer
+from probe import OpenGate
+from support import async_fixture, async_test
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList
+from wsclient import settle
+
+from sysadmd.api.calls import Connection
+from sysadmd.api.dispatch import Api
+from sysadmd.api.errors import ApiError
+from sysadmd.api.registry import Registry, declared_actions
+from sysadmd.api.roles import Role
+from sysadmd.auth.authenticator import Account
+from sysadmd.backends.iohyve.adapter import Iohyve
+from sysadmd.backends.runner import ProcessRunner
+from sysadmd.services.iohyve import IohyveActions
+from sysadmd.simulator.cli import main as simulator
+from sysadmd.tasks.queue import FetchQueue, TaskState
+
+CONNECTION = Connection("127.0.0.1", "test")
+SPECS = {spec.action: spec for _, spec in declared_actions(IohyveActions)}
+
+
+class Stack:
+    """The daemon's pieces below the transports, on the simulator's state in ``root``."""
+
+    def __init__(
+        self,
+        root: Path,
+        profile: str,
+        file_roots: list[Path],
+        *,
+        delete_delay: float = 0.3,
+        run_fetches: bool = True,
+    ) -> None:
+        self.root = root
+        self.profile = profile
+        self.rc_conf = root / "rc.conf"
+        self.runner = ProcessRunner(
+            reactor, kill_grace=0.5, env={"IOHYVE_SIM_DELETE_DELAY": str(delete_delay)}
+        )
+        command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(root)]
+        self.command = [*command, "--profile", profile]
+        self.iohyve = Iohyve(self.runner, self.command, rc_conf=self.rc_conf)
+        self.fetches = FetchQueue(self.iohyve, reactor, max_queued=2)
+        if run_fetches:
+            self.fetches.startService()
+        registry = Registry()
+        registry.register(IohyveActions(self.iohyve, self.fetches, file_roots))
+        self.api = Api(registry, OpenGate(Account("alice", Role.ADMIN)))
+
+    def sim(self, *args: str) -> str:
+        """Run the simulator in this process (to seed state), returning its stdout."""
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            simulator(["--root", str(self.root), "--profile", self.profile, *args])
+        return out.getvalue()
+
+    def iso(self, name: str) -> bytes:
+        return (self.root / "iohyve" / "ISO" / name / name).read_bytes()
+
+    def isos(self) -> list[str]:
+        return sorted(p.name for p in (self.root / "iohyve" / "ISO").iterdir())
+
+    async def call(self, action: str, **args: Any) -> Any:
+        reply = await self.api.call("sysadm", "iohyve", {"action": action, **args}, CONNECTION)
+        jsonschema.validate(reply, SPECS[action].reply_schema())
+        return reply[action]
+
+    async def error(self, action: str, **args: Any) -> tuple[int, str]:
+        with pytest.raises(ApiError) as raised:
+            await self.api.call("sysadm", "iohyve", {"action": action, **args}, CONNECTION)
+        return raised.value.code, raised.value.message
+
+    async def finished(self, task_id: str) -> TaskState:
+        for _ in range(200):
+            task = self.fetches.tasks[task_id]
+            if task.finished is not None:
+                return task.state
+            await settle(0.05)
+        raise AssertionError("the fetch did not finish")
+
+
+@async_fixture(params=["0.7.3", "0.7.9"])
+async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
+    files = tmp_path / "files"
+    files.mkdir()
+    stack = Stack(tmp_path / "sim", request.param, [files])
+    yield stack
+    await stack.fetches.stopService()
+    await stack.runner.stop_all()
+
+
+def _seed_isos(stack: Stack, tmp_path: Path, *names: str) -> None:
+    for name in names:
+        path = tmp_path / "files" / name
+        path.write_bytes(f"contents of {name}\n".encode())
+        stack.sim("fetch", f"file://{path}")
+
+
+@async_test
+async def test_listvms(stack: Stack) -> None:
+    """Guests come back with iohyve's YES/NO strings and whole descriptions."""
+    assert await stack.call("listvms") == {}
+    stack.sim("create", "web", "8G")
+    stack.sim("create", "web2", "8G")
+    stack.sim("set", "web", "description=Mon Feb  1 15:11:57 EST 2016")
+    stack.sim("set", "web2", "boot=1")
+    stack.sim("start", "web2")
+    vms = await stack.call("listvms")
+    assert vms["web"] == {
+        "description": "Mon Feb 1 15:11:57 EST 2016",
+        "rcboot": "NO",
+        "running": "NO",
+        "vmm": "NO",
+    }
+    assert {k: v for k, v in vms["web2"].items() if k != "description"} == {
+        "rcboot": "YES",
+        "running": "YES",
+        "vmm": "YES",
+    }
+
+
+@async_test
+async def test_renameiso(stack: Stack, tmp_path: Path) -> None:
+    """A rename moves the ISO, bytes intact; the reply is the page's shape."""
+    _seed_isos(stack, tmp_path, "test.iso")
+    assert await stack.call("renameiso", source="test.iso", target="102.iso") == {
+        "source": "test.iso",
+        "target": "102.iso",
+    }
+    assert stack.isos() == ["102.iso"]
+    assert stack.iso("102.iso") == b"contents of test.iso\n"
+
+
+@async_test
+async def test_refused_renames_lose_nothing(stack: Stack, tmp_path: Path) -> None:
+    """Unknown sources, taken targets and bad names change nothing and spawn nothing bad."""
+    _seed_isos(stack, tmp_path, "a.iso", "b.iso")
+    before = {name: stack.iso(name) for name in stack.isos()}
+    assert await stack.error("renameiso", source="nope.iso", target="c.iso") == (
+        404,
+        "ISO 'nope.iso' does not exist",
+    )
+    assert await stack.error("renameiso", source="a.iso", target="b.iso") == (
+        409,
+        "ISO 'b.iso' already exists",
+    )
+    assert (await stack.error("renameiso", source="a.iso", target="a.iso"))[0] == 409
+    spawned = stack.runner.spawned
+    for source, target in [("a.iso", "../b.iso"), ("-a", "c"), ("a.iso", "x y"), ("a.iso", "")]:
+        assert (await stack.error("renameiso", source=source, target=target))[0] == 400
+    assert (await stack.error("renameiso", source="a.iso"))[0] == 400
+    assert stack.runner.spawned == spawned
+    assert {name: stack.iso(name) for name in stack.isos()} == before
+
+
+@async_test
+async def test_rmiso(stack: Stack, tmp_path: Path) -> None:
+    """rmiso removes exactly the ISO named; unknown ones are 404."""
+    _seed_isos(stack, tmp_path, "FreeBSD-10.2-RELEASE-amd64-bootonly.iso", "keep.iso")
+    target = "FreeBSD-10.2-RELEASE-amd64-bootonly.iso"
+    assert await stack.call("rmiso", target=target) == {"target": target}
+    assert stack.isos() == ["keep.iso"]
+    assert await stack.error("rmiso", target=target) == (404, f"ISO '{target}' does not exist")
+    spawned = stack.runner.spawned
+    assert (await stack.error("rmiso", target="../keep.iso"))[0] == 400
+    assert stack.runner.spawned == spawned
+    assert stack.iso("keep.iso") == b"contents of keep.iso\n"
+
+
+@async_test
+async def test_fetchiso_over_http(stack: Stack, http: HTTPServer) -> None:
+    """fetchiso replies at once with a braced id; the download lands byte for byte."""
+    data = bytes(range(256)) * 4096
+    http.files.files["disc1.iso"] = data
+    url = http.url("disc1.iso")
+    reply = await stack.call("fetchiso", url=url)
+    assert reply["command"] == f"iohyve fetch {url}"
+    assert reply["comment"] == "Task Queued"
+    assert await stack.finished(reply["queueid"]) is TaskState.SUCCEEDED
+    assert stack.iso("disc1.iso") == data
+    assert await stack.error("fetchiso", url=url) == (
+        409,
+        "ISO 'disc1.iso' already exists; remove or rename it first",
+    )
+
+
+@async_test
+async def test_fetchiso_file_url(stack: Stack, tmp_path: Path) -> None:
+    """file:// URLs work for files below the allowed directories, and only there."""
+    (tmp_path / "files" / "local.iso").write_bytes(b"local")
+    reply = await stack.call("fetchiso", url=f"file://{tmp_path}/files/local.iso")
+    assert await stack.finished(reply["queueid"]) is TaskState.SUCCEEDED
+    assert stack.iso("local.iso") == b"local"
+    spawned = stack.runner.spawned
+    (tmp_path / "secret.iso").write_bytes(b"secret")
+    code, message = await stack.error("fetchiso", url=f"file://{tmp_path}/secret.iso")
+    assert (code, "allowed directory" in message) == (400, True)
+    assert stack.runner.spawned == spawned
+
+
+@async_test
+async def test_failed_fetch_leaves_nothing(stack: Stack, http: HTTPServer) -> None:
+    """A 404 fails the task, and the empty dataset iohyve leaves is removed."""
+    reply = await stack.call("fetchiso", url=http.url("missing.iso"))
+    assert await stack.finished(reply["queueid"]) is TaskState.FAILED
+    assert "Not Found" in (stack.fetches.tasks[reply["queueid"]].message or "")
+    assert stack.isos() == []
+
+
+@async_test
+async def test_busy_names_and_full_queue(stack: Stack, http: HTTPServer, tmp_path: Path) -> None:
+    """While a fetch owns a name it cannot be fetched, renamed or removed; a full queue is 503."""
+    _seed_isos(stack, tmp_path, "old.iso")
+    for name in ("slow.iso", "q1.iso", "q2.iso"):
+        http.files.files[name] = b"x" * 100_000
+        http.files.stall.add(name)
+    running = await stack.call("fetchiso", url=http.url("slow.iso"))
+    await settle(0.3)
+    assert stack.fetches.tasks[running["queueid"]].state is TaskState.RUNNING
+    assert (await stack.error("fetchiso", url=http.url("slow.iso")))[0] == 409
+    assert (await stack.error("renameiso", source="old.iso", target="slow.iso"))[0] == 409
+    assert (await stack.error("rmiso", target="slow.iso"))[0] == 409
+    await stack.call("fetchiso", url=http.url("q1.iso"))
+    await stack.call("fetchiso", url=http.url("q2.iso"))
+    code, message = await stack.error("fetchiso", url=http.url("another.iso"))
+    assert (code, "queue is full" in message) == (503, True)
+    assert stack.isos() == ["old.iso", "slow.iso"]
+
+
+@async_test
+async def test_pipelined_rename_then_list(stack: Stack, tmp_path: Path) -> None:
+    """A list asked for right after a rename, without waiting, sees the rename."""
+    _seed_isos(stack, tmp_path, "test.iso")
+    rename: Deferred[Any] = Deferred.fromCoroutine(
+        stack.call("renameiso", source="test.iso", target="new.iso")
+    )
+    listed = await stack.iohyve.list_isos()
+    await rename
+    assert [iso.name for iso in listed] == ["new.iso"]
+
+
+@async_test
+async def test_concurrent_lists_share_one_run(stack: Stack, tmp_path: Path) -> None:
+    """Lists asked for together cost one iohyve list; a list asked for after a
+    mutation does not share a run that started before it."""
+    stack.sim("create", "web", "8G")
+    before = stack.runner.spawned
+    results = await DeferredList([stack.iohyve.list_vms() for _ in range(20)])
+    assert stack.runner.spawned == before + 1
+    assert all(ok and list(value) == ["web"] for ok, value in results)
+    _seed_isos(stack, tmp_path, "a.iso")
+    before = stack.runner.spawned
+    early = stack.iohyve.list_vms()
+    rename = stack.iohyve.rename_iso("a.iso", "b.iso", busy=lambda _: False)
+    late = stack.iohyve.list_vms()
+    await DeferredList([early, cast(Deferred[Any], rename), late])
+    # early list, the rename's isolist + renameiso + isolist, and a list of its own for late
+    assert stack.runner.spawned == before + 5
+    again = await stack.iohyve.list_vms()  # asked for from a callback: a fresh run
+    assert list(again) == ["web"]

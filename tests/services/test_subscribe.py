@@ -1,0 +1,69 @@
+"""events/subscribe and events/unsubscribe through the Api core: replies for known and
+unknown names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import pytest
+from probe import OpenGate
+from support import async_test
+
+from sysadmd.api.calls import Connection
+from sysadmd.api.dispatch import Api
+from sysadmd.api.hub import EventHub
+from sysadmd.api.registry import Registry
+from sysadmd.api.roles import Role
+from sysadmd.auth.authenticator import Account
+from sysadmd.services.events import EVENT_NAMES, EventActions
+
+
+class Subscriber:
+    def deliver(self, data: bytes) -> None:
+        pass
+
+
+class Events:
+    def __init__(self) -> None:
+        self.hub = EventHub(EVENT_NAMES)
+        self.registry = Registry()
+        self.registry.register(EventActions(self.hub))
+        self.api = Api(self.registry, OpenGate(Account("alice", Role.OPERATOR)))
+        self.subscriber = Subscriber()
+        self.connection = Connection("192.0.2.1", "websocket", subscriber=self.subscriber)
+
+    async def call(self, name: str, names: Any) -> Any:
+        reply = await self.api.call("events", name, names, self.connection)
+        spec, _, _ = self.registry.find("events", name, names)
+        jsonschema.validate(reply, spec.reply_schema())
+        return reply
+
+
+@async_test
+async def test_known_names_get_sysadms_reply() -> None:
+    events = Events()
+    assert await events.call("subscribe", "dispatcher") == {"subscribe": "dispatcher"}
+    assert await events.call("subscribe", ["dispatcher", "guests"]) == {"subscribe": "guests"}
+    assert events.hub.subscriptions(events.subscriber) == ["dispatcher", "guests"]
+    assert await events.call("unsubscribe", "guests") == {"unsubscribe": "guests"}
+
+
+@async_test
+async def test_unknown_names_are_skipped_and_named_in_the_reply() -> None:
+    events = Events()
+    reply = await events.call("subscribe", ["system-state", "dispatcher", "gests", "system-state"])
+    assert reply == {"subscribe": "dispatcher", "unknown": ["system-state", "gests"]}
+    assert events.hub.subscriptions(events.subscriber) == ["dispatcher"]
+    reply = await events.call("unsubscribe", ["dispatcher", "nope"])
+    assert reply == {"unsubscribe": "dispatcher", "unknown": ["nope"]}
+    assert events.hub.subscriptions(events.subscriber) == []
+
+
+@pytest.mark.parametrize("name", ["subscribe", "unsubscribe"])
+@async_test
+async def test_nothing_known_is_no_error(name: str) -> None:
+    """sysadm's own client subscribes to system-state and must not get an error for it."""
+    events = Events()
+    assert await events.call(name, "system-state") == {"unknown": ["system-state"]}
+    assert events.hub.subscriptions(events.subscriber) == []
