@@ -1,8 +1,8 @@
 """The classes of actions the daemon serves, listed once.
 
 The daemon builds its registry with :func:`build_registry`, and the API reference
-(:mod:`sysadmd.catalog.reference`), the OpenAPI document (:mod:`sysadmd.catalog.openapi`) and the tests read
-the declarations of the same classes through :func:`all_specs`; a class added to
+(:mod:`sysadmd.catalog.reference`), the OpenAPI document (:mod:`sysadmd.catalog.openapi`) and
+the tests read the declarations of the same classes through :func:`all_specs`; a class added to
 :data:`API_CLASSES` is served, documented and tested at once, and the daemon refuses to
 start with an instance missing.
 """

@@ -23,6 +23,7 @@ from sysadmd import __version__
 from sysadmd.api.errors import CODES
 from sysadmd.api.registry import ENVELOPE_KEYS, ActionSpec
 from sysadmd.api.roles import Role
+from sysadmd.catalog.classes import all_specs
 
 #: The path the daemon serves this document at.
 DOCUMENT_PATH: Final = "/openapi.json"
@@ -341,8 +342,6 @@ def encode(doc: Mapping[str, Any]) -> bytes:
 
 def generated() -> bytes:
     """The document of every action the daemon serves, encoded."""
-    from sysadmd.catalog.classes import all_specs  # noqa: PLC0415 - the declared classes
-
     return encode(document(all_specs()))
 
 
@@ -360,9 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         args.update.write_bytes(generated())
     elif args.check is not None:
         if not args.check.exists() or args.check.read_bytes() != generated():
-            print(
-                f"{args.check} is not current; run: python -m sysadmd.catalog.openapi --update {args.check}"
-            )
+            command = f"python -m sysadmd.catalog.openapi --update {args.check}"
+            print(f"{args.check} is not current; run: {command}")
             return 1
     else:
         sys.stdout.buffer.write(generated())

@@ -1,4 +1,5 @@
-"""Tests of sysadmd.auth.sessions: tokens, exact look-up (sysadm bug B2), expiry, revocation, bounds."""
+"""Tests of sysadmd.auth.sessions: tokens, exact look-up (sysadm bug B2), expiry, revocation,
+bounds."""
 
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ def _validator(doc: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Draft2
 
 
 def test_document_is_current() -> None:
-    """Refresh with `python -m sysadmd.catalog.openapi --update docs/openapi.json` when this fails."""
+    """When this fails, refresh: `python -m sysadmd.catalog.openapi --update docs/openapi.json`."""
     assert DOC.read_bytes() == openapi.generated()
     assert openapi.main(["--check", str(DOC)]) == 0
 

@@ -1,4 +1,5 @@
-"""Tests for sysadmd.transport.tls: the daemon's own key and certificate and the ssl: listener strings."""
+"""Tests for sysadmd.transport.tls: the daemon's own key and certificate and the ssl: listener
+strings."""
 
 from __future__ import annotations
 
