@@ -3,6 +3,7 @@ call a handler receives."""
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,21 @@ from typing import Any, ClassVar, Final, Protocol
 from twisted.internet.defer import Deferred
 
 from sysadmd.api.roles import Role
-from sysadmd.auth.sessions import Ended
+
+
+class Ended(enum.Enum):
+    """Why a session ended (defined here, beside the connection that is told, so that this
+    layer needs nothing from ``sysadmd.auth``; ``sysadmd.auth.sessions`` re-exports it)."""
+
+    #: Unused for ``idle`` seconds, or older than ``absolute`` seconds.
+    EXPIRED = "expired"
+    #: Its account was removed, or its password or role changed.
+    REVOKED = "revoked"
+    #: ``rpc/auth_clear`` with its token (on some connection, or over REST).
+    LOGGED_OUT = "logged out"
+    #: The table was full and it was the least recently used.
+    EVICTED = "evicted"
+
 
 
 class Identity(Protocol):

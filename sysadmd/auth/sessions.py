@@ -31,7 +31,6 @@ trail.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import secrets
 from collections import OrderedDict
@@ -42,6 +41,7 @@ from typing import Final
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from sysadmd.api.calls import Ended
 from sysadmd.api.roles import Role
 from sysadmd.auth.credentials import Stamp
 
@@ -60,19 +60,6 @@ MAX_TOKEN_LENGTH = 128
 EXPIRY_MARGIN: Final = 0.001
 
 _log = Logger()
-
-
-class Ended(enum.Enum):
-    """Why a session ended."""
-
-    #: Unused for ``idle`` seconds, or older than ``absolute`` seconds.
-    EXPIRED = "expired"
-    #: Its account was removed, or its password or role changed.
-    REVOKED = "revoked"
-    #: ``rpc/auth_clear`` with its token (on some connection, or over REST).
-    LOGGED_OUT = "logged out"
-    #: The table was full and it was the least recently used.
-    EVICTED = "evicted"
 
 
 #: Told why a watched session ended.
