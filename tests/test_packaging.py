@@ -122,6 +122,9 @@ def test_sdist_and_wheel_install_and_run_in_a_clean_venv(tmp_path: Path) -> None
             archive.read(f"sysadmd-{sysadmd.__version__}.dist-info/METADATA").decode()
         )
     assert {"sysadmd/py.typed", "twisted/plugins/sysadmd_plugin.py"} <= names
+    # Every module of every package is found (the packages are discovered, not listed).
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "sysadmd").rglob("*.py")}
+    assert modules <= names, sorted(modules - names)
     assert "twisted/plugins/__init__.py" not in names  # Twisted's namespace stays Twisted's
     assert metadata["Version"] == sysadmd.__version__
     assert len(metadata.get_all("Requires-Dist") or []) >= len(PYPROJECT["project"]["dependencies"])
