@@ -28,7 +28,6 @@ class Ended(enum.Enum):
     EVICTED = "evicted"
 
 
-
 class Identity(Protocol):
     """A logged-in user: a session, or the account behind a REST Basic login."""
 

@@ -9,7 +9,7 @@ one line is always exactly one record::
 ``time`` is the injected clock's time in ISO 8601 UTC with a ``Z`` and milliseconds; ``event``
 names the kind of record. Both are set here and win over fields of the same name.
 
-Events (this module writes whatever fields it is given; :mod:`sysadmd.auth.authenticator` gives these)
+Events (:mod:`sysadmd.auth.authenticator` gives these; any field given is written)
     ``login``
         ``user`` (``null`` when the method names none: a token or key login that failed),
         ``peer`` (the client's IP address), ``method`` (``password``, ``token``, ``ssl`` or

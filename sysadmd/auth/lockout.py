@@ -24,10 +24,11 @@ Counting
     ones. Reaching the limit starts the block and clears the counter. While a key is blocked
     nothing is checked for it, so a block lasts exactly ``block`` seconds from the failure
     that caused it. A check may also be counted against the address only (the caller passes
-    ``None`` as the username to :meth:`Lockout.begin`): :mod:`sysadmd.auth.authenticator` does so for a
-    name no account can have, or a password no account can hold, which is refused without
-    any hashing, so that such cheap failures cannot fill the username table. A check that
-    could not be made (:meth:`Attempt.abandoned`, an error of the daemon's) counts nothing.
+    ``None`` as the username to :meth:`Lockout.begin`): :mod:`sysadmd.auth.authenticator`
+    does so for a name no account can have, or a password no account can hold, which is
+    refused without any hashing, so that such cheap failures cannot fill the username table.
+    A check that could not be made (:meth:`Attempt.abandoned`, an error of the daemon's)
+    counts nothing.
 
 Success
     A successful login as X from address A clears X's counter and, of A's counter, only the

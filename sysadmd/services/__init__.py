@@ -4,6 +4,7 @@
 (subscriptions and the guests poller), ``host`` (``sysadm/zfs`` and ``sysadm/network``) and
 ``iohyve`` (``sysadm/iohyve``).
 
-May import: ``sysadmd.auth`` and every layer below it. One service never imports another,
-but for one known case: ``iohyve`` asks ``host`` for the pools it may set up on.
+May import: ``sysadmd.auth`` and every layer below it. One service never imports another:
+what two of them need (the host's pools, for ``iohyve``'s setup) comes from the layer below
+(:mod:`sysadmd.backends.hosttools`).
 """

@@ -18,7 +18,8 @@ Problems of the simulator itself (bad options, unreadable state) print one line 
 ``iohyve-sim:`` on stderr and exit with status 2.
 
 The options are read by :func:`parse_options` rather than by :mod:`argparse`, which the
-daemon's other tools (``sysadmd-admin``, ``python -m sysadmd.catalog.openapi``) use: like ``env(1)``,
+daemon's other tools (``sysadmd-admin``, ``python -m sysadmd.catalog.openapi``) use: like
+``env(1)``,
 the simulator passes everything after its options on verbatim as another program's command
 line, and argparse's ``REMAINDER`` cannot say that (it refuses a first word such as ``-h``
 or a value that starts with ``-``, and keeps a ``--`` that ends the options).
