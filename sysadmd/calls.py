@@ -4,12 +4,13 @@ call a handler receives."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Protocol
 
 from twisted.internet.defer import Deferred
 
+from sysadmd.config import Network
 from sysadmd.roles import Role
 from sysadmd.sessions import Ended
 
@@ -43,6 +44,22 @@ def client_address(address: object) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ip)
+
+
+def address_in(host: str, networks: Iterable[Network]) -> bool:
+    """Whether ``host`` (an IP address as text) lies in one of ``networks``.
+
+    An IPv4-mapped IPv6 address counts as its IPv4 address and an IPv6 zone
+    (``%em0``) is ignored; anything that is not an IP address lies in none. The
+    health guard's allowed addresses and the connection reserve both decide with this.
+    """
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
 
 
 # How a request says who is calling: each transport makes one of these from what it saw.

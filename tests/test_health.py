@@ -24,7 +24,8 @@ from twisted.web.client import Agent
 
 from sysadmd.api import Api
 from sysadmd.app import build_site
-from sysadmd.health import Check, Guard, Livez, Readyz, address_in, daemon_checks
+from sysadmd.calls import address_in
+from sysadmd.health import Check, Guard, Livez, Readyz, daemon_checks
 from sysadmd.registry import Registry
 from sysadmd.tasks import FetchQueue
 
