@@ -46,7 +46,7 @@ from sysadmd.api import ApiRequest, Unresolved
 from sysadmd.errors import ApiError
 from sysadmd.health import Guard, PlainResource, finish
 from sysadmd.limits import ConnectionCounter
-from sysadmd.registry import ActionSpec, Registry
+from sysadmd.registry import ActionSpec
 from sysadmd.tasks import FetchQueue, TaskState
 
 UNKNOWN: Final = "unknown"
@@ -130,10 +130,8 @@ class _Calls:
 class Metrics:
     """The daemon's metrics, in a registry of their own."""
 
-    def __init__(self, api_registry: Registry | None = None) -> None:
-        """``api_registry`` is not read: the dispatch hands each call's action to
-        :meth:`call_answered`. It stays so that callers written for the earlier signature
-        still work."""
+    def __init__(self) -> None:
+        """Empty counters; the dispatch hands each call's action to :meth:`call_answered`."""
         self.registry = CollectorRegistry(auto_describe=True)
         self._calls = _Calls()
         self.registry.register(self._calls)

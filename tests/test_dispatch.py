@@ -68,7 +68,7 @@ def world(tmp_path: Path) -> World:
     registry.register(Probe())
     registry.register(Rpc(auth, "testhost"))
     api = Api(registry, auth)
-    metrics = Metrics(registry)
+    metrics = Metrics()
     api.on_call = metrics.call_answered
     return World(auth, registry, api, metrics, tmp_path)
 
@@ -77,7 +77,7 @@ def world(tmp_path: Path) -> World:
 async def test_rest_looks_each_request_up_once(world: World) -> None:
     """REST finds the action once per request, the metrics included; a refused login is
     counted under the action the request named."""
-    client, port = await serve(build_site(world.api, world.auth, reactor))
+    client, port = await serve(build_site(world.api, reactor))
     try:
         body = b'{"action": "echo", "word": "a"}'
         assert (await client.put("/test/probe", data=body, headers=JSON)).code == 200
@@ -96,7 +96,7 @@ async def test_rest_looks_each_request_up_once(world: World) -> None:
 
 @pytest.fixture
 def port(world: World) -> Iterator[int]:
-    site = build_site(world.api, world.auth, reactor)
+    site = build_site(world.api, reactor)
     listening: IListeningPort = reactor.listenTCP(0, cast(Any, site), interface="127.0.0.1")
     yield listening.getHost().port  # type: ignore[attr-defined]
     listening.stopListening()
@@ -174,7 +174,7 @@ async def test_operations_log_in_through_the_dispatch_step(
 
     monkeypatch.setattr(world.auth, "authenticate", spy)
     operations = {b"metrics": MetricsResource(world.metrics, Guard(world.auth))}
-    client, port = await serve(build_site(world.api, world.auth, reactor, operations=operations))
+    client, port = await serve(build_site(world.api, reactor, operations=operations))
     token, _ = world.auth.sessions.create("alice", Role.ADMIN)
     try:
         assert (await client.get("/metrics", headers=basic("oscar"))).code == 200

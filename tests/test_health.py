@@ -89,7 +89,6 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     checks = daemon_checks(sys.executable, state, cast(FetchQueue, queue))
     site = build_site(
         Api(registry, auth),
-        auth,
         reactor,
         operations={b"livez": Livez(), b"readyz": Readyz(checks, Guard(auth))},
     )

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from authkit import make_authenticator
 from probe import probe_api
 from support import async_test
 from treq import put as treq_put
@@ -24,7 +23,7 @@ JSON_HEADERS: Any = {"Content-Type": "application/json"}
 @pytest.fixture
 def treq(tmp_path: Path) -> Any:
     api, _ = probe_api()
-    return StubTreq(build_site(api, make_authenticator(tmp_path), reactor).resource)
+    return StubTreq(build_site(api, reactor).resource)
 
 
 async def _call(treq: Any, method: str, url: str, body: bytes | None) -> tuple[int, Any]:
@@ -95,7 +94,7 @@ async def test_other_methods(treq: Any) -> None:
 async def test_access_log_only_when_asked_for(tmp_path: Path, enabled: bool) -> None:
     """``log.access``: each request is logged in the combined format, or not at all."""
     api, _ = probe_api()
-    site: Any = build_site(api, make_authenticator(tmp_path), reactor, access_log=enabled)
+    site: Any = build_site(api, reactor, access_log=enabled)
     lines: list[str] = []
 
     def observe(event: LogEvent) -> None:
