@@ -47,7 +47,8 @@ from sysadmd.errors import ApiError
 from sysadmd.health import Guard, PlainResource, finish
 from sysadmd.limits import ConnectionCounter
 from sysadmd.registry import ActionSpec
-from sysadmd.tasks import FetchQueue, TaskState
+from sysadmd.tasks import FetchQueue
+from sysadmd.taskstate import TaskState
 
 UNKNOWN: Final = "unknown"
 #: Latency buckets, in seconds: from a cached list to a slow iohyve command.
