@@ -120,7 +120,8 @@ class Connection:
     connection is logged in with (a WebSocket login, a REST Bearer token); ``identity`` is
     the caller settled for the whole connection (a REST request's Basic login or Bearer
     session, or an identity its transport vouches for). ``subscriber`` is where events for
-    this connection go, if its transport delivers events.
+    this connection go; a :attr:`lasting` connection has one, and only a lasting one may
+    call an action declared ``websocket_only`` (the event subscriptions).
 
     A REST request is a connection of its own that lasts one request, and needs nothing
     more. A transport whose connections carry many requests subclasses this class, sets

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 from authkit import USERS, make_authenticator
-from probe import Probe
+from probe import OpenGate, Probe
 from prometheus_client import generate_latest
 from support import async_test
 from test_health import basic, serve
@@ -23,11 +23,11 @@ from wsclient import connect
 from sysadmd.api import Answer, Api, ApiRequest, Refusal, Reply
 from sysadmd.apidoc import all_specs
 from sysadmd.app import build_site
-from sysadmd.auth import Authenticator
+from sysadmd.auth import Account, Authenticator
 from sysadmd.calls import Authentication, Basic, Bearer, Call, Connection, Identity, Vouched
 from sysadmd.health import Guard
 from sysadmd.metrics import Metrics, MetricsResource
-from sysadmd.registry import Handler, Registry, action
+from sysadmd.registry import NAME, Arg, Handler, Registry, action
 from sysadmd.roles import Role
 from sysadmd.rpc import Rpc
 
@@ -215,3 +215,51 @@ def test_credentials_never_show_their_secrets() -> None:
     log line that formats them)."""
     assert "hunter2" not in repr(Basic("alice", "hunter2"))
     assert "tok3n" not in repr(Bearer("tok3n"))
+
+
+class OnTheConnection:
+    """An action that acts on the connection it is called on, as event subscriptions do."""
+
+    def __init__(self) -> None:
+        self.ran = 0
+
+    @action(
+        "test",
+        "mine",
+        None,
+        summary="Acts on the calling connection.",
+        role=Role.OPERATOR,
+        whole=True,
+        websocket_only=True,
+        args=[Arg("word", NAME, "a word")],
+        reply={"type": "object"},
+    )
+    async def mine(self, call: Call) -> Any:
+        self.ran += 1
+        return {"word": call.args["word"]}
+
+
+class LastingConnection(Connection):
+    lasting = True
+
+
+@async_test
+async def test_websocket_only_actions_need_a_lasting_connection() -> None:
+    """Any action declared websocket_only is refused (400) by the dispatch on a connection
+    of one request, whatever it is, before its handler runs; a lasting one may call it."""
+    handlers = OnTheConnection()
+    registry = Registry()
+    registry.register(handlers)
+    api = Api(registry, OpenGate(Account("alice", Role.OPERATOR)))
+    short = await api.dispatch(ApiRequest("test", "mine", "a", Connection("192.0.2.1", "rest")))
+    assert isinstance(short, Refusal)
+    assert (short.error.code, short.error.message) == (
+        400,
+        "events are delivered over WebSocket connections only",
+    )
+    assert handlers.ran == 0
+    lasting = LastingConnection("192.0.2.1", "websocket")
+    answer = await api.dispatch(ApiRequest("test", "mine", "a", lasting))
+    assert isinstance(answer, Answer)
+    assert answer.result == {"word": "a"}
+    assert handlers.ran == 1

@@ -7,14 +7,20 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from probe import probe_api
+from probe import OpenGate, probe_api
 from support import async_test
 from treq import put as treq_put
 from treq.testing import StubTreq
 from twisted.internet import reactor
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 
+from sysadmd.api import Api
 from sysadmd.app import build_site
+from sysadmd.auth import Account
+from sysadmd.events import EventHub
+from sysadmd.registry import Registry
+from sysadmd.roles import Role
+from sysadmd.subscriptions import EVENT_NAMES, EventActions
 
 URL = "http://sysadmd.test/test/probe"
 JSON_HEADERS: Any = {"Content-Type": "application/json"}
@@ -119,3 +125,19 @@ async def test_access_log_only_when_asked_for(tmp_path: Path, enabled: bool) -> 
         assert len(lines) == 1 and '"PUT /test/probe HTTP/1.1" 200' in lines[0]
     else:
         assert lines == []
+
+
+@async_test
+async def test_events_are_refused_over_rest() -> None:
+    """events/subscribe acts on a lasting connection: REST answers 400 and subscribes nobody."""
+    hub = EventHub(EVENT_NAMES)
+    registry = Registry()
+    registry.register(EventActions(hub))
+    api = Api(registry, OpenGate(Account("alice", Role.OPERATOR)))
+    rest: Any = StubTreq(build_site(api, reactor).resource)
+    url = "http://sysadmd.test/events/subscribe"
+    status, reply = await _call(rest, "PUT", url, b'{"args": "dispatcher"}')
+    assert status == 400
+    assert reply == {
+        "args": {"code": "400", "message": "events are delivered over WebSocket connections only"}
+    }
