@@ -167,16 +167,10 @@ class Api:
             found = e
         connection = request.connection
         earlier = connection.login_done
-        if isinstance(found, ApiError) or not found[0].login:
-            if earlier is not None:
-                await settled(earlier)
-            reply = await self._answer(request, found)
-            if respond is not None:
-                respond(reply)
-            return reply
-        # A login: the requests that arrive while it runs wait for it.
-        this_login: Deferred[None] = Deferred()
-        connection.login_done = this_login
+        this_login: Deferred[None] | None = None
+        if not isinstance(found, ApiError) and found[0].login:
+            # A login: the requests that arrive while it runs wait for it.
+            this_login = connection.login_done = Deferred()
         try:
             if earlier is not None:
                 await settled(earlier)
@@ -185,9 +179,10 @@ class Api:
                 respond(reply)
             return reply
         finally:
-            if connection.login_done is this_login:
-                connection.login_done = None
-            this_login.callback(None)
+            if this_login is not None:
+                if connection.login_done is this_login:
+                    connection.login_done = None
+                this_login.callback(None)
 
     async def call(self, namespace: str, name: str, args: Any, connection: Connection) -> Any:
         """Run one request as the caller ``connection`` is logged in as, in process;
