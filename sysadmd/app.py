@@ -374,7 +374,6 @@ def make_service(config: Config, reactor: Any) -> IService:
     guard = Guard(auth, config.metrics_allow)
     site = build_site(
         api,
-        auth,
         reactor,
         hub=hub,
         allowed_origins=config.allowed_origins,
@@ -433,7 +432,6 @@ def make_service(config: Config, reactor: Any) -> IService:
 
 def build_site(
     api: Api,
-    auth: Authenticator,
     clock: Any,
     *,
     allowed_origins: Iterable[str] = (),
@@ -447,8 +445,7 @@ def build_site(
     """The Site every listener serves: WebSocket at ``/``, REST below it.
 
     Both transports hand every request to ``api``'s dispatch, which authenticates it
-    through ``api``'s gate; ``auth`` is not read here and stays so that callers written
-    for the earlier signature still work.
+    through ``api``'s gate.
 
     ``operations`` are served at ``/<name>`` (``/metrics``, ``/livez``, ``/readyz``)
     in front of the API, which sees every other path as before.

@@ -148,7 +148,7 @@ class World:
             IohyveActions(iohyve, fetches, [directory], host=host),
             HostActions(host),
         )
-        self.site = build_site(Api(registry, self.auth), self.auth, reactor, hub=hub)
+        self.site = build_site(Api(registry, self.auth), reactor, hub=hub)
         self.treq: Any = StubTreq(self.site.resource)
         self.token, _ = self.auth.sessions.create("alice", Role.ADMIN)
         self.port: IListeningPort = reactor.listenTCP(

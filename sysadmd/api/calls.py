@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Protocol
 
 from twisted.internet.defer import Deferred
 
 from sysadmd.api.roles import Role
+from sysadmd.config import Network
 
 
 class Ended(enum.Enum):
@@ -57,6 +58,22 @@ def client_address(address: object) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ip)
+
+
+def address_in(host: str, networks: Iterable[Network]) -> bool:
+    """Whether ``host`` (an IP address as text) lies in one of ``networks``.
+
+    An IPv4-mapped IPv6 address counts as its IPv4 address and an IPv6 zone
+    (``%em0``) is ignored; anything that is not an IP address lies in none. The
+    health guard's allowed addresses and the connection reserve both decide with this.
+    """
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
 
 
 # How a request says who is calling: each transport makes one of these from what it saw.
@@ -117,7 +134,8 @@ class Connection:
     connection is logged in with (a WebSocket login, a REST Bearer token); ``identity`` is
     the caller settled for the whole connection (a REST request's Basic login or Bearer
     session, or an identity its transport vouches for). ``subscriber`` is where events for
-    this connection go, if its transport delivers events.
+    this connection go; a :attr:`lasting` connection has one, and only a lasting one may
+    call an action declared ``websocket_only`` (the event subscriptions).
 
     A REST request is a connection of its own that lasts one request, and needs nothing
     more. A transport whose connections carry many requests subclasses this class, sets

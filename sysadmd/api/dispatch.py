@@ -13,7 +13,10 @@ happens here, once, in this order:
    none of its own is whoever its connection is logged in as, :meth:`Gate.caller`);
 4. an unknown class or action is refused (404, 400), then a caller without the role
    (401, 403), before the arguments are looked at;
-5. the arguments are validated, and the handler is called;
+5. the arguments are validated; an action declared ``websocket_only`` (one that acts on the
+   connection itself: its event subscriptions) is refused with 400 on a connection that
+   does not last (:attr:`~sysadmd.api.calls.Connection.lasting` false: a REST request, an
+   in-process call); then the handler is called;
 6. an action that changes something is audited, whatever its outcome;
 7. anything but an :class:`ApiError` becomes a 500 that reveals nothing, and
    :attr:`Api.on_call` hears of the answered request (the daemon counts it in its metrics).
@@ -30,7 +33,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -40,6 +43,10 @@ from sysadmd.api.errors import ApiError
 from sysadmd.api.registry import ENVELOPE_KEYS, ActionSpec, Handler, Registry, wrap_result
 from sysadmd.api.roles import Role
 from sysadmd.shared.observer import settled
+
+#: The refusal of a ``websocket_only`` action on a connection that does not last. The only
+#: such actions are the event subscriptions, so it speaks of events.
+NOT_LASTING: Final = "events are delivered over WebSocket connections only"
 
 
 class Gate(Protocol):
@@ -160,16 +167,10 @@ class Api:
             found = e
         connection = request.connection
         earlier = connection.login_done
-        if isinstance(found, ApiError) or not found[0].login:
-            if earlier is not None:
-                await settled(earlier)
-            reply = await self._answer(request, found)
-            if respond is not None:
-                respond(reply)
-            return reply
-        # A login: the requests that arrive while it runs wait for it.
-        this_login: Deferred[None] = Deferred()
-        connection.login_done = this_login
+        this_login: Deferred[None] | None = None
+        if not isinstance(found, ApiError) and found[0].login:
+            # A login: the requests that arrive while it runs wait for it.
+            this_login = connection.login_done = Deferred()
         try:
             if earlier is not None:
                 await settled(earlier)
@@ -178,9 +179,10 @@ class Api:
                 respond(reply)
             return reply
         finally:
-            if connection.login_done is this_login:
-                connection.login_done = None
-            this_login.callback(None)
+            if this_login is not None:
+                if connection.login_done is this_login:
+                    connection.login_done = None
+                this_login.callback(None)
 
     async def call(self, namespace: str, name: str, args: Any, connection: Connection) -> Any:
         """Run one request as the caller ``connection`` is logged in as, in process;
@@ -227,6 +229,8 @@ class Api:
             args = spec.parse_args(raw)
             if caller is not None:
                 args = _own_account(spec, args, caller)
+            if spec.websocket_only and not connection.lasting:
+                raise ApiError(400, NOT_LASTING)
             call = Call(args, connection, caller)
             if spec.role is not Role.ADMIN:
                 return Answer(request, spec, await handler(call))

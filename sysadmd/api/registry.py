@@ -257,8 +257,9 @@ class ActionSpec:
     #: role that may call it for its own account, ``user`` absent or naming the caller.
     own_account: Role | None = None
     #: For actions that act on the calling connection itself (its event subscriptions):
-    #: they need a connection that lasts between calls, a WebSocket, so REST does not
-    #: offer them (they are not paths of the OpenAPI document).
+    #: they need a connection that lasts between calls, a WebSocket. The dispatch refuses
+    #: them (400) on any other connection, and REST does not offer them (they are not
+    #: paths of the OpenAPI document).
     websocket_only: bool = False
     #: A login or logout: it changes who the connection it runs on is. On a connection
     #: that carries many requests, the requests after it wait until it has answered.

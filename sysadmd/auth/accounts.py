@@ -29,6 +29,7 @@ import json
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
@@ -253,12 +254,7 @@ class LocalAccounts(CredentialChecker):
         :raises OSError: the file cannot be read or written.
         """
         validate_name(name)
-        with self._locked():
-            accounts = self._load()
-            if accounts.pop(name, None) is None:
-                raise AccountError(f"no such user: {name}")
-            self._store(accounts)
-            self._forget_initial_password(name)
+        self._change(name, lambda account: None)
 
     def set_password(self, name: str, password: str) -> None:
         """Give the account ``name`` a new password (its role stays).
@@ -270,14 +266,7 @@ class LocalAccounts(CredentialChecker):
         validate_name(name)
         validate_password(password)
         hashed = self._hasher.hash(password)
-        with self._locked():
-            accounts = self._load()
-            account = accounts.get(name)
-            if account is None:
-                raise AccountError(f"no such user: {name}")
-            accounts[name] = _Account(account.role, hashed)
-            self._store(accounts)
-            self._forget_initial_password(name)
+        self._change(name, lambda account: _Account(account.role, hashed))
 
     def set_role(self, name: str, role: Role) -> None:
         """Give the account ``name`` the role ``role`` (admin or operator); its password stays.
@@ -288,13 +277,28 @@ class LocalAccounts(CredentialChecker):
         """
         validate_name(name)
         role = _account_role(role)
+        self._change(name, lambda account: _Account(role, account.hash))
+
+    def _change(self, name: str, change: Callable[[_Account], _Account | None]) -> None:
+        """Under the write lock, replace the account ``name`` with ``change(account)``, or
+        remove it if that is None; raises :class:`AccountError` if there is no such account.
+
+        The initial admin's password file goes, in the same lock, once its password no
+        longer logs anyone in (the account removed, or given another password).
+        """
         with self._locked():
             accounts = self._load()
             account = accounts.get(name)
             if account is None:
                 raise AccountError(f"no such user: {name}")
-            accounts[name] = _Account(role, account.hash)
+            changed = change(account)
+            if changed is None:
+                del accounts[name]
+            else:
+                accounts[name] = changed
             self._store(accounts)
+            if changed is None or changed.hash != account.hash:
+                self._forget_initial_password(name)
 
     def _forget_initial_password(self, name: str) -> None:
         """Remove the initial admin's password file once it no longer logs anyone in."""

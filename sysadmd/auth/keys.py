@@ -30,7 +30,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -378,15 +378,11 @@ class KeyStore:
         except OSError as e:
             raise KeyStoreError(f"{self._path}: {_one_line(e)}") from e
 
-    @contextlib.contextmanager
-    def _changing(self) -> Iterator[None]:
+    def _changing(self) -> contextlib.AbstractContextManager[None]:
         """Hold the store's lock for a read-modify-write."""
-        with contextlib.ExitStack() as stack:
-            try:
-                stack.enter_context(self._file.locked())
-            except OSError as e:
-                raise KeyStoreError(f"{self._path}: cannot lock: {_one_line(e)}") from e
-            yield
+        return self._file.locked(
+            lambda e: KeyStoreError(f"{self._path}: cannot lock: {_one_line(e)}")
+        )
 
     def _trusted(self, status: os.stat_result) -> None:
         if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):

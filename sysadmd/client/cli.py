@@ -46,7 +46,7 @@ from rich.text import Text
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.task import deferLater, react
 
-from sysadmd.client.client import DEFAULT_PORT, Client, Task
+from sysadmd.client.client import ACTIVE_STATUSES, DEFAULT_PORT, Client, Task
 from sysadmd.client.errors import (
     ClientError,
     ConnectionFailed,
@@ -838,7 +838,7 @@ async def _follow(task: Task) -> None:
     """Show ``task``'s progress until it ends."""
     console = Console(stderr=False, highlight=False)
     progress = _progress(console)
-    bar = progress.add_task(task.iso or task.id, total=None, rate=0.0, status="queued")
+    bar = progress.add_task(task.iso or task.id, total=None, rate=0.0, status=task.progress.status)
 
     def show(changed: Task) -> None:
         state = changed.progress
@@ -965,7 +965,7 @@ def _tasks_table(jobs: dict[str, dict[str, Any]]) -> Table:
 
 
 def _busy(jobs: dict[str, dict[str, Any]]) -> bool:
-    return any(job.get("status") in ("queued", "running") for job in jobs.values())
+    return any(job.get("status") in ACTIVE_STATUSES for job in jobs.values())
 
 
 @cli.command()

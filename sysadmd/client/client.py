@@ -73,6 +73,9 @@ TASK_STATUSES: Final = ("queued", "running", "succeeded", "failed", "cancelled",
 FINAL_STATUSES: Final = frozenset(TASK_STATUSES[2:])
 """The statuses of a task that has ended."""
 
+ACTIVE_STATUSES: Final = frozenset(TASK_STATUSES[:2])
+"""The statuses of a task that has not ended: waiting for its turn, or fetching."""
+
 SYSADM_TO_STATUS: Final = {"pending": "queued", "running": "running"}
 """The status of an unfinished task from sysadm's event ``state``; ``finished`` gives its
 ``result`` instead."""

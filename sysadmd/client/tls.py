@@ -22,7 +22,6 @@ import hmac
 import ipaddress
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -179,14 +178,8 @@ class KnownHosts:
             self._write(pins)
             return True
 
-    @contextlib.contextmanager
-    def _changing(self) -> Iterator[None]:
-        with contextlib.ExitStack() as stack:
-            try:
-                stack.enter_context(self._file.locked())
-            except OSError as e:
-                raise ClientError(f"{self.path}: cannot write: {e.strerror}") from None
-            yield
+    def _changing(self) -> contextlib.AbstractContextManager[None]:
+        return self._file.locked(lambda e: ClientError(f"{self.path}: cannot write: {e.strerror}"))
 
     def _write(self, pins: dict[str, str]) -> None:
         try:

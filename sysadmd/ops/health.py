@@ -14,7 +14,6 @@ the API's resource, which keeps everything else (``/`` for the WebSocket,
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,7 +28,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
-from sysadmd.api.calls import Connection, ConnectionSession, Identity, client_address
+from sysadmd.api.calls import Connection, ConnectionSession, Identity, address_in, client_address
 from sysadmd.api.errors import CODES, ApiError
 from sysadmd.auth.authenticator import CHALLENGE_HEADER, Authenticator, credentials_from_header
 from sysadmd.config import Network
@@ -43,17 +42,6 @@ READ_METHODS: Final = (b"GET", b"HEAD")
 def peer_host(request: IRequest) -> str:
     """The client's IP address as text (``unknown`` for a non-IP transport)."""
     return client_address(request.getClientAddress())
-
-
-def address_in(host: str, networks: Iterable[Network]) -> bool:
-    """Whether ``host`` lies in one of ``networks`` (IPv4-mapped IPv6 counts as IPv4)."""
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in networks)
 
 
 class Guard:

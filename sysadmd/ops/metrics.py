@@ -44,9 +44,10 @@ from twisted.web.iweb import IRequest
 
 from sysadmd.api.dispatch import ApiRequest, Unresolved
 from sysadmd.api.errors import ApiError
-from sysadmd.api.registry import ActionSpec, Registry
+from sysadmd.api.registry import ActionSpec
 from sysadmd.ops.health import Guard, PlainResource, finish
-from sysadmd.tasks.queue import FetchQueue, TaskState
+from sysadmd.shared.taskstate import TaskState
+from sysadmd.tasks.queue import FetchQueue
 from sysadmd.transport.limits import ConnectionCounter
 
 UNKNOWN: Final = "unknown"
@@ -130,10 +131,8 @@ class _Calls:
 class Metrics:
     """The daemon's metrics, in a registry of their own."""
 
-    def __init__(self, api_registry: Registry | None = None) -> None:
-        """``api_registry`` is not read: the dispatch hands each call's action to
-        :meth:`call_answered`. It stays so that callers written for the earlier signature
-        still work."""
+    def __init__(self) -> None:
+        """Empty counters; the dispatch hands each call's action to :meth:`call_answered`."""
         self.registry = CollectorRegistry(auto_describe=True)
         self._calls = _Calls()
         self.registry.register(self._calls)

@@ -23,7 +23,6 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from sysadmd.api.calls import Call
-from sysadmd.api.errors import bad_request
 from sysadmd.api.hub import EventHub
 from sysadmd.api.registry import NAMES, Arg, action
 from sysadmd.api.roles import Role
@@ -44,12 +43,6 @@ class EventActions:
 
     def __init__(self, hub: EventHub) -> None:
         self._hub = hub
-
-    def _subscriber(self, call: Call) -> Any:
-        subscriber = call.connection.subscriber
-        if subscriber is None:
-            raise bad_request("events are delivered over WebSocket connections only")
-        return subscriber
 
     def _reply(self, key: str, given: str | list[str], known: list[str]) -> dict[str, Any]:
         """sysadm's reply (the last known name, or nothing), plus the unknown names if any."""
@@ -81,7 +74,7 @@ class EventActions:
     )
     async def subscribe(self, call: Call) -> Any:
         given = call.args["events"]
-        known = self._hub.subscribe(self._subscriber(call), given)
+        known = self._hub.subscribe(call.connection.subscriber, given)
         return self._reply("subscribe", given, known)
 
     @action(
@@ -103,7 +96,7 @@ class EventActions:
     )
     async def unsubscribe(self, call: Call) -> Any:
         given = call.args["events"]
-        known = self._hub.unsubscribe(self._subscriber(call), given)
+        known = self._hub.unsubscribe(call.connection.subscriber, given)
         return self._reply("unsubscribe", given, known)
 
 

@@ -236,12 +236,19 @@ class FileStore(Generic[_T]):
     # -- changing -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the exclusive lock every change of this file takes (blocks until it is free)."""
-        make_directory(self.path.parent, self._directory_mode)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    def locked(self, failed: Callable[[OSError], Exception] | None = None) -> Iterator[None]:
+        """Hold the exclusive lock every change of this file takes (blocks until it is free).
+
+        An ``OSError`` taking the lock is raised as ``failed(error)`` if given (the store's
+        owner names the file its own way); errors inside the block pass through unchanged.
+        """
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fd = self._take_lock()
+        except OSError as e:
+            if failed is None:
+                raise
+            raise failed(e) from e
+        try:
             me = threading.get_ident()
             self._holders.add(me)
             try:
@@ -250,6 +257,17 @@ class FileStore(Generic[_T]):
                 self._holders.discard(me)
         finally:
             os.close(fd)
+
+    def _take_lock(self) -> int:
+        """Open the lock file (and its directory) and wait for its ``flock``; its descriptor."""
+        make_directory(self.path.parent, self._directory_mode)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def write(self, value: _T) -> None:
         """Replace the file with ``value`` (inside :meth:`locked`) and keep it as the copy."""

@@ -48,7 +48,8 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from sysadmd.api.calls import address_in
+from sysadmd.config import Network
 
 #: IPv6 clients are counted by this prefix: one host usually holds a whole /64.
 IPV6_PREFIX = 64
@@ -70,16 +71,6 @@ def address_key(host: str) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
     return str(address)
-
-
-def _in(host: str, networks: Iterable[Network]) -> bool:
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in networks)
 
 
 def peer_host(addr: IAddress | None) -> str:
@@ -125,7 +116,7 @@ class ConnectionCounter:
     def admit(self, host: str) -> bool:
         """Count a new connection from ``host`` if the caps allow it."""
         key = address_key(host)
-        limit = self.total if _in(host, self.reserved_for) else self.total - self.reserved
+        limit = self.total if address_in(host, self.reserved_for) else self.total - self.reserved
         if self.open >= limit:
             self._note("total", key)
             return False

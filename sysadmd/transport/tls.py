@@ -39,7 +39,7 @@ from twisted.internet.ssl import (
     TLSVersion,
 )
 
-from sysadmd.shared.files import write_atomically
+from sysadmd.shared.files import make_directory, write_atomically
 
 __all__ = [
     "CERT_FILE",
@@ -211,18 +211,13 @@ def _one_line(error: OSError) -> str:
 
 
 def _make_directory(directory: Path) -> None:
-    if directory.is_dir():
-        return
+    """Create ``directory`` (and missing parents) mode 0700 with the file helpers' rule."""
     try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        directory.mkdir(mode=_DIR_MODE)
-        # mkdir's mode is filtered by the umask; make it exactly 0700.
-        directory.chmod(_DIR_MODE)
-    except FileExistsError:
-        if not directory.is_dir():
-            raise TLSError(f"{directory}: exists but is not a directory") from None
+        make_directory(directory, _DIR_MODE)
     except OSError as e:
         raise TLSError(f"{directory}: cannot create directory: {_one_line(e)}") from e
+    if not directory.is_dir():
+        raise TLSError(f"{directory}: exists but is not a directory")
 
 
 def _read(path: Path, what: str) -> bytes | None:

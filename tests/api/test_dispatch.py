@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 from authkit import USERS, make_authenticator
-from probe import Probe
+from probe import OpenGate, Probe
 from prometheus_client import generate_latest
 from support import async_test
 from test_health import basic, serve
@@ -22,10 +22,10 @@ from wsclient import connect
 
 from sysadmd.api.calls import Authentication, Basic, Bearer, Call, Connection, Identity, Vouched
 from sysadmd.api.dispatch import Answer, Api, ApiRequest, Refusal, Reply
-from sysadmd.api.registry import Handler, Registry, action
+from sysadmd.api.registry import NAME, Arg, Handler, Registry, action
 from sysadmd.api.roles import Role
 from sysadmd.app import build_site
-from sysadmd.auth.authenticator import Authenticator
+from sysadmd.auth.authenticator import Account, Authenticator
 from sysadmd.catalog.reference import all_specs
 from sysadmd.ops.health import Guard
 from sysadmd.ops.metrics import Metrics, MetricsResource
@@ -68,7 +68,7 @@ def world(tmp_path: Path) -> World:
     registry.register(Probe())
     registry.register(Rpc(auth, "testhost"))
     api = Api(registry, auth)
-    metrics = Metrics(registry)
+    metrics = Metrics()
     api.on_call = metrics.call_answered
     return World(auth, registry, api, metrics, tmp_path)
 
@@ -77,7 +77,7 @@ def world(tmp_path: Path) -> World:
 async def test_rest_looks_each_request_up_once(world: World) -> None:
     """REST finds the action once per request, the metrics included; a refused login is
     counted under the action the request named."""
-    client, port = await serve(build_site(world.api, world.auth, reactor))
+    client, port = await serve(build_site(world.api, reactor))
     try:
         body = b'{"action": "echo", "word": "a"}'
         assert (await client.put("/test/probe", data=body, headers=JSON)).code == 200
@@ -96,7 +96,7 @@ async def test_rest_looks_each_request_up_once(world: World) -> None:
 
 @pytest.fixture
 def port(world: World) -> Iterator[int]:
-    site = build_site(world.api, world.auth, reactor)
+    site = build_site(world.api, reactor)
     listening: IListeningPort = reactor.listenTCP(0, cast(Any, site), interface="127.0.0.1")
     yield listening.getHost().port  # type: ignore[attr-defined]
     listening.stopListening()
@@ -174,7 +174,7 @@ async def test_operations_log_in_through_the_dispatch_step(
 
     monkeypatch.setattr(world.auth, "authenticate", spy)
     operations = {b"metrics": MetricsResource(world.metrics, Guard(world.auth))}
-    client, port = await serve(build_site(world.api, world.auth, reactor, operations=operations))
+    client, port = await serve(build_site(world.api, reactor, operations=operations))
     token, _ = world.auth.sessions.create("alice", Role.ADMIN)
     try:
         assert (await client.get("/metrics", headers=basic("oscar"))).code == 200
@@ -215,3 +215,51 @@ def test_credentials_never_show_their_secrets() -> None:
     log line that formats them)."""
     assert "hunter2" not in repr(Basic("alice", "hunter2"))
     assert "tok3n" not in repr(Bearer("tok3n"))
+
+
+class OnTheConnection:
+    """An action that acts on the connection it is called on, as event subscriptions do."""
+
+    def __init__(self) -> None:
+        self.ran = 0
+
+    @action(
+        "test",
+        "mine",
+        None,
+        summary="Acts on the calling connection.",
+        role=Role.OPERATOR,
+        whole=True,
+        websocket_only=True,
+        args=[Arg("word", NAME, "a word")],
+        reply={"type": "object"},
+    )
+    async def mine(self, call: Call) -> Any:
+        self.ran += 1
+        return {"word": call.args["word"]}
+
+
+class LastingConnection(Connection):
+    lasting = True
+
+
+@async_test
+async def test_websocket_only_actions_need_a_lasting_connection() -> None:
+    """Any action declared websocket_only is refused (400) by the dispatch on a connection
+    of one request, whatever it is, before its handler runs; a lasting one may call it."""
+    handlers = OnTheConnection()
+    registry = Registry()
+    registry.register(handlers)
+    api = Api(registry, OpenGate(Account("alice", Role.OPERATOR)))
+    short = await api.dispatch(ApiRequest("test", "mine", "a", Connection("192.0.2.1", "rest")))
+    assert isinstance(short, Refusal)
+    assert (short.error.code, short.error.message) == (
+        400,
+        "events are delivered over WebSocket connections only",
+    )
+    assert handlers.ran == 0
+    lasting = LastingConnection("192.0.2.1", "websocket")
+    answer = await api.dispatch(ApiRequest("test", "mine", "a", lasting))
+    assert isinstance(answer, Answer)
+    assert answer.result == {"word": "a"}
+    assert handlers.ran == 1

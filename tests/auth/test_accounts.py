@@ -472,6 +472,8 @@ def test_the_initial_password_file_goes_once_it_logs_nobody_in(
     accounts.set_password("alice", "other pw")
     accounts.set_role("alice", Role.OPERATOR)
     assert created.exists()  # other accounts' changes leave it
+    accounts.set_role("admin", Role.OPERATOR)
+    assert created.exists()  # a new role keeps the password, which still logs in
     if change == "passwd":
         accounts.set_password("admin", "chosen pw")
     else:

@@ -68,7 +68,7 @@ def auth(tmp_path: Path) -> Authenticator:
 
 @pytest.fixture
 def port(auth: Authenticator) -> Iterator[int]:
-    site = build_site(_api(auth), auth, reactor)
+    site = build_site(_api(auth), reactor)
     listening: IListeningPort = reactor.listenTCP(0, cast(Any, site), interface="127.0.0.1")
     yield listening.getHost().port  # type: ignore[attr-defined]
     listening.stopListening()

@@ -38,6 +38,7 @@ from sysadmd.client import (
     UnknownHost,
 )
 from sysadmd.client.client import (
+    ACTIVE_STATUSES,
     FINAL_STATUSES,
     SESSION_ENDED_CODES,
     SYSADM_TO_STATUS,
@@ -318,6 +319,7 @@ def test_the_client_knows_the_daemon_s_task_states() -> None:
     """The client keeps its own copy of the task states' wire values; held equal here."""
     assert tuple(state.value for state in TaskState) == TASK_STATUSES
     assert {state.value for state in TaskState.finals()} == FINAL_STATUSES
+    assert {state.value for state in TaskState if not state.final} == ACTIVE_STATUSES
     assert {state.sysadm: state.value for state in TaskState if not state.final} == (
         SYSADM_TO_STATUS
     )

@@ -22,10 +22,11 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.web.client import Agent
 
+from sysadmd.api.calls import address_in
 from sysadmd.api.dispatch import Api
 from sysadmd.api.registry import Registry
 from sysadmd.app import build_site
-from sysadmd.ops.health import Check, Guard, Livez, Readyz, address_in, daemon_checks
+from sysadmd.ops.health import Check, Guard, Livez, Readyz, daemon_checks
 from sysadmd.tasks.queue import FetchQueue
 
 
@@ -88,7 +89,6 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     checks = daemon_checks(sys.executable, state, cast(FetchQueue, queue))
     site = build_site(
         Api(registry, auth),
-        auth,
         reactor,
         operations={b"livez": Livez(), b"readyz": Readyz(checks, Guard(auth))},
     )

@@ -64,13 +64,13 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     registry = Registry()
     registry.register(Probe())
     api = Api(registry, auth)
-    metrics = Metrics(registry)
+    metrics = Metrics()
     api.on_call = metrics.call_answered
     auth.on_failed_login = metrics.login_failed
     fetches = FetchQueue(cast(Any, None), reactor, max_queued=4)
     fetches.on_bytes = metrics.bytes_fetched
     guard = Guard(auth, [ipaddress.ip_network("192.0.2.0/24")])
-    site = build_site(api, auth, reactor, operations={b"metrics": MetricsResource(metrics, guard)})
+    site = build_site(api, reactor, operations={b"metrics": MetricsResource(metrics, guard)})
     counter = ConnectionCounter(total=10, per_address=10)
     metrics.watch(fetches, counter)
     client, port = await serve(counter.wrap(site))

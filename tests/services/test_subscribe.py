@@ -12,6 +12,7 @@ from support import async_test
 
 from sysadmd.api.calls import Connection
 from sysadmd.api.dispatch import Api
+from sysadmd.api.errors import ApiError
 from sysadmd.api.hub import EventHub
 from sysadmd.api.registry import Registry
 from sysadmd.api.roles import Role
@@ -24,6 +25,12 @@ class Subscriber:
         pass
 
 
+class Lasting(Connection):
+    """A connection that carries many requests, as a WebSocket's does."""
+
+    lasting = True
+
+
 class Events:
     def __init__(self) -> None:
         self.hub = EventHub(EVENT_NAMES)
@@ -31,7 +38,7 @@ class Events:
         self.registry.register(EventActions(self.hub))
         self.api = Api(self.registry, OpenGate(Account("alice", Role.OPERATOR)))
         self.subscriber = Subscriber()
-        self.connection = Connection("192.0.2.1", "websocket", subscriber=self.subscriber)
+        self.connection = Lasting("192.0.2.1", "websocket", subscriber=self.subscriber)
 
     async def call(self, name: str, names: Any) -> Any:
         reply = await self.api.call("events", name, names, self.connection)
@@ -66,4 +73,20 @@ async def test_nothing_known_is_no_error(name: str) -> None:
     """sysadm's own client subscribes to system-state and must not get an error for it."""
     events = Events()
     assert await events.call(name, "system-state") == {"unknown": ["system-state"]}
+    assert events.hub.subscriptions(events.subscriber) == []
+
+
+@async_test
+async def test_a_connection_that_does_not_last_cannot_subscribe() -> None:
+    """A connection of one request (REST, an in-process call) is refused before the handler
+    runs, even if it names a subscriber: the dispatch refuses every websocket_only action."""
+    events = Events()
+    short = Connection("192.0.2.1", "rest", subscriber=events.subscriber)
+    for name in ("subscribe", "unsubscribe"):
+        with pytest.raises(ApiError) as caught:
+            await events.api.call("events", name, "dispatcher", short)
+        assert (caught.value.code, caught.value.message) == (
+            400,
+            "events are delivered over WebSocket connections only",
+        )
     assert events.hub.subscriptions(events.subscriber) == []

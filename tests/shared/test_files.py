@@ -6,6 +6,7 @@ import ast
 import fcntl
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from sysadmd.api.roles import Role
 from sysadmd.auth.accounts import AccountError, LocalAccounts
 from sysadmd.auth.keys import KeyStore, KeyStoreError
 from sysadmd.client.cli import SavedSession, Settings
+from sysadmd.client.errors import ClientError
 from sysadmd.client.tls import KnownHosts
 from sysadmd.shared.files import FileStore, NotRegularFile, json_document
 
@@ -97,6 +99,41 @@ def test_a_change_needs_the_lock(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="without holding its lock"):
         store.remove()
     assert not (tmp_path / "store.json").exists()
+
+
+class Refused(Exception):
+    pass
+
+
+def test_a_lock_that_cannot_be_taken_is_raised_as_the_owner_says(tmp_path: Path) -> None:
+    """Only the failure to take the lock is translated; an error inside the block is not."""
+    store = json_store(tmp_path / "store.json")
+    store.lock_path.mkdir()  # the lock file cannot be opened
+    with pytest.raises(IsADirectoryError), store.locked():
+        pass
+    with (
+        pytest.raises(Refused, match=r"store\.json: cannot lock: Is a directory$") as caught,
+        store.locked(lambda e: Refused(f"{store.path}: cannot lock: {e.strerror}")),
+    ):
+        pass
+    assert isinstance(caught.value.__cause__, IsADirectoryError)
+    store.lock_path.rmdir()
+    with pytest.raises(PermissionError), store.locked(lambda e: Refused(str(e))):
+        raise PermissionError("inside")
+    with store.locked(lambda e: Refused(str(e))):  # the lock was let go
+        store.write({"a": 1})
+    assert store.read() == {"a": 1}
+
+
+@pytest.mark.parametrize("kind", ["keys", "known hosts"])
+def test_stores_name_their_file_when_the_lock_cannot_be_taken(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "store.json"
+    Path(f"{path}.lock").mkdir()
+    error: type[Exception] = KeyStoreError if kind == "keys" else ClientError
+    change = _keys(path) if kind == "keys" else _known_hosts(path)
+    message = f"^{re.escape(str(path))}: cannot (lock|write): Is a directory$"
+    with pytest.raises(error, match=message):
+        change()
 
 
 def test_not_a_regular_file(tmp_path: Path) -> None:

@@ -40,7 +40,6 @@ class Server:
         registry.register(self.probe)
         site = build_site(
             Api(registry, self.auth),
-            self.auth,
             reactor,
             limits=limits,
             max_body=4096,

@@ -7,15 +7,20 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from authkit import make_authenticator
-from probe import probe_api
+from probe import OpenGate, probe_api
 from support import async_test
 from treq import put as treq_put
 from treq.testing import StubTreq
 from twisted.internet import reactor
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 
+from sysadmd.api.dispatch import Api
+from sysadmd.api.hub import EventHub
+from sysadmd.api.registry import Registry
+from sysadmd.api.roles import Role
 from sysadmd.app import build_site
+from sysadmd.auth.authenticator import Account
+from sysadmd.services.events import EVENT_NAMES, EventActions
 
 URL = "http://sysadmd.test/test/probe"
 JSON_HEADERS: Any = {"Content-Type": "application/json"}
@@ -24,7 +29,7 @@ JSON_HEADERS: Any = {"Content-Type": "application/json"}
 @pytest.fixture
 def treq(tmp_path: Path) -> Any:
     api, _ = probe_api()
-    return StubTreq(build_site(api, make_authenticator(tmp_path), reactor).resource)
+    return StubTreq(build_site(api, reactor).resource)
 
 
 async def _call(treq: Any, method: str, url: str, body: bytes | None) -> tuple[int, Any]:
@@ -95,7 +100,7 @@ async def test_other_methods(treq: Any) -> None:
 async def test_access_log_only_when_asked_for(tmp_path: Path, enabled: bool) -> None:
     """``log.access``: each request is logged in the combined format, or not at all."""
     api, _ = probe_api()
-    site: Any = build_site(api, make_authenticator(tmp_path), reactor, access_log=enabled)
+    site: Any = build_site(api, reactor, access_log=enabled)
     lines: list[str] = []
 
     def observe(event: LogEvent) -> None:
@@ -120,3 +125,19 @@ async def test_access_log_only_when_asked_for(tmp_path: Path, enabled: bool) -> 
         assert len(lines) == 1 and '"PUT /test/probe HTTP/1.1" 200' in lines[0]
     else:
         assert lines == []
+
+
+@async_test
+async def test_events_are_refused_over_rest() -> None:
+    """events/subscribe acts on a lasting connection: REST answers 400 and subscribes nobody."""
+    hub = EventHub(EVENT_NAMES)
+    registry = Registry()
+    registry.register(EventActions(hub))
+    api = Api(registry, OpenGate(Account("alice", Role.OPERATOR)))
+    rest: Any = StubTreq(build_site(api, reactor).resource)
+    url = "http://sysadmd.test/events/subscribe"
+    status, reply = await _call(rest, "PUT", url, b'{"args": "dispatcher"}')
+    assert status == 400
+    assert reply == {
+        "args": {"code": "400", "message": "events are delivered over WebSocket connections only"}
+    }

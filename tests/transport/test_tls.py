@@ -424,8 +424,27 @@ def test_corrupt_certificate_raises_naming_the_file(tmp_path: Path, pair: Pair) 
 
 def test_directory_that_is_a_file_raises(tmp_path: Path) -> None:
     (tmp_path / "tls").write_text("")
-    with pytest.raises(TLSError, match="tls: "):
+    with pytest.raises(TLSError) as caught:
         ensure_certificate(tmp_path / "tls", HOSTNAME)
+    assert str(caught.value) == f"{tmp_path / 'tls'}: exists but is not a directory"
+    assert (tmp_path / "tls").read_text() == ""
+
+
+def test_directory_under_a_file_raises_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("")
+    directory = tmp_path / "state" / "tls"
+    with pytest.raises(TLSError, match=f"^{re.escape(str(directory))}: cannot create directory: "):
+        ensure_certificate(directory, HOSTNAME)
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_an_existing_directory_keeps_its_mode(tmp_path: Path, umask: int) -> None:
+    directory = tmp_path / "tls"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    with _umask(umask):
+        ensure_certificate(directory, HOSTNAME)
+    assert _mode(directory) == 0o755
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ def server(tmp_path: Path) -> Iterator[tuple[int, Probe]]:
     api, probe = probe_api()
     site = build_site(
         api,
-        make_authenticator(tmp_path),
         reactor,
         allowed_origins=["https://admin.example:8443"],
     )
@@ -188,7 +187,7 @@ class LoginServer:
         registry = Registry()
         registry.register(Rpc(self.auth, "testhost"))
         registry.register(Probe())
-        site = build_site(Api(registry, self.auth), self.auth, reactor)
+        site = build_site(Api(registry, self.auth), reactor)
         self.port: IListeningPort = reactor.listenTCP(0, cast(Any, site), interface="127.0.0.1")
 
     async def client(self, user: str = "alice", token: str | None = None) -> tuple[WsClient, str]:
