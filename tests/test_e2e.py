@@ -152,11 +152,14 @@ async def test_fetchiso_examples(tmp_path: Path, http: HTTPServer) -> None:
 
     A download from the local server that never finishes holds the only worker, so
     the page's ftp:// URL is queued behind it and never fetched: the tests reach
-    no address beyond this machine.
+    no address beyond this machine. The stop ends that download after a one-second grace
+    (the default 30 s would only make the test wait).
     """
     http.files.files["hold.iso"] = b"x" * 1000
     http.files.stall.add("hold.iso")
-    daemon = Daemon(tmp_path / "state")
+    config = tmp_path / "sysadmd.toml"
+    config.write_text("[fetch]\ngrace = 1\n")
+    daemon = Daemon(tmp_path / "state", f"--config={config}")
     try:
         assert (await rest(daemon, {"url": http.url("hold.iso"), "action": "fetchiso"}))[0] == 200
         code, reply = await rest(daemon, {"url": SEED_FETCH_URL, "action": "fetchiso"})
