@@ -38,7 +38,6 @@ from sysadmd.client.errors import (
     TaskFailed,
     TLSVerificationFailed,
 )
-from sysadmd.client.observer import OneShotObserver
 from sysadmd.client.signing import sign_challenge
 from sysadmd.client.tls import (
     CATLS,
@@ -49,6 +48,8 @@ from sysadmd.client.tls import (
     format_address,
     normalize_fingerprint,
 )
+from sysadmd.shared.observer import OneShotObserver
+from sysadmd.shared.taskstate import TaskState
 
 __all__ = [
     "DEFAULT_PORT",
@@ -67,16 +68,16 @@ DEFAULT_TIMEOUT: Final = 60.0
 """Seconds to wait for a reply (iohyve's ``delete -f`` alone takes 10)."""
 
 _EARLY_EVENTS: Final = 64  # task ids whose events arrived before the task's handle existed
-TASK_STATUSES: Final = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-"""A task's ``status`` values, the daemon's task states (a test holds the two equal)."""
+TASK_STATUSES: Final = tuple(str(state) for state in TaskState)
+"""A task's ``status`` values: the daemon's task states on the wire."""
 
-FINAL_STATUSES: Final = frozenset(TASK_STATUSES[2:])
+FINAL_STATUSES: Final = frozenset(str(state) for state in TaskState.finals())
 """The statuses of a task that has ended."""
 
-ACTIVE_STATUSES: Final = frozenset(TASK_STATUSES[:2])
+ACTIVE_STATUSES: Final = frozenset(str(state) for state in TaskState if not state.final)
 """The statuses of a task that has not ended: waiting for its turn, or fetching."""
 
-SYSADM_TO_STATUS: Final = {"pending": "queued", "running": "running"}
+SYSADM_TO_STATUS: Final = {state.sysadm: str(state) for state in TaskState if not state.final}
 """The status of an unfinished task from sysadm's event ``state``; ``finished`` gives its
 ``result`` instead."""
 _LOGIN_CALLS: Final = frozenset({"auth", "auth_token", "auth_ssl", "auth_clear", "identify"})

@@ -8,7 +8,7 @@ magic-wormhole's ``OneShotObserver``, except that delivery is immediate (in :met
 or in :meth:`when_fired` once fired) rather than in a later reactor turn: the callers here
 run under a :class:`~twisted.internet.task.Clock` in tests and rely on that order.
 
-This module imports nothing else from the daemon, so any layer may use it.
+This module imports nothing else of sysadmd, so every layer and the client may use it.
 """
 
 from __future__ import annotations

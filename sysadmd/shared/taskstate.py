@@ -7,8 +7,8 @@ Every module of the daemon that speaks of a task's state uses :class:`TaskState`
 ``status``, a finished event's ``result``) and in journal files, so they never change.
 
 sysadm itself knows three process-log states, ``pending``, ``running`` and ``finished``;
-:attr:`TaskState.sysadm` maps ours onto them. The client keeps its own copy of the values
-(it imports nothing from the daemon); a test holds the two equal.
+:attr:`TaskState.sysadm` maps ours onto them. The client reads them from here too (it may
+import ``sysadmd.shared``, nothing else of the daemon).
 """
 
 from __future__ import annotations

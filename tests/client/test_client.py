@@ -44,7 +44,6 @@ from sysadmd.client.client import (
     SYSADM_TO_STATUS,
     TASK_STATUSES,
 )
-from sysadmd.shared.taskstate import TaskState
 from sysadmd.transport.tls import ensure_certificate
 from sysadmd.transport.websocket import SESSION_END
 
@@ -315,11 +314,9 @@ def test_the_client_knows_the_daemon_s_session_end_codes() -> None:
     assert {code for code, _ in SESSION_END.values()} == SESSION_ENDED_CODES
 
 
-def test_the_client_knows_the_daemon_s_task_states() -> None:
-    """The client keeps its own copy of the task states' wire values; held equal here."""
-    assert tuple(state.value for state in TaskState) == TASK_STATUSES
-    assert {state.value for state in TaskState.finals()} == FINAL_STATUSES
-    assert {state.value for state in TaskState if not state.final} == ACTIVE_STATUSES
-    assert {state.sysadm: state.value for state in TaskState if not state.final} == (
-        SYSADM_TO_STATUS
-    )
+def test_the_client_s_task_statuses_are_the_daemon_s_task_states() -> None:
+    """The client reads the states from the shared vocabulary; these are its views of it."""
+    assert TASK_STATUSES == ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+    assert {"succeeded", "failed", "cancelled", "interrupted"} == FINAL_STATUSES
+    assert {"queued", "running"} == ACTIVE_STATUSES
+    assert SYSADM_TO_STATUS == {"pending": "queued", "running": "running"}

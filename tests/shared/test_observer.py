@@ -1,4 +1,4 @@
-"""One waiter for "tell me when done": the daemon's OneShotObserver, the client's copy, settled."""
+"""One waiter for "tell me when done" (the daemon's and the client's): OneShotObserver, settled."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import pytest
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
-from sysadmd.client.observer import OneShotObserver as ClientObserver
 from sysadmd.shared.observer import OneShotObserver, settled
 
-OBSERVERS = pytest.mark.parametrize("make", [OneShotObserver, ClientObserver])
+OBSERVERS = pytest.mark.parametrize("make", [OneShotObserver])
 
 
 def outcome(deferred: Deferred[Any]) -> list[object]:
