@@ -26,35 +26,54 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 
-from sysadmd.api.dispatch import Api
-from sysadmd.api.hub import EventHub
-from sysadmd.auth.audit import AuditLog
-from sysadmd.auth.authenticator import Authenticator
-from sysadmd.auth.control import CONTROL_SOCKET, ControlService
-from sysadmd.auth.keys import KEYS_FILE, Challenges, KeyStore
-from sysadmd.auth.lockout import Lockout
-from sysadmd.auth.sessions import Sessions
-from sysadmd.auth.sources import WATCH_INTERVAL, AccountWatcher
-from sysadmd.auth.sources import build as build_backends
-from sysadmd.backends.hosttools import HostTools
-from sysadmd.backends.iohyve.adapter import Iohyve
-from sysadmd.backends.runner import ProcessRunner, end_left_over_group
-from sysadmd.catalog.classes import build_registry
+from sysadmd.api import Api, EventHub
+from sysadmd.auth import (
+    CONTROL_SOCKET,
+    KEYS_FILE,
+    WATCH_INTERVAL,
+    AccountWatcher,
+    AuditLog,
+    Authenticator,
+    Challenges,
+    ControlService,
+    KeyStore,
+    Lockout,
+    Sessions,
+)
+from sysadmd.auth import build as build_backends
+from sysadmd.backends import HostTools, Iohyve, ProcessRunner, end_left_over_group
+from sysadmd.catalog import build_registry
 from sysadmd.config import Config, ConfigError
-from sysadmd.ops.health import Guard, Livez, OperationsRoot, Readyz, daemon_checks
-from sysadmd.ops.logs import LogFiles
-from sysadmd.ops.metrics import Metrics, MetricsResource
-from sysadmd.services.dispatcher import DispatcherActions
-from sysadmd.services.events import EVENT_NAMES, EventActions, GuestWatcher
-from sysadmd.services.host import HostActions
-from sysadmd.services.iohyve import IohyveActions
-from sysadmd.services.rpc import Rpc
-from sysadmd.tasks.journal import Journal
-from sysadmd.tasks.queue import EndLeftOvers, FetchQueue
-from sysadmd.transport import tls
-from sysadmd.transport.limits import ConnectionCounter, first_request_channel
-from sysadmd.transport.rest import ApiSite, RestApi
-from sysadmd.transport.websocket import ApiServerFactory, Limits, OriginCheckedResource
+from sysadmd.ops import (
+    Guard,
+    Livez,
+    LogFiles,
+    Metrics,
+    MetricsResource,
+    OperationsRoot,
+    Readyz,
+    daemon_checks,
+)
+from sysadmd.services import (
+    EVENT_NAMES,
+    DispatcherActions,
+    EventActions,
+    GuestWatcher,
+    HostActions,
+    IohyveActions,
+    Rpc,
+)
+from sysadmd.tasks import EndLeftOvers, FetchQueue, Journal
+from sysadmd.transport import (
+    ApiServerFactory,
+    ApiSite,
+    ConnectionCounter,
+    Limits,
+    OriginCheckedResource,
+    RestApi,
+    first_request_channel,
+    tls,
+)
 
 log = Logger()
 

@@ -8,13 +8,9 @@ from typing import Any
 from argon2 import PasswordHasher
 from twisted.internet import reactor
 
-from sysadmd.api.roles import Role
-from sysadmd.auth.accounts import LocalAccounts
-from sysadmd.auth.audit import AuditLog
-from sysadmd.auth.authenticator import Authenticator
-from sysadmd.auth.keys import Challenges, KeyStore
-from sysadmd.auth.lockout import Lockout
-from sysadmd.auth.sessions import Sessions
+from sysadmd.api import Role
+from sysadmd.auth import AuditLog, Authenticator, Challenges, KeyStore, Lockout, Sessions
+from sysadmd.auth._accounts import LocalAccounts
 
 #: Users every kit has, with their passwords.
 USERS = {"alice": ("alice-secret-1", Role.ADMIN), "oscar": ("oscar-secret-1", Role.OPERATOR)}

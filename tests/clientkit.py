@@ -13,7 +13,7 @@ from daemon import Daemon
 from test_e2e import seed
 from twisted.internet.threads import deferToThread
 
-from sysadmd.transport.tls import certificate_fingerprint
+from sysadmd.transport._tls import certificate_fingerprint
 
 SYSADM = str(Path(sys.executable).with_name("sysadm"))
 PYTHON = sys.executable

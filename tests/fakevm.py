@@ -1,6 +1,6 @@
 """An in-memory VM backend: guests, disks, properties and ISOs in dictionaries.
 
-It implements :class:`sysadmd.backends.interface.VMBackend` with the iohyve backend's rules
+It implements :class:`sysadmd.backends.VMBackend` with the iohyve backend's rules
 (NotFound, Conflict) and no process at all, so handler tests run without a tool. Set
 ``fail`` to an operation's name to make it raise BackendFailed.
 """
@@ -13,9 +13,9 @@ from typing import TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-from sysadmd.backends.errors import BackendError, BackendFailed, Conflict, NotFound
-from sysadmd.backends.interface import DiskInfo, GuestSpec, GuestSummary, IsoInfo
-from sysadmd.backends.runner import RunningProcess
+from sysadmd.backends import RunningProcess
+from sysadmd.backends._errors import BackendError, BackendFailed, Conflict, NotFound
+from sysadmd.backends._interface import DiskInfo, GuestSpec, GuestSummary, IsoInfo
 
 T = TypeVar("T")
 

@@ -6,11 +6,20 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from sysadmd.api.calls import Authentication, Call, Connection, Identity
-from sysadmd.api.dispatch import Api
-from sysadmd.api.errors import conflict
-from sysadmd.api.registry import NAME, ActionSpec, Arg, Registry, action
-from sysadmd.api.roles import Role
+from sysadmd.api import (
+    NAME,
+    ActionSpec,
+    Api,
+    Arg,
+    Authentication,
+    Call,
+    Connection,
+    Identity,
+    Registry,
+    Role,
+    action,
+    conflict,
+)
 
 
 class Probe:

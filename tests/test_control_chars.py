@@ -31,21 +31,19 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from wsclient import WsClient, connect
 
-from sysadmd.api.dispatch import Api
-from sysadmd.api.hub import EventHub
-from sysadmd.api.registry import ActionSpec
-from sysadmd.api.roles import Role
+from sysadmd.api import ActionSpec, Api, EventHub, Role
 from sysadmd.app import build_site
-from sysadmd.backends.hosttools import HostTools
-from sysadmd.backends.iohyve.adapter import Iohyve
-from sysadmd.backends.runner import ProcessRunner
-from sysadmd.catalog.classes import all_specs, build_registry
-from sysadmd.services.dispatcher import DispatcherActions
-from sysadmd.services.events import EVENT_NAMES, EventActions
-from sysadmd.services.host import HostActions
-from sysadmd.services.iohyve import IohyveActions
-from sysadmd.services.rpc import Rpc
-from sysadmd.tasks.queue import FetchQueue
+from sysadmd.backends import HostTools, Iohyve, ProcessRunner
+from sysadmd.catalog._classes import all_specs, build_registry
+from sysadmd.services import (
+    EVENT_NAMES,
+    DispatcherActions,
+    EventActions,
+    HostActions,
+    IohyveActions,
+    Rpc,
+)
+from sysadmd.tasks import FetchQueue
 
 #: Every control character: C0, DEL and C1.
 CONTROLS = [chr(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))]

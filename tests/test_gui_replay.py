@@ -57,10 +57,10 @@ from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 from wsclient import WsClient, connect, settle
 
-from sysadmd.api.roles import Role
-from sysadmd.auth.accounts import ACCOUNTS_FILE, LocalAccounts
+from sysadmd.api import Role
+from sysadmd.auth._accounts import ACCOUNTS_FILE, LocalAccounts
 from sysadmd.client.signing import sign_challenge
-from sysadmd.services.events import EVENT_NAMES
+from sysadmd.services import EVENT_NAMES
 
 pytestmark = pytest.mark.e2e
 

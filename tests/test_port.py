@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import sysadmd
-from sysadmd.auth import pam as pam_backend
+from sysadmd.auth import _pam as pam_backend
 
 REPO = Path(__file__).resolve().parent.parent
 PORT = REPO / "packaging" / "freebsd" / "sysutils" / "py-sysadmd"

@@ -31,7 +31,7 @@ from pathlib import Path
 import pam  # type: ignore[import-untyped]
 import pytest
 
-from sysadmd.auth.pam import PamChecker, broken_results, uses_openpam
+from sysadmd.auth._pam import PamChecker, broken_results, uses_openpam
 from sysadmd.simulator import zfs, zfsops
 from sysadmd.simulator.cli import main
 from sysadmd.simulator.context import SIMULATOR_ERROR, Context
@@ -279,7 +279,7 @@ def test_scanner_accepts_guarded_and_portable_code(source: str) -> None:
 def test_scanner_leaves_the_simulators_own_options_alone() -> None:
     source = "execute(['--root', root, 'list'])\nrun(ctx, ['--root', root])"
     assert scan_source(source, "sysadmd/simulator/cli.py") == []
-    assert scan_source(source, "sysadmd/services/host.py") != []
+    assert scan_source(source, "sysadmd/services/_host.py") != []
 
 
 # -- the package ----------------------------------------------------------------------------------

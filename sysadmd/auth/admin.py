@@ -25,7 +25,7 @@ defaults). ``user add``, ``passwd`` and ``role`` add a note on standard error wh
 daemon does not consult these accounts at all.
 
 The ``lockout`` commands talk to the running daemon through its control socket
-(:mod:`sysadmd.auth.control`): ``list`` shows the addresses and user names with failed logins or a
+(:mod:`sysadmd.auth._control`): ``list`` shows the addresses and user names with failed logins or a
 block, ``clear`` lifts a block and forgets the failures.
 
 Exit status: 0 on success, 1 on an error (one line on standard error), 2 on a usage error.
@@ -42,16 +42,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Final
 
-from sysadmd.api.calls import client_address
-from sysadmd.api.roles import Role
-from sysadmd.auth.accounts import (
+from sysadmd.api import Role, client_address
+from sysadmd.auth._accounts import (
     ACCOUNT_ROLES,
     ACCOUNTS_FILE,
     AccountError,
     LocalAccounts,
     validate_name,
 )
-from sysadmd.auth.control import (
+from sysadmd.auth._control import (
     CONTROL_SOCKET,
     ControlError,
     ControlUnavailable,
@@ -59,8 +58,8 @@ from sysadmd.auth.control import (
     call,
     list_lockout,
 )
-from sysadmd.auth.keys import KEYS_FILE, KeyStore, KeyStoreError
-from sysadmd.auth.sources import LOCAL, consulted, describe
+from sysadmd.auth._keys import KEYS_FILE, KeyStore, KeyStoreError
+from sysadmd.auth._sources import LOCAL, consulted, describe
 from sysadmd.config import Config, ConfigError
 from sysadmd.config import load as load_config
 

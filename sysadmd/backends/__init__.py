@@ -1,11 +1,39 @@
 """Everything that knows a VM manager: command lines, outputs, storage layout.
 
-``interface`` declares :class:`VMBackend`, the one interface the handlers call, and the plain
-data it speaks; ``errors`` its errors and the API codes they become; ``hosttools`` the host's
-own tools (``zpool``, ``ifconfig``, ``sysctl``); ``output`` how a failed command is described.
-``iohyve`` implements the interface (the adapter, its pure output parsers, rc.conf editing).
-``runner`` is the only place that spawns processes (argv only, a new session, killed as a
-group).
+Private modules: ``_interface`` declares :class:`VMBackend`, the one interface the handlers
+call, and the plain data it speaks; ``_errors`` its errors and the API codes they become;
+``_hosttools`` the host's own tools (``zpool``, ``ifconfig``, ``sysctl``); ``_output`` how a
+failed command is described. The private subpackage ``_iohyve`` implements the interface
+(``adapter``, its pure output parsers ``parse``, rc.conf editing ``rcconf``). ``_runner`` is the
+only place that spawns processes (argv only, a new session, killed as a group). Other packages
+use only the names below.
 
 May import: ``sysadmd.api``, ``sysadmd.config``, ``sysadmd.shared``.
 """
+
+from sysadmd.backends._errors import maps_backend_errors
+from sysadmd.backends._hosttools import HostTools
+from sysadmd.backends._interface import SYSADM_GUEST_FIELDS, GuestSpec, GuestSummary, VMBackend
+from sysadmd.backends._iohyve.adapter import Iohyve
+from sysadmd.backends._output import describe_failure
+from sysadmd.backends._runner import (
+    ProcessResult,
+    ProcessRunner,
+    RunningProcess,
+    end_left_over_group,
+)
+
+__all__ = [
+    "SYSADM_GUEST_FIELDS",
+    "GuestSpec",
+    "GuestSummary",
+    "HostTools",
+    "Iohyve",
+    "ProcessResult",
+    "ProcessRunner",
+    "RunningProcess",
+    "VMBackend",
+    "describe_failure",
+    "end_left_over_group",
+    "maps_backend_errors",
+]

@@ -1,9 +1,9 @@
 """The OpenAPI 3.1 document of the REST interface, derived from the registry.
 
 Every path, request body and reply schema comes from the ``@action`` declarations the
-daemon validates with (:meth:`~sysadmd.api.registry.ActionSpec.args_schema` and
-:meth:`~sysadmd.api.registry.ActionSpec.reply_schema`), and every error response from
-:data:`sysadmd.api.errors.CODES`, so the document cannot drift from the code.
+daemon validates with (:meth:`~sysadmd.api.ActionSpec.args_schema` and
+:meth:`~sysadmd.api.ActionSpec.reply_schema`), and every error response from
+:data:`sysadmd.api.CODES`, so the document cannot drift from the code.
 
 ``python -m sysadmd.catalog.openapi`` prints it, ``--update docs/openapi.json`` rewrites that
 file and ``--check docs/openapi.json`` exits 1 if the file is not current. The daemon
@@ -20,14 +20,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from sysadmd import __version__
-from sysadmd.api.errors import CODES
-from sysadmd.api.registry import ENVELOPE_KEYS, ActionSpec
-from sysadmd.api.roles import Role
-from sysadmd.catalog.classes import all_specs
+from sysadmd.api import CODES, ENVELOPE_KEYS, ActionSpec, Role
+from sysadmd.catalog._classes import all_specs
 
 #: The path the daemon serves this document at.
 DOCUMENT_PATH: Final = "/openapi.json"
-#: The methods REST calls are made with (sysadmd.transport.rest.CALL_METHODS, without importing
+#: The methods REST calls are made with (sysadmd.transport._rest.CALL_METHODS, without importing
 #: the transport, so the document can be built without Twisted's web stack).
 CALL_METHODS: Final = ("put", "post")
 

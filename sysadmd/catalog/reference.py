@@ -1,6 +1,6 @@
 """Renders the API reference in Markdown from the registry's declarations.
 
-The actions are those of :data:`sysadmd.catalog.classes.API_CLASSES`, the classes the daemon
+The actions are those of :data:`sysadmd.catalog._classes.API_CLASSES`, the classes the daemon
 registers.
 
 ``python -m sysadmd.catalog.reference`` prints it and ``python -m sysadmd.catalog.reference --update
@@ -15,9 +15,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from sysadmd.api.registry import ActionSpec
-from sysadmd.api.roles import Role
-from sysadmd.catalog.classes import API_CLASSES, all_specs
+from sysadmd.api import ActionSpec, Role
+from sysadmd.catalog._classes import API_CLASSES, all_specs
 
 __all__ = ["API_CLASSES", "BEGIN", "END", "all_specs", "generated", "main", "render"]
 

@@ -64,7 +64,7 @@ from sysadmd.client.tls import (
     format_address,
     normalize_fingerprint,
 )
-from sysadmd.shared.files import FileStore
+from sysadmd.shared import FileStore
 
 __all__ = ["main"]
 

@@ -48,8 +48,7 @@ from sysadmd.client.tls import (
     format_address,
     normalize_fingerprint,
 )
-from sysadmd.shared.observer import OneShotObserver
-from sysadmd.shared.taskstate import TaskState
+from sysadmd.shared import OneShotObserver, TaskState
 
 __all__ = [
     "DEFAULT_PORT",

@@ -1,6 +1,6 @@
 """The client side of sysadm's public-key login (``rpc/auth_ssl``, stage 2).
 
-The daemon checks these signatures in ``sysadmd.auth.keys``; the client signs here, so that it
+The daemon checks these signatures in ``sysadmd.auth._keys``; the client signs here, so that it
 imports nothing from the daemon.
 """
 

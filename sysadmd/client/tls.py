@@ -44,7 +44,7 @@ from sysadmd.client.errors import (
     TLSVerificationFailed,
     UnknownHost,
 )
-from sysadmd.shared.files import FileStore
+from sysadmd.shared import FileStore
 
 __all__ = [
     "CATLS",
@@ -108,7 +108,7 @@ class KnownHosts:
     """A known-hosts file: one ``host:port FINGERPRINT`` line per pinned server.
 
     Lines starting with ``#`` and blank lines are ignored. The file is kept by a
-    :class:`~sysadmd.shared.files.FileStore`: it is re-read only when it changed, every change holds
+    :class:`~sysadmd.shared.FileStore`: it is re-read only when it changed, every change holds
     the exclusive lock on ``known_hosts.lock`` beside it (so two clients pinning at once both
     keep their pin), and the file and its directory are created on the first pin, with
     modes 0600 and 0700.

@@ -1,7 +1,23 @@
 """Watching the daemon: health checks, Prometheus metrics, the log file.
 
-These observe every other layer (the task queue, the connection counters, the
-authenticator), so they sit just below the app.
+Private modules: ``_health`` (``/livez``, ``/readyz``), ``_metrics`` and ``_logs``. These
+observe every other layer (the task queue, the connection counters, the authenticator), so
+they sit just below the app, the only user of the names below.
 
 May import: every layer but ``sysadmd.app``.
 """
+
+from sysadmd.ops._health import Guard, Livez, OperationsRoot, Readyz, daemon_checks
+from sysadmd.ops._logs import LogFiles
+from sysadmd.ops._metrics import Metrics, MetricsResource
+
+__all__ = [
+    "Guard",
+    "Livez",
+    "LogFiles",
+    "Metrics",
+    "MetricsResource",
+    "OperationsRoot",
+    "Readyz",
+    "daemon_checks",
+]

@@ -1,6 +1,24 @@
 """Transports: turn bytes into a request and a reply back into bytes.
 
-REST (Klein), WebSocket (Autobahn), the connection limits they share, and the TLS context.
+Private modules: ``_rest`` (Klein), ``_websocket`` (Autobahn), ``_limits`` (the connection
+limits they share) and ``_tls`` (the TLS context and the default certificate; the app uses it
+as the namespace ``tls``). Other packages use only the names below.
 
 May import: ``sysadmd.catalog`` and every layer below it; never ``sysadmd.ops`` or the app.
 """
+
+from sysadmd.transport import _tls as tls
+from sysadmd.transport._limits import ConnectionCounter, first_request_channel
+from sysadmd.transport._rest import ApiSite, RestApi
+from sysadmd.transport._websocket import ApiServerFactory, Limits, OriginCheckedResource
+
+__all__ = [
+    "ApiServerFactory",
+    "ApiSite",
+    "ConnectionCounter",
+    "Limits",
+    "OriginCheckedResource",
+    "RestApi",
+    "first_request_channel",
+    "tls",
+]

@@ -20,16 +20,14 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IListeningPort
 from wsclient import connect
 
-from sysadmd.api.calls import Authentication, Basic, Bearer, Call, Connection, Identity, Vouched
-from sysadmd.api.dispatch import Answer, Api, ApiRequest, Refusal, Reply
-from sysadmd.api.registry import NAME, Arg, Handler, Registry, action
-from sysadmd.api.roles import Role
+from sysadmd.api import Authentication, Basic, Bearer, Call, Connection, Identity, Role, Vouched
+from sysadmd.api._dispatch import Answer, Api, ApiRequest, Refusal, Reply
+from sysadmd.api._registry import NAME, Arg, Handler, Registry, action
 from sysadmd.app import build_site
-from sysadmd.auth.authenticator import Account, Authenticator
+from sysadmd.auth._authenticator import Account, Authenticator
 from sysadmd.catalog.reference import all_specs
-from sysadmd.ops.health import Guard
-from sysadmd.ops.metrics import Metrics, MetricsResource
-from sysadmd.services.rpc import Rpc
+from sysadmd.ops import Guard, Metrics, MetricsResource
+from sysadmd.services import Rpc
 
 JSON = {"Content-Type": "application/json"}
 

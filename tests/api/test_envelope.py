@@ -7,11 +7,8 @@ from typing import Any
 
 import pytest
 
-from sysadmd.api import envelope
-from sysadmd.api.envelope import ResultEncoder
-from sysadmd.api.errors import ApiError
-from sysadmd.api.registry import ActionSpec
-from sysadmd.api.roles import Role
+from sysadmd.api import ActionSpec, ApiError, Role, envelope
+from sysadmd.api._envelope import ResultEncoder
 
 
 def test_request_with_args() -> None:

@@ -1,4 +1,4 @@
-"""Event subscriptions and the bounded outbound buffer (sysadmd.api.hub).
+"""Event subscriptions and the bounded outbound buffer (sysadmd.api._hub).
 
 The hub and the buffer are tested with fakes; then, over loopback, through a
 twisted.web ``Site`` and Autobahn's ``WebSocketResource`` as in the daemon,
@@ -44,7 +44,7 @@ from wsclient import WsClient, connect
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from sysadmd.api.hub import (
+from sysadmd.api._hub import (
     TOO_SLOW_CODE,
     TOO_SLOW_REASON,
     EventHub,

@@ -9,15 +9,20 @@ import pytest
 from probe import OpenGate
 from support import async_test
 
-from sysadmd.api.calls import Call, Connection
-from sysadmd.api.dispatch import Api
-from sysadmd.api.errors import ApiError
-from sysadmd.api.registry import NAME, Arg, Registry, action, declared_actions
-from sysadmd.api.roles import Role
-from sysadmd.catalog.classes import API_CLASSES, all_specs, build_registry
-from sysadmd.services.host import HostActions
-from sysadmd.services.iohyve import IohyveActions
-from sysadmd.services.rpc import QueryActions
+from sysadmd.api import (
+    NAME,
+    Api,
+    ApiError,
+    Arg,
+    Call,
+    Connection,
+    Registry,
+    Role,
+    action,
+    declared_actions,
+)
+from sysadmd.catalog._classes import API_CLASSES, all_specs, build_registry
+from sysadmd.services import HostActions, IohyveActions, QueryActions
 
 CONNECTION = Connection("127.0.0.1", "test")
 

@@ -17,12 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sysadmd import config
-from sysadmd.api import validate
-from sysadmd.api.errors import ApiError
-from sysadmd.api.registry import KEY, NAME, TEXT, URL, ArgType
-from sysadmd.api.validate import check_name, iso_name_from_url, name_problem
+from sysadmd.api import KEY, NAME, TEXT, URL, ApiError, ArgType
+from sysadmd.api import _validate as validate
+from sysadmd.api._validate import check_name, iso_name_from_url, name_problem
 from sysadmd.catalog.reference import all_specs
-from sysadmd.services.iohyve import BHYVE_FLAGS, DISK, GUEST, NIC, SIZE
+from sysadmd.services._iohyve import BHYVE_FLAGS, DISK, GUEST, NIC, SIZE
 
 
 @pytest.mark.parametrize(

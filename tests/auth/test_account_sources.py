@@ -1,4 +1,4 @@
-"""Tests of sysadmd.auth.sources: which accounts log in, and the watcher that ends the
+"""Tests of sysadmd.auth._sources: which accounts log in, and the watcher that ends the
 sessions whose account changed since their login (driven by hand and by a LoopingCall on a
 Clock)."""
 
@@ -17,12 +17,12 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, LoopingCall
 
-from sysadmd.api.roles import Role
-from sysadmd.auth.accounts import ACCOUNTS_FILE, LocalAccounts
-from sysadmd.auth.credentials import CredentialChecker, Source, Stamp
-from sysadmd.auth.pam import Fingerprint, PamChecker, system_fingerprint
-from sysadmd.auth.sessions import Ended, Sessions
-from sysadmd.auth.sources import (
+from sysadmd.api import Role
+from sysadmd.auth import Ended, Sessions
+from sysadmd.auth._accounts import ACCOUNTS_FILE, LocalAccounts
+from sysadmd.auth._credentials import CredentialChecker, Source, Stamp
+from sysadmd.auth._pam import Fingerprint, PamChecker, system_fingerprint
+from sysadmd.auth._sources import (
     LOCAL,
     SYSTEM,
     WATCH_INTERVAL,

@@ -1,4 +1,4 @@
-"""Tests of sysadmd.auth.accounts: the local account database and its credential checks.
+"""Tests of sysadmd.auth._accounts: the local account database and its credential checks.
 
 Most tests use a cheap argon2 hasher (``FAST``) so that the suite stays fast; one test shows
 that the default is argon2's own parameters. ``check()`` runs on the real reactor and its
@@ -21,8 +21,8 @@ from support import async_test
 from twisted.internet import task
 from twisted.internet.defer import Deferred, gatherResults
 
-from sysadmd.api.roles import Role
-from sysadmd.auth.accounts import (
+from sysadmd.api import Role
+from sysadmd.auth._accounts import (
     ACCOUNTS_FILE,
     INITIAL_PASSWORD_FILE,
     AccountError,
@@ -30,7 +30,7 @@ from sysadmd.auth.accounts import (
     ensure_initial_admin,
     record_stamp,
 )
-from sysadmd.auth.credentials import Source, Stamp
+from sysadmd.auth._credentials import Source, Stamp
 
 FAST_PARAMETERS: dict[str, Any] = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 WAIT_LIMIT = 5.0

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from support import async_test
 
-from sysadmd.api.roles import Role
-from sysadmd.auth.accounts import ACCOUNTS_FILE, LocalAccounts
+from sysadmd.api import Role
+from sysadmd.auth import KEYS_FILE, KeyStore
+from sysadmd.auth._accounts import ACCOUNTS_FILE, LocalAccounts
 from sysadmd.auth.admin import DEFAULT_STATE_DIR, build_parser, main
-from sysadmd.auth.keys import KEYS_FILE, KeyStore
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Tests of sysadmd.auth.audit: JSON lines, file mode, redaction, bounds and rotation."""
+"""Tests of sysadmd.auth._audit: JSON lines, file mode, redaction, bounds and rotation."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from zope.interface import provider
 
-from sysadmd.api.roles import Role
-from sysadmd.auth.audit import (
+from sysadmd.api import Role
+from sysadmd.auth._audit import (
     MAX_RECORD_BYTES,
     MAX_STRING,
     REDACTED,
@@ -444,7 +444,7 @@ def test_a_write_error_is_logged_not_raised(
     def fail(fd: int, data: bytes) -> int:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("sysadmd.auth.audit.os.write", fail)
+    monkeypatch.setattr("sysadmd.auth._audit.os.write", fail)
     log.record("login", user="joe", password="pw-Wq12")
     monkeypatch.undo()
     assert path.read_text() == ""
@@ -462,7 +462,7 @@ def test_short_writes_are_completed(
     def dribble(fd: int, data: bytes) -> int:
         return real_write(fd, data[:7])
 
-    monkeypatch.setattr("sysadmd.auth.audit.os.write", dribble)
+    monkeypatch.setattr("sysadmd.auth._audit.os.write", dribble)
     log.record("login", user="joe", peer="192.0.2.7:50122")
     monkeypatch.undo()
     assert records(path)[0]["peer"] == "192.0.2.7:50122"

@@ -19,21 +19,24 @@ from support import async_fixture, async_test
 from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.internet.task import Clock
 
-from sysadmd.api.calls import Connection
-from sysadmd.api.dispatch import Api
-from sysadmd.api.errors import ApiError
-from sysadmd.api.hub import EventHub
-from sysadmd.api.registry import ActionSpec, Registry, declared_actions
-from sysadmd.api.roles import Role
-from sysadmd.auth import authenticator as auth_module
-from sysadmd.auth import keys as sslauth
-from sysadmd.auth.accounts import LocalAccounts
-from sysadmd.auth.authenticator import Authenticator, RetryLater
-from sysadmd.auth.sessions import Session
+from sysadmd.api import (
+    ActionSpec,
+    Api,
+    ApiError,
+    Connection,
+    EventHub,
+    Registry,
+    Role,
+    declared_actions,
+)
+from sysadmd.auth import Authenticator, RetryLater
+from sysadmd.auth import _authenticator as auth_module
+from sysadmd.auth import _keys as sslauth
+from sysadmd.auth._accounts import LocalAccounts
+from sysadmd.auth._sessions import Session
 from sysadmd.catalog.reference import all_specs
 from sysadmd.client.signing import sign_challenge
-from sysadmd.services.events import EVENT_NAMES, EventActions
-from sysadmd.services.rpc import QueryActions, Rpc
+from sysadmd.services import EVENT_NAMES, EventActions, QueryActions, Rpc
 
 #: The actions whose real handlers the tests run (the others only record that they ran).
 REAL = {

@@ -1,4 +1,4 @@
-"""Tests of sysadmd.auth.lockout: failed-login limits by address and by username."""
+"""Tests of sysadmd.auth._lockout: failed-login limits by address and by username."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
-from sysadmd.auth.lockout import LONG_KEY, MAX_KEY_LENGTH, Attempt, Blocked, Busy, Lockout
+from sysadmd.auth._lockout import LONG_KEY, MAX_KEY_LENGTH, Attempt, Blocked, Busy, Lockout
 
 LIMIT = 5
 WINDOW = 600.0

@@ -23,12 +23,10 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.threads import deferToThread
 from wsclient import connect
 
-from sysadmd.api.calls import client_address
-from sysadmd.api.dispatch import Api
-from sysadmd.api.registry import Registry
+from sysadmd.api import Api, Registry, client_address
 from sysadmd.app import build_site
-from sysadmd.auth.authenticator import Authenticator
-from sysadmd.auth.control import (
+from sysadmd.auth import Authenticator, Lockout
+from sysadmd.auth._control import (
     CONTROL_SOCKET,
     ControlError,
     ControlService,
@@ -37,8 +35,7 @@ from sysadmd.auth.control import (
     call,
     list_lockout,
 )
-from sysadmd.auth.lockout import Lockout
-from sysadmd.services.rpc import Rpc
+from sysadmd.services import Rpc
 
 
 @pytest.mark.parametrize(

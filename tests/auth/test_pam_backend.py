@@ -1,4 +1,4 @@
-"""Tests of sysadmd.auth.pam: system accounts through PAM.
+"""Tests of sysadmd.auth._pam: system accounts through PAM.
 
 The first group of tests replaces ``pam.PamAuthenticator`` by a fake and runs anywhere. The
 second group talks to the real PAM ``login`` service; it needs root (CI runs as root) and is
@@ -49,8 +49,8 @@ from support import async_test
 from twisted.internet import task
 from twisted.internet.defer import Deferred, gatherResults
 
-from sysadmd.api.roles import Role
-from sysadmd.auth.pam import Authenticator, PamChecker, system_role
+from sysadmd.api import Role
+from sysadmd.auth._pam import Authenticator, PamChecker, system_role
 
 WAIT_LIMIT = 5.0
 

@@ -1,4 +1,4 @@
-"""Tests of sysadmd.auth.sessions: tokens, exact look-up (sysadm bug B2), expiry, revocation,
+"""Tests of sysadmd.auth._sessions: tokens, exact look-up (sysadm bug B2), expiry, revocation,
 bounds."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
-from sysadmd.api.roles import Role
-from sysadmd.auth.credentials import Source, Stamp
-from sysadmd.auth.sessions import EXPIRY_MARGIN, Ended, Session, Sessions
+from sysadmd.api import Role
+from sysadmd.auth._credentials import Source, Stamp
+from sysadmd.auth._sessions import EXPIRY_MARGIN, Ended, Session, Sessions
 
 IDLE = 900.0
 ABSOLUTE = 8 * 3600.0

@@ -24,9 +24,8 @@ from twisted.internet.threads import deferToThread
 from twisted.web.http_headers import Headers
 from wsclient import WsClient, connect
 
-from sysadmd.auth.sessions import Ended
-from sysadmd.auth.sources import WATCH_INTERVAL
-from sysadmd.transport.websocket import SESSION_END
+from sysadmd.auth import WATCH_INTERVAL, Ended
+from sysadmd.transport._websocket import SESSION_END
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""Tests for sysadmd.auth.keys: the rpc/auth_ssl challenge and the registered key store."""
+"""Tests for sysadmd.auth._keys: the rpc/auth_ssl challenge and the registered key store."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from twisted.internet.task import Clock
 
-from sysadmd.auth.keys import (
+from sysadmd.auth._keys import (
     CHALLENGE_LIFETIME,
     TEST_STRING_LENGTH,
     Challenges,

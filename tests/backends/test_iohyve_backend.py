@@ -8,9 +8,9 @@ import pytest
 from support import async_test
 from test_iohyve_api import Stack
 
-from sysadmd.backends.errors import Conflict, NotFound, Unsupported
-from sysadmd.backends.interface import DiskInfo, GuestSpec, IsoInfo
-from sysadmd.backends.iohyve.adapter import console_device_path, stored_forms
+from sysadmd.backends._errors import Conflict, NotFound, Unsupported
+from sysadmd.backends._interface import DiskInfo, GuestSpec, IsoInfo
+from sysadmd.backends._iohyve.adapter import console_device_path, stored_forms
 
 
 @pytest.mark.parametrize("profile", ["0.7.3", "0.7.9"])

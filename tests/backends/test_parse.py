@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from sysadmd.backends.iohyve import parse
-from sysadmd.backends.output import first_message
+from sysadmd.backends._iohyve import parse
+from sysadmd.backends._output import first_message
 
 Read = Callable[[str], str]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sysadmd.backends.iohyve.rcconf import read_flags, write_flags
+from sysadmd.backends._iohyve.rcconf import read_flags, write_flags
 
 
 def test_read(tmp_path: Path) -> None:

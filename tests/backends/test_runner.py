@@ -1,4 +1,4 @@
-"""Tests of sysadmd.backends.runner with real processes on the global reactor (pytest-twisted).
+"""Tests of sysadmd.backends._runner with real processes on the global reactor (pytest-twisted).
 
 ``/bin/sh -c`` and small ``sys.executable`` scripts appear here only as the *programs under
 test*; the runner itself never uses a shell.
@@ -20,7 +20,7 @@ from support import async_test
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import ILogObserver, LogEvent, Logger, formatEvent
 
-from sysadmd.backends.runner import DEFAULT_ENV, ProcessReactor, ProcessResult, ProcessRunner
+from sysadmd.backends._runner import DEFAULT_ENV, ProcessReactor, ProcessResult, ProcessRunner
 
 _T = TypeVar("_T")
 

@@ -9,7 +9,7 @@ import pytest
 from support import async_fixture, async_test
 from test_iohyve_api import CONNECTION, Stack
 
-from sysadmd.api.errors import ApiError
+from sysadmd.api import ApiError
 from sysadmd.catalog import examples
 from sysadmd.catalog.reference import all_specs
 

@@ -35,9 +35,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from sysadmd import __version__
-from sysadmd.api.errors import CODES
-from sysadmd.api.registry import ActionSpec
-from sysadmd.api.roles import Role
+from sysadmd.api import CODES, ActionSpec, Role
 from sysadmd.catalog import openapi
 from sysadmd.catalog.reference import all_specs
 from sysadmd.simulator.cli import main as simulator

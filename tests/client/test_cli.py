@@ -45,7 +45,7 @@ from twisted.internet.threads import deferToThread
 from wsclient import settle
 
 from sysadmd.client.cli import CommandError, cli, resolve_task_id, short_ids
-from sysadmd.transport.tls import ensure_certificate
+from sysadmd.transport._tls import ensure_certificate
 
 pytestmark = pytest.mark.e2e
 

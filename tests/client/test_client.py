@@ -44,8 +44,8 @@ from sysadmd.client.client import (
     SYSADM_TO_STATUS,
     TASK_STATUSES,
 )
-from sysadmd.transport.tls import ensure_certificate
-from sysadmd.transport.websocket import SESSION_END
+from sysadmd.transport._tls import ensure_certificate
+from sysadmd.transport._websocket import SESSION_END
 
 pytestmark = pytest.mark.e2e
 

@@ -29,11 +29,9 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from sysadmd.api.calls import Call
-from sysadmd.api.errors import ApiError
-from sysadmd.api.registry import ActionSpec, Registry, wrap_result
-from sysadmd.api.roles import Role
-from sysadmd.catalog.classes import all_specs
+from sysadmd.api import ApiError, Call, Role
+from sysadmd.api._registry import ActionSpec, Registry, wrap_result
+from sysadmd.catalog._classes import all_specs
 from sysadmd.client import blocking
 from sysadmd.client import cli as cli_module
 from sysadmd.client.blocking import BlockingClient, BlockingTask

@@ -22,12 +22,10 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.web.client import Agent
 
-from sysadmd.api.calls import address_in
-from sysadmd.api.dispatch import Api
-from sysadmd.api.registry import Registry
+from sysadmd.api import Api, Registry, address_in
 from sysadmd.app import build_site
-from sysadmd.ops.health import Check, Guard, Livez, Readyz, daemon_checks
-from sysadmd.tasks.queue import FetchQueue
+from sysadmd.ops._health import Check, Guard, Livez, Readyz, daemon_checks
+from sysadmd.tasks import FetchQueue
 
 
 def basic(user: str, password: str | None = None) -> dict[str, str]:

@@ -21,7 +21,7 @@ from twisted.logger import ILogObserver, Logger, LogPublisher, eventsFromJSONLog
 from wsclient import settle
 
 from sysadmd import config
-from sysadmd.ops.logs import LogFiles
+from sysadmd.ops import LogFiles
 
 
 def wait_for(predicate: Any, seconds: float = 20) -> None:

@@ -23,14 +23,11 @@ from test_health import Client, basic, serve
 from twisted.internet import reactor
 from wsclient import connect
 
-from sysadmd.api.calls import Connection
-from sysadmd.api.dispatch import Api, ApiRequest
-from sysadmd.api.registry import Registry
+from sysadmd.api import Api, ApiRequest, Connection, Registry
 from sysadmd.app import build_site
-from sysadmd.ops.health import Guard
-from sysadmd.ops.metrics import Metrics, MetricsResource
-from sysadmd.tasks.queue import FetchQueue
-from sysadmd.transport.limits import ConnectionCounter
+from sysadmd.ops import Guard, Metrics, MetricsResource
+from sysadmd.tasks import FetchQueue
+from sysadmd.transport import ConnectionCounter
 
 JSON = {"Content-Type": "application/json"}
 

@@ -13,14 +13,10 @@ from support import async_fixture, async_test
 from test_iohyve_api import Stack
 from twisted.internet.defer import Deferred
 
-from sysadmd.api.dispatch import Api
-from sysadmd.api.errors import ApiError
-from sysadmd.api.registry import Registry
-from sysadmd.api.roles import Role
-from sysadmd.auth.authenticator import Account
-from sysadmd.backends.hosttools import HostTools
-from sysadmd.backends.iohyve.adapter import Iohyve
-from sysadmd.services.iohyve import IohyveActions
+from sysadmd.api import Api, ApiError, Registry, Role
+from sysadmd.auth._authenticator import Account
+from sysadmd.backends import HostTools, Iohyve
+from sysadmd.services import IohyveActions
 
 
 @async_fixture(params=["0.7.3", "0.7.9"])

@@ -18,15 +18,11 @@ from probe import OpenGate
 from support import async_fixture, async_test
 from twisted.internet import reactor
 
-from sysadmd.api.calls import Connection
-from sysadmd.api.dispatch import Api
-from sysadmd.api.errors import ApiError
-from sysadmd.api.registry import Registry
-from sysadmd.api.roles import Role
-from sysadmd.auth.authenticator import Account
-from sysadmd.backends.hosttools import HostTools, parse_ifconfig
-from sysadmd.backends.runner import ProcessRunner
-from sysadmd.services.host import HostActions
+from sysadmd.api import Api, ApiError, Connection, Registry, Role
+from sysadmd.auth._authenticator import Account
+from sysadmd.backends import ProcessRunner
+from sysadmd.backends._hosttools import HostTools, parse_ifconfig
+from sysadmd.services import HostActions
 from sysadmd.simulator.cli import main as simulator
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,17 +18,12 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
 from wsclient import settle
 
-from sysadmd.api.calls import Connection
-from sysadmd.api.dispatch import Api
-from sysadmd.api.errors import ApiError
-from sysadmd.api.registry import Registry, declared_actions
-from sysadmd.api.roles import Role
-from sysadmd.auth.authenticator import Account
-from sysadmd.backends.iohyve.adapter import Iohyve
-from sysadmd.backends.runner import ProcessRunner
-from sysadmd.services.iohyve import IohyveActions
+from sysadmd.api import Api, ApiError, Connection, Registry, Role, declared_actions
+from sysadmd.auth._authenticator import Account
+from sysadmd.backends import Iohyve, ProcessRunner
+from sysadmd.services import IohyveActions
 from sysadmd.simulator.cli import main as simulator
-from sysadmd.tasks.queue import FetchQueue, TaskState
+from sysadmd.tasks._queue import FetchQueue, TaskState
 
 CONNECTION = Connection("127.0.0.1", "test")
 SPECS = {spec.action: spec for _, spec in declared_actions(IohyveActions)}

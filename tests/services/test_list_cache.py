@@ -13,8 +13,8 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from sysadmd.backends.iohyve.adapter import Iohyve, IohyveFailed
-from sysadmd.backends.runner import ProcessResult, ProcessRunner
+from sysadmd.backends import ProcessResult, ProcessRunner
+from sysadmd.backends._iohyve.adapter import Iohyve, IohyveFailed
 
 HEADER = "Guest  VMM?  Running  rcboot?  Description\n"
 

@@ -10,14 +10,9 @@ import pytest
 from probe import OpenGate
 from support import async_test
 
-from sysadmd.api.calls import Connection
-from sysadmd.api.dispatch import Api
-from sysadmd.api.errors import ApiError
-from sysadmd.api.hub import EventHub
-from sysadmd.api.registry import Registry
-from sysadmd.api.roles import Role
-from sysadmd.auth.authenticator import Account
-from sysadmd.services.events import EVENT_NAMES, EventActions
+from sysadmd.api import Api, ApiError, Connection, EventHub, Registry, Role
+from sysadmd.auth._authenticator import Account
+from sysadmd.services import EVENT_NAMES, EventActions
 
 
 class Subscriber:

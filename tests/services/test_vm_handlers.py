@@ -17,17 +17,12 @@ from probe import OpenGate
 from support import async_test
 from twisted.internet.task import Clock
 
-import sysadmd.services.iohyve
-from sysadmd.api.calls import Connection
-from sysadmd.api.dispatch import Api
-from sysadmd.api.errors import ApiError
-from sysadmd.api.registry import Registry
-from sysadmd.api.roles import Role
-from sysadmd.auth.authenticator import Account
-from sysadmd.backends.interface import GuestSpec, GuestSummary, VMBackend
-from sysadmd.backends.runner import ProcessRunner
-from sysadmd.services.iohyve import IohyveActions
-from sysadmd.tasks.queue import FetchQueue
+import sysadmd.services._iohyve
+from sysadmd.api import Api, ApiError, Connection, Registry, Role
+from sysadmd.auth._authenticator import Account
+from sysadmd.backends import GuestSpec, GuestSummary, ProcessRunner, VMBackend
+from sysadmd.services import IohyveActions
+from sysadmd.tasks import FetchQueue
 
 CONNECTION = Connection("127.0.0.1", "test")
 
@@ -159,9 +154,9 @@ async def test_listvms_answers_sysadms_four_fields_only() -> None:
 
 
 def test_the_handlers_module_builds_no_command_and_reads_no_output() -> None:
-    """sysadmd/services/iohyve.py imports neither the process runner, nor iohyve's
+    """sysadmd/services/_iohyve.py imports neither the process runner, nor iohyve's
     parsers, nor its backend: it can only call the interface it is given."""
-    source = Path(sysadmd.services.iohyve.__file__).read_text()
+    source = Path(sysadmd.services._iohyve.__file__).read_text()
     imported: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.module:
@@ -170,15 +165,20 @@ def test_the_handlers_module_builds_no_command_and_reads_no_output() -> None:
         elif isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names)
     forbidden = {
-        "sysadmd.backends.runner",
-        "sysadmd.backends.iohyve.parse",
-        "sysadmd.backends.iohyve.adapter",
-        "sysadmd.backends.iohyve.rcconf",
+        "sysadmd.backends._runner",
+        "sysadmd.backends._iohyve.parse",
+        "sysadmd.backends._iohyve.adapter",
+        "sysadmd.backends._iohyve.rcconf",
+        # the same, through the backends' public surface
+        "sysadmd.backends.Iohyve",
+        "sysadmd.backends.ProcessRunner",
+        "sysadmd.backends.RunningProcess",
+        "sysadmd.backends.end_left_over_group",
         "subprocess",
         "os",
     }
     assert not {
         name
         for name in imported
-        if name in forbidden or name.startswith("sysadmd.backends.iohyve.")
+        if name in forbidden or name.startswith("sysadmd.backends._iohyve.")
     }

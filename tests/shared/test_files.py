@@ -18,14 +18,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-import sysadmd.shared.files
-from sysadmd.api.roles import Role
-from sysadmd.auth.accounts import AccountError, LocalAccounts
-from sysadmd.auth.keys import KeyStore, KeyStoreError
+import sysadmd.shared._files
+from sysadmd.api import Role
+from sysadmd.auth._accounts import AccountError, LocalAccounts
+from sysadmd.auth._keys import KeyStore, KeyStoreError
 from sysadmd.client.cli import SavedSession, Settings
 from sysadmd.client.errors import ClientError
 from sysadmd.client.tls import KnownHosts
-from sysadmd.shared.files import FileStore, NotRegularFile, json_document
+from sysadmd.shared._files import FileStore, NotRegularFile, json_document
 
 FINGERPRINT = ":".join(["AB"] * 32)
 
@@ -169,7 +169,7 @@ def test_concurrent_read_modify_writes_lose_nothing(tmp_path: Path) -> None:
 
 def test_the_store_module_needs_only_the_standard_library() -> None:
     """The client may import it without importing the daemon."""
-    tree = ast.parse(Path(sysadmd.shared.files.__file__).read_text())
+    tree = ast.parse(Path(sysadmd.shared._files.__file__).read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

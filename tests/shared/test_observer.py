@@ -8,7 +8,7 @@ import pytest
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
-from sysadmd.shared.observer import OneShotObserver, settled
+from sysadmd.shared import OneShotObserver, settled
 
 OBSERVERS = pytest.mark.parametrize("make", [OneShotObserver])
 

@@ -1,11 +1,11 @@
-"""The one redaction and the one output cut of sysadmd.shared.text."""
+"""The one redaction and the one output cut of sysadmd.shared._text."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sysadmd.shared.text import OUTPUT_TAIL, redact_urls, shorten, tail
+from sysadmd.shared import OUTPUT_TAIL, redact_urls, shorten, tail
 
 
 @given(st.text(), st.integers(min_value=0, max_value=64))

@@ -26,17 +26,12 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
-from sysadmd.api.calls import Connection
-from sysadmd.api.dispatch import Api
-from sysadmd.api.errors import ApiError
-from sysadmd.api.registry import Registry
-from sysadmd.api.roles import Role
-from sysadmd.auth.authenticator import Account
-from sysadmd.backends.iohyve.adapter import Iohyve
-from sysadmd.backends.runner import ProcessRunner
-from sysadmd.services.iohyve import IohyveActions
+from sysadmd.api import Api, ApiError, Connection, Registry, Role
+from sysadmd.auth._authenticator import Account
+from sysadmd.backends import Iohyve, ProcessRunner
+from sysadmd.services import IohyveActions
 from sysadmd.simulator.cli import main as simulator
-from sysadmd.tasks.queue import FetchQueue
+from sysadmd.tasks import FetchQueue
 
 NAMES = ("a.iso", "b.iso", "c.iso")
 CONNECTION = Connection("127.0.0.1", "test")

@@ -25,10 +25,10 @@ from twisted.internet.interfaces import IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-from sysadmd.shared.taskstate import TaskState
-from sysadmd.shared.text import OUTPUT_TAIL as MAX_OUTPUT_TAIL
-from sysadmd.tasks.journal import _SCHEMA as JOURNAL_SCHEMA
-from sysadmd.tasks.journal import (
+from sysadmd.shared import OUTPUT_TAIL as MAX_OUTPUT_TAIL
+from sysadmd.shared import TaskState
+from sysadmd.tasks._journal import _SCHEMA as JOURNAL_SCHEMA
+from sysadmd.tasks._journal import (
     INTERRUPTED_MESSAGE,
     PRUNE_EVERY,
     SCHEMA_VERSION,
@@ -240,7 +240,7 @@ CHILD = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     from twisted.internet import defer, task
-    from sysadmd.tasks.journal import Journal, TaskRecord
+    from sysadmd.tasks._journal import Journal, TaskRecord
 
     async def main(reactor):
         journal = Journal(Path(sys.argv[1]), reactor)

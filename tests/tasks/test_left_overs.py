@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from sysadmd.backends.runner import end_left_over_group, start_time
+from sysadmd.backends._runner import end_left_over_group, start_time
 
 _SLEEPER = "import time; time.sleep(60)"
 # The leader forks a member of its group and exits at once, as a shell script's

@@ -26,7 +26,8 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from sysadmd.simulator.fetch import stat_rate
-from sysadmd.tasks.progress import (
+from sysadmd.tasks import local_time
+from sysadmd.tasks._progress import (
     MAX_REDIRECTS,
     Progress,
     ProgressMeter,
@@ -38,7 +39,6 @@ from sysadmd.tasks.progress import (
     result_of,
     sysadm_state,
 )
-from sysadmd.tasks.queue import local_time
 
 NAME = "FreeBSD-13.2-RELEASE-amd64-bootonly.iso"
 TEMP = f".fetch.a1B2c3.{NAME}"

@@ -20,13 +20,10 @@ from twisted.internet.threads import deferToThread
 from twisted.web.http_headers import Headers
 from wsclient import WsClient, connect, settle
 
-from sysadmd.api.dispatch import Api
-from sysadmd.api.registry import Registry
-from sysadmd.api.roles import Role
+from sysadmd.api import Api, Registry, Role
 from sysadmd.app import build_site
-from sysadmd.services.rpc import Rpc
-from sysadmd.transport.limits import ConnectionCounter
-from sysadmd.transport.websocket import Limits
+from sysadmd.services import Rpc
+from sysadmd.transport import ConnectionCounter, Limits
 
 
 class Server:

@@ -14,7 +14,7 @@ from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublish
 from twisted.web.server import Site
 from twisted.web.static import Data
 
-from sysadmd.transport.limits import ConnectionCounter, address_key, first_request_channel
+from sysadmd.transport._limits import ConnectionCounter, address_key, first_request_channel
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.1/32")]
 
@@ -25,7 +25,7 @@ def logged() -> Iterator[list[str]]:
     lines: list[str] = []
 
     def observe(event: LogEvent) -> None:
-        if event.get("log_namespace", "").startswith("sysadmd.transport.limits"):
+        if event.get("log_namespace", "").startswith("sysadmd.transport._limits"):
             lines.append(formatEvent(event))
 
     observer = cast(ILogObserver, observe)

@@ -14,13 +14,10 @@ from treq.testing import StubTreq
 from twisted.internet import reactor
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 
-from sysadmd.api.dispatch import Api
-from sysadmd.api.hub import EventHub
-from sysadmd.api.registry import Registry
-from sysadmd.api.roles import Role
+from sysadmd.api import Api, EventHub, Registry, Role
 from sysadmd.app import build_site
-from sysadmd.auth.authenticator import Account
-from sysadmd.services.events import EVENT_NAMES, EventActions
+from sysadmd.auth._authenticator import Account
+from sysadmd.services import EVENT_NAMES, EventActions
 
 URL = "http://sysadmd.test/test/probe"
 JSON_HEADERS: Any = {"Content-Type": "application/json"}

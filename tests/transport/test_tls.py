@@ -1,4 +1,4 @@
-"""Tests for sysadmd.transport.tls: the daemon's own key and certificate and the ssl: listener
+"""Tests for sysadmd.transport._tls: the daemon's own key and certificate and the ssl: listener
 strings."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from sysadmd.transport.tls import (
+from sysadmd.transport._tls import (
     CERT_FILE,
     KEY_FILE,
     TLSError,

@@ -17,13 +17,12 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import Clock
 from wsclient import WsClient, connect, settle
 
-from sysadmd.api.dispatch import Api
-from sysadmd.api.registry import Registry
+from sysadmd.api import Api, Registry
 from sysadmd.app import build_site
-from sysadmd.auth.authenticator import Authenticator
-from sysadmd.auth.sessions import EXPIRY_MARGIN, Ended, Sessions
-from sysadmd.services.rpc import Rpc
-from sysadmd.transport.websocket import SESSION_END, UPGRADE_REQUIRED_MESSAGE
+from sysadmd.auth import Authenticator
+from sysadmd.auth._sessions import EXPIRY_MARGIN, Ended, Sessions
+from sysadmd.services import Rpc
+from sysadmd.transport._websocket import SESSION_END, UPGRADE_REQUIRED_MESSAGE
 
 
 @pytest.fixture

@@ -1,0 +1,501 @@
+"""The fetch queue: ``iohyve fetch`` runs as a queued, followed, durable task.
+
+``fetchiso`` replies at once with a task id; the download waits in a
+:class:`~twisted.internet.defer.DeferredQueue` until one of ``concurrency``
+workers takes it. At most ``max_queued`` tasks wait (503 past that). While a task
+is queued or running it owns its ISO name, so no second fetch, rename or removal
+can touch that name.
+
+A task's state is a :class:`~sysadmd.shared.TaskState`. Every change of it goes
+to the journal (SQLite, through a thread pool; the writes are chained so they land
+in order) and to the ``dispatcher`` event subscribers, in sysadm's event shape:
+``pending`` when queued, ``running`` when the command starts and then every second
+with the bytes on disk, the rate and the new output, ``finished`` with the outcome
+and whether the ISO arrived. A task keeps the last 4 KiB (UTF-8) of its output.
+
+A task can be killed: a queued one is dropped, a running one has its whole
+process group ended and what it left under its ISO name is removed. At start,
+tasks the journal shows running are marked ``interrupted`` and queued ones are
+queued again (or cancelled, when ``requeue`` is off or their name is busy). An
+interrupted task's command may still run (a daemon killed with SIGKILL leaves its
+children running, in their own process group): the group the journal recorded for
+it is ended first, if it still looks like the same one
+(:func:`sysadmd.backends.end_left_over_group`), and then its remains are removed.
+
+At stop, no new task is taken; running ones get ``grace`` seconds, then they are
+ended and journalled ``interrupted``; the journal is closed after its last write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    DeferredQueue,
+    ensureDeferred,
+)
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from sysadmd.api import ApiError, conflict
+from sysadmd.backends import ProcessResult, RunningProcess, VMBackend, describe_failure
+from sysadmd.shared import TaskState, redact_urls, settled, tail
+from sysadmd.tasks._journal import Journal, TaskRecord
+from sysadmd.tasks._progress import Progress, ProgressMeter, dispatcher_event, remote_size
+
+__all__ = ["EndLeftOvers", "FetchQueue", "FetchTask", "Publish", "TaskState", "local_time"]
+
+Publish = Callable[[str, Mapping[str, object]], object]
+
+#: Ends a process group left by a previous daemon: (group, leader's start time, ISO name)
+#: to the pids ended. See :func:`sysadmd.backends.end_left_over_group`.
+EndLeftOvers = Callable[[int, float | None, str], Deferred[list[int]]]
+
+
+@dataclass
+class FetchTask:
+    """One queued ``iohyve fetch``."""
+
+    id: str
+    url: str
+    name: str
+    created: float
+    user: str | None = None
+    state: TaskState = TaskState.QUEUED
+    started: float | None = None
+    finished: float | None = None
+    exit_code: int | None = None
+    message: str | None = None
+    output: str = ""
+    unsent_output: str = ""
+    progress: Progress | None = None
+    size: int | None = None
+    arrived: bool = False
+    process_group: int | None = None
+    process_started: float | None = None
+    process: RunningProcess | None = field(default=None, repr=False)
+    meter: ProgressMeter | None = field(default=None, repr=False)
+
+    @property
+    def command(self) -> str:
+        """The command as sysadm's reply shows it, credentials in the URL redacted."""
+        return redact_urls(f"iohyve fetch {self.url}")
+
+    def record(self) -> TaskRecord:
+        """What the journal keeps of this task (the journal redacts and cuts it itself)."""
+        return TaskRecord(
+            id=self.id,
+            command=self.command,
+            url=self.url,
+            name=self.name,
+            user=self.user,
+            state=self.state,
+            created=self.created,
+            started=self.started,
+            finished=self.finished,
+            return_code=self.exit_code,
+            output_tail=self.output,
+            bytes_fetched=self.progress.done if self.progress else None,
+            size=self.size,
+            message=self.message,
+            process_group=self.process_group,
+            process_started=self.process_started,
+        )
+
+    @classmethod
+    def from_record(cls, record: TaskRecord) -> FetchTask:
+        """A task as the journal kept it."""
+        return cls(
+            id=record.id,
+            url=record.url,
+            name=record.name,
+            created=record.created,
+            user=record.user,
+            state=record.state,
+            started=record.started,
+            finished=record.finished,
+            exit_code=record.return_code,
+            message=record.message,
+            output=record.output_tail,
+            size=record.size,
+            process_group=record.process_group,
+            process_started=record.process_started,
+        )
+
+
+def braced_uuid() -> str:
+    """A task id in the form of the API page's example: ``{<uuid4>}``."""
+    return "{" + str(uuid.uuid4()) + "}"
+
+
+def local_time(seconds: float | None) -> str | None:
+    """sysadm's event time format: local ISO time without a zone."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class FetchQueue(Service):
+    """The queue of fetch tasks, their workers, events and journal."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        iohyve: VMBackend,
+        clock: IReactorTime,
+        *,
+        concurrency: int = 1,
+        max_queued: int = 16,
+        timeout: float = 6 * 3600.0,
+        history: int = 100,
+        grace: float = 30.0,
+        journal: Journal | None = None,
+        publish: Publish | None = None,
+        http_reactor: object = None,
+        requeue: bool = True,
+        new_id: Callable[[], str] = braced_uuid,
+        end_left_overs: EndLeftOvers | None = None,
+    ) -> None:
+        if concurrency < 1 or max_queued < 1:
+            raise ValueError("concurrency and max_queued must be at least 1")
+        self._iohyve = iohyve
+        self._clock = clock
+        self._concurrency = concurrency
+        self._max_queued = max_queued
+        self._timeout = timeout
+        self._history = history
+        self._grace = grace
+        self._journal = journal
+        self._publish = publish
+        self._http_reactor = http_reactor or clock
+        self._requeue = requeue
+        self._new_id = new_id
+        self._end_left_overs = end_left_overs
+        self._queue: DeferredQueue[FetchTask] = DeferredQueue()
+        self._workers: list[Deferred[None]] = []
+        self._waiting: list[Deferred[FetchTask]] = []
+        self._stopping = False
+        self.tasks: dict[str, FetchTask] = {}
+        self._owners: dict[str, FetchTask] = {}
+        # Journal writes run one after another on this chain, opened first.
+        self._journal_tail: Deferred[None] = Deferred()
+        #: Told how many more bytes a running fetch has on disk at each sample.
+        self.on_bytes: Callable[[int], object] | None = None
+
+    # Queries
+
+    def busy(self, name: str) -> bool:
+        """Whether a queued or running task owns ISO ``name``."""
+        return name in self._owners
+
+    def ensure_free(self, name: str) -> None:
+        """Raise 409 if a queued or running task owns ISO ``name``."""
+        if self.busy(name):
+            raise conflict(f"ISO '{name}' is already being fetched")
+
+    def listing(self) -> list[FetchTask]:
+        """Every task kept: queued, running and recently finished, oldest first."""
+        return sorted(self.tasks.values(), key=lambda t: t.created)
+
+    @property
+    def queued(self) -> int:
+        """How many tasks wait."""
+        return sum(1 for t in self.tasks.values() if t.state is TaskState.QUEUED)
+
+    @property
+    def full(self) -> bool:
+        """Whether a new fetch would be refused because ``max_queued`` tasks wait."""
+        return self.queued >= self._max_queued
+
+    @property
+    def journalled(self) -> bool:
+        """Whether the journal opened and state changes are being written to it."""
+        return self._journal is not None and self._journal_tail.called and not self._stopping
+
+    # Changes
+
+    def submit(self, url: str, name: str, user: str | None = None) -> FetchTask:
+        """Queue a fetch of ``url`` into ISO ``name``; 409 if busy, 503 if full or stopping."""
+        self.ensure_free(name)
+        if self._stopping:
+            raise ApiError(503, "the daemon is shutting down; no new fetches are taken")
+        if self.queued >= self._max_queued:
+            raise ApiError(
+                503, "the fetch queue is full; try again when a queued fetch has finished"
+            )
+        task = FetchTask(self._new_id(), url, name, self._clock.seconds(), user)
+        self._enqueue(task)
+        self.log.info("Queued fetch {task_id} of {name}", task_id=task.id, name=name)
+        return task
+
+    def _enqueue(self, task: FetchTask) -> None:
+        self.tasks[task.id] = task
+        self._owners[task.name] = task
+        self._changed(task)
+        self._queue.put(task)
+
+    def kill(self, ids: Iterable[str]) -> list[str]:
+        """End the tasks named: drop queued ones, stop running ones. Returns those found."""
+        killed = []
+        for task_id in ids:
+            task = self.tasks.get(task_id)
+            if task is None or task.state.final:
+                continue
+            killed.append(task_id)
+            if task.state is TaskState.QUEUED:
+                self._finish(task, TaskState.CANCELLED, "killed before it started")
+            elif task.process is not None:
+                task.message = "killed"
+                task.process.stop()
+        return killed
+
+    # Life cycle
+
+    def startService(self) -> None:
+        """Open the journal and recover from it, then start the workers."""
+        super().startService()
+        self._stopping = False
+        self._started = ensureDeferred(self._start())
+
+    async def _start(self) -> None:
+        if self._journal is not None:
+            try:
+                await self._journal.open()
+                self._journal_tail.callback(None)
+                await self._recover(self._journal)
+            except Exception:
+                self.log.failure("The task journal cannot be used; fetches are not journalled")
+                self._journal = None
+                if not self._journal_tail.called:
+                    self._journal_tail.callback(None)
+        self._workers = [ensureDeferred(self._work()) for _ in range(self._concurrency)]
+
+    async def _recover(self, journal: Journal) -> None:
+        for record in await journal.recent():
+            if record.state.final:
+                self.tasks.setdefault(record.id, FetchTask.from_record(record))
+        interrupted, queued = await journal.recover(self._clock.seconds())
+        for record in interrupted:
+            task = self.tasks[record.id] = FetchTask.from_record(record)
+            self.log.info("Fetch {task_id} was interrupted by a stop", task_id=record.id)
+            # The name stays owned (409 to fetchiso, renameiso and rmiso) until what the
+            # task left is gone: the daemon answers requests while this runs.
+            self._owners.setdefault(record.name, task)
+            try:
+                await self._end_left_over(record)
+                await self._iohyve.discard_partial(record.name)
+            finally:
+                if self._owners.get(record.name) is task:
+                    del self._owners[record.name]
+        for record in queued:
+            task = FetchTask.from_record(record)
+            if not self._requeue or self.busy(task.name):
+                self._finish(task, TaskState.CANCELLED, "not queued again after a restart")
+                self.tasks[task.id] = task
+                continue
+            self._enqueue(task)
+        self._forget_old()
+
+    async def _end_left_over(self, record: TaskRecord) -> None:
+        """End what the previous daemon left running of ``record``'s command, if anything."""
+        if self._end_left_overs is None or record.process_group is None:
+            return
+        try:
+            await self._end_left_overs(record.process_group, record.process_started, record.name)
+        except Exception:
+            self.log.failure(
+                "Could not end the process group {group} of fetch {task_id}",
+                group=record.process_group,
+                task_id=record.id,
+            )
+
+    def stopService(self) -> Deferred[Any]:
+        """Stop taking tasks; give running ones ``grace`` seconds, then end them."""
+        super().stopService()
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        self._stopping = True
+        await self._started
+        for waiting in list(self._waiting):
+            waiting.cancel()
+        running = [t for t in self.tasks.values() if t.process is not None]
+        if running:
+            self.log.info(
+                "Waiting up to {grace} s for {count} running fetch(es)",
+                grace=self._grace,
+                count=len(running),
+            )
+        deadline = self._clock.callLater(self._grace, self._end_running)
+        workers, self._workers = self._workers, []
+        await DeferredList(workers, consumeErrors=True)
+        if deadline.active():
+            deadline.cancel()
+        if self._journal is not None:
+            await self._after_journal_writes()
+            await self._journal.close()
+
+    async def _after_journal_writes(self) -> None:
+        await settled(self._journal_tail)
+
+    def _end_running(self) -> None:
+        for task in self.tasks.values():
+            if task.process is not None:
+                task.message = "the daemon stopped while it ran"
+                task.process.stop()
+
+    async def _work(self) -> None:
+        while not self._stopping:
+            waiting = self._queue.get()
+            self._waiting.append(waiting)
+            try:
+                task = await waiting
+            except CancelledError:
+                return
+            finally:
+                self._waiting.remove(waiting)
+            if task.state is TaskState.QUEUED:
+                await self._run(task)
+
+    async def _run(self, task: FetchTask) -> None:
+        task.state = TaskState.RUNNING
+        task.started = self._clock.seconds()
+        task.meter = ProgressMeter(self._clock, self._iohyve.iso_directory(task.name))
+        ticker = LoopingCall(self._tick, task)
+        ticker.clock = self._clock
+        sizing = remote_size(task.url, self._http_reactor)
+        sizing.addCallback(self._sized, task)
+        try:
+            try:
+                task.process = self._iohyve.start_fetch(
+                    task.url,
+                    timeout=self._timeout,
+                    on_output=lambda _, data: self._output(task, data),
+                )
+            finally:
+                # Journalled with its process group, so that a daemon started after a
+                # crash can end the command this one leaves running.
+                if task.process is not None:
+                    task.process_group = task.process.pid
+                    task.process_started = task.process.started
+                self._changed(task)
+            self.log.info("Fetch {task_id} started: {name}", task_id=task.id, name=task.name)
+            ticker.start(1.0, now=False)
+            result = await task.process.when_ended()
+            await self._ended(task, result)
+        except Exception as e:
+            self.log.failure("Fetch {task_id} could not run", task_id=task.id)
+            await self._iohyve.discard_partial(task.name)
+            self._finish(task, TaskState.FAILED, str(e))
+        finally:
+            if ticker.running:
+                ticker.stop()
+            if not sizing.called:
+                sizing.cancel()
+
+    def _sized(self, total: int | None, task: FetchTask) -> None:
+        if task.meter is not None and total is not None:
+            task.meter.total = total
+
+    def _output(self, task: FetchTask, data: bytes) -> None:
+        text = data.decode("utf-8", errors="replace")
+        task.output = tail(task.output + text)
+        task.unsent_output = tail(task.unsent_output + text)
+
+    def _tick(self, task: FetchTask) -> None:
+        if task.meter is not None and task.state is TaskState.RUNNING:
+            self._measure(task, task.meter)
+            self._emit(task)
+
+    def _measure(self, task: FetchTask, meter: ProgressMeter) -> None:
+        before = task.progress.done if task.progress else 0
+        task.progress = meter.sample()
+        if self.on_bytes is not None and task.progress.done > before:
+            self.on_bytes(task.progress.done - before)
+
+    async def _ended(self, task: FetchTask, result: ProcessResult) -> None:
+        task.exit_code = result.exit_code
+        if task.meter is not None:
+            self._measure(task, task.meter)
+        arrived = result.ok and await self._iohyve.fetched(task.name)
+        if arrived:
+            task.arrived = True
+            task.size = self._iohyve.iso_size(task.name)
+            self._finish(task, TaskState.SUCCEEDED, None)
+            return
+        # The name was free when the task was queued and the task has owned it since,
+        # so whatever iohyve left under it (an empty dataset, a partial file) is removed.
+        await self._iohyve.discard_partial(task.name)
+        if result.cancelled and self._stopping:
+            self._finish(task, TaskState.INTERRUPTED, "the daemon stopped while it ran")
+        elif result.cancelled:
+            self._finish(task, TaskState.CANCELLED, task.message or "killed")
+        else:
+            self._finish(task, TaskState.FAILED, describe_failure(result))
+
+    def _finish(self, task: FetchTask, state: TaskState, message: str | None) -> None:
+        task.state = state
+        task.message = message
+        task.finished = self._clock.seconds()
+        task.process = None
+        if self._owners.get(task.name) is task:
+            del self._owners[task.name]
+        self._changed(task)
+        self.log.info(
+            "Fetch {task_id} of {name} {state}{detail}",
+            task_id=task.id,
+            name=task.name,
+            state=state.value,
+            detail=f": {message}" if message else "",
+        )
+        self._forget_old()
+
+    def _changed(self, task: FetchTask) -> None:
+        """Journal the task's state and tell the subscribers."""
+        if self._journal is not None:
+            journal, record = self._journal, task.record()
+
+            def failed(failure: Failure) -> None:
+                self.log.failure("Could not journal fetch {task_id}", failure, task_id=record.id)
+
+            self._journal_tail.addCallback(lambda _: journal.save(record)).addErrback(failed)
+        self._emit(task)
+
+    def _emit(self, task: FetchTask) -> None:
+        if self._publish is None:
+            task.unsent_output = ""
+            return
+        new_output, task.unsent_output = task.unsent_output, ""
+        self._publish(
+            "dispatcher",
+            dispatcher_event(
+                task_id=task.id,
+                command=task.command,
+                state=task.state.value,
+                started=local_time(task.started),
+                finished=local_time(task.finished),
+                progress=task.progress,
+                filename=task.name,
+                new_output=new_output,
+                return_code=task.exit_code if task.state.final else None,
+                extra={"arrived": task.arrived, "size": task.size} if task.state.final else None,
+            ),
+        )
+
+    def _forget_old(self) -> None:
+        finished = sorted(
+            (t for t in self.tasks.values() if t.state.final), key=lambda t: t.finished or 0.0
+        )
+        for task in finished[: max(0, len(finished) - self._history)]:
+            del self.tasks[task.id]
