@@ -23,7 +23,7 @@ author = "the sysadmd authors"
 copyright = "the sysadmd authors"
 release = version = __version__
 
-extensions = ["myst_parser", "sysadmd_config", "sysadmd_json"]
+extensions = ["myst_parser", "sysadmd_config", "sysadmd_generated", "sysadmd_json"]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import importlib
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sysadmd import config
+from sysadmd.catalog import examples, reference
 
 DOCS = Path(__file__).parent.parent / "docs"
 
@@ -81,3 +83,21 @@ def test_configuration_page_shows_the_sample_file(site: Site) -> None:
     page = (site.html / "configuration.html").read_text(encoding="utf-8")
     first_line = (DOCS.parent / "conf" / "sysadmd.toml").read_text().splitlines()[0]
     assert html.escape(first_line, quote=False) in page
+
+
+def test_the_site_renders_generated_parts_from_the_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The site's extension replaces the pages' copies by what the declarations render now."""
+    monkeypatch.syspath_prepend(str(DOCS / "_ext"))
+    render = importlib.import_module("sysadmd_generated").render_generated_parts
+
+    api = (DOCS / "api.md").read_text()
+    start, end = api.index(reference.BEGIN), api.index(reference.END) + len(reference.END)
+    stale = [api[:start] + f"{reference.BEGIN}\nan old copy\n{reference.END}" + api[end:]]
+    render(None, "api", stale)
+    assert stale == [api[:start] + reference.generated() + api[end:]]
+    page = ["an old copy of the examples"]
+    render(None, "iohyve", page)
+    assert page == [examples.render()]
+    other = ["untouched"]
+    render(None, "security", other)
+    assert other == ["untouched"]
