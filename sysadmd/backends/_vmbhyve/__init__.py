@@ -1,0 +1,1 @@
+"""vm-bhyve: parsers for the ``vm`` command's output and the files it keeps."""
