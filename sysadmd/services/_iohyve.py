@@ -335,6 +335,8 @@ class IohyveActions:
         self._fetches.ensure_free(name)
         await self._vm.check_iso_absent(name)
         task = self._fetches.submit(url, name, call.caller.user if call.caller else None)
+        # The queueid is a promise: reply only once the queued task is on disk.
+        await self._fetches.written()
         return {"command": task.command, "comment": "Task Queued", "queueid": task.id}
 
     @action(

@@ -239,6 +239,14 @@ class FetchQueue(Service):
         self.log.info("Queued fetch {task_id} of {name}", task_id=task.id, name=name)
         return task
 
+    def written(self) -> Deferred[None]:
+        """Fires once every journal write asked for so far has been committed (or failed).
+
+        ``fetchiso`` waits for this before it replies, so a task whose ``queueid`` a
+        client has seen survives a crash. Without a journal it fires at once.
+        """
+        return settled(self._journal_tail)
+
     def _enqueue(self, task: FetchTask) -> None:
         self.tasks[task.id] = task
         self._owners[task.name] = task
@@ -343,11 +351,8 @@ class FetchQueue(Service):
         if deadline.active():
             deadline.cancel()
         if self._journal is not None:
-            await self._after_journal_writes()
+            await self.written()
             await self._journal.close()
-
-    async def _after_journal_writes(self) -> None:
-        await settled(self._journal_tail)
 
     def _end_running(self) -> None:
         for task in self.tasks.values():

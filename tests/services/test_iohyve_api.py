@@ -15,7 +15,7 @@ from httpserver import HTTPServer
 from probe import OpenGate
 from support import async_fixture, async_test
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from wsclient import settle
 
 from sysadmd.api import Api, ApiError, Connection, Registry, Role, declared_actions
@@ -23,6 +23,8 @@ from sysadmd.auth._authenticator import Account
 from sysadmd.backends import Iohyve, ProcessRunner
 from sysadmd.services import IohyveActions
 from sysadmd.simulator.cli import main as simulator
+from sysadmd.tasks import Journal
+from sysadmd.tasks._journal import TaskRecord
 from sysadmd.tasks._queue import FetchQueue, TaskState
 
 CONNECTION = Connection("127.0.0.1", "test")
@@ -40,6 +42,7 @@ class Stack:
         *,
         delete_delay: float = 0.3,
         run_fetches: bool = True,
+        journal: Journal | None = None,
     ) -> None:
         self.root = root
         self.profile = profile
@@ -50,7 +53,7 @@ class Stack:
         command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(root)]
         self.command = [*command, "--profile", profile]
         self.iohyve = Iohyve(self.runner, self.command, rc_conf=self.rc_conf)
-        self.fetches = FetchQueue(self.iohyve, reactor, max_queued=2)
+        self.fetches = FetchQueue(self.iohyve, reactor, max_queued=2, journal=journal)
         if run_fetches:
             self.fetches.startService()
         registry = Registry()
@@ -192,6 +195,64 @@ async def test_fetchiso_over_http(stack: Stack, http: HTTPServer) -> None:
         409,
         "ISO 'disc1.iso' already exists; remove or rename it first",
     )
+
+
+class HeldJournal:
+    """A journal whose saves commit only when the test releases them, then at once."""
+
+    def __init__(self) -> None:
+        self.saved: list[TaskState] = []
+        self.held: list[Deferred[None]] = []
+        self.released = False
+
+    def open(self) -> Deferred[None]:
+        return succeed(None)
+
+    def recent(self) -> Deferred[list[TaskRecord]]:
+        return succeed([])
+
+    def recover(self, now: float) -> Deferred[tuple[list[TaskRecord], list[TaskRecord]]]:
+        return succeed(([], []))
+
+    def save(self, record: TaskRecord) -> Deferred[None]:
+        self.saved.append(record.state)
+        if self.released:
+            return succeed(None)
+        self.held.append(Deferred())
+        return self.held[-1]
+
+    def release(self) -> None:
+        self.released = True
+        while self.held:
+            self.held.pop(0).callback(None)
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)
+
+
+@async_test
+async def test_fetchiso_replies_once_the_queued_task_is_journalled(
+    tmp_path: Path, http: HTTPServer
+) -> None:
+    """The queueid is a promise: a crash after the reply cannot lose the task."""
+    (tmp_path / "files").mkdir()
+    journal = HeldJournal()
+    stack = Stack(tmp_path / "sim", "0.7.9", [tmp_path / "files"], journal=cast(Journal, journal))
+    http.files.files["held.iso"] = b"h" * 1000
+    try:
+        replies: list[Any] = []
+        reply = Deferred.fromCoroutine(stack.call("fetchiso", url=http.url("held.iso")))
+        reply.addCallback(replies.append)
+        await settle(0.2)
+        assert journal.saved[0] is TaskState.QUEUED
+        assert replies == []
+        journal.release()
+        await settle(0.05)
+        assert [r["comment"] for r in replies] == ["Task Queued"]
+    finally:
+        journal.release()
+        await stack.fetches.stopService()
+        await stack.runner.stop_all()
 
 
 @async_test
