@@ -41,6 +41,7 @@ from twisted.internet.defer import (
     DeferredList,
     DeferredQueue,
     ensureDeferred,
+    succeed,
 )
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -245,6 +246,8 @@ class FetchQueue(Service):
         ``fetchiso`` waits for this before it replies, so a task whose ``queueid`` a
         client has seen survives a crash. Without a journal it fires at once.
         """
+        if self._journal is None:
+            return succeed(None)
         return settled(self._journal_tail)
 
     def _enqueue(self, task: FetchTask) -> None:
