@@ -45,12 +45,23 @@ from twisted.internet.defer import (
 )
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sysadmd.api import ApiError, conflict
 from sysadmd.backends import ProcessResult, RunningProcess, VMBackend, describe_failure
 from sysadmd.shared import TaskState, redact_urls, settled, tail
+from sysadmd.tasks._checksum import (
+    ChecksumError,
+    Digest,
+    DigestFollower,
+    InThread,
+    auto_checksum_urls,
+    digests_in,
+    fetch_checksum_file,
+    parse_checksum,
+)
 from sysadmd.tasks._journal import Journal, TaskRecord
 from sysadmd.tasks._progress import Progress, ProgressMeter, dispatcher_event, remote_size
 
@@ -84,8 +95,16 @@ class FetchTask:
     arrived: bool = False
     process_group: int | None = None
     process_started: float | None = None
+    #: What the ISO must hash to: ``sha256:<hex>``/``sha512:<hex>``, ``url:<checksum file>``
+    #: or ``auto``; ``None`` for an unverified fetch.
+    verify: str | None = None
+    #: The digest computed (``<algorithm>:<hex>``), once the download ended.
+    digest: str | None = None
     process: RunningProcess | None = field(default=None, repr=False)
     meter: ProgressMeter | None = field(default=None, repr=False)
+    follower: DigestFollower | None = field(default=None, repr=False)
+    #: ``verifying`` while a verified download's digest is being completed and compared.
+    stage: str | None = None
 
     @property
     def command(self) -> str:
@@ -111,6 +130,8 @@ class FetchTask:
             message=self.message,
             process_group=self.process_group,
             process_started=self.process_started,
+            verify=self.verify,
+            digest=self.digest,
         )
 
     @classmethod
@@ -131,6 +152,8 @@ class FetchTask:
             size=record.size,
             process_group=record.process_group,
             process_started=record.process_started,
+            verify=record.verify,
+            digest=record.digest,
         )
 
 
@@ -167,6 +190,7 @@ class FetchQueue(Service):
         requeue: bool = True,
         new_id: Callable[[], str] = braced_uuid,
         end_left_overs: EndLeftOvers | None = None,
+        in_thread: InThread = deferToThread,
     ) -> None:
         if concurrency < 1 or max_queued < 1:
             raise ValueError("concurrency and max_queued must be at least 1")
@@ -183,6 +207,10 @@ class FetchQueue(Service):
         self._requeue = requeue
         self._new_id = new_id
         self._end_left_overs = end_left_overs
+        self._in_thread = in_thread
+        #: ISO name to (digest ``<algorithm>:<hex>``, size, when verified) of each ISO a
+        #: verified fetch stored; journalled.
+        self.digests: dict[str, tuple[str, int, float]] = {}
         self._queue: DeferredQueue[FetchTask] = DeferredQueue()
         self._workers: list[Deferred[None]] = []
         self._waiting: list[Deferred[FetchTask]] = []
@@ -226,8 +254,13 @@ class FetchQueue(Service):
 
     # Changes
 
-    def submit(self, url: str, name: str, user: str | None = None) -> FetchTask:
-        """Queue a fetch of ``url`` into ISO ``name``; 409 if busy, 503 if full or stopping."""
+    def submit(
+        self, url: str, name: str, user: str | None = None, *, verify: str | None = None
+    ) -> FetchTask:
+        """Queue a fetch of ``url`` into ISO ``name``; 409 if busy, 503 if full or stopping.
+
+        ``verify`` is what the ISO must hash to (see :attr:`FetchTask.verify`).
+        """
         self.ensure_free(name)
         if self._stopping:
             raise ApiError(503, "the daemon is shutting down; no new fetches are taken")
@@ -235,7 +268,7 @@ class FetchQueue(Service):
             raise ApiError(
                 503, "the fetch queue is full; try again when a queued fetch has finished"
             )
-        task = FetchTask(self._new_id(), url, name, self._clock.seconds(), user)
+        task = FetchTask(self._new_id(), url, name, self._clock.seconds(), user, verify=verify)
         self._enqueue(task)
         self.log.info("Queued fetch {task_id} of {name}", task_id=task.id, name=name)
         return task
@@ -284,6 +317,7 @@ class FetchQueue(Service):
             try:
                 await self._journal.open()
                 self._journal_tail.callback(None)
+                self.digests.update(await self._journal.digests())
                 await self._recover(self._journal)
             except Exception:
                 self.log.failure("The task journal cannot be used; fetches are not journalled")
@@ -385,6 +419,19 @@ class FetchQueue(Service):
         sizing = remote_size(task.url, self._http_reactor)
         sizing.addCallback(self._sized, task)
         try:
+            expected = await self._expected(task)
+        except ChecksumError as e:
+            sizing.cancel()
+            self._finish(task, TaskState.FAILED, f"cannot verify the download: {e}")
+            return
+        if expected is not None:
+            task.follower = DigestFollower(
+                self._iohyve.iso_directory(task.name),
+                task.name,
+                expected.algorithm,
+                self._in_thread,
+            )
+        try:
             try:
                 task.process = self._iohyve.start_fetch(
                     task.url,
@@ -401,7 +448,7 @@ class FetchQueue(Service):
             self.log.info("Fetch {task_id} started: {name}", task_id=task.id, name=task.name)
             ticker.start(1.0, now=False)
             result = await task.process.when_ended()
-            await self._ended(task, result)
+            await self._ended(task, result, expected)
         except Exception as e:
             self.log.failure("Fetch {task_id} could not run", task_id=task.id)
             await self._iohyve.discard_partial(task.name)
@@ -411,6 +458,35 @@ class FetchQueue(Service):
                 ticker.stop()
             if not sizing.called:
                 sizing.cancel()
+            if task.follower is not None:
+                task.follower.close()
+                task.follower = None
+
+    async def _expected(self, task: FetchTask) -> Digest | None:
+        """What ``task``'s ISO must hash to, reading a checksum file if it names one."""
+        if task.verify is None:
+            return None
+        given = parse_checksum(task.verify)
+        if given is not None:
+            return given
+        if task.verify == "auto":
+            urls = auto_checksum_urls(task.url)
+        elif task.verify.startswith("url:"):
+            urls = [task.verify[len("url:") :]]
+        else:
+            raise ChecksumError(f"unknown verification {redact_urls(task.verify)!r}")
+        problems = []
+        for url in urls:
+            try:
+                text = await fetch_checksum_file(url, self._http_reactor)
+            except ChecksumError as e:
+                problems.append(f"{redact_urls(url)}: {e}")
+                continue
+            found = digests_in(text, task.name)
+            if found:
+                return found[0]
+            problems.append(f"{redact_urls(url)} has no line for {task.name}")
+        raise ChecksumError("; ".join(problems))
 
     def _sized(self, total: int | None, task: FetchTask) -> None:
         if task.meter is not None and total is not None:
@@ -425,6 +501,10 @@ class FetchQueue(Service):
         if task.meter is not None and task.state is TaskState.RUNNING:
             self._measure(task, task.meter)
             self._emit(task)
+        if task.follower is not None:
+            task.follower.step().addErrback(
+                lambda f: self.log.failure("Fetch {task_id}: hashing failed", f, task_id=task.id)
+            )
 
     def _measure(self, task: FetchTask, meter: ProgressMeter) -> None:
         before = task.progress.done if task.progress else 0
@@ -432,14 +512,34 @@ class FetchQueue(Service):
         if self.on_bytes is not None and task.progress.done > before:
             self.on_bytes(task.progress.done - before)
 
-    async def _ended(self, task: FetchTask, result: ProcessResult) -> None:
+    async def _ended(
+        self, task: FetchTask, result: ProcessResult, expected: Digest | None = None
+    ) -> None:
         task.exit_code = result.exit_code
         if task.meter is not None:
             self._measure(task, task.meter)
         arrived = result.ok and await self._iohyve.fetched(task.name)
+        if arrived and task.follower is not None and expected is not None:
+            task.stage = "verifying"
+            self._emit(task)
+            computed = await task.follower.finish()
+            task.digest = str(computed)
+            task.stage = None
+            if computed != expected:
+                await self._iohyve.discard_partial(task.name)
+                self._finish(
+                    task,
+                    TaskState.FAILED,
+                    f"checksum mismatch: expected {expected}, the download's is {computed}",
+                )
+                return
         if arrived:
             task.arrived = True
             task.size = self._iohyve.iso_size(task.name)
+            if task.digest is not None and task.size is not None:
+                self._record_digest(task.name, task.digest, task.size)
+            else:
+                self._forget_digest(task.name)
             self._finish(task, TaskState.SUCCEEDED, None)
             return
         # The name was free when the task was queued and the task has owned it since,
@@ -451,6 +551,22 @@ class FetchQueue(Service):
             self._finish(task, TaskState.CANCELLED, task.message or "killed")
         else:
             self._finish(task, TaskState.FAILED, describe_failure(result))
+
+    def _record_digest(self, name: str, digest: str, size: int) -> None:
+        when = self._clock.seconds()
+        self.digests[name] = (digest, size, when)
+        if self._journal is not None:
+            journal = self._journal
+            self._journal_tail.addCallback(
+                lambda _: journal.save_digest(name, digest, size, when)
+            ).addErrback(lambda f: self.log.failure("Could not journal the digest", f))
+
+    def _forget_digest(self, name: str) -> None:
+        if self.digests.pop(name, None) is not None and self._journal is not None:
+            journal = self._journal
+            self._journal_tail.addCallback(lambda _: journal.forget_digest(name)).addErrback(
+                lambda f: self.log.failure("Could not journal the digest", f)
+            )
 
     def _finish(self, task: FetchTask, state: TaskState, message: str | None) -> None:
         task.state = state
@@ -497,9 +613,24 @@ class FetchQueue(Service):
                 filename=task.name,
                 new_output=new_output,
                 return_code=task.exit_code if task.state.final else None,
-                extra={"arrived": task.arrived, "size": task.size} if task.state.final else None,
+                extra=self._extra(task),
             ),
         )
+
+    @staticmethod
+    def _extra(task: FetchTask) -> dict[str, object] | None:
+        """sysadmd's keys of a verified fetch's events, and a finished one's outcome."""
+        extra: dict[str, object] = {}
+        if task.verify is not None and not task.state.final:
+            extra["stage"] = task.stage or (
+                "downloading" if task.state is TaskState.RUNNING else "queued"
+            )
+        if task.state.final:
+            extra.update(arrived=task.arrived, size=task.size)
+            if task.verify is not None:
+                extra["digest"] = task.digest
+                extra["verified"] = task.state is TaskState.SUCCEEDED
+        return extra or None
 
     def _forget_old(self) -> None:
         finished = sorted(
