@@ -364,8 +364,10 @@ class IohyveActions:
         CLASS,
         "fetchiso",
         summary=(
-            "Queue a download of an installation ISO; replies at once with the task id. "
-            "The ISO is named after the last path segment of the URL."
+            "Queue a download of an installation ISO; replies at once with the task id "
+            "(once the size the source announces is checked against the ISO store's free "
+            "space: 507 if it does not fit). The ISO is named after the last path segment "
+            "of the URL."
         ),
         args=[
             Arg(
@@ -410,8 +412,13 @@ class IohyveActions:
         verify = _verification(call.args, url)
         self._fetches.ensure_free(name)
         await self._vm.check_iso_absent(name)
+        announced = await self._fetches.ensure_room(url, name)
         task = self._fetches.submit(
-            url, name, call.caller.user if call.caller else None, verify=verify
+            url,
+            name,
+            call.caller.user if call.caller else None,
+            verify=verify,
+            announced=announced,
         )
         # The queueid is a promise: reply only once the queued task is on disk.
         await self._fetches.written()

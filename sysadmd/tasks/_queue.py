@@ -28,10 +28,12 @@ ended and journalled ``interrupted``; the journal is closed after its last write
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service
@@ -105,6 +107,10 @@ class FetchTask:
     follower: DigestFollower | None = field(default=None, repr=False)
     #: ``verifying`` while a verified download's digest is being completed and compared.
     stage: str | None = None
+    #: The size the source announced when the task was queued (its claim on free space).
+    announced: int | None = None
+    #: Why the daemon itself stopped the running command (it then ends ``failed``).
+    stopped_because: str | None = None
 
     @property
     def command(self) -> str:
@@ -157,6 +163,21 @@ class FetchTask:
         )
 
 
+def free_space(directory: Path) -> int | None:
+    """Bytes an unprivileged writer may still use on the file system of ``directory``, or of
+    its nearest existing parent (an ISO's own directory does not exist before its fetch);
+    ``None`` if no parent can be asked. Blocking: call it in a thread."""
+    for path in (directory, *directory.parents):
+        try:
+            info = os.statvfs(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        return info.f_bavail * info.f_frsize
+    return None
+
+
 def braced_uuid() -> str:
     """A task id in the form of the API page's example: ``{<uuid4>}``."""
     return "{" + str(uuid.uuid4()) + "}"
@@ -191,6 +212,7 @@ class FetchQueue(Service):
         new_id: Callable[[], str] = braced_uuid,
         end_left_overs: EndLeftOvers | None = None,
         in_thread: InThread = deferToThread,
+        free_space: Callable[[Path], int | None] = free_space,
     ) -> None:
         if concurrency < 1 or max_queued < 1:
             raise ValueError("concurrency and max_queued must be at least 1")
@@ -208,6 +230,7 @@ class FetchQueue(Service):
         self._new_id = new_id
         self._end_left_overs = end_left_overs
         self._in_thread = in_thread
+        self._free_space = free_space
         #: ISO name to (digest ``<algorithm>:<hex>``, size, when verified) of each ISO a
         #: verified fetch stored; journalled.
         self.digests: dict[str, tuple[str, int, float]] = {}
@@ -254,8 +277,45 @@ class FetchQueue(Service):
 
     # Changes
 
+    def claimed(self) -> int:
+        """Bytes that queued and running fetches are still expected to write."""
+        total = 0
+        for task in self.tasks.values():
+            if task.state.final or task.announced is None:
+                continue
+            done = task.progress.done if task.progress else 0
+            total += max(0, task.announced - done)
+        return total
+
+    async def ensure_room(self, url: str, name: str) -> int | None:
+        """Raise 507 if the size ``url`` announces does not fit in the ISO store.
+
+        The free space is that of the file system holding ISO ``name``'s directory, less
+        what queued and running fetches are still expected to write. Return the announced
+        size (``None`` when the source announces none: then nothing can be checked).
+        """
+        size = await remote_size(url, self._http_reactor)
+        if size is None:
+            return None
+        free = await self._in_thread(self._free_space, self._iohyve.iso_directory(name))
+        if free is None:
+            return size
+        room = free - self.claimed()
+        if size > room:
+            raise ApiError(
+                507,
+                f"ISO '{name}' is {size} bytes; the ISO store has {max(room, 0)} bytes free for it",
+            )
+        return size
+
     def submit(
-        self, url: str, name: str, user: str | None = None, *, verify: str | None = None
+        self,
+        url: str,
+        name: str,
+        user: str | None = None,
+        *,
+        verify: str | None = None,
+        announced: int | None = None,
     ) -> FetchTask:
         """Queue a fetch of ``url`` into ISO ``name``; 409 if busy, 503 if full or stopping.
 
@@ -268,7 +328,15 @@ class FetchQueue(Service):
             raise ApiError(
                 503, "the fetch queue is full; try again when a queued fetch has finished"
             )
-        task = FetchTask(self._new_id(), url, name, self._clock.seconds(), user, verify=verify)
+        task = FetchTask(
+            self._new_id(),
+            url,
+            name,
+            self._clock.seconds(),
+            user,
+            verify=verify,
+            announced=announced,
+        )
         self._enqueue(task)
         self.log.info("Queued fetch {task_id} of {name}", task_id=task.id, name=name)
         return task
@@ -488,9 +556,32 @@ class FetchQueue(Service):
             problems.append(f"{redact_urls(url)} has no line for {task.name}")
         raise ChecksumError("; ".join(problems))
 
-    def _sized(self, total: int | None, task: FetchTask) -> None:
+    def _sized(self, total: int | None, task: FetchTask) -> Deferred[None] | None:
         if task.meter is not None and total is not None:
             task.meter.total = total
+        if total is None or task.process is None:
+            return None
+        # Checked again as the download starts: the space may have gone since it was queued.
+        task.announced = total
+        checking: Deferred[int | None] = self._in_thread(
+            self._free_space, self._iohyve.iso_directory(task.name)
+        )
+        return checking.addCallback(self._room_at_start, task)
+
+    def _room_at_start(self, free: int | None, task: FetchTask) -> None:
+        if free is None or task.process is None or task.announced is None:
+            return
+        room = free - (self.claimed() - max(0, task.announced - self._on_disk(task)))
+        if task.announced - self._on_disk(task) > room:
+            task.stopped_because = (
+                f"ISO '{task.name}' is {task.announced} bytes; the ISO store has"
+                f" {max(room, 0)} bytes free for it"
+            )
+            task.process.stop()
+
+    @staticmethod
+    def _on_disk(task: FetchTask) -> int:
+        return task.progress.done if task.progress else 0
 
     def _output(self, task: FetchTask, data: bytes) -> None:
         text = data.decode("utf-8", errors="replace")
@@ -545,7 +636,9 @@ class FetchQueue(Service):
         # The name was free when the task was queued and the task has owned it since,
         # so whatever iohyve left under it (an empty dataset, a partial file) is removed.
         await self._iohyve.discard_partial(task.name)
-        if result.cancelled and self._stopping:
+        if task.stopped_because is not None:
+            self._finish(task, TaskState.FAILED, task.stopped_because)
+        elif result.cancelled and self._stopping:
             self._finish(task, TaskState.INTERRUPTED, "the daemon stopped while it ran")
         elif result.cancelled:
             self._finish(task, TaskState.CANCELLED, task.message or "killed")

@@ -66,7 +66,7 @@ async def _sleep(seconds: float) -> None:
     await deferLater(reactor, seconds, lambda: None)
 
 
-async def _until_final(task: FetchTask) -> FetchTask:
+async def until_final(task: FetchTask) -> FetchTask:
     for _ in range(400):
         if task.state.final:
             return task
@@ -74,12 +74,22 @@ async def _until_final(task: FetchTask) -> FetchTask:
     raise AssertionError(f"task did not finish: {task}")
 
 
-def _start(tmp_path: Path, http: HTTPServer, runner: ProcessRunner) -> Host:
+async def release(http: HTTPServer) -> None:
+    """Wait until a download is held half way by the server, then let it finish."""
+    for _ in range(400):
+        if any(r.method == b"GET" and not r._disconnected for r in http.files.stalled):
+            break
+        await _sleep(0.05)
+    assert http.files.finish() > 0
+
+
+def start_host(tmp_path: Path, http: HTTPServer, runner: ProcessRunner, **queue: Any) -> Host:
+    """The daemon's API and fetch queue on a fresh simulator; ``queue`` goes to the queue."""
     root = tmp_path / "sim"
     command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(root)]
     iohyve = Iohyve(runner, command, iso_root=root / "iohyve" / "ISO")
     journal_path = tmp_path / "tasks.sqlite"
-    fetches = FetchQueue(iohyve, reactor, journal=Journal(journal_path, reactor))
+    fetches = FetchQueue(iohyve, reactor, journal=Journal(journal_path, reactor), **queue)
     fetches.startService()
     registry = Registry()
     registry.register(IohyveActions(iohyve, fetches))
@@ -92,7 +102,7 @@ def _start(tmp_path: Path, http: HTTPServer, runner: ProcessRunner) -> Host:
 @async_fixture()
 async def host(tmp_path: Path, http: HTTPServer) -> AsyncIterator[Host]:
     runner = ProcessRunner(reactor, kill_grace=0.5)
-    started = _start(tmp_path, http, runner)
+    started = start_host(tmp_path, http, runner)
     yield started
     http.files.finish()
     await started.fetches.stopService()
@@ -104,7 +114,7 @@ async def test_a_matching_checksum_succeeds_and_is_recorded(host: Host) -> None:
     """The ISO arrives, its digest is on the task, in the journal and in isodigests;
     listisos keeps sysadm's shape (a list of names)."""
     host.http.files.files["good.iso"] = DATA
-    task = await _until_final(await host.fetch("good.iso", checksum=f"sha256:{SHA256.upper()}"))
+    task = await until_final(await host.fetch("good.iso", checksum=f"sha256:{SHA256.upper()}"))
     assert task.state.value == "succeeded", task.message
     assert task.digest == f"sha256:{SHA256}"
     assert host.iohyve.iso_size("good.iso") == len(DATA)
@@ -131,7 +141,7 @@ async def test_a_mismatching_checksum_fails_with_both_digests_and_leaves_no_file
 ) -> None:
     host.http.files.files["bad.iso"] = DATA
     wrong = "sha512:" + "ab" * 64
-    task = await _until_final(await host.fetch("bad.iso", checksum=wrong))
+    task = await until_final(await host.fetch("bad.iso", checksum=wrong))
     assert task.state.value == "failed"
     assert task.message is not None
     assert wrong in task.message and f"sha512:{SHA512}" in task.message
@@ -155,8 +165,8 @@ async def test_the_digest_is_computed_while_the_bytes_arrive(host: Host) -> None
         await _sleep(0.05)
     assert follower is not None and follower.hashed == len(DATA) // 2
     assert not task.state.final
-    host.http.files.finish()
-    await _until_final(task)
+    await release(host.http)
+    await until_final(task)
     assert task.state.value == "succeeded", task.message
     assert follower.hashed == len(DATA) and not follower.reread
 
@@ -169,7 +179,7 @@ async def test_auto_finds_a_freebsd_checksum_file_beside_the_image(host: Host) -
     files["CHECKSUM.SHA512-FreeBSD-14.3-RELEASE-amd64"] = (
         f"SHA512 ({FREEBSD}) = {SHA512}\nSHA512 ({FREEBSD}.xz) = {'0' * 128}\n"
     ).encode()
-    task = await _until_final(await host.fetch(FREEBSD, verify="auto"))
+    task = await until_final(await host.fetch(FREEBSD, verify="auto"))
     assert task.state.value == "succeeded", task.message
     assert task.digest == f"sha512:{SHA512}"
     assert (await host.call("isodigests"))[FREEBSD]["digest"] == f"sha512:{SHA512}"
@@ -182,7 +192,7 @@ async def test_auto_falls_back_to_the_sha256_file(host: Host) -> None:
     files["CHECKSUM.SHA256-FreeBSD-14.3-RELEASE-amd64"] = (
         f"SHA256 ({FREEBSD}) = {'1' * 64}\n"
     ).encode()
-    task = await _until_final(await host.fetch(FREEBSD, verify="auto"))
+    task = await until_final(await host.fetch(FREEBSD, verify="auto"))
     assert task.state.value == "failed"
     assert task.message is not None and f"sha256:{SHA256}" in task.message
     assert host.iso_files(FREEBSD) == []
@@ -192,7 +202,7 @@ async def test_auto_falls_back_to_the_sha256_file(host: Host) -> None:
 async def test_a_gnu_checksum_file_is_understood(host: Host) -> None:
     host.http.files.files["gnu.iso"] = DATA
     host.http.files.files["SHA256SUMS"] = f"{'2' * 64}  other.iso\n{SHA256} *gnu.iso\n".encode()
-    task = await _until_final(await host.fetch("gnu.iso", checksum_url=host.http.url("SHA256SUMS")))
+    task = await until_final(await host.fetch("gnu.iso", checksum_url=host.http.url("SHA256SUMS")))
     assert task.state.value == "succeeded", task.message
     assert task.digest == f"sha256:{SHA256}"
 
@@ -200,7 +210,7 @@ async def test_a_gnu_checksum_file_is_understood(host: Host) -> None:
 @async_test
 async def test_a_missing_checksum_file_fails_before_any_byte(host: Host) -> None:
     host.http.files.files["orphan.iso"] = DATA
-    task = await _until_final(
+    task = await until_final(
         await host.fetch("orphan.iso", checksum_url=host.http.url("NOPE.SUMS"))
     )
     assert task.state.value == "failed"
@@ -214,7 +224,7 @@ async def test_a_missing_checksum_file_fails_before_any_byte(host: Host) -> None
 async def test_an_oversized_checksum_file_is_refused(host: Host) -> None:
     host.http.files.files["big.iso"] = DATA
     host.http.files.files["HUGE.SUMS"] = f"{SHA256}  big.iso\n".encode() * 20_000
-    task = await _until_final(await host.fetch("big.iso", checksum_url=host.http.url("HUGE.SUMS")))
+    task = await until_final(await host.fetch("big.iso", checksum_url=host.http.url("HUGE.SUMS")))
     assert task.state.value == "failed"
     assert task.message is not None and "larger than 1048576 bytes" in task.message
     assert host.iso_files("big.iso") == []
@@ -251,7 +261,7 @@ async def test_a_fetch_without_the_new_arguments_sees_no_change(host: Host) -> N
     events: list[dict[str, Any]] = []
     host.fetches._publish = lambda _name, args: events.append(dict(args))
     host.http.files.files["plain.iso"] = DATA
-    task = await _until_final(await host.fetch("plain.iso"))
+    task = await until_final(await host.fetch("plain.iso"))
     assert task.state.value == "succeeded" and task.verify is None and task.digest is None
     assert "plain.iso" not in await host.call("isodigests")
     for event in events:
