@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
@@ -206,7 +206,7 @@ def fetch_checksum_file(
             getting: Deferred[bytes] = ensureDeferred(_get(url, reactor, agent))
             getting.addTimeout(timeout, reactor)
             data = await getting
-        except ChecksumError:
+        except (ChecksumError, CancelledError):
             raise
         except Exception as error:
             raise ChecksumError(str(error) or type(error).__name__) from error
@@ -218,9 +218,9 @@ def fetch_checksum_file(
 class DigestFollower:
     """Hashes the file a download writes into ``directory`` for ISO ``name``, as it grows.
 
-    The followed file is ``name`` itself or a temporary file whose name ends with
-    ``.<name>`` (fetch(1)'s ``.fetch.XXXXXX.<name>``), the largest of them. ``in_thread``
-    runs a blocking call off the reactor thread and returns a Deferred of its result
+    The followed file is ``name`` itself or fetch(1)'s temporary file
+    ``.fetch.XXXXXX.<name>``, the largest of them (other ISOs may share the directory).
+    ``in_thread`` runs a blocking call off the reactor thread and returns a Deferred of its result
     (``twisted.internet.threads.deferToThread``); every file access goes through it, one
     call at a time.
     """
@@ -233,6 +233,7 @@ class DigestFollower:
         self.algorithm = algorithm
         self._in_thread = in_thread
         self._hash = hashlib.new(algorithm)
+        self._own = re.compile(rf"(?:\.fetch\.[A-Za-z0-9]{{6}}\.)?{re.escape(name)}")
         self._fd: int | None = None
         #: Bytes hashed so far.
         self.hashed = 0
@@ -284,7 +285,7 @@ class DigestFollower:
         try:
             with os.scandir(self.directory) as entries:
                 for entry in entries:
-                    if entry.name != self.name and not entry.name.endswith("." + self.name):
+                    if self._own.fullmatch(entry.name) is None:
                         continue
                     try:
                         if not entry.is_file(follow_symlinks=False):

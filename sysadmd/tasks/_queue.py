@@ -22,6 +22,16 @@ children running, in their own process group): the group the journal recorded fo
 it is ended first, if it still looks like the same one
 (:func:`sysadmd.backends.end_left_over_group`), and then its remains are removed.
 
+A verified task (:attr:`FetchTask.verify`) first gets its expected digest (reading a
+checksum file if it names one; a kill or a stop cancels that), then hashes its download
+while it arrives (:class:`~sysadmd.tasks._checksum.DigestFollower`); a mismatch fails it
+and removes the ISO, a match is kept in :attr:`FetchQueue.digests` and the journal.
+
+Free space: :meth:`FetchQueue.ensure_room` refuses (507) a fetch whose announced size does
+not fit in the ISO store less what queued and running fetches still claim; when a download
+starts and its size is known, it is checked again against the running ones' claims, and a
+task that no longer fits is stopped and ends ``failed``.
+
 At stop, no new task is taken; running ones get ``grace`` seconds, then they are
 ended and journalled ``interrupted``; the journal is closed after its last write.
 """
@@ -111,6 +121,10 @@ class FetchTask:
     announced: int | None = None
     #: Why the daemon itself stopped the running command (it then ends ``failed``).
     stopped_because: str | None = None
+    #: While a verified task reads its checksum file, before its command starts.
+    preparing: Deferred[Digest | None] | None = field(default=None, repr=False)
+    #: Set when a kill or a stop cancels :attr:`preparing`.
+    preparing_ended: bool = field(default=False, repr=False)
 
     @property
     def command(self) -> str:
@@ -277,11 +291,14 @@ class FetchQueue(Service):
 
     # Changes
 
-    def claimed(self) -> int:
-        """Bytes that queued and running fetches are still expected to write."""
+    def claimed(self, *, running_only: bool = False, besides: FetchTask | None = None) -> int:
+        """Bytes that queued and running fetches (or only the running ones, ``besides`` one
+        left out) are still expected to write."""
         total = 0
         for task in self.tasks.values():
-            if task.state.final or task.announced is None:
+            if task.state.final or task.announced is None or task is besides:
+                continue
+            if running_only and task.state is not TaskState.RUNNING:
                 continue
             done = task.progress.done if task.progress else 0
             total += max(0, task.announced - done)
@@ -370,6 +387,10 @@ class FetchQueue(Service):
             elif task.process is not None:
                 task.message = "killed"
                 task.process.stop()
+            elif task.preparing is not None:
+                task.message = "killed"
+                task.preparing_ended = True
+                task.preparing.cancel()
         return killed
 
     # Life cycle
@@ -464,6 +485,9 @@ class FetchQueue(Service):
             if task.process is not None:
                 task.message = "the daemon stopped while it ran"
                 task.process.stop()
+            elif task.preparing is not None:
+                task.preparing_ended = True
+                task.preparing.cancel()
 
     async def _work(self) -> None:
         while not self._stopping:
@@ -486,11 +510,9 @@ class FetchQueue(Service):
         ticker.clock = self._clock
         sizing = remote_size(task.url, self._http_reactor)
         sizing.addCallback(self._sized, task)
-        try:
-            expected = await self._expected(task)
-        except ChecksumError as e:
+        ready, expected = await self._prepare(task)
+        if not ready:
             sizing.cancel()
-            self._finish(task, TaskState.FAILED, f"cannot verify the download: {e}")
             return
         if expected is not None:
             task.follower = DigestFollower(
@@ -514,6 +536,11 @@ class FetchQueue(Service):
                     task.process_started = task.process.started
                 self._changed(task)
             self.log.info("Fetch {task_id} started: {name}", task_id=task.id, name=task.name)
+            sizing.addCallback(lambda _: self._check_room(task)).addErrback(
+                lambda f: self.log.failure(
+                    "Fetch {task_id}: could not check the free space", f, task_id=task.id
+                )
+            )
             ticker.start(1.0, now=False)
             result = await task.process.when_ended()
             await self._ended(task, result, expected)
@@ -529,6 +556,26 @@ class FetchQueue(Service):
             if task.follower is not None:
                 task.follower.close()
                 task.follower = None
+
+    async def _prepare(self, task: FetchTask) -> tuple[bool, Digest | None]:
+        """Get what ``task``'s ISO must hash to; on failure finish the task, return False."""
+        task.preparing = ensureDeferred(self._expected(task))
+        try:
+            return True, await task.preparing
+        except Exception as e:
+            if task.preparing_ended:
+                # Cancelled by a kill or a stop, whatever error that surfaced as.
+                if self._stopping:
+                    self._finish(task, TaskState.INTERRUPTED, "the daemon stopped while it ran")
+                else:
+                    self._finish(task, TaskState.CANCELLED, task.message or "killed")
+            else:
+                if not isinstance(e, ChecksumError):
+                    self.log.failure("Fetch {task_id} could not get its checksum", task_id=task.id)
+                self._finish(task, TaskState.FAILED, f"cannot verify the download: {e}")
+        finally:
+            task.preparing = None
+        return False, None
 
     async def _expected(self, task: FetchTask) -> Digest | None:
         """What ``task``'s ISO must hash to, reading a checksum file if it names one."""
@@ -556,13 +603,18 @@ class FetchQueue(Service):
             problems.append(f"{redact_urls(url)} has no line for {task.name}")
         raise ChecksumError("; ".join(problems))
 
-    def _sized(self, total: int | None, task: FetchTask) -> Deferred[None] | None:
-        if task.meter is not None and total is not None:
+    def _sized(self, total: int | None, task: FetchTask) -> None:
+        if total is None:
+            return
+        if task.meter is not None:
             task.meter.total = total
-        if total is None or task.process is None:
+        task.announced = total
+
+    def _check_room(self, task: FetchTask) -> Deferred[None] | None:
+        """Once the command runs and the size is known: is there still room for it?"""
+        if task.announced is None or task.process is None:
             return None
         # Checked again as the download starts: the space may have gone since it was queued.
-        task.announced = total
         checking: Deferred[int | None] = self._in_thread(
             self._free_space, self._iohyve.iso_directory(task.name)
         )
@@ -571,7 +623,8 @@ class FetchQueue(Service):
     def _room_at_start(self, free: int | None, task: FetchTask) -> None:
         if free is None or task.process is None or task.announced is None:
             return
-        room = free - (self.claimed() - max(0, task.announced - self._on_disk(task)))
+        # Fetches that were queued behind this one wait for it: only running ones count.
+        room = free - self.claimed(running_only=True, besides=task)
         if task.announced - self._on_disk(task) > room:
             task.stopped_because = (
                 f"ISO '{task.name}' is {task.announced} bytes; the ISO store has"

@@ -22,7 +22,9 @@ from httpserver import HTTPServer
 from probe import OpenGate
 from support import async_fixture, async_test
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 
 from sysadmd.api import Api, ApiError, Connection, Registry, Role
 from sysadmd.auth._authenticator import Account
@@ -30,7 +32,12 @@ from sysadmd.backends import Iohyve, ProcessRunner
 from sysadmd.services import IohyveActions
 from sysadmd.simulator.cli import main as simulator
 from sysadmd.tasks import FetchQueue, FetchTask, Journal
-from sysadmd.tasks._checksum import ChecksumError, auto_checksum_urls, digests_in
+from sysadmd.tasks._checksum import (
+    ChecksumError,
+    DigestFollower,
+    auto_checksum_urls,
+    digests_in,
+)
 
 CONNECTION = Connection("127.0.0.1", "test")
 DATA = b"an installation image " * 20_000
@@ -230,6 +237,24 @@ async def test_an_oversized_checksum_file_is_refused(host: Host) -> None:
     assert host.iso_files("big.iso") == []
 
 
+@async_test
+async def test_a_task_killed_while_it_reads_its_checksum_file_ends_at_once(host: Host) -> None:
+    """The checksum file is held half way; a kill cancels the task before any download."""
+    host.http.files.files["wait.iso"] = DATA
+    host.http.files.files["SLOW.SUMS"] = f"{SHA256}  wait.iso\n".encode()
+    host.http.files.stall.add("SLOW.SUMS")
+    task = await host.fetch("wait.iso", checksum_url=host.http.url("SLOW.SUMS"))
+    for _ in range(200):
+        if task.preparing is not None:
+            break
+        await _sleep(0.05)
+    assert task.preparing is not None and task.state.value == "running"
+    assert host.fetches.kill([task.id]) == [task.id]
+    await until_final(task)
+    assert (task.state.value, task.message) == ("cancelled", "killed")
+    assert task.process_group is None and host.iso_files("wait.iso") == []
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
@@ -293,3 +318,45 @@ def test_auto_checksum_urls() -> None:
         auto_checksum_urls(f"{base}/debian-12.iso")
     with pytest.raises(ChecksumError):
         auto_checksum_urls(f"ftp://ftp.freebsd.org/{FREEBSD}")
+
+
+def _now(function: Any, *args: Any) -> Deferred[Any]:
+    return succeed(function(*args))
+
+
+def test_the_follower_reads_only_its_own_download(tmp_path: Path) -> None:
+    """Other ISOs in a shared store (``b.a.iso``, larger) are not followed; the temporary
+    file is, through its rename, and is not read a second time."""
+    (tmp_path / "b.a.iso").write_bytes(b"other" * 100_000)
+    temporary = tmp_path / ".fetch.Ab3dE9.a.iso"
+    follower = DigestFollower(tmp_path, "a.iso", "sha256", _now)
+    with temporary.open("wb") as out:
+        out.write(DATA[:1000])
+        out.flush()
+        follower.step()
+        assert follower.hashed == 1000
+        out.write(DATA[1000:])
+    temporary.rename(tmp_path / "a.iso")
+    digest = _result(follower.finish())
+    assert str(digest) == f"sha256:{SHA256}" and not follower.reread
+
+
+def test_the_follower_hashes_a_replaced_file_from_its_start(tmp_path: Path) -> None:
+    """When the file left under the name is not the one followed (decompressed, copied),
+    it is read again, and the digest is the final file's."""
+    follower = DigestFollower(tmp_path, "a.iso", "sha512", _now)
+    (tmp_path / ".fetch.Zz0000.a.iso").write_bytes(b"compressed bytes")
+    follower.step()
+    (tmp_path / ".fetch.Zz0000.a.iso").unlink()
+    (tmp_path / "a.iso").write_bytes(DATA)
+    digest = _result(follower.finish())
+    assert str(digest) == f"sha512:{SHA512}" and follower.reread
+
+
+def _result(deferred: Deferred[Any]) -> Any:
+    results: list[Any] = []
+    deferred.addBoth(results.append)
+    [result] = results
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
