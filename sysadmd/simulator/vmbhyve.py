@@ -39,6 +39,7 @@ from sysadmd.simulator.output import Output
 from sysadmd.simulator.vmhost import (
     Datastore,
     HostError,
+    HostLock,
     Processes,
     VmHost,
     host_path,
@@ -686,16 +687,19 @@ def _halt(vm: Vm, name: str, processes: Processes, status: int) -> None:
     vm.log(store, name, "stopped")
 
 
-def _start(vm: Vm, args: list[str], iso_command: bool = False) -> int:
+def _install(vm: Vm, args: list[str]) -> int:
     _, rest = vm.getopts(args, "fitv", strict=False)
-    processes = Processes(vm.host.root)
-    if iso_command:
-        if len(rest) < 2 or not rest[0] or not rest[1]:
-            raise vm.missing("install")
-        iso = _iso_find(vm, rest[1])
-        if iso is None:
-            raise vm.err(f"unable to locate iso file - '{rest[1]}'")
-        return _start_one(vm, rest[0], iso, processes)
+    if len(rest) < 2 or not rest[0] or not rest[1]:
+        raise vm.missing("install")
+    iso = _iso_find(vm, rest[1])
+    if iso is None:
+        raise vm.err(f"unable to locate iso file - '{rest[1]}'")
+    return _start_one(vm, rest[0], iso, Processes(vm.host.root))
+
+
+def _start(vm: Vm, args: list[str]) -> int:
+    """``vm start``: the lock is held for each guest, not while waiting between them."""
+    _, rest = vm.getopts(args, "fitv", strict=False)
     if not rest or not rest[0]:
         raise vm.missing("start")
     delay = vm.host.rc.get("vm_delay") or "2"
@@ -706,7 +710,8 @@ def _start(vm: Vm, args: list[str], iso_command: bool = False) -> int:
         if index:
             vm.out(f"Waiting {delay} second(s)")
             time.sleep(float(delay) if delay.isdigit() else 0)
-        failed += _start_one(vm, name, None, processes)
+        with HostLock(vm.host.root):
+            failed += _start_one(vm, name, None, Processes(vm.host.root))
     return failed % 256
 
 
@@ -892,8 +897,9 @@ def _iso(vm: Vm, args: list[str]) -> int:
             except OSError:
                 continue
             for entry in entries:
+                # ls -1 shows no dot files (a download in progress is one).
                 words = entry.split()
-                if words:
+                if words and not entry.startswith("."):
                     vm.out(f"{datastore:<20}{words[0]}")
         return 0
     wanted = options.get("d", "default")
@@ -1046,7 +1052,7 @@ _HANDLERS = {
     "list": _list,
     "info": _info,
     "create": _create,
-    "install": lambda vm, args: _start(vm, args, iso_command=True),
+    "install": _install,
     "start": _start,
     "stop": _stop,
     "poweroff": _poweroff,
@@ -1091,7 +1097,15 @@ def _run(vm: Vm, args: list[str]) -> int:
     if handler is None:
         vm.ctx.output.err(f"iohyve-sim: vm {command} is not simulated")
         return SIMULATOR_ERROR
-    return handler(vm, args[1:])
+    if command in _OWN_LOCKING:
+        return handler(vm, args[1:])
+    with HostLock(vm.ctx.root):
+        return handler(vm, args[1:])
+
+
+#: Commands that take the lock themselves: start waits between guests, iso downloads (into a
+#: temporary file renamed when complete) and only reads otherwise.
+_OWN_LOCKING = ("start", "iso")
 
 
 __all__ = ["DEFAULT_VERSION", "VERSIONS", "host_path", "run_vm"]

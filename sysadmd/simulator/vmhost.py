@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import os
 
-from sysadmd.simulator.state import Root, byte_key
+from sysadmd.simulator.state import Root, StateError, byte_key
 
 PROCESS_FILE = "processes.json"
 #: The first pid handed out when the table is new.
@@ -253,6 +253,29 @@ def load_host(root: Root) -> VmHost:
     return host
 
 
+class HostLock:
+    """Hold the simulator's state lock (``ROOT/.lock``, the one iohyve's commands take) while
+    a ``vm`` command reads and changes the host, so concurrent commands do not lose changes."""
+
+    def __init__(self, root: Root) -> None:
+        self._root = root
+        self._fd = -1
+
+    def __enter__(self) -> None:
+        import fcntl  # noqa: PLC0415
+
+        os.makedirs(self._root.path, exist_ok=True)
+        self._fd = os.open(self._root.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self._fd)  # closing the descriptor releases the flock
+
+
 # -- processes ------------------------------------------------------------------------------------
 
 
@@ -281,7 +304,7 @@ class Processes:
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:
-            raise HostError(f"cannot read {self.path}: {exc}") from exc
+            raise StateError(f"cannot read {self.path}: {exc}") from exc
         try:
             self.next_pid = int(data.get("next_pid", FIRST_PID))
             for pid, entry in data.get("processes", {}).items():
@@ -290,7 +313,7 @@ class Processes:
                 )
             self.vmm = [str(name) for name in data.get("vmm", [])]
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise HostError(f"cannot read {self.path}: not a process table") from exc
+            raise StateError(f"cannot read {self.path}: not a process table") from exc
 
     def save(self) -> None:
         """Write the table back (atomically)."""

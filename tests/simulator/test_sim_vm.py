@@ -6,10 +6,12 @@ from __future__ import annotations
 import lzma
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from sim_support import run_process
+from sim_support import REPO_ROOT, run_process, sim_env
 
 from sysadmd.backends._vmbhyve import parse
 from sysadmd.simulator.cli import main
@@ -486,6 +488,28 @@ def test_start_and_stop(vm: Vm) -> None:
     assert ": stopped\n" in log
 
 
+def test_concurrent_starts_lose_no_guest(vm: Vm) -> None:
+    names = [f"g{number}" for number in range(8)]
+    for name in names:
+        vm.ok("create", name)
+    env = sim_env(vm.root)
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sysadmd.simulator", "vm", "start", name],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+        )
+        for name in names
+    ]
+    assert [start.wait(timeout=60) for start in starts] == [0] * len(names)
+    table = vm.processes()
+    assert sorted(table.vmm) == names
+    assert sorted(process.title for process in table.table.values()) == [
+        f"bhyve: {name}" for name in names
+    ]
+
+
 def test_start_counts_failed_guests(vm: Vm) -> None:
     vm.ok("create", "web")
     vm.conf("web").write_text(vm.conf("web").read_text().replace("cpu=1\n", ""))
@@ -618,6 +642,13 @@ def test_iso_fetch_and_decompress(vm: Vm, tmp_path: Path) -> None:
     assert status == 0
     assert err == f"fetch: file://{source}/missing.iso: No such file or directory\n"
     assert sorted(os.listdir(vm.path("/zroot/vm/.iso"))) == ["plain.iso", "small.img"]
+    # A download in progress is a dot file, which the listing does not show.
+    vm.path("/zroot/vm/.iso/.fetch.123.big.iso").write_bytes(b"")
+    assert vm.ok("iso") == (
+        "DATASTORE           FILENAME\n"
+        "default             plain.iso\n"
+        "default             small.img\n"
+    )
     assert vm("iso", "-d", "nope", "file:///x.iso") == (
         1,
         "",
