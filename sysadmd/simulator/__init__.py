@@ -24,6 +24,9 @@ The other VM manager, vm-bhyve, is the ``vm`` dialect (:mod:`~sysadmd.simulator.
     root as on a FreeBSD host below ``/`` (``ROOT/etc/rc.conf``, ``$vm_dir/<name>/<name>.conf``,
     ``console``, ``run.lock``, ``.iso/``); running guests are ``bhyve: <name>`` processes in
     ``ROOT/processes.json`` (:mod:`~sysadmd.simulator.vmhost`).
+``iohyve-sim [--root DIR] sysrc [-f file] [-inqx] name[[+|-]=value] ...``
+    FreeBSD's sysrc on the same files (:mod:`~sysadmd.simulator.sysrc`), as vm-bhyve and a
+    backend change them.
 
 Three FreeBSD tools the sysadm daemon also runs are simulated on the same state when they are the
 first word (:mod:`~sysadmd.simulator.hosttools` documents their output):
@@ -60,7 +63,7 @@ data arrives and is renamed to ``<name>`` only when complete.
 
 Modules: :mod:`~sysadmd.simulator.cli` (options, entry point), :mod:`~.dialects` (the tools and
 the word that selects each), :mod:`~.commands` (iohyve's dispatch), :mod:`~.vmbhyve` and
-:mod:`~.vmhost` (vm-bhyve's commands and host),
+:mod:`~.vmhost` (vm-bhyve's commands and host), :mod:`~.sysrc`,
 :mod:`~.guests`, :mod:`~.lifecycle`, :mod:`~.disks`, :mod:`~.info`, :mod:`~.hostsetup` and
 :mod:`~.iso` (the commands), :mod:`~.hosttools` (zpool, ifconfig), :mod:`~.profiles` (the two
 dialects), :mod:`~.state` (state directory and lock), :mod:`~.datasets` (the simulated ZFS

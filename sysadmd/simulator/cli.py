@@ -12,8 +12,8 @@ Options (they come before the iohyve words; ``--`` ends them early):
     The vm-bhyve dialect of the ``vm`` tool (default: ``$IOHYVE_SIM_VM_VERSION``, else 1.7).
 
 Everything from the first word that is not an option on is run by the simulated tool that word
-names (:mod:`~sysadmd.simulator.dialects`): ``iohyve``, ``vm``, ``zpool``, ``ifconfig`` or
-``sysctl``
+names (:mod:`~sysadmd.simulator.dialects`): ``iohyve``, ``vm``, ``zpool``, ``ifconfig``,
+``sysctl`` or ``sysrc``
 (``iohyve-sim --root /tmp/s zpool list -H``, ``iohyve-sim --root /tmp/s iohyve list``). Words
 that name no tool go to iohyve, so ``iohyve-sim --root /tmp/s list`` behaves like ``iohyve
 list``. The exit status is the tool's.
@@ -54,7 +54,8 @@ USAGE = (
     "       iohyve-sim [--root DIR] [--vm-version 1.6|1.7|dev] vm <vm arguments...>\n"
     "       iohyve-sim [--root DIR] [--pool NAME] zpool list [-Hp] [-o property[,...]] [pool ...]\n"
     "       iohyve-sim [--root DIR] ifconfig [-l | -a | <interface>]\n"
-    "       iohyve-sim [--root DIR] sysctl [-n] <name> ..."
+    "       iohyve-sim [--root DIR] sysctl [-n] <name> ...\n"
+    "       iohyve-sim [--root DIR] sysrc [-f file] [-inqx] name[[+|-]=value] ..."
 )
 
 

@@ -97,11 +97,11 @@ def _is_setting(line: str, key: str) -> bool:
 
 
 def sysrc_set(path: str, key: str, value: str) -> None:
-    """``sysrc -f path key=value``: replace the key's line in place, else append it."""
+    """``sysrc -f path key=value``: replace the key's last line in place, else append it."""
     lines = _conf_lines(path)
     entry = f'{key}="{value}"'
-    for index, line in enumerate(lines):
-        if _is_setting(line, key):
+    for index in range(len(lines) - 1, -1, -1):
+        if _is_setting(lines[index], key):
             lines[index] = entry
             break
     else:

@@ -667,3 +667,50 @@ def test_switch_create_add_list(vm: Vm) -> None:
         "public  standard  vm-public  -        no       -    -     em0\n"
     )
     assert vm("switch", "create", "public") == (1, "", ERROR + "switch public already exists\n")
+
+
+# -- sysrc ---------------------------------------------------------------------------------------
+
+
+def sysrc(vm: Vm, *words: str) -> tuple[int, str, str]:
+    vm.capsys.readouterr()
+    status = main(["--root", str(vm.root), "sysrc", *words])
+    captured = vm.capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_sysrc_on_rc_conf_drives_vm_list(vm: Vm) -> None:
+    vm.ok("create", "web")
+    vm.ok("create", "db")
+    assert sysrc(vm, "vm_list+=web") == (0, "vm_list:  -> web\n", "")
+    assert sysrc(vm, "vm_list+=db") == (0, "vm_list: web -> web db\n", "")
+    assert sysrc(vm, "vm_list+=db") == (0, "vm_list: web db -> web db\n", "")
+    auto = {
+        name: guest.autostart_order
+        for name, guest in parse.parse_list(vm.ok("list"), "1.7").items()
+    }
+    assert auto == {"db": 2, "web": 1}
+    assert sysrc(vm, "-n", "vm_list") == (0, "web db\n", "")
+    assert sysrc(vm, "vm_list-=web") == (0, "vm_list: web db -> db\n", "")
+    assert sysrc(vm, "nope") == (1, "", "sysrc: unknown variable 'nope'\n")
+    assert sysrc(vm, "-i", "nope") == (0, "", "")
+
+
+def test_sysrc_on_a_guest_conf(vm: Vm) -> None:
+    vm.ok("create", "web")
+    conf = "/zroot/vm/web/web.conf"
+    assert sysrc(vm, "-f", conf, "memory=1G") == (0, "memory: 256M -> 1G\n", "")
+    assert sysrc(vm, "-qf", conf, "description=build host") == (0, "", "")
+    assert sysrc(vm, "-f", conf, "-x", "description") == (0, "", "")
+    values = parse.parse_conf(vm.conf("web").read_text())
+    assert values["memory"] == "1G"
+    assert "description" not in values
+    assert parse.parse_list(vm.ok("list"), "1.7")["web"].memory == "1G"
+    assert sysrc(vm, "-f", "/nowhere/x.conf", "a=b") == (
+        1,
+        "",
+        "sysrc: /nowhere/x.conf: No such file or directory\n",
+    )
+    status, out, err = sysrc(vm, "--file", conf, "cpu")
+    assert (status, out) == (1, "")
+    assert err.startswith("sysrc: illegal option -- -\n")
