@@ -335,54 +335,62 @@ def parse_size(text: str) -> int | None:
 # -- commands -------------------------------------------------------------------------------------
 
 
+def _yes(value: str) -> bool:
+    """rc.subr's ``checkyesno``."""
+    return value.lower() in ("yes", "true", "on", "1")
+
+
+def _vnc(vm: Vm, directory: str, conf: dict[str, str], pid: int | None) -> str:
+    """The VNC cell: the console file's ``vnc=`` value of a running guest with graphics."""
+    host = vm.host
+    ours = _first_line(host.real(f"{directory}/run.lock")) == host.hostname
+    if (pid is None and not ours) or not _yes(conf.get("graphics", "")):
+        return "-"
+    for line in _read_lines(host.real(f"{directory}/console")):
+        if line.startswith("vnc"):
+            return line.split("=", 2)[1] if "=" in line else "-"
+    return "-"
+
+
+def _list_row(vm: Vm, store: Datastore, name: str, processes: Processes) -> tuple[str, list[str]]:
+    """One guest's state and cells of ``vm list``."""
+    host = vm.host
+    directory = host.guest_dir(store, name)
+    conf = read_conf(host.conf_path(store, name))
+    state, pid = _guest_state(vm, directory, name, processes)
+    lock = host.real(f"{directory}/run.lock")
+    if state == "Stopped" and os.path.exists(lock):
+        state = f"Locked ({_first_line(lock)})"
+    position = host.autostart(name)
+    cells = [
+        name,
+        store.name,
+        conf.get("loader") or "none",
+        conf.get("cpu", ""),
+        conf.get("memory", ""),
+        _vnc(vm, directory, conf, pid),
+        "No" if position is None else f"Yes [{position}]",
+        state,
+    ]
+    if vm.version == "dev":
+        cells.append(conf.get("tags") or "-")
+    return state, cells
+
+
 def _list(vm: Vm, args: list[str]) -> int:
     options, _ = vm.getopts(args, "rv")
-    host = vm.host
-    processes = Processes(host.root)
+    if "v" in options:
+        vm.ctx.output.err("iohyve-sim: vm list -v is not simulated")
+        raise Exit(SIMULATOR_ERROR)
+    processes = Processes(vm.host.root)
     columns = ["NAME", "DATASTORE", "LOADER", "CPU", "MEMORY", "VNC", "AUTO", "STATE"]
     if vm.version == "dev":
         columns.append("TAGS")
     rows = ["^".join(columns)]
-    for store, name in host.guests():
-        directory = host.guest_dir(store, name)
-        conf = read_conf(host.conf_path(store, name))
-        pid = processes.running(name)
-        state = f"Running ({pid})" if pid is not None else ""
-        if pid is None:
-            loader_pid = processes.in_loader(name)
-            if loader_pid is not None:
-                pid = loader_pid
-                state = f"Bootloader ({pid})"
-        lock = host.real(f"{directory}/run.lock")
-        vnc = "-"
-        if (pid is not None or _first_line(lock) == host.hostname) and conf.get(
-            "graphics", ""
-        ).lower() in ("yes", "true", "on", "1"):
-            for line in _read_lines(host.real(f"{directory}/console")):
-                if line.startswith("vnc"):
-                    vnc = line.split("=", 2)[1] if "=" in line else ""
-                    break
-            vnc = vnc or "-"
-        if not state:
-            saved = os.path.exists(host.real(f"{directory}/{name}.save"))
-            state = "Suspended" if saved and vm.version != "1.6" else "Stopped"
-            if state == "Stopped" and os.path.exists(lock):
-                state = f"Locked ({_first_line(lock)})"
+    for store, name in vm.host.guests():
+        state, cells = _list_row(vm, store, name, processes)
         if "r" in options and state in ("Stopped", "Suspended"):
             continue
-        position = host.autostart(name)
-        cells = [
-            name,
-            store.name,
-            conf.get("loader") or "none",
-            conf.get("cpu", ""),
-            conf.get("memory", ""),
-            vnc,
-            "No" if position is None else f"Yes [{position}]",
-            state,
-        ]
-        if vm.version == "dev":
-            cells.append(conf.get("tags") or "-")
         rows.append("^".join(cells))
     for line in column_t(rows, "^"):
         vm.out(line)
@@ -648,7 +656,7 @@ def _boot(  # noqa: PLR0917 - the guest, its conf, the ISO and the process table
                 lines.append(f"{port}=tmux/{name.replace('.', '~')}")
         elif port[:3] == "com" and port[3:].isdigit():
             lines.append(f"{port}=/dev/nmdm-{name}.{port[3:]}B")
-    if conf.get("graphics", "").lower() in ("yes", "true", "on", "1"):
+    if _yes(conf.get("graphics", "")):
         listen = conf.get("graphics_listen") or "0.0.0.0"  # noqa: S104 - vm-bhyve's default
         lines.append(f"vnc={listen}:{conf.get('graphics_port') or '5900'}")
     with open(host.real(f"{directory}/console"), "w", encoding="utf-8") as handle:
@@ -716,12 +724,11 @@ def _start(vm: Vm, args: list[str]) -> int:
 
 
 def _iso_find(vm: Vm, iso: str) -> str | None:
-    """``datastore::iso_find``: the ISO's host path."""
+    """``datastore::iso_find``: the ISO's host path (an absolute path, then the ISO stores;
+    the simulated host has no current directory to look in)."""
     host = vm.host
     if iso.startswith("/") and os.access(host.real(iso), os.R_OK):
         return iso
-    if "/" not in iso and iso and os.path.isfile(iso):
-        return os.path.abspath(iso)
     for _, directory in host.iso_dirs():
         if iso and os.path.isfile(host.real(f"{directory}/{iso}")):
             return f"{directory}/{iso}"

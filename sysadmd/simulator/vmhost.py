@@ -49,8 +49,11 @@ class HostError(Exception):
 
 
 def host_path(root: Root, path: str) -> str:
-    """Where the simulated host's absolute ``path`` lives below the simulator root."""
-    return os.path.join(root.path, path.lstrip("/"))
+    """Where the simulated host's absolute ``path`` lives below the simulator root.
+
+    ``..`` cannot climb above the host's ``/``, so no path leaves the root.
+    """
+    return os.path.join(root.path, os.path.normpath("/" + path).lstrip("/"))
 
 
 # -- sysrc files ----------------------------------------------------------------------------------

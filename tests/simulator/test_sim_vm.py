@@ -210,6 +210,7 @@ def test_long_options_are_letters_to_getopts(vm: Vm) -> None:
 
 def test_unsimulated_commands_say_so(vm: Vm) -> None:
     assert vm("console", "x") == (2, "", "iohyve-sim: vm console is not simulated\n")
+    assert vm("list", "-v") == (2, "", "iohyve-sim: vm list -v is not simulated\n")
 
 
 def test_bad_version_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -711,6 +712,9 @@ def test_sysrc_on_a_guest_conf(vm: Vm) -> None:
         "",
         "sysrc: /nowhere/x.conf: No such file or directory\n",
     )
+    # A path cannot climb out of the simulated host.
+    assert sysrc(vm, "-f", "/../../zroot/vm/web/web.conf", "cpu=3") == (0, "cpu: 1 -> 3\n", "")
+    assert parse.parse_conf(vm.conf("web").read_text())["cpu"] == "3"
     status, out, err = sysrc(vm, "--file", conf, "cpu")
     assert (status, out) == (1, "")
     assert err.startswith("sysrc: illegal option -- -\n")
