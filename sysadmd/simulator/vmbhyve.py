@@ -22,8 +22,9 @@ help texts name the same commands as the real ones, in shorter words.
 No bhyve runs: ``start`` and ``install`` write ``run.lock``, ``console`` and the guest log and
 add a ``bhyve: <name>`` process and ``/dev/vmm/<name>``; ``stop`` and ``poweroff`` take them
 away again (the guest obeys the ACPI shutdown at once). ``vm_delay`` from rc.conf (default 2)
-is slept between guests as the real tool does. ZFS volumes (``zvol`` disks), snapshots and
-cloud-init are not simulated.
+is slept between guests as the real tool does. The simulated bhyve has no snapshot support,
+so a saved state (``<name>.save``, shown as ``Suspended`` from 1.7) is never resumed. ZFS
+volumes (``zvol`` disks), snapshots, cloud-init and ``list -v`` are not simulated.
 """
 
 from __future__ import annotations

@@ -307,6 +307,18 @@ def test_info_of_every_guest_and_of_an_unknown_one(vm: Vm) -> None:
     assert vm("info", "cc") == (1, "", ERROR + "unable to locate virtual machine 'cc'\n")
 
 
+def test_info_gives_every_disk_and_interface_its_own_section(vm: Vm) -> None:
+    # vm-bhyve's info::guest_disks and info::guest_networking print the section's title
+    # before each entry, not once.
+    vm.ok("create", "web")
+    vm.ok("add", "-d", "disk", "-s", "1G", "web")
+    vm.ok("add", "-d", "network", "-s", "lan", "web")
+    out = vm.ok("info", "web")
+    assert out.count("\n  virtual-disk\n    number: ") == 2
+    assert out.count("\n  network-interface\n    number: ") == 2
+    assert "\n\n  virtual-disk\n    number: 1\n    device-type: file\n" in out
+
+
 def test_console_file_while_running(vm: Vm) -> None:
     vm.ok("create", "fbsd14")
     vm.set("fbsd14", graphics="yes")
