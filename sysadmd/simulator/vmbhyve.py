@@ -328,9 +328,14 @@ def parse_size(text: str) -> int | None:
     """A size as ``truncate -s`` reads it (``20G``, ``512m``, ``1048576``), or None."""
     number = text.rstrip("bBkKmMgGtTpP")
     suffix = text[len(number) :].lower().rstrip("b") if text[len(number) :] != "" else ""
-    if not number.isdigit() or suffix not in _SUFFIXES or len(text) - len(number) > 2:
+    if (
+        not (number.isascii() and number.isdigit())
+        or suffix not in _SUFFIXES
+        or len(text) - len(number) > 2
+    ):
         return None
-    return int(number) * _SUFFIXES[suffix]
+    size = int(number) * _SUFFIXES[suffix]
+    return size if size < 1 << 63 else None
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -541,7 +546,7 @@ def _mac(seed: bytes) -> str:
     return "58:9c:fc:" + ":".join(f"{byte:02x}" for byte in seed[:3])
 
 
-def _create(vm: Vm, args: list[str]) -> int:  # noqa: PLR0912, PLR0915 - vm-bhyve's checks in order
+def _create(vm: Vm, args: list[str]) -> int:  # noqa: PLR0912 - vm-bhyve's checks in order
     options, rest = vm.getopts(args, "d:t:s:i:c:m:Ck:n:u:")
     name = rest[0] if rest else ""
     if not name:
@@ -590,16 +595,25 @@ def _create(vm: Vm, args: list[str]) -> int:  # noqa: PLR0912, PLR0915 - vm-bhyv
             size_text = options["s"]
         device = tpl.get(f"disk{number}_dev") or "file"
         if device not in ("custom", "iscsi"):
-            size = parse_size(size_text)
-            disk = os.path.join(directory, tpl[f"disk{number}_name"])
-            if size is None:
-                vm.ctx.output.err(f"truncate: invalid size '{size_text}'")
-                raise vm.err("failed to create sparse file for disk image")
-            with open(disk, "ab") as handle:
-                handle.truncate(size)
+            disk = host.real(f"{host.guest_dir(store, name)}/{tpl[f'disk{number}_name']}")
+            _make_disk(vm, disk, size_text)
             os.chmod(disk, 0o600)
         sysrc_delete(conf, f"disk{number}_size")
     return 0
+
+
+def _make_disk(vm: Vm, disk: str, size_text: str) -> None:
+    """``truncate -s <size> <disk>``, or vm-bhyve's error when it fails."""
+    size = parse_size(size_text)
+    if size is None:
+        vm.ctx.output.err(f"truncate: invalid size '{size_text}'")
+        raise vm.err("failed to create sparse file for disk image")
+    try:
+        with open(disk, "ab") as handle:
+            handle.truncate(size)
+    except OSError as exc:
+        vm.ctx.output.err(f"truncate: {disk.rsplit('/', 1)[-1]}: {exc.strerror}")
+        raise vm.err("failed to create sparse file for disk image") from exc
 
 
 def _start_one(vm: Vm, name: str, iso: str | None, processes: Processes) -> int:
@@ -718,7 +732,7 @@ def _start(vm: Vm, args: list[str]) -> int:
             break
         if index:
             vm.out(f"Waiting {delay} second(s)")
-            time.sleep(float(delay) if delay.isdigit() else 0)
+            time.sleep(float(delay) if delay.isascii() and delay.isdigit() else 0)
         with HostLock(vm.host.root):
             failed += _start_one(vm, name, None, Processes(vm.host.root))
     return failed % 256
@@ -880,13 +894,7 @@ def _add(vm: Vm, args: list[str]) -> int:
         return SIMULATOR_ERROR
     if kind != "file":
         raise vm.err("device type must be one of the following: zvol sparse-zvol file")
-    size = parse_size(value)
-    if size is None:
-        vm.ctx.output.err(f"truncate: invalid size '{value}'")
-        raise vm.err("failed to create sparse file for disk image")
-    disk = host.real(f"{host.guest_dir(store, name)}/disk{number}.img")
-    with open(disk, "ab") as handle:
-        handle.truncate(size)
+    _make_disk(vm, host.real(f"{host.guest_dir(store, name)}/disk{number}.img"), value)
     sysrc_set(conf_path, f"disk{number}_name", f"disk{number}.img")
     sysrc_set(conf_path, f"disk{number}_type", emulation)
     sysrc_set(conf_path, f"disk{number}_dev", kind)

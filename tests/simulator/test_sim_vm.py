@@ -406,6 +406,20 @@ def test_create_errors(vm: Vm) -> None:
         "truncate: invalid size 'lots'\n" + ERROR + "failed to create sparse file for disk image\n",
     )
     assert not vm.path("/zroot/vm/db/disk0.img").exists()
+    assert vm("create", "-s", "\u00b2G", "db2")[0] == 1
+    assert vm("create", "-s", "9999999999T", "db3") == (
+        1,
+        "",
+        "truncate: invalid size '9999999999T'\n"
+        + ERROR
+        + "failed to create sparse file for disk image\n",
+    )
+    # A template cannot place a disk outside the simulated host.
+    vm.path("/zroot/vm/.templates/far.conf").write_text(
+        'disk0_type="virtio-blk"\ndisk0_name="../../../../../x.img"\n'
+    )
+    vm.ok("create", "-t", "far", "db4")
+    assert vm.path("/x.img").is_file()
 
 
 def test_create_in_a_datastore(vm: Vm) -> None:
