@@ -6,8 +6,9 @@ files below the simulator root). Simulated: ``version``, ``usage``, ``help`` (de
 ``list [-r]``, ``info [name ...]``, ``create [-d ds] [-t tpl] [-s size] [-c cpu] [-m mem] name``,
 ``install [-fi] name iso``, ``start [-fi] name ...``, ``stop name ...``, ``poweroff [-f] name``,
 ``destroy [-f] name``, ``iso [-46] [-d ds] [url]``, ``add [-d disk|network] [-t file] [-s
-size|switch] name``, ``rename old new``, ``switch list``, ``switch create name`` and ``switch
-add name iface``. The other commands of the real tool print a simulator error (exit 2).
+size|switch] name``, ``rename old new``, ``switch list``, ``switch create name``, ``switch
+add name iface`` and ``datastore list``. The other commands of the real tool print a
+simulator error (exit 2).
 
 What is kept from vm-bhyve: errors ``/usr/local/sbin/vm: ERROR: <msg>`` on stderr with
 status 1, warnings ``... WARNING: <msg>``, the start-up checks in their order, command
@@ -111,6 +112,7 @@ _SYNOPSIS = {
     "poweroff": "poweroff [-f] <name>",
     "destroy": "destroy [-f] <name>",
     "rename": "rename <name> <new-name>",
+    "datastore": "datastore list",
     "add": "add [-d device] [-t type] [-s size|switch] <name>",
     "iso": "iso [-46] [-d datastore] [url]",
 }
@@ -1055,6 +1057,24 @@ _DEFAULT_TEMPLATE = (
 )
 
 
+def _datastore(vm: Vm, args: list[str]) -> int:
+    """``vm datastore list`` (``printf "%-15s %-11s %-25s %s"``)."""
+    word = vm.find(args[0], ["list", "add", "remove", "iso", "img"]) if args else ""
+    if word is None:
+        raise vm.usage()
+    if word != "list":
+        vm.ctx.output.err(f"iohyve-sim: vm datastore {word} is not simulated")
+        return SIMULATOR_ERROR
+    vm.out(f"{'NAME':<15} {'TYPE':<11} {'PATH':<25} ZFS DATASET")
+    for store in vm.host.datastores():
+        if store.name == "default":
+            dataset = vm.host.dataset or "-"
+        else:
+            dataset = store.path[1:] if store.kind == "zfs" else "-"
+        vm.out(f"{store.name:<15} {store.kind:<11} {store.path:<25} {dataset}")
+    return 0
+
+
 def _init(vm: Vm, args: list[str]) -> int:
     """``vm init``: the directories exist already; add the example ``default`` template."""
     template = vm.host.real(f"{vm.host.vm_dir}/.templates/default.conf")
@@ -1077,6 +1097,7 @@ _HANDLERS = {
     "add": _add,
     "iso": _iso,
     "switch": _switch,
+    "datastore": _datastore,
     "init": _init,
 }
 

@@ -139,11 +139,13 @@ class Datastore:
 class VmHost:
     """The simulated host after vm-bhyve's start-up checks passed."""
 
-    def __init__(self, root: Root, vm_dir: str, rc: dict[str, str]) -> None:
+    def __init__(self, root: Root, vm_dir: str, rc: dict[str, str], dataset: str = "") -> None:
         self.root = root
         #: ``$vm_dir`` as a host path (the mountpoint in ZFS mode).
         self.vm_dir = vm_dir
         self.rc = rc
+        #: The ZFS dataset of ``$vm_dir`` (``zfs:pool/ds``), or "".
+        self.dataset = dataset
 
     def real(self, path: str) -> str:
         """The on-disk path of a host path."""
@@ -160,10 +162,12 @@ class VmHost:
 
     def datastores(self) -> list[Datastore]:
         """``default`` first, then ``datastore_list`` in its order."""
-        stores = [Datastore("default", self.vm_dir, "directory")]
+        stores = [Datastore("default", self.vm_dir, "zfs" if self.dataset else "directory")]
         system = self.system_conf()
         for name in system.get("datastore_list", "").split():
             spec = system.get(f"path_{name}", "")
+            if name == "default" or not spec:
+                continue
             kind, colon, path = spec.partition(":")
             if not colon:
                 stores.append(Datastore(name, spec, "directory"))
@@ -239,6 +243,7 @@ def load_host(root: Root) -> VmHost:
     if rc.get("vm_enable", "").lower() not in ("yes", "true", "on", "1"):
         raise HostError("$vm_enable is not enabled in /etc/rc.conf!")
     vm_dir = rc.get("vm_dir", "")
+    dataset = ""
     if vm_dir.startswith("zfs:"):
         dataset = vm_dir[4:]
         vm_dir = "/" + dataset
@@ -247,7 +252,7 @@ def load_host(root: Root) -> VmHost:
     if not vm_dir.startswith("/") or not os.path.isdir(host_path(root, vm_dir)):
         raise HostError("$vm_dir has not been configured or is not a valid directory")
     vm_dir = "/" + vm_dir.strip("/") if vm_dir.strip("/") else "/"
-    host = VmHost(root, vm_dir, rc)
+    host = VmHost(root, vm_dir, rc, dataset)
     for sub in (".config", ".templates", ".iso", ".img"):
         os.makedirs(host.real(f"{vm_dir}/{sub}"), exist_ok=True)
     null_iso = host.real(f"{vm_dir}/.config/null.iso")

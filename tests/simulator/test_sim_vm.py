@@ -683,6 +683,17 @@ def test_iso_fetch_and_decompress(vm: Vm, tmp_path: Path) -> None:
     )
 
 
+def test_datastore_list(vm: Vm) -> None:
+    add_datastore(vm, "ssd", "/ssd/vm")
+    add_datastore(vm, "isos", "iso:/data/iso")
+    assert vm.ok("datastore", "list") == (
+        "NAME            TYPE        PATH                      ZFS DATASET\n"
+        "default         directory   /zroot/vm                 -\n"
+        "ssd             directory   /ssd/vm                   -\n"
+        "isos            iso         /data/iso                 -\n"
+    )
+
+
 # -- switches -------------------------------------------------------------------------------------
 
 
