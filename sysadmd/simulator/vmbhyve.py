@@ -1026,8 +1026,8 @@ def _switch(vm: Vm, args: list[str]) -> int:  # noqa: PLR0912 - one branch per s
         name = operands[0] if operands else ""
         if not name:
             raise vm.missing("switch")
-        if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 31:
-            raise vm.err("invalid switch name")
+        if not vm.check_name(name):
+            raise vm.err(f"invalid switch name - '{name}'")
         if name in switches:
             raise vm.err(f"switch {name} already exists")
         if options.get("t", "standard") != "standard":
@@ -1042,8 +1042,8 @@ def _switch(vm: Vm, args: list[str]) -> int:  # noqa: PLR0912 - one branch per s
         if len(rest) < 2 or not rest[0] or not rest[1]:
             raise vm.missing("switch")
         name, interface = rest[0], rest[1]
-        if name not in switches:
-            raise vm.err(f"unable to locate virtual switch {name}")
+        if name not in switches or not system.get(f"type_{name}"):
+            raise vm.err("unable to configure switch of unknown type")
         members = system.get(f"ports_{name}", "").split()
         sysrc_set(system_path, f"ports_{name}", " ".join([*members, interface]))
         return 0

@@ -705,6 +705,12 @@ def test_switch_create_add_list(vm: Vm) -> None:
         "public  standard  vm-public  -        no       -    -     em0\n"
     )
     assert vm("switch", "create", "public") == (1, "", ERROR + "switch public already exists\n")
+    assert vm("switch", "create", "a/b") == (1, "", ERROR + "invalid switch name - 'a/b'\n")
+    assert vm("switch", "add", "lan", "em1") == (
+        1,
+        "",
+        ERROR + "unable to configure switch of unknown type\n",
+    )
 
 
 # -- sysrc ---------------------------------------------------------------------------------------
