@@ -952,14 +952,17 @@ def _download(vm: Vm, url: str, destination: str, shown: str) -> int:
 
 
 def _decompress(vm: Vm, path: str) -> int:
-    """``core::decompress``: ``.xz`` with xz -d, ``.gz`` with gunzip; other names as they are."""
+    """``core::decompress``: ``.xz`` with xz -d, ``.tar.gz`` unpacked beside it and deleted,
+    ``.gz`` with gunzip; other names as they are."""
     import gzip  # noqa: PLC0415
     import lzma  # noqa: PLC0415
 
     opener: Callable[[str], lzma.LZMAFile | gzip.GzipFile]
     if path.endswith(".xz"):
         opener = lzma.LZMAFile
-    elif path.endswith(".gz") and not path.endswith(".tar.gz"):
+    elif path.endswith(".tar.gz"):
+        return _untar(vm, path)
+    elif path.endswith(".gz"):
         opener = gzip.GzipFile
     else:
         return 0
@@ -977,6 +980,21 @@ def _decompress(vm: Vm, path: str) -> int:
             os.unlink(target)
         return 1
     os.unlink(path)
+    return 0
+
+
+def _untar(vm: Vm, path: str) -> int:
+    """``tar Szxf <file> -C <dir>`` then ``rm -f <file>``: the status is rm's, always 0."""
+    import tarfile  # noqa: PLC0415
+
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            # Members may not leave the directory, as bsdtar refuses ".." and absolute paths.
+            archive.extractall(os.path.dirname(path), filter="data")
+    except (OSError, EOFError, tarfile.TarError) as exc:
+        vm.ctx.output.err(f"tar: {exc}")
+    if os.path.exists(path):
+        os.unlink(path)
     return 0
 
 

@@ -3,11 +3,13 @@ it keeps, and round trips through the daemon's vm-bhyve parsers."""
 
 from __future__ import annotations
 
+import io
 import lzma
 import os
 import stat
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -664,6 +666,14 @@ def test_iso_fetch_and_decompress(vm: Vm, tmp_path: Path) -> None:
     assert vm("iso", f"file://{source}/small.img.xz")[0] == 0
     assert vm.path("/zroot/vm/.iso/small.img").read_bytes() == b"z" * 5000
     assert not vm.path("/zroot/vm/.iso/small.img.xz").exists()
+    with tarfile.open(source / "bundle.tar.gz", "w:gz") as archive:
+        member = tarfile.TarInfo("inner.img")
+        member.size = 3
+        archive.addfile(member, io.BytesIO(b"abc"))
+    assert vm("iso", f"file://{source}/bundle.tar.gz")[0] == 0
+    assert vm.path("/zroot/vm/.iso/inner.img").read_bytes() == b"abc"
+    assert not vm.path("/zroot/vm/.iso/bundle.tar.gz").exists()
+    vm.path("/zroot/vm/.iso/inner.img").unlink()
     # fetch fails, but vm-bhyve's status is the decompression step's: 0 for a plain name.
     status, _, err = vm("iso", f"file://{source}/missing.iso")
     assert status == 0
