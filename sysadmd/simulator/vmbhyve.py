@@ -990,7 +990,14 @@ def _untar(vm: Vm, path: str) -> int:
     try:
         with tarfile.open(path, "r:gz") as archive:
             # Members may not leave the directory, as bsdtar refuses ".." and absolute paths.
-            archive.extractall(os.path.dirname(path), filter="data")
+            for member in archive.getmembers():
+                name = os.path.normpath(member.name)
+                if name.startswith(("/", "..")) or not (member.isfile() or member.isdir()):
+                    raise tarfile.TarError(f"{member.name}: refusing to extract")
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(os.path.dirname(path), filter="data")
+            else:  # Python before 3.11.4: the members were checked above
+                archive.extractall(os.path.dirname(path))  # noqa: S202
     except (OSError, EOFError, tarfile.TarError) as exc:
         vm.ctx.output.err(f"tar: {exc}")
     if os.path.exists(path):
