@@ -257,10 +257,11 @@ class Vm:
                 line = stdin.readline()
                 if not line:
                     return True
-                answer = line.strip()[:1]
-                if answer in ("y", "Y"):
+                # read strips blanks; the answer is y* or n*, in lower case only.
+                answer = line.strip(" \t\n")
+                if answer.startswith("y"):
                     return True
-                if answer in ("n", "N"):
+                if answer.startswith("n"):
                     return False
         except (OSError, ValueError):
             return True

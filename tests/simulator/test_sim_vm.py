@@ -602,6 +602,21 @@ def test_destroy(vm: Vm) -> None:
     )
 
 
+def test_destroy_asks_on_stdin(vm: Vm, monkeypatch: pytest.MonkeyPatch) -> None:
+    vm.ok("create", "web")
+    monkeypatch.setattr("sys.stdin", io.StringIO("Y\n  no\n"))
+    assert vm("destroy", "web") == (0, "", "")
+    assert vm.conf("web").is_file()
+    monkeypatch.setattr("sys.stdin", io.StringIO("maybe\n yes\n"))
+    assert vm("destroy", "web") == (0, "", "")
+    assert not vm.path("/zroot/vm/web").exists()
+    # At the end of the input the answer is yes, as vm-bhyve's read loop ends.
+    vm.ok("create", "web")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert vm("destroy", "web") == (0, "", "")
+    assert not vm.path("/zroot/vm/web").exists()
+
+
 def test_destroy_refuses_a_guest_locked_elsewhere(vm: Vm) -> None:
     vm.ok("create", "web")
     vm.path("/zroot/vm/web/run.lock").write_text("host2\n")
