@@ -6,10 +6,13 @@ from __future__ import annotations
 import io
 import lzma
 import os
+import signal
 import stat
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -717,6 +720,34 @@ def test_datastore_list(vm: Vm) -> None:
         "ssd             directory   /ssd/vm                   -\n"
         "isos            iso         /data/iso                 -\n"
     )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_iso_fetch_interrupted_leaves_nothing(
+    vm: Vm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int
+) -> None:
+    source = tmp_path / "big.iso"
+    source.write_bytes(b"b" * 300_000)
+    monkeypatch.setenv("IOHYVE_SIM_FETCH_BPS", "100000")
+    store = vm.path("/zroot/vm/.iso")
+
+    def interrupt_when_data_arrives() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(entry.stat().st_size for entry in store.iterdir()):
+                break
+            time.sleep(0.01)
+        os.kill(os.getpid(), signum)
+
+    killer = threading.Thread(target=interrupt_when_data_arrives)
+    killer.start()
+    try:
+        status, out, err = vm("iso", source.as_uri())
+    finally:
+        killer.join()
+    assert (status, out) == (128 + signum, "")
+    assert err.endswith("fetch: transfer interrupted\n") == (signum == signal.SIGINT)
+    assert list(store.iterdir()) == []
 
 
 # -- switches -------------------------------------------------------------------------------------
