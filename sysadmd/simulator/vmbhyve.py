@@ -689,8 +689,7 @@ def _boot(  # noqa: PLR0917 - the guest, its conf, the ISO and the process table
         networks += 1
     size = parse_size(conf.get("memory", "")) or 0
     processes.spawn(f"bhyve: {name}", size // 4, processes.free_taps(networks))
-    if name not in processes.vmm:
-        processes.vmm.append(name)
+    processes.create_vmm(name)
     processes.save()
 
 
@@ -698,8 +697,7 @@ def _halt(vm: Vm, name: str, processes: Processes, status: int) -> None:
     """The guest's bhyve exited with ``status`` and ``vm _run`` cleans up."""
     for pid in [pid for pid, p in processes.table.items() if p.title.split()[-1:] == [name]]:
         del processes.table[pid]
-    if name in processes.vmm:
-        processes.vmm.remove(name)
+    processes.destroy_vmm(name)
     processes.save()
     store = vm.host.find_guest(name)
     if store is None:

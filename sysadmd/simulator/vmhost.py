@@ -21,12 +21,13 @@ No bhyve runs. The processes vm-bhyve looks for with ``pgrep`` are kept in
 ``ROOT/processes.json``::
 
     {"next_pid": 4001,
-     "processes": {"4123": {"title": "bhyve: fbsd14", "rss": 532676608, "taps": ["tap0"]}},
-     "vmm": ["fbsd14"]}
+     "processes": {"4123": {"title": "bhyve: fbsd14", "rss": 532676608, "taps": ["tap0"]}}}
 
 ``title`` is the process title as ``ps`` shows it: ``bhyve: <name>`` for a running guest
 (what bhyve sets with setproctitle), ``bhyveload ... <name>`` or ``grub-bhyve ... <name>`` for
-one in its loader; ``vmm`` lists the names under ``/dev/vmm``. The file is read and written
+one in its loader (``iohyve-sim pgrep`` finds them, :mod:`~sysadmd.simulator.pgrep`). A VM
+that exists in the kernel is the empty file ``ROOT/dev/vmm/<name>``, as ``/dev/vmm/<name>`` on
+the host. Both are read and written
 under the simulator's state lock.
 """
 
@@ -299,13 +300,13 @@ class Process:
 
 
 class Processes:
-    """The process table and ``/dev/vmm`` of the simulated host (``ROOT/processes.json``)."""
+    """The process table (``ROOT/processes.json``) and ``/dev/vmm`` of the simulated host."""
 
     def __init__(self, root: Root) -> None:
         self.path = os.path.join(root.path, PROCESS_FILE)
         self.next_pid = FIRST_PID
         self.table: dict[int, Process] = {}
-        self.vmm: list[str] = []
+        self._vmm_dir = host_path(root, "/dev/vmm")
         try:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
@@ -319,7 +320,6 @@ class Processes:
                 self.table[int(pid)] = Process(
                     str(entry["title"]), int(entry.get("rss", 0)), list(entry.get("taps", []))
                 )
-            self.vmm = [str(name) for name in data.get("vmm", [])]
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise StateError(f"cannot read {self.path}: not a process table") from exc
 
@@ -331,13 +331,31 @@ class Processes:
                 str(pid): {"title": p.title, "rss": p.rss, "taps": p.taps}
                 for pid, p in sorted(self.table.items())
             },
-            "vmm": self.vmm,
         }
         temp = f"{self.path}.{os.getpid()}.tmp"
         with open(temp, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2)
             handle.write("\n")
         os.replace(temp, self.path)
+
+    @property
+    def vmm(self) -> list[str]:
+        """The VMs under ``/dev/vmm``, in byte order."""
+        try:
+            return sorted(os.listdir(self._vmm_dir), key=byte_key)
+        except FileNotFoundError:
+            return []
+
+    def create_vmm(self, name: str) -> None:
+        """``/dev/vmm/<name>`` appears (the loader or bhyve created the VM)."""
+        os.makedirs(self._vmm_dir, exist_ok=True)
+        open(os.path.join(self._vmm_dir, name), "ab").close()
+
+    def destroy_vmm(self, name: str) -> None:
+        """``bhyvectl --destroy``: ``/dev/vmm/<name>`` goes away."""
+        path = os.path.join(self._vmm_dir, name)
+        if os.path.lexists(path):
+            os.unlink(path)
 
     def running(self, name: str) -> int | None:
         """``pgrep -fx "bhyve: <name>"``."""

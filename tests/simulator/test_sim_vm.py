@@ -497,6 +497,7 @@ def test_start_and_stop(vm: Vm) -> None:
     assert pid is not None
     assert table.table[pid].title == "bhyve: web"
     assert table.vmm == ["web"]
+    assert vm.path("/dev/vmm/web").is_file()
     assert vm("start", "web") == (
         1,
         "Starting web\n  * found guest in /zroot/vm/web\n  ! guest appears to be running already\n",
@@ -817,3 +818,39 @@ def test_sysrc_on_a_guest_conf(vm: Vm) -> None:
     status, out, err = sysrc(vm, "--file", conf, "cpu")
     assert (status, out) == (1, "")
     assert err.startswith("sysrc: illegal option -- -\n")
+
+
+# -- pgrep ---------------------------------------------------------------------------------------
+
+
+def pgrep(vm: Vm, *words: str) -> tuple[int, str, str]:
+    vm.capsys.readouterr()
+    status = main(["--root", str(vm.root), "pgrep", *words])
+    captured = vm.capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_pgrep_finds_guests_as_vm_bhyve_looks_for_them(vm: Vm) -> None:
+    for name in ("web", "web2"):
+        vm.ok("create", name)
+    start_as(vm, "web", 4200)
+    start_as(vm, "web2", 4300)
+    table = vm.processes()
+    table.table[4300].title = "bhyveload -m 256M -d /zroot/vm/web2/disk0.img web2"
+    table.save()
+    assert pgrep(vm, "-fx", "bhyve: web") == (0, "4200\n", "")
+    assert pgrep(vm, "-fx", "bhyve: we") == (1, "", "")
+    assert pgrep(vm, "-fl", "grub-bhyve|bhyveload") == (
+        0,
+        "4300 bhyveload -m 256M -d /zroot/vm/web2/disk0.img web2\n",
+        "",
+    )
+    assert pgrep(vm, "-f", "web") == (0, "4200\n4300\n", "")
+    # Without -f the pattern meets the process name only.
+    assert pgrep(vm, "-l", "bhyve") == (0, "4200 bhyve\n4300 bhyveload\n", "")
+    assert pgrep(vm, "-x", "bhyve") == (0, "4200\n", "")
+    assert pgrep(vm, "-f", "(")[0] == 2
+    assert pgrep(vm, "--full", "web")[0:2] == (2, "")
+    vm.ok("stop", "web")
+    assert pgrep(vm, "-fx", "bhyve: web") == (1, "", "")
+    assert not vm.path("/dev/vmm/web").exists()
