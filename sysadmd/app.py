@@ -71,6 +71,7 @@ from sysadmd.transport import (
     Limits,
     OriginCheckedResource,
     RestApi,
+    Uploads,
     first_request_channel,
     tls,
 )
@@ -381,7 +382,13 @@ def make_service(config: Config, reactor: Any) -> IService:
         DispatcherActions(fetches),
         EventActions(hub),
         # setup checks the pool exists before it changes anything
-        IohyveActions(iohyve, fetches, config.fetch_file_roots, host=host),
+        IohyveActions(
+            iohyve,
+            fetches,
+            config.fetch_file_roots,
+            host=host,
+            upload_max=config.fetch_upload_max,
+        ),
         HostActions(host),
     )
     api = Api(registry, auth)
@@ -483,4 +490,5 @@ def build_site(
         request_deadline=request_deadline,
         websockets=factory,
         access_log=access_log,
+        uploads=Uploads(api, clock),
     )
