@@ -12,11 +12,12 @@ what two of them need (the host's pools, for ``_iohyve``'s setup) comes from the
 from sysadmd.services._dispatcher import DispatcherActions
 from sysadmd.services._events import EVENT_NAMES, EventActions, GuestWatcher
 from sysadmd.services._host import HostActions
-from sysadmd.services._iohyve import UPLOAD_TRANSPORT, IohyveActions
+from sysadmd.services._iohyve import UPLOAD_CLASS, UPLOAD_TRANSPORT, IohyveActions
 from sysadmd.services._rpc import QueryActions, Rpc
 
 __all__ = [
     "EVENT_NAMES",
+    "UPLOAD_CLASS",
     "UPLOAD_TRANSPORT",
     "DispatcherActions",
     "EventActions",

@@ -150,6 +150,9 @@ def _byte_count(value: Any, label: str) -> int:
 
 
 BYTE_COUNT: Final = ArgType({"type": "integer", "minimum": 0}, _byte_count, 1048576)
+#: The class of uploads (``sysadm/isoupload``): an action of its own, not of
+#: ``sysadm/iohyve``, since no JSON call can carry an ISO.
+UPLOAD_CLASS: Final = "isoupload"
 #: The transport name of the connection ``PUT /iso/<name>`` makes its one request on.
 UPLOAD_TRANSPORT: Final = "upload"
 
@@ -438,12 +441,12 @@ class IohyveActions:
 
     @action(
         NAMESPACE,
-        CLASS,
-        "uploadiso",
+        UPLOAD_CLASS,
+        None,
         summary=(
             "Start storing an ISO whose bytes are the body of PUT /iso/<name> (only that "
-            "route calls it): 409 if the ISO exists or a task owns the name, 507 if the size "
-            "exceeds fetch.upload_max or the ISO store's free space."
+            "route calls it; see Uploads): 409 if the ISO exists or a task owns the name, "
+            "507 if the size exceeds fetch.upload_max or the ISO store's free space."
         ),
         args=[
             Arg("name", NAME, "the ISO's name"),
@@ -465,7 +468,7 @@ class IohyveActions:
     )
     async def uploadiso(self, call: Call) -> Any:
         if call.connection.transport != UPLOAD_TRANSPORT:
-            raise bad_request("uploadiso takes the ISO as the body of PUT /iso/<name>")
+            raise bad_request(f"{UPLOAD_CLASS} takes the ISO as the body of PUT /iso/<name>")
         return await self._fetches.begin_upload(
             call.args["name"],
             call.args["size"],

@@ -2,7 +2,7 @@
 
 The decision is taken from the request line and headers, before any byte of the body is
 written anywhere: as soon as the headers are in (``Request.gotLength``), the connection
-stops reading, and the request goes through the dispatch as the action ``uploadiso``
+stops reading, and the request goes through the dispatch as the action ``sysadm/isoupload``
 (authentication, the admin role, the name, 409 and 507 rules). A refusal answers at once
 and closes the connection; an acceptance sends ``100 Continue`` if the client waits for
 it and reads on. Every piece of the body then goes straight to the upload's staging file
@@ -23,7 +23,7 @@ from twisted.logger import Logger
 
 from sysadmd.api import Api, ApiError, ApiRequest, Connection, Refusal, client_address
 from sysadmd.auth import credentials_from_header
-from sysadmd.services import UPLOAD_TRANSPORT
+from sysadmd.services import UPLOAD_CLASS, UPLOAD_TRANSPORT
 
 __all__ = ["UPLOAD_PATH", "UploadReceiver", "Uploads"]
 
@@ -107,8 +107,8 @@ class UploadReceiver:
             api.dispatch(
                 ApiRequest(
                     "sysadm",
-                    "iohyve",
-                    {"action": "uploadiso", **args},
+                    UPLOAD_CLASS,
+                    args,
                     connection,
                     credentials,
                     args_in_body=True,
