@@ -9,17 +9,24 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from daemon import Daemon
-from support import async_test
+from httpserver import HTTPServer
+from support import async_fixture, async_test
+from test_disk_space import Space
 from test_e2e import rest, ws
+from test_verified_fetch import DATA, Host, start_host
+from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 from twisted.web.http_headers import Headers
 from wsclient import WsClient
+
+from sysadmd.api import ApiError
+from sysadmd.backends import ProcessRunner
 
 pytestmark = pytest.mark.e2e
 
@@ -199,3 +206,35 @@ async def test_without_content_length_the_answer_is_411(daemon: Daemon) -> None:
     answer = await deferToThread(_raw, daemon, head, b"5\r\nhello\r\n0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 411 "), answer
     assert not (_store(daemon) / "chunked.iso").exists()
+
+
+@async_fixture()
+async def space_host(tmp_path: Path, http: HTTPServer) -> AsyncIterator[tuple[Host, Space]]:
+    runner = ProcessRunner(reactor, kill_grace=0.5)
+    space = Space(10 * len(DATA))
+    host = start_host(tmp_path, http, runner, free_space=space)
+    yield host, space
+    await host.fetches.stopService()
+    await runner.stop_all()
+
+
+@async_test
+async def test_an_upload_larger_than_the_free_space_is_refused_before_any_file(
+    space_host: tuple[Host, Space],
+) -> None:
+    """The upload needs room for the received file and the stored ISO: twice its size."""
+    host, space = space_host
+    space.free = 2 * len(DATA) - 1
+    with pytest.raises(ApiError) as refused:
+        await host.fetches.begin_upload("roomy.iso", len(DATA), "admin", None, 10 * len(DATA))
+    assert refused.value.code == 507
+    assert f"is {len(DATA)} bytes" in refused.value.message
+    assert host.fetches.tasks == {}
+    assert not (host.iohyve.iso_root / ".sysadmd-uploads").exists()
+    assert host.iso_files("roomy.iso") == []
+    space.free = 2 * len(DATA)
+    upload = await host.fetches.begin_upload("roomy.iso", len(DATA), "admin", None, len(DATA))
+    upload.write(DATA)
+    stored = await upload.finish()
+    assert stored["size"] == len(DATA)
+    assert (host.iohyve.iso_directory("roomy.iso") / "roomy.iso").read_bytes() == DATA
