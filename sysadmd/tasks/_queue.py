@@ -129,6 +129,8 @@ class FetchTask:
     #: An upload (``PUT /iso/<name>``) rather than a download: not journalled, since its
     #: body cannot be asked for again after a restart.
     upload: bool = False
+    #: Ends an upload while its body arrives (a kill then has no process to stop).
+    on_kill: Callable[[], object] | None = field(default=None, repr=False)
     #: When the last progress event of an upload was sent.
     last_event: float = field(default=0.0, repr=False)
     #: Fired when the task ends (an upload's request waits for its ISO to be stored).
@@ -424,6 +426,7 @@ class FetchQueue(Service):
             now=self._clock.seconds,
         )
         task.progress = Progress(0, size, 0.0)
+        task.on_kill = lambda: upload.abort("killed")
         self.tasks[task.id] = task
         self._owners[name] = task
         self._changed(task)
@@ -440,6 +443,7 @@ class FetchQueue(Service):
     async def store_upload(self, task: FetchTask, staged: Path, digest: Digest) -> None:
         """Have the backend store an arrived upload as the ISO (its digest checked again on
         the stored copy); returns when the task has ended."""
+        task.on_kill = None
         task.url = staged.as_uri()
         task.verify = str(digest)
         task.stage = "storing"
@@ -485,6 +489,8 @@ class FetchQueue(Service):
                 task.message = "killed"
                 task.preparing_ended = True
                 task.preparing.cancel()
+            elif task.on_kill is not None:
+                task.on_kill()
         return killed
 
     # Life cycle

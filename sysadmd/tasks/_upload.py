@@ -60,6 +60,7 @@ class IsoUpload:
         self._now = now
         self._hash = hashlib.new(algorithm)
         self._ended = False
+        self._aborted: str | None = None
         staged.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # O_EXCL: never writes through a file or link that is already there.
         fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -89,6 +90,8 @@ class IsoUpload:
         """The body has arrived whole: verify it, store it as the ISO, return the reply."""
         self._close()
         task = self.task
+        if self._aborted is not None:
+            raise ApiError(409, f"the upload of ISO '{task.name}' ended: {self._aborted}")
         try:
             if self.received != self.size:
                 raise ApiError(
@@ -117,6 +120,7 @@ class IsoUpload:
         """The client went away or stalled: remove what arrived, end the task cancelled."""
         if self._ended:
             return
+        self._aborted = reason
         self._close()
         self._discard()
         if not self.task.state.final:

@@ -238,3 +238,22 @@ async def test_an_upload_larger_than_the_free_space_is_refused_before_any_file(
     stored = await upload.finish()
     assert stored["size"] == len(DATA)
     assert (host.iohyve.iso_directory("roomy.iso") / "roomy.iso").read_bytes() == DATA
+
+
+@async_test
+async def test_a_killed_upload_ends_cancelled_and_leaves_nothing(
+    space_host: tuple[Host, Space],
+) -> None:
+    host, _ = space_host
+    upload = await host.fetches.begin_upload("killed.iso", len(DATA), "admin", None, len(DATA))
+    upload.write(DATA[:1000])
+    assert upload.staged.exists()
+    assert host.fetches.kill([upload.task.id]) == [upload.task.id]
+    assert upload.task.state.value == "cancelled"
+    assert not upload.staged.exists()
+    assert not host.fetches.busy("killed.iso")
+    upload.write(DATA[1000:])
+    with pytest.raises(ApiError) as ended:
+        await upload.finish()
+    assert ended.value.code == 409 and "killed" in ended.value.message
+    assert host.iso_files("killed.iso") == []
