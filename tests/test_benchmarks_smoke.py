@@ -64,7 +64,7 @@ def test_the_benchmark_suite_runs_in_smoke_mode_without_wrk(tmp_path: Path) -> N
         (protocol, transport, server)
         for protocol in ("rest", "websocket")
         for transport in ("tcp", "tls")
-        for server in ("baseline", "sysadmd")
+        for server in ("baseline", "api", "sysadmd")
     }
     for row in result["throughput"]:
         if row["protocol"] == "rest":
