@@ -490,6 +490,67 @@ def spawns(daemon: Daemon, mode: Mode, window: float, generator: str) -> dict[st
     }
 
 
+# Spawning: request-to-exec latency of start against a bare posix_spawn
+
+
+def _spawn_runs(log: Path, after: float) -> list[tuple[float, float, list[str]]]:
+    if not log.exists():
+        return []
+    runs = []
+    for line in log.read_text().splitlines():
+        start, end, _pid, *words = line.split()
+        if float(start) >= after:
+            runs.append((float(start), float(end), words))
+    return sorted(runs)
+
+
+def spawn_latency(daemon: Daemon, work: Path, mode: Mode) -> dict[str, Any]:
+    """From sending ``start`` to the started program running, against a bare
+    ``os.posix_spawn`` of the same program (spawnlog.py, which the benchmark daemon puts in
+    front of every iohyve command and which notes when it runs). Both include that program's
+    own start. ``start`` runs iohyve's ``list`` first (the guest's state); the time from that
+    command's end to ``start`` running, less the bare spawn, is what the process runner adds
+    to an exec (a helper Python start, today)."""
+    if daemon.spawn_log is None:
+        raise RuntimeError("the daemon does not log its iohyve processes")
+    rounds = 3 if mode.name == "smoke" else 20
+    through_daemon: list[float] = []
+    gaps: list[float] = []
+    with Control(daemon.urls["ws"], token=daemon.token) as control:
+        for _ in range(rounds):
+            sent = time.monotonic()
+            control.call("sysadm", "iohyve", {"action": "start", "name": "guest0"})
+            runs = _spawn_runs(daemon.spawn_log, sent)
+            started = [start for start, _, words in runs if "start" in words]
+            if started:
+                through_daemon.append(started[0] - sent)
+                # start asks iohyve for the guest's state first: the time from that
+                # command's end to the start command running is the runner's own part.
+                before = [end for _, end, _ in runs if end <= started[0]]
+                if before:
+                    gaps.append(started[0] - max(before))
+            control.call("sysadm", "iohyve", {"action": "stop", "name": "guest0", "force": "true"})
+    bare_log = work / "bare-spawns.log"
+    program = [PYTHON, str(HERE / "spawnlog.py"), str(bare_log), "/bin/true", "start"]
+    bare = []
+    for _ in range(rounds):
+        sent = time.monotonic()
+        pid = os.posix_spawn(program[0], program, {"PATH": "/usr/bin:/bin"}, setsid=True)
+        os.waitpid(pid, 0)
+        bare.append(_spawn_runs(bare_log, sent)[0][0] - sent)
+    daemon_ms = 1000 * percentile(through_daemon, 0.5) if through_daemon else None
+    bare_ms = 1000 * percentile(bare, 0.5)
+    return {
+        "rounds": rounds,
+        "start_to_exec_p50_ms": daemon_ms,
+        "start_to_exec_p99_ms": 1000 * percentile(through_daemon, 0.99) if through_daemon else None,
+        "bare_posix_spawn_p50_ms": bare_ms,
+        "bare_posix_spawn_p99_ms": 1000 * percentile(bare, 0.99),
+        "previous_end_to_exec_p50_ms": 1000 * percentile(gaps, 0.5) if gaps else None,
+        "runner_adds_p50_ms": 1000 * percentile(gaps, 0.5) - bare_ms if gaps else None,
+    }
+
+
 def _max_in_flight(runs: list[tuple[float, float, str]]) -> int:
     edges = sorted([(s, 1) for s, _, _ in runs] + [(e, -1) for _, e, _ in runs])
     level = peak = 0
@@ -820,7 +881,7 @@ def show(result: dict[str, Any]) -> None:
         )
         ratios.add_row(*(_fmt(row[k]) for k in keys))
     console.print(ratios)
-    for section in ("spawns", "fetch", "idle", "fanout"):
+    for section in ("spawns", "spawn_latency", "fetch", "idle", "fanout"):
         if section not in result:
             continue
         detail = Table(title=section, show_header=False)
@@ -837,7 +898,7 @@ def show(result: dict[str, Any]) -> None:
     console.print(verdicts)
 
 
-SECTIONS = ("throughput", "spawns", "fetch", "idle", "fanout")
+SECTIONS = ("throughput", "spawns", "spawn_latency", "fetch", "idle", "fanout")
 
 
 def run(
@@ -849,7 +910,7 @@ def run(
     result["rest_load"] = generator
     result["machine"] = machine()
     began = time.monotonic()
-    if wanted & {"throughput", "spawns"}:
+    if wanted & {"throughput", "spawns", "spawn_latency"}:
         log("starting the daemon")
         daemon = Daemon(work, "daemon", spawn_log=work / "spawns.log", list_cache=window)
         try:
@@ -858,6 +919,9 @@ def run(
             if "spawns" in wanted:
                 log(f"{mode.spawn_clients} listvms callers for {mode.spawn_duration} s")
                 result["spawns"] = spawns(daemon, mode, window, generator)
+            if "spawn_latency" in wanted:
+                log("start: request to exec, against a bare posix_spawn")
+                result["spawn_latency"] = spawn_latency(daemon, work, mode)
         finally:
             daemon.stop()
     if "fetch" in wanted:

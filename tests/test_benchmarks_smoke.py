@@ -18,7 +18,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("machine", "throughput", "ratios", "spawns", "fetch", "idle", "fanout", "targets")
+SECTIONS = (
+    "machine",
+    "throughput",
+    "ratios",
+    "spawns",
+    "spawn_latency",
+    "fetch",
+    "idle",
+    "fanout",
+    "targets",
+)
 
 
 def _path_without(program: str, shadow: Path) -> str:
