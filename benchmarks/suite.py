@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +59,11 @@ class Mode:
     idle: int
     subscribers: int
     workers: int = 2
+    guests: tuple[int, ...] = ()
 
 
-FULL = Mode("full", (1, 16, 128), 5, 200, 10, 1024 * MIB, 10_000, 1_000)
-SMOKE = Mode("smoke", (1,), 1, 4, 2, 10 * MIB, 100, 50)
+FULL = Mode("full", (1, 16, 128), 5, 200, 10, 1024 * MIB, 10_000, 1_000, guests=(10, 100, 1000))
+SMOKE = Mode("smoke", (1,), 1, 4, 2, 10 * MIB, 100, 50, guests=(10,))
 
 
 def log(message: str) -> None:
@@ -114,12 +115,18 @@ class Daemon:
     """``twistd sysadmd --simulate`` with a TCP and a TLS listener on loopback."""
 
     def __init__(
-        self, work: Path, name: str, *, spawn_log: Path | None = None, list_cache: float = 1.0
+        self,
+        work: Path,
+        name: str,
+        *,
+        spawn_log: Path | None = None,
+        list_cache: float = 1.0,
+        guests: int = GUESTS,
     ) -> None:
         self.state = work / name
         self.log = work / f"{name}.log"
         self.spawn_log = spawn_log
-        _seed(self.state / "simulator")
+        _seed(self.state / "simulator", guests)
         config = work / f"{name}.toml"
         config.write_text(
             "[limits]\nconnections = 30000\nconnections_per_address = 30000\n"
@@ -179,12 +186,12 @@ class Daemon:
         stop(self.process)
 
 
-def _seed(root: Path) -> None:
+def _seed(root: Path, guests: int = GUESTS) -> None:
     """A host with a few guests, so that listvms answers a realistic list."""
     from sysadmd.simulator.cli import main as simulator  # noqa: PLC0415
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        for index in range(GUESTS):
+        for index in range(guests):
             name = f"guest{index}"
             simulator(["--root", str(root), "create", name, "8G"])
             simulator(["--root", str(root), "set", name, f"description=benchmark guest {index}"])
@@ -551,6 +558,60 @@ def spawn_latency(daemon: Daemon, work: Path, mode: Mode) -> dict[str, Any]:
     }
 
 
+# How cost grows with the work
+
+
+def _count_guests(listing: Any) -> int | None:
+    """The guests in a listvms reply (keyed by name, possibly under one wrapping key)."""
+    if isinstance(listing, dict) and len(listing) == 1:
+        (inner,) = listing.values()
+        if isinstance(inner, dict) and all(isinstance(v, dict) for v in inner.values()):
+            return len(inner)
+    return len(listing) if isinstance(listing, dict) else None
+
+
+def cold_lists(work: Path, mode: Mode) -> list[dict[str, Any]]:
+    """A cold listvms (a daemon just started, nothing cached) for each number of guests, with
+    the processes it spawned, per backend."""
+    rows: list[dict[str, Any]] = []
+    for guests in mode.guests:
+        log(f"cold listvms with {guests} guests (iohyve, simulated)")
+        spawn_log = work / f"spawns-{guests}.log"
+        daemon = Daemon(work, f"guests-{guests}", spawn_log=spawn_log, guests=guests)
+        try:
+            with Control(daemon.urls["ws"], token=daemon.token) as control:
+                began = time.monotonic()
+                listing = control.call("sysadm", "iohyve", {"action": "listvms"}, timeout=120)
+                seconds = time.monotonic() - began
+            processes = len(_spawn_runs(spawn_log, began))
+        finally:
+            daemon.stop()
+        rows.append(
+            {
+                "backend": "iohyve (simulated)",
+                "guests": guests,
+                "listed": _count_guests(listing),
+                "seconds": seconds,
+                "processes": processes,
+            }
+        )
+    rows.append(
+        {
+            "backend": "vm-bhyve (simulated)",
+            "skipped": "sysadmd has no vm-bhyve backend yet (only its parsers)",
+        }
+    )
+    return rows
+
+
+#: Sections of issue 20 whose features are not in sysadmd yet: printed, with the reason.
+NOT_YET: dict[str, str] = {
+    "console": "sysadmd has no console yet (keystroke-to-echo, viewer throughput, RSS/viewer)",
+    "dashboard": "sysadmd has no dashboard yet (first-load bytes, time to the guest list)",
+    "fleet": "sysadmd has no fleet router yet (Crossbar call against a direct call)",
+}
+
+
 def _max_in_flight(runs: list[tuple[float, float, str]]) -> int:
     edges = sorted([(s, 1) for s, _, _ in runs] + [(e, -1) for _, e, _ in runs])
     level = peak = 0
@@ -833,6 +894,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _show_curves(console: Console, result: dict[str, Any]) -> None:
+    if "cold_lists" in result:
+        curve = Table(title="cold listvms: cost against the number of guests")
+        keys = ("backend", "guests", "listed", "seconds", "processes", "skipped")
+        for column in keys:
+            curve.add_column(column)
+        for row in result["cold_lists"]:
+            curve.add_row(*(_fmt(row.get(k, "")) for k in keys))
+        console.print(curve)
+    for section, reason in result.get("skipped", {}).items():
+        console.print(f"{section}: skipped: {reason}")
+
+
 def show(result: dict[str, Any]) -> None:
     console = Console()
     generator = result.get("rest_load", "wrk")
@@ -888,6 +962,7 @@ def show(result: dict[str, Any]) -> None:
         for key, value in result[section].items():
             detail.add_row(key, _fmt(value))
         console.print(detail)
+    _show_curves(console, result)
     verdicts = Table(title="targets")
     for column in ("target", "value", "limit", "result"):
         verdicts.add_column(column)
@@ -898,7 +973,7 @@ def show(result: dict[str, Any]) -> None:
     console.print(verdicts)
 
 
-SECTIONS = ("throughput", "spawns", "spawn_latency", "fetch", "idle", "fanout")
+SECTIONS = ("throughput", "spawns", "spawn_latency", "curves", "fetch", "idle", "fanout")
 
 
 def run(
@@ -924,6 +999,9 @@ def run(
                 result["spawn_latency"] = spawn_latency(daemon, work, mode)
         finally:
             daemon.stop()
+    if "curves" in wanted:
+        result["cold_lists"] = cold_lists(work, mode)
+    result["skipped"] = dict(NOT_YET)
     if "fetch" in wanted:
         log(f"fetchiso of {mode.fetch_size // MIB} MiB against curl")
         result["fetch"] = fetch(work, mode)
@@ -968,6 +1046,16 @@ def main(argv: list[str] | None = None) -> int:
         help="the REST load generator: wrk, or benchmarks/restload.py's Python clients "
         "(lower figures, not comparable with wrk's); auto (the default) prefers wrk",
     )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        action="append",
+        default=[],
+        help="throughput: this many clients instead of the mode's (repeatable), for short runs",
+    )
+    parser.add_argument(
+        "--duration", type=int, help="throughput: seconds per run instead of the mode's"
+    )
     options = parser.parse_args(argv)
     if options.rest_load == "wrk" and shutil.which("wrk") is None:
         print(
@@ -987,6 +1075,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     raise_nofile()
     mode = SMOKE if options.smoke else FULL
+    if options.clients:
+        mode = replace(mode, clients=tuple(options.clients))
+    if options.duration:
+        mode = replace(mode, duration=options.duration)
     work = Path(tempfile.mkdtemp(prefix="sysadmd-bench-"))
     try:
         result = run(mode, work, options.list_cache, set(options.only), generator)
