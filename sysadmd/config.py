@@ -142,6 +142,54 @@ def _hostname(value: Any, key: str) -> str:
     return value
 
 
+#: A fleet host name: a guest name's characters without the dot, which separates a WAMP
+#: URI's components (the host is one component of ``sysadmd.<host>.<namespace>.<name>``).
+FLEET_HOST_PATTERN: Final = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
+
+
+def _fleet_host(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(FLEET_HOST_PATTERN, value, re.ASCII):
+        raise ConfigError(
+            f"{key}: must be 1 to 128 ASCII letters, digits, '_' or '-', starting with a "
+            "letter or digit (no dots: the name is one component of the fleet's URIs)"
+        )
+    return value
+
+
+def default_fleet_host() -> str:
+    """This machine's name up to its first dot, the default of ``fleet.host``."""
+    return socket.gethostname().split(".", 1)[0]
+
+
+def _router_url(value: Any, key: str) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not re.fullmatch(
+        r"wss?://[A-Za-z0-9._-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?", value
+    ):
+        raise ConfigError(
+            f"{key}: must be empty or a WebSocket URL such as 'wss://router.example:8443/ws'"
+        )
+    return value
+
+
+def _realm(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*", value):
+        raise ConfigError(f"{key}: must be a WAMP realm name such as 'sysadmd'")
+    return value
+
+
+def _fingerprint(value: Any, key: str) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: must be a SHA-256 fingerprint (64 hex digits, ':' allowed)")
+    digits = value.replace(":", "").lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", digits):
+        raise ConfigError(f"{key}: must be a SHA-256 fingerprint (64 hex digits, ':' allowed)")
+    return digits
+
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -492,6 +540,46 @@ class Config:
             "login and every change.",
         )
     )
+    fleet_router: str = field(
+        metadata=_key(
+            "fleet",
+            "",
+            _router_url,
+            "The WAMP router (Crossbar.io) to join, as a ws:// or wss:// URL; empty: no fleet. "
+            "The daemon keeps serving its own listeners either way.",
+        )
+    )
+    fleet_realm: str = field(
+        metadata=_key("fleet", "sysadmd", _realm, "The router realm the daemon joins.")
+    )
+    fleet_host: str = field(
+        metadata=_key(
+            "fleet",
+            None,
+            _fleet_host,
+            "This host's name in the fleet, and its cryptosign authid: its procedures are "
+            "sysadmd.<host>.<namespace>.<name>. Letters, digits, '_' and '-'; defaults to "
+            "this machine's name up to its first dot.",
+        )
+    )
+    fleet_ca_file: Path | None = field(
+        metadata=_key(
+            "fleet",
+            "",
+            _optional_path,
+            "PEM file of the CA(s) that a wss:// router's certificate must chain to; empty "
+            "uses the system's trust store (unless fleet.fingerprint is set).",
+        )
+    )
+    fleet_fingerprint: str = field(
+        metadata=_key(
+            "fleet",
+            "",
+            _fingerprint,
+            "SHA-256 fingerprint of the router's certificate, pinned instead of a CA; empty: "
+            "no pin.",
+        )
+    )
     metrics_allow: tuple[Network, ...] = field(
         metadata=_key(
             "metrics",
@@ -561,6 +649,8 @@ def load(config_file: Path | None = None, overrides: Mapping[str, Any] | None = 
         raw = values.get(key.dotted, key.default)
         if raw is None and key.dotted == "daemon.hostname":
             raw = socket.gethostname()
+        if raw is None and key.dotted == "fleet.host":
+            raw = default_fleet_host()
         settings[key.attribute] = key.check(raw, key.dotted)
     return Config(**settings)
 
