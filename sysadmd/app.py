@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import txaio
 from twisted.application.internet import TimerService
@@ -26,6 +27,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 
+from sysadmd import __version__
 from sysadmd.api import Api, EventHub
 from sysadmd.auth import (
     CONTROL_SOCKET,
@@ -44,7 +46,9 @@ from sysadmd.auth import build as build_backends
 from sysadmd.backends import HostTools, Iohyve, ProcessRunner, end_left_over_group
 from sysadmd.catalog import build_registry
 from sysadmd.config import Config, ConfigError
+from sysadmd.fleet import FleetMember, FleetTLSError, HostKeyError, ensure_host_key, router_tls
 from sysadmd.ops import (
+    Check,
     Guard,
     Livez,
     LogFiles,
@@ -326,6 +330,40 @@ def _timer(seconds: float, call: Any, reactor: Any) -> TimerService:
     return timer
 
 
+def _fleet_member(
+    config: Config, api: Api, hub: EventHub, backend: str, reactor: Any
+) -> FleetMember | None:
+    """The fleet session ``[fleet] router`` asks for (None without a router), with the host
+    key made on the first start."""
+    if not config.fleet_router:
+        return None
+    try:
+        key, created = ensure_host_key(config.state_dir)
+    except HostKeyError as e:
+        raise ConfigError(f"fleet.router: {e}") from None
+    if created:
+        log.info("Created the fleet host key; sysadmd-admin fleet key prints its public key")
+    log.info("Fleet host key (public) {key}", key=key.public_hex)
+    tls = None
+    if config.fleet_router.startswith("wss:"):
+        host = urlsplit(config.fleet_router).hostname or ""
+        try:
+            tls = router_tls(host, config.fleet_ca_file, config.fleet_fingerprint)
+        except FleetTLSError as e:
+            raise ConfigError(str(e)) from None
+    return FleetMember(
+        api,
+        hub,
+        router=config.fleet_router,
+        realm=config.fleet_realm,
+        host=config.fleet_host,
+        key=key,
+        tls=tls,
+        info={"backend": backend, "version": __version__},
+        reactor=reactor,
+    )
+
+
 def make_service(config: Config, reactor: Any) -> IService:
     """Build the daemon: listeners, the shared Site, the API, the fetch queue."""
     _prepare_state_dir(config.state_dir)
@@ -385,6 +423,15 @@ def make_service(config: Config, reactor: Any) -> IService:
         HostActions(host),
     )
     api = Api(registry, auth)
+    mode = (
+        "simulated iohyve " + config.iohyve_simulator_profile
+        if config.iohyve_simulate
+        else command[0]
+    )
+    fleet = _fleet_member(config, api, hub, mode, reactor)
+    checks = daemon_checks(command[0], config.state_dir, fetches)
+    if fleet is not None:
+        checks.append(Check("fleet", fleet.problem, required=False))
     metrics = Metrics()
     api.on_call = metrics.call_answered
     auth.on_failed_login = metrics.login_failed
@@ -408,7 +455,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         operations={
             b"metrics": MetricsResource(metrics, guard),
             b"livez": Livez(),
-            b"readyz": Readyz(daemon_checks(command[0], config.state_dir, fetches), guard),
+            b"readyz": Readyz(checks, guard),
         },
     )
     connections = _connection_counter(config, reactor)
@@ -438,11 +485,8 @@ def make_service(config: Config, reactor: Any) -> IService:
         # Limits outermost, so that a refused connection costs no TLS handshake.
         factory = TLSMemoryBIOFactory(tls_options, False, site) if tls_options else site
         Listener(description, endpoint, connections.wrap(factory), reactor).setServiceParent(top)
-    mode = (
-        "simulated iohyve " + config.iohyve_simulator_profile
-        if config.iohyve_simulate
-        else command[0]
-    )
+    if fleet is not None:
+        fleet.setServiceParent(top)  # leaves the router first, before the listeners close
     log.info(
         "sysadmd starting with {mode}; state in {state}", mode=mode, state=str(config.state_dir)
     )
