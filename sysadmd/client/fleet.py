@@ -28,9 +28,10 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
 
+from sysadmd.client.client import Client
 from sysadmd.client.errors import ApiError, ClientError, ConnectionFailed
 
-__all__ = ["FleetClient", "FleetHost", "HostNotJoined", "RouterRefused"]
+__all__ = ["FleetClient", "FleetHost", "HostNotJoined", "HostThroughRouter", "RouterRefused"]
 
 _ERROR: Final = re.compile(r"sysadmd\.error\.([0-9]{3})")
 
@@ -248,3 +249,38 @@ def _error(e: ApplicationError, host: str, uri: str) -> ClientError:
     if e.error == "wamp.error.no_such_procedure":
         return HostNotJoined(f"host {host} is not joined to the router (no {uri})")
     return ClientError(f"{uri}: {e.error} {message}")
+
+
+class HostThroughRouter(Client):
+    """A :class:`~sysadmd.client.client.Client` whose calls reach one host through the
+    router: every method built on :meth:`call` works as on a direct connection (``vm``,
+    ``iso``, ``tasks`` commands). A call with an ``action`` goes to that action's own URI,
+    which the router grants or refuses by role. Logins and event subscriptions belong to
+    the router session (:class:`FleetClient`), not to this object.
+    """
+
+    def __init__(self, fleet: FleetClient, host: str, *, timeout: float) -> None:
+        # No WebSocket of its own: the router session carries every call.
+        self._fleet = fleet
+        self.host = host
+        self.address = f"{host} via {fleet.router}"
+        self.fingerprint = None
+        self.timeout = timeout
+        self._close_error = None
+
+    async def call(
+        self, namespace: str, name: str, args: Any = None, *, timeout: float | None = None
+    ) -> Any:
+        """Call ``namespace/name`` on the host with ``args``; its reply's args."""
+        given = dict(args or {})
+        action = given.get("action")
+        return await self._fleet.call(
+            self.host,
+            namespace,
+            name,
+            given,
+            action=action if isinstance(action, str) else None,
+        )
+
+    async def close(self) -> None:
+        """Nothing to close: the router session outlives this host's calls."""

@@ -4,6 +4,9 @@ the fleet client calling them through the router."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -189,6 +192,36 @@ async def test_fleet_hosts_lists_every_joined_host(fleet: Fleet) -> None:
         await olga.close()
     assert [h.host for h in hosts] == ["h1", "h2", "h3"]
     assert all(h.backend == "simulated iohyve 0.7.9" and h.version and h.joined for h in hosts)
+
+
+def sysadm(fleet: Fleet, user: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The ``sysadm`` command line, logging in to the router as ``user``."""
+    return subprocess.run(
+        [sys.executable, "-m", "sysadmd.client.cli", "--router", fleet.router.url,
+         "--router-user", user, *argv],
+        env={**os.environ, "SYSADM_ROUTER_TICKET": fleet.tickets[user], "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_one_command_line_manages_every_host(fleet: Fleet) -> None:
+    hosts = sysadm(fleet, "olga", "fleet", "hosts", "--json")
+    assert hosts.returncode == 0, hosts.stderr
+    assert [h["host"] for h in json.loads(hosts.stdout)] == ["h1", "h2", "h3"]
+    one = sysadm(fleet, "olga", "-H", "h2", "vm", "list", "--json")
+    assert one.returncode == 0, one.stderr
+    assert set(json.loads(one.stdout)["listvms"]) >= {"guest-h2"}
+    every = sysadm(fleet, "olga", "-H", "all", "vm", "list")
+    assert every.returncode == 0, every.stderr
+    rows = [line.split()[:2] for line in every.stdout.splitlines()[2:] if line.strip()]
+    assert ["h1", "guest-h1"] in rows and ["h3", "guest-h3"] in rows
+    assert {host for host, _ in rows} == {"h1", "h2", "h3"}
+    # The router refuses the operator's rmiso, and the command says so.
+    refused = sysadm(fleet, "olga", "-H", "h1", "iso", "rm", "x.iso")
+    assert refused.returncode != 0
+    assert "the router refused sysadmd.h1.sysadm.iohyve.rmiso" in refused.stderr
+    gone = sysadm(fleet, "alice", "-H", "nosuch", "vm", "list")
+    assert gone.returncode != 0 and "host nosuch is not joined" in gone.stderr
 
 
 @async_test
