@@ -8,6 +8,7 @@ import hmac
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import (
@@ -37,7 +38,7 @@ class PinnedRouter:
     def _verify(self, connection: Any, cert: Any, errno: int, depth: int, ok: int) -> bool:
         if depth != 0:
             return True  # the chain does not matter: the leaf is pinned
-        der = crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
+        der = cert.to_cryptography().public_bytes(Encoding.DER)
         return hmac.compare_digest(hashlib.sha256(der).digest(), self._fingerprint)
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
