@@ -361,6 +361,8 @@ def _fleet_member(
         tls=tls,
         info={"backend": backend, "version": __version__},
         reactor=reactor,
+        in_flight=config.limits_in_flight,
+        message_size=config.limits_message_size,
     )
 
 

@@ -6,6 +6,8 @@ the same validation, roles, limits and audit apply as on the host's own listener
 is who the router says (caller disclosure, ``caller_authid`` and ``caller_authrole``): the
 router role ``admin`` or ``operator`` is that sysadmd role, any other role is refused, and so
 is a call whose caller the router did not disclose. Audit lines name ``<authid>@router``.
+The transport's own limits are the WebSocket's: messages up to ``limits.message_size``, and
+at most ``limits.in_flight`` calls waiting per caller session (429 beyond).
 
 The host's ``dispatcher`` and ``guests`` events are published on
 ``sysadmd.<host>.events.<event>`` with the args of the WebSocket's event envelope.
@@ -134,6 +136,8 @@ class FleetMember(Service):
         tls: IOpenSSLClientConnectionCreator | None,
         info: Mapping[str, str],
         reactor: Any,
+        in_flight: int = 8,
+        message_size: int = 65536,
     ) -> None:
         self._api = api
         self._hub = hub
@@ -144,6 +148,10 @@ class FleetMember(Service):
         self._tls = tls
         self._info = dict(info)
         self._reactor = reactor
+        self._in_flight = in_flight
+        self._message_size = message_size
+        #: Calls running now, by the caller's router session.
+        self._running: dict[int, int] = {}
         self._procedures = procedures(host, _specs(api.registry))
         parts = urlsplit(router)
         self._router_host = parts.hostname or ""
@@ -178,7 +186,11 @@ class FleetMember(Service):
             serializers=[JsonSerializer()],
         )
         factory.setProtocolOptions(
-            autoPingInterval=PING_INTERVAL, autoPingTimeout=PING_TIMEOUT, openHandshakeTimeout=10
+            autoPingInterval=PING_INTERVAL,
+            autoPingTimeout=PING_TIMEOUT,
+            openHandshakeTimeout=10,
+            maxMessagePayloadSize=self._message_size,
+            maxFramePayloadSize=self._message_size,
         )
         self._service = ClientService(
             self._endpoint(),
@@ -321,16 +333,30 @@ class FleetMember(Service):
                     "belongs to another procedure",
                 )
             request_args = {**request_args, "action": procedure.action}
-        connection = Connection(self._router_host, "fleet")
-        reply = await self._api.dispatch(
-            ApiRequest(
-                procedure.namespace,
-                procedure.name,
-                request_args,
-                connection,
-                Vouched(user, role),
+        # limits.in_flight, per caller session as per WebSocket: one router session carries
+        # every caller, so each caller's own calls are counted.
+        caller = int(details.caller or 0)
+        running = self._running.get(caller, 0)
+        if running >= self._in_flight:
+            raise _refuse(
+                429, f"too many calls waiting for replies (at most {self._in_flight}); wait"
             )
-        )
+        self._running[caller] = running + 1
+        try:
+            connection = Connection(self._router_host, "fleet")
+            reply = await self._api.dispatch(
+                ApiRequest(
+                    procedure.namespace,
+                    procedure.name,
+                    request_args,
+                    connection,
+                    Vouched(user, role),
+                )
+            )
+        finally:
+            left = self._running.pop(caller) - 1
+            if left:
+                self._running[caller] = left
         if isinstance(reply, Refusal):
             raise _refuse(reply.error.code, reply.error.message)
         return reply.result

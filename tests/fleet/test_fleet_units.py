@@ -16,12 +16,14 @@ import pytest
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallDetails
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 
 from sysadmd import config
-from sysadmd.api import Role
+from sysadmd.api import Api, ApiError, ApiRequest, EventHub, Refusal, Role, Vouched
 from sysadmd.catalog import all_specs
 from sysadmd.fleet._hostkey import HOST_KEY_FILE, HostKeyError, ensure_host_key, load_host_key
-from sysadmd.fleet._member import FLEET_EVENTS, _caller
+from sysadmd.fleet._member import FLEET_EVENTS, FleetMember, _caller
 from sysadmd.fleet._router import AUTHORIZER_SOURCE, User, router_config
 from sysadmd.fleet._uris import procedures
 from sysadmd.fleet.admin import main as admin
@@ -171,3 +173,57 @@ def test_admin_prints_the_host_key_and_writes_the_router_configuration(tmp_path:
     assert (tmp_path / "cb" / "sysadmd_fleet_authorizer.py").exists()
     status, _, err = _admin("fleet", "router-config", str(tmp_path / "x"), "--host=a.b=00")
     assert status == 2 and "give NAME=PUBKEY" in err
+
+
+class _HeldApi:
+    """An Api whose dispatch waits until the test answers; it records every request."""
+
+    def __init__(self) -> None:
+        self.registry = SimpleNamespace(specs=all_specs)
+        self.waiting: list[tuple[ApiRequest, Deferred[Any]]] = []
+
+    def dispatch(self, request: ApiRequest) -> Deferred[Any]:
+        answer: Deferred[Any] = Deferred()
+        self.waiting.append((request, answer))
+        return answer
+
+
+def _member(api: _HeldApi, tmp_path: Path) -> FleetMember:
+    key, _ = ensure_host_key(tmp_path)
+    return FleetMember(
+        cast(Api, api), EventHub(FLEET_EVENTS), router="ws://127.0.0.1:1/ws", realm="sysadmd",
+        host="h1", key=key, tls=None, info={}, reactor=Clock(), in_flight=2,
+    )  # fmt: skip
+
+
+def _caller_details(session: int) -> CallDetails:
+    seen = SimpleNamespace(caller=session, caller_authid="olga", caller_authrole="operator")
+    return cast(CallDetails, seen)
+
+
+def test_each_caller_may_have_limits_in_flight_calls_waiting(tmp_path: Path) -> None:
+    api = _HeldApi()
+    member = _member(api, tmp_path)
+    (listvms,) = [p for p in member._procedures if p.uri == "sysadmd.h1.sysadm.iohyve.listvms"]
+    call = member._handler(listvms)
+    first, second = call({}, details=_caller_details(1)), call({}, details=_caller_details(1))
+    third = call({}, details=_caller_details(1))
+    refused = []
+    third.addErrback(lambda f: refused.append(f.value))
+    assert [r.error for r in refused] == ["sysadmd.error.429"]
+    assert len(api.waiting) == 2
+    # Another caller's calls are its own; the request is the host's usual one.
+    call({}, details=_caller_details(2))
+    request, _ = api.waiting[-1]
+    assert (request.namespace, request.name, request.args) == (
+        "sysadm", "iohyve", {"action": "listvms"},
+    )  # fmt: skip
+    assert request.credentials == Vouched("olga@router", Role.OPERATOR)
+    # A reply makes room again.
+    api.waiting[0][1].callback(Refusal(request, None, ApiError(404, "gone")))
+    failed = []
+    first.addErrback(lambda f: failed.append(f.value))
+    assert failed[0].error == "sysadmd.error.404" and failed[0].args[0] == "gone"
+    call({}, details=_caller_details(1))
+    assert len(api.waiting) == 4
+    assert not second.called
