@@ -113,6 +113,13 @@ class _HostSession(ApplicationSession):  # type: ignore[misc]
     async def onJoin(self, details: Any) -> None:
         await self._member.joined(self)
 
+    def onUserError(self, fail: Any, msg: str) -> None:
+        # An ApplicationError is an answer (sysadmd.error.<code>) the caller receives, not a
+        # fault of this host; anything else is logged as Autobahn would.
+        if isinstance(getattr(fail, "value", None), ApplicationError):
+            return
+        super().onUserError(fail, msg)
+
     def onLeave(self, details: Any) -> None:
         self._member.left(self, details.reason, details.message)
         self.disconnect()
@@ -285,6 +292,11 @@ class FleetMember(Service):
             self._hub.drop(self._publisher)
             self._publisher = None
         self.joined_since = None
+        if not self.running:
+            log.info("Fleet: left realm {realm} on {router}", realm=self.realm, router=self.router)
+            if self.on_change is not None:
+                self.on_change(False)
+            return
         log.warn(
             "Fleet: left realm {realm} on {router} ({reason}); joining again",
             realm=self.realm,
