@@ -60,7 +60,7 @@ from sysadmd.client.errors import (
     TaskFailed,
     UnknownHost,
 )
-from sysadmd.client.fleet import FleetClient, HostThroughRouter
+from sysadmd.client.fleet import FleetClient, HostThroughRouter, read_key
 from sysadmd.client.tls import (
     CATLS,
     KnownHosts,
@@ -128,6 +128,7 @@ class Settings:
     realm: str = "sysadmd"
     router_user: str | None = None
     router_ca_file: Path | None = None
+    router_key: Path | None = None
     fleet_host: str | None = None
 
     @property
@@ -301,8 +302,9 @@ async def join_router(settings: Settings) -> FleetClient:
     router = settings.router or ""
     if settings.router_user is None:
         raise CommandError("--router needs --router-user NAME", EXIT_USAGE)
-    ticket = os.environ.get("SYSADM_ROUTER_TICKET")
-    if ticket is None:
+    key = read_key(settings.router_key) if settings.router_key is not None else None
+    ticket = os.environ.get("SYSADM_ROUTER_TICKET", "")
+    if key is None and not ticket:
         ticket = getpass.getpass(f"Ticket for {settings.router_user} at {router}: ")
     tls = None
     if router.startswith("wss:"):
@@ -313,7 +315,7 @@ async def join_router(settings: Settings) -> FleetClient:
             else platformTrust()
         )
         tls = optionsForClientTLS(host, trustRoot=trust)
-    fleet = FleetClient(router, settings.realm, settings.router_user, ticket, tls=tls)
+    fleet = FleetClient(router, settings.realm, settings.router_user, ticket, key=key, tls=tls)
     await fleet.connect()
     return fleet
 
@@ -435,6 +437,13 @@ CONTEXT: Final = {"help_option_names": ["-h", "--help"], "max_content_width": 10
     help="Verify a wss:// router against this CA certificate (PEM) instead of the system's.",
 )
 @click.option(
+    "--router-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="SYSADM_ROUTER_KEY",
+    help="Log in to the router with this Ed25519 key (a file of 64 hex digits, mode 0600) "
+    "instead of a ticket.",
+)
+@click.option(
     "-H",
     "--host",
     "fleet_host",
@@ -453,6 +462,7 @@ def cli(
     realm: str,
     router_user: str | None,
     router_ca_file: Path | None,
+    router_key: Path | None,
     fleet_host: str | None,
 ) -> None:
     """Manage bhyve guests and ISOs on a sysadmd host.
@@ -474,6 +484,7 @@ def cli(
         realm=realm,
         router_user=router_user,
         router_ca_file=router_ca_file,
+        router_key=router_key,
         fleet_host=fleet_host,
     )
 

@@ -2,12 +2,13 @@
 host joined to it.
 
 :meth:`FleetClient.connect` logs in to the router with a ticket (over TLS, as for any
-secret) and joins the realm. :meth:`FleetClient.call` calls ``sysadmd.<host>.<namespace>.
-<name>[.<action>]`` with the request's args and returns the reply's args; a host's error
-``sysadmd.error.<code>`` becomes :class:`~sysadmd.client.errors.ApiError` with that code, and
-the router's own refusals (``wamp.error.not_authorized``, ``wamp.error.no_such_procedure``
-when the host is not joined) become errors that say so. :meth:`FleetClient.hosts` lists the
-hosts joined now, from the router's session list, each with what its ``fleet.info`` says.
+secret) or an Ed25519 key (WAMP-cryptosign) and joins the realm. :meth:`FleetClient.call`
+calls ``sysadmd.<host>.<namespace>.<name>[.<action>]`` with the request's args and returns
+the reply's args; a host's error ``sysadmd.error.<code>`` becomes
+:class:`~sysadmd.client.errors.ApiError` with that code, and the router's own refusals
+(``wamp.error.not_authorized``, ``wamp.error.no_such_procedure`` when the host is not
+joined) become errors that say so. :meth:`FleetClient.hosts` lists the hosts joined now,
+from the router's session list, each with what its ``fleet.info`` says.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -23,6 +25,8 @@ from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.serializer import JsonSerializer
 from autobahn.wamp.types import Challenge, ComponentConfig, SessionDetails, SubscribeOptions
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from twisted.internet import reactor as _installed_reactor
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -31,7 +35,14 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStream
 from sysadmd.client.client import Client
 from sysadmd.client.errors import ApiError, ClientError, ConnectionFailed
 
-__all__ = ["FleetClient", "FleetHost", "HostNotJoined", "HostThroughRouter", "RouterRefused"]
+__all__ = [
+    "FleetClient",
+    "FleetHost",
+    "HostNotJoined",
+    "HostThroughRouter",
+    "RouterRefused",
+    "read_key",
+]
 
 _ERROR: Final = re.compile(r"sysadmd\.error\.([0-9]{3})")
 
@@ -63,12 +74,33 @@ class _UserSession(ApplicationSession):  # type: ignore[misc]
         self._client = client
 
     def onConnect(self) -> None:
-        self.join(self.config.realm, authmethods=["ticket"], authid=self._client.user)
+        client = self._client
+        key = client._key
+        if key is None:
+            self.join(self.config.realm, authmethods=["ticket"], authid=client.user)
+            return
+        public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+        self.join(
+            self.config.realm,
+            authmethods=["cryptosign"],
+            authid=client.user,
+            authextra={"pubkey": public},
+        )
 
     def onChallenge(self, challenge: Challenge) -> str:
-        if challenge.method != "ticket":
-            raise ApplicationError("wamp.error.cannot_authenticate", "ticket expected")
-        return self._client._ticket
+        client = self._client
+        key = client._key
+        if challenge.method == "ticket" and key is None:
+            return client._ticket
+        if challenge.method == "cryptosign" and key is not None:
+            given = str(challenge.extra.get("challenge", ""))
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", given):
+                raise ApplicationError("wamp.error.cannot_authenticate", "bad challenge")
+            raw = bytes.fromhex(given)
+            return (key.sign(raw) + raw).hex()
+        raise ApplicationError(
+            "wamp.error.cannot_authenticate", f"unexpected method {challenge.method}"
+        )
 
     def onJoin(self, details: SessionDetails) -> None:
         self._client._joined(self)
@@ -89,16 +121,33 @@ def _uri(host: str, namespace: str, name: str, action: str | None) -> str:
     return f"{whole}.{action}" if action else whole
 
 
+def read_key(path: Path) -> Ed25519PrivateKey:
+    """A user's Ed25519 key for the router: a file of 64 hex digits (the private seed, as
+    a host keeps its own), readable by its owner only."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+        mode = path.stat().st_mode
+    except (OSError, UnicodeDecodeError) as e:
+        raise ClientError(f"{path}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise ClientError(f"{path}: is not an Ed25519 seed (64 hex digits)")
+    if mode & 0o077:
+        raise ClientError(f"{path}: others may read it; make it mode 0600")
+    return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(text))
+
+
 class FleetClient:
-    """One session with the router, as ``user`` with ``ticket``."""
+    """One session with the router, as ``user`` with ``ticket``, or with ``key``
+    (WAMP-cryptosign) for a user the router lists with a public key."""
 
     def __init__(
         self,
         router: str,
         realm: str,
         user: str,
-        ticket: str,
+        ticket: str = "",
         *,
+        key: Ed25519PrivateKey | None = None,
         tls: IOpenSSLClientConnectionCreator | None = None,
         reactor: Any = None,
     ) -> None:
@@ -108,6 +157,7 @@ class FleetClient:
         self.realm = realm
         self.user = user
         self._ticket = ticket
+        self._key = key
         self._tls = tls
         self._reactor = reactor
         self._session: _UserSession | None = None

@@ -30,6 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 HOSTS = ("h1", "h2", "h3")
 #: A host the router knows that never runs a daemon: it tries to take another's procedures.
 INTRUDER = "h4"
+#: A user who logs in with an Ed25519 key (kept like a host's, in this directory) instead of a
+#: ticket.
+KEY_USER = "kim"
 
 
 def crossbar_venv() -> Path:
@@ -147,18 +150,19 @@ def seed(state: Path, guest: str) -> None:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """A router and three simulated hosts h1, h2, h3, each with a guest of its own
-    (``guest-h1``...); users ``alice`` (admin) and ``olga`` (operator) log in with tickets."""
+    (``guest-h1``...); users ``alice`` (admin) and ``olga`` (operator) log in with tickets,
+    ``kim`` (operator) with the key in ``base/kim``."""
     base = tmp_path_factory.mktemp("fleet")
     keys = {}
-    for host in (*HOSTS, INTRUDER):
+    for host in (*HOSTS, INTRUDER, KEY_USER):
         key, _ = ensure_host_key(base / host)
         keys[host] = key.public_hex
     cbdir = base / "router"
     port = free_port()
     printed = run_admin(
         "fleet", "router-config", str(cbdir), "--port", str(port),
-        *(f"--host={h}={k}" for h, k in keys.items()),
-        "--user=alice:admin", "--user=olga:operator",
+        *(f"--host={h}={k}" for h, k in keys.items() if h != KEY_USER),
+        "--user=alice:admin", "--user=olga:operator", f"--user=kim:operator:{keys[KEY_USER]}",
     )  # fmt: skip
     tickets = dict(line.split()[1:3] for line in printed.splitlines() if line.startswith("ticket "))
     router = Router(crossbar_venv(), cbdir, port)

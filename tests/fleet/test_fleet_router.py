@@ -16,7 +16,7 @@ from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.serializer import JsonSerializer
 from autobahn.wamp.types import ComponentConfig
-from fleetkit import INTRUDER, Fleet, fleet, wait_for
+from fleetkit import INTRUDER, KEY_USER, Fleet, fleet, wait_for
 from support import async_test
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -224,6 +224,27 @@ def test_one_command_line_manages_every_host(fleet: Fleet) -> None:
     assert "the router refused sysadmd.h1.sysadm.iohyve.rmiso" in refused.stderr
     gone = sysadm(fleet, "alice", "-H", "nosuch", "vm", "list")
     assert gone.returncode != 0 and "host nosuch is not joined" in gone.stderr
+
+
+def test_a_user_logs_in_with_a_key(fleet: Fleet) -> None:
+    key_file = fleet.state(KEY_USER) / "fleet-host.key"
+    listed = subprocess.run(
+        [sys.executable, "-m", "sysadmd.client.cli", "--router", fleet.router.url,
+         "--router-user", KEY_USER, "--router-key", str(key_file), "-H", "h1", "vm", "list",
+         "--json"],
+        env={k: v for k, v in os.environ.items() if k != "SYSADM_ROUTER_TICKET"},
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert set(json.loads(listed.stdout)["listvms"]) >= {"guest-h1"}
+    # Another user's key does not log in as kim.
+    wrong = subprocess.run(
+        [sys.executable, "-m", "sysadmd.client.cli", "--router", fleet.router.url,
+         "--router-user", KEY_USER, "--router-key", str(fleet.state("h1") / "fleet-host.key"),
+         "-H", "h1", "vm", "list"],
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert wrong.returncode != 0 and "the router refused the login" in wrong.stderr
 
 
 @async_test
