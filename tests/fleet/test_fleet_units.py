@@ -22,6 +22,8 @@ from twisted.internet.task import Clock
 from sysadmd import config
 from sysadmd.api import Api, ApiError, ApiRequest, EventHub, Refusal, Role, Vouched
 from sysadmd.catalog import all_specs
+from sysadmd.client.errors import ClientError
+from sysadmd.client.fleet import read_key
 from sysadmd.fleet._hostkey import HOST_KEY_FILE, HostKeyError, ensure_host_key, load_host_key
 from sysadmd.fleet._member import FLEET_EVENTS, FleetMember, _caller
 from sysadmd.fleet._router import AUTHORIZER_SOURCE, User, router_config
@@ -227,3 +229,16 @@ def test_each_caller_may_have_limits_in_flight_calls_waiting(tmp_path: Path) -> 
     call({}, details=_caller_details(1))
     assert len(api.waiting) == 4
     assert not second.called
+
+
+def test_a_users_router_key_must_be_private(tmp_path: Path) -> None:
+    key, _ = ensure_host_key(tmp_path)
+    path = tmp_path / HOST_KEY_FILE
+    assert read_key(path).public_key().public_bytes_raw().hex() == key.public_hex
+    path.chmod(0o644)
+    with pytest.raises(ClientError, match="make it mode 0600"):
+        read_key(path)
+    path.write_text("secret words\n")
+    path.chmod(0o600)
+    with pytest.raises(ClientError, match="not an Ed25519 seed"):
+        read_key(path)
