@@ -479,3 +479,18 @@ def test_stop_right_after_the_listening_line_is_clean(tmp_path: Path) -> None:
                 break
         output = process.stdout.read()
         assert process.wait(timeout=30) == 0, output
+
+
+@async_test
+async def test_the_backend_is_named_at_start_in_rpc_query_and_in_version(daemon: Daemon) -> None:
+    """The start-up line names the simulated backend and its version; rpc/query and the
+    version reply carry the extra field 'backend' (iohyve when nothing else is chosen)."""
+    code, query = await rest(daemon, {}, path="rpc/query")
+    classes = query["args"]
+    assert code == 200 and classes["backend"] == "iohyve"
+    assert classes["sysadm/iohyve"] == "read/write"
+    code, version = await rest(daemon, {"action": "version"})
+    assert code == 200 and version["args"]["version"]["backend"] == "iohyve"
+    log = daemon.log_text()
+    assert "sysadmd starting with simulated iohyve 0.7.9" in log
+    assert re.search(r"Backend iohyve iohyve v0\.7\.9", log), log[-2000:]
