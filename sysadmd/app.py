@@ -249,7 +249,7 @@ def iohyve_command(config: Config) -> tuple[list[str], dict[str, str]]:
 
 
 #: The environment variable that tells the simulator which vm-bhyve line its ``vm`` imitates.
-VM_BHYVE_VERSION_ENV = "VM_BHYVE_SIM_VERSION"
+VM_BHYVE_VERSION_ENV = "IOHYVE_SIM_VM_VERSION"
 
 
 def choose_backend(config: Config) -> str:
@@ -283,23 +283,23 @@ def make_backend(
     config: Config, runner: ProcessRunner, reactor: Any, command: list[str], backend: str
 ) -> VMBackend:
     """The backend ``backend`` names: on the host's tools, or on the simulator's
-    (``command`` then starts the simulator, and ``<command> vm``, ``sysrc``, ``pgrep``...
-    are its dialects, on the state under ``<state_dir>/simulator``)."""
+    (``command`` then starts the simulator, and ``<command> vm`` and ``<command> sysrc``
+    are its dialects, on a host whose ``/`` is ``<state_dir>/simulator``). The simulator
+    has no ``pgrep``, ``zfs`` or ``fetch``: run states come from ``vm list`` there,
+    datasets are mounted at ``/<dataset>``, and ISOs are not downloaded."""
     simulator = config.state_dir / "simulator"
     if backend == "vm-bhyve":
         if config.iohyve_simulate:
             commands = VmBhyveCommands(
-                **{
-                    tool: (*command, tool)
-                    for tool in ("vm", "sysrc", "pgrep", "zfs", "fetch", "xz")
-                }
+                vm=(*command, "vm"), sysrc=(*command, "sysrc"), pgrep=None, zfs=None, fetch=None
             )
             return VmBhyve(
                 runner,
                 commands,
-                rc_conf=simulator / "rc.conf",
+                rc_conf=simulator / "etc" / "rc.conf",
                 vmm_dir=simulator / "dev" / "vmm",
                 timeout=config.iohyve_timeout,
+                host_root=simulator,
             )
         return VmBhyve(
             runner,

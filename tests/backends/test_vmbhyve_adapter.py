@@ -261,16 +261,22 @@ async def test_properties_are_translated_both_ways(world: Host) -> None:
         "loader": "grub-bhyve",
         "ram": "512M",
     }
-    await vm.set_properties("web", {"ram": "2G", "loader": "bhyveload", "boot": "1"})
+    await vm.set_properties(
+        "web", {"ram": "2G", "loader": "bhyveload", "boot": "1", "description": "build host"}
+    )
     conf = str(directory / "web.conf")
-    assert ("/fake/sysrc", "-f", conf, "loader=bhyveload", "memory=2G") in world.calls
+    assert (
+        "/fake/sysrc", "-f", conf, "description=build host", "loader=bhyveload", "memory=2G"
+    ) in world.calls  # fmt: skip
     assert ("/fake/sysrc", "-f", str(world.rc_conf), "vm_list+=web") in world.calls
     assert parse.parse_conf((directory / "web.conf").read_text())["memory"] == "2G"
     props = await vm.properties("web")
     assert props["boot"] == "1" and props["ram"] == "2G" and props["loader"] == "bhyveload"
+    assert props["description"] == "build host"
+    assert (await vm.guest("web"))["description"] == "build host"
 
     before = len(world.calls)
-    for values in ({"os": "freebsd"}, {"bargs": "-H#x"}, {"boot": "yes"}):
+    for values in ({"os": "freebsd"}, {"bargs": "-H#x"}, {"boot": "yes"}, {"description": 'a"b'}):
         with pytest.raises(Unsupported):
             await vm.set_properties("web", values)
     assert len(world.calls) == before

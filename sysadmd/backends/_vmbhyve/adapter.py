@@ -45,6 +45,9 @@ FETCH_DIR: Final = ".fetch"
 _VERSION_NUMBER: Final = re.compile(r"vm-bhyve: Bhyve virtual machine management v(\S+).*")
 _PROCESS_LINE: Final = re.compile(r"\s*([0-9]+) (.*)")
 _SWITCH: Final = "public"
+#: The conf key that holds a guest's description: vm-bhyve has none and ignores keys it
+#: does not know, so the backend keeps the API's ``description`` property there.
+DESCRIPTION_KEY: Final = "description"
 
 
 class VmBhyveFailed(BackendFailed):
@@ -62,15 +65,20 @@ class Commands:
 
     vm: Sequence[str] = ("/usr/local/sbin/vm",)
     sysrc: Sequence[str] = ("/usr/sbin/sysrc",)
-    pgrep: Sequence[str] = ("/bin/pgrep",)
-    zfs: Sequence[str] = ("/sbin/zfs",)
-    fetch: Sequence[str] = ("/usr/bin/fetch",)
+    #: None: run states come from ``vm list`` instead (its fallback).
+    pgrep: Sequence[str] | None = ("/bin/pgrep",)
+    #: None: a ``zfs:pool/ds`` location is mounted at ``/pool/ds`` (ZFS's default).
+    zfs: Sequence[str] | None = ("/sbin/zfs",)
+    #: None: downloads are refused.
+    fetch: Sequence[str] | None = ("/usr/bin/fetch",)
     xz: Sequence[str] = ("/usr/bin/xz",)
 
 
 class VmBhyve:
     """The vm-bhyve backend. ``rc_conf`` is the host's rc.conf (``vm_enable``, ``vm_dir``,
-    ``vm_list``); ``vmm_dir`` where the kernel shows its VMs (``/dev/vmm``)."""
+    ``vm_list``); ``vmm_dir`` where the kernel shows its VMs (``/dev/vmm``). ``host_root``
+    is where the host's ``/`` is (``/`` but for a host in a directory, as a simulated
+    one): the paths the tools print and take are the host's, the files read are below it."""
 
     log = Logger()
     tool = "vm-bhyve"
@@ -83,15 +91,17 @@ class VmBhyve:
         rc_conf: Path = Path("/etc/rc.conf"),
         vmm_dir: Path = Path("/dev/vmm"),
         timeout: float = 120.0,
+        host_root: Path = Path("/"),
     ) -> None:
         for label, command in vars(commands).items():
-            if not command or not os.path.isabs(command[0]):
+            if command is not None and (not command or not os.path.isabs(command[0])):
                 raise ValueError(f"the {label} command must start with an absolute path")
         self._runner = runner
         self._commands = commands
         self._rc_conf = rc_conf
         self._vmm_dir = vmm_dir
         self._timeout = timeout
+        self._root = host_root
         self._order = _Order()
         self._guest_locks: dict[str, DeferredLock] = {}
         self._mountpoints: dict[str, Path] = {}
@@ -101,6 +111,19 @@ class VmBhyve:
         self.dialect: parse.Dialect | None = None
 
     # Running tools
+
+    def _local(self, path: str) -> Path:
+        """Where the host's absolute ``path`` is read."""
+        return self._root / path.lstrip("/")
+
+    def _host_path(self, path: Path) -> str:
+        """The host's name of the local ``path``, for a tool's argument."""
+        return "/" + str(path.relative_to(self._root)).removeprefix(".").lstrip("/")
+
+    def _zfs(self, what: str) -> Sequence[str]:
+        if self._commands.zfs is None:
+            raise Unsupported(f"{what} needs zfs, which this host does not offer")
+        return self._commands.zfs
 
     def _run(self, command: Sequence[str], *args: str) -> Deferred[ProcessResult]:
         return self._runner.run(command[0], (*command[1:], *args), timeout=self._timeout)
@@ -113,7 +136,7 @@ class VmBhyve:
         return result
 
     async def _sysrc(self, conf: Path, *args: str) -> None:
-        result = await self._run(self._commands.sysrc, "-f", str(conf), *args)
+        result = await self._run(self._commands.sysrc, "-f", self._host_path(conf), *args)
         if not result.ok:
             raise VmBhyveFailed("sysrc", result)
 
@@ -125,7 +148,7 @@ class VmBhyve:
         if not value:
             raise BackendFailed("vm-bhyve", f"vm_dir is not set in {self._rc_conf}; run setup")
         dataset, path = host.location(value)
-        vm_dir = await self._mountpoint(dataset) if dataset else Path(path)
+        vm_dir = await self._mountpoint(dataset) if dataset else self._local(path)
         self._vm_dir = vm_dir
         system = await deferToThread(host.read_settings, vm_dir / ".config" / "system.conf")
         stores = [host.Store("default", vm_dir, dataset)]
@@ -133,13 +156,15 @@ class VmBhyve:
         for name in system.get("datastore_list", "").split():
             where = system.get(f"path_{name}", "")
             if where.startswith("iso:"):
-                iso_dirs.append((name, Path(where[4:])))
+                iso_dirs.append((name, self._local(where[4:])))
             elif where.startswith("img:") or not where or name == "default":
                 continue
             else:
                 ds, directory = host.location(where)
                 stores.append(
-                    host.Store(name, await self._mountpoint(ds) if ds else Path(directory), ds)
+                    host.Store(
+                        name, await self._mountpoint(ds) if ds else self._local(directory), ds
+                    )
                 )
         return host.Layout(
             vm_dir=vm_dir,
@@ -153,18 +178,24 @@ class VmBhyve:
         known = self._mountpoints.get(dataset)
         if known is not None:
             return known
+        if self._commands.zfs is None:
+            self._mountpoints[dataset] = self._local("/" + dataset)
+            return self._mountpoints[dataset]
         result = await self._run(
             self._commands.zfs, "get", "-H", "-o", "value", "mountpoint", dataset
         )
         mountpoint = text(result.stdout).strip()
         if not result.ok or not mountpoint.startswith("/"):
             raise VmBhyveFailed("zfs get mountpoint", result)
-        self._mountpoints[dataset] = Path(mountpoint)
-        return Path(mountpoint)
+        self._mountpoints[dataset] = self._local(mountpoint)
+        return self._mountpoints[dataset]
 
     async def _processes(self) -> dict[str, str]:
         """One ``pgrep -fl`` for bhyve and its loaders: guest name to ``running`` or
-        ``bootloader`` (the last word of each process line names the guest)."""
+        ``bootloader`` (the last word of each process line names the guest). Without
+        pgrep, one ``vm list`` (whose guests in those states have a VM)."""
+        if self._commands.pgrep is None:
+            return await self._listed_states()
         result = await self._run(self._commands.pgrep, "-fl", "bhyve: |grub-bhyve|bhyveload")
         if not result.ok and result.exit_code != 1:  # 1: no process matched
             raise VmBhyveFailed("pgrep", result)
@@ -181,13 +212,31 @@ class VmBhyve:
                 states.setdefault(name, "bootloader")
         return states
 
+    async def _listed_states(self) -> dict[str, str]:
+        if self.dialect is None:
+            await self._version()
+        result = await self._vm("list", "list")
+        try:
+            listed = parse.parse_list(text(result.stdout), self.dialect or "1.7")
+        except parse.ParseError as e:
+            raise VmBhyveFailed("vm list", result, str(e)) from None
+        return {
+            name: guest.state
+            for name, guest in listed.items()
+            if guest.state in ("running", "bootloader")
+        }
+
     async def _guests(self) -> tuple[host.Layout, dict[str, host.GuestFiles], dict[str, str]]:
         layout = await self._layout()
         try:
             guests = await deferToThread(host.read_guests, layout, self._vmm_dir)
         except parse.ParseError as e:
             raise BackendFailed("vm-bhyve", str(e)) from None
-        return layout, guests, await self._processes()
+        processes = await self._processes()
+        if self._commands.pgrep is None:
+            for name in processes.keys() & guests.keys():
+                guests[name].vmm = True
+        return layout, guests, processes
 
     # Reads
 
@@ -214,7 +263,7 @@ class VmBhyve:
         else:
             state = "stopped"
         return GuestSummary(
-            description="",
+            description=guest.conf.get(DESCRIPTION_KEY, ""),
             rcboot="YES" if guest.name in layout.autostart else "NO",
             running="YES" if state == "running" else "NO",
             vmm="YES" if guest.vmm else "NO",
@@ -243,17 +292,17 @@ class VmBhyve:
     def version(self) -> Deferred[str]:
         """The version ``vm version`` prints (``1.7.5``); remembers its dialect."""
 
-        async def run() -> str:
-            result = await self._vm("version", "version")
-            line = text(result.stdout).strip()
-            try:
-                self.dialect = parse.parse_version(line)
-            except parse.ParseError as e:
-                raise VmBhyveFailed("vm version", result, str(e)) from None
-            match = _VERSION_NUMBER.fullmatch(line)
-            return match.group(1) if match else line
+        return self._order.read(self._version)
 
-        return self._order.read(run)
+    async def _version(self) -> str:
+        result = await self._vm("version", "version")
+        line = text(result.stdout).strip()
+        try:
+            self.dialect = parse.parse_version(line)
+        except parse.ParseError as e:
+            raise VmBhyveFailed("vm version", result, str(e)) from None
+        match = _VERSION_NUMBER.fullmatch(line)
+        return match.group(1) if match else line
 
     # Setup
 
@@ -279,7 +328,7 @@ class VmBhyve:
 
         async def run() -> None:
             dataset = f"{pool}/vm"
-            created = await self._run(self._commands.zfs, "create", dataset)
+            created = await self._run(self._zfs("setup"), "create", dataset)
             if not created.ok and "dataset already exists" not in text(created.stderr):
                 raise VmBhyveFailed("zfs create", created)
             before = await deferToThread(host.read_settings, self._rc_conf)
@@ -442,14 +491,14 @@ class VmBhyve:
             raise Unsupported(
                 f"disk{number} of '{guest.name}' is a {dev} device, not a file or zvol"
             )
-        path = Path(disk_name) if disk_name.startswith("/") else guest.directory / disk_name
+        path = self._local(disk_name) if disk_name.startswith("/") else guest.directory / disk_name
         return "file", str(path)
 
     async def _disk(self, guest: host.GuestFiles, number: int) -> DiskInfo:
         kind, where = self._disk_target(guest, number)
         if kind == "zvol":
             result = await self._run(
-                self._commands.zfs, "get", "-Hp", "-o", "value", "volsize", where
+                self._zfs("a zvol disk"), "get", "-Hp", "-o", "value", "volsize", where
             )
             size = text(result.stdout).strip()
             if not result.ok or not size.isdigit():
@@ -491,7 +540,7 @@ class VmBhyve:
                 raise Conflict(f"guest '{name}' is running; stop it first")
             kind, where = self._disk_target(guest, number)
             if kind == "zvol":
-                result = await self._run(self._commands.zfs, "set", f"volsize={size}", where)
+                result = await self._run(self._zfs("a zvol disk"), "set", f"volsize={size}", where)
                 if not result.ok:
                     raise VmBhyveFailed("zfs set volsize", result)
             else:
@@ -526,7 +575,7 @@ class VmBhyve:
             conf = guest.directory / f"{name}.conf"
             await self._sysrc(conf, "-x", *host.disk_keys(guest.conf, number))
             if kind == "zvol":
-                result = await self._run(self._commands.zfs, "destroy", where)
+                result = await self._run(self._zfs("a zvol disk"), "destroy", where)
                 if not result.ok:
                     raise VmBhyveFailed("zfs destroy", result)
             else:
@@ -547,9 +596,7 @@ class VmBhyve:
 
         async def run() -> dict[str, str]:
             layout, guest, _ = await self._require(name)
-            props = parse.from_vmbhyve(guest.conf)
-            props["boot"] = "1" if name in layout.autostart else "0"
-            return dict(sorted(props.items()))
+            return dict(sorted(_properties(layout, guest).items()))
 
         return self._order.read(run)
 
@@ -566,7 +613,10 @@ class VmBhyve:
                         raise parse.ParseError("boot must be 0 or 1")
                     boot = value
                     continue
-                key, stored = parse.to_vmbhyve(prop, value)
+                if prop == "description":
+                    key, stored = DESCRIPTION_KEY, value
+                else:
+                    key, stored = parse.to_vmbhyve(prop, value)
                 problem = parse.conf_value_problem(stored)
                 if problem is not None:
                     raise parse.ParseError(f"the value of {prop} cannot be stored: {problem}")
@@ -581,8 +631,7 @@ class VmBhyve:
             if boot is not None and (boot == "1") != (name in layout.autostart):
                 await self._sysrc(self._rc_conf, f"vm_list{'+' if boot == '1' else '-'}={name}")
             layout, after, _ = await self._require(name)
-            now = parse.from_vmbhyve(after.conf)
-            now["boot"] = "1" if name in layout.autostart else "0"
+            now = _properties(layout, after)
             wrong = [
                 prop for prop, value in values.items() if now.get(prop) != _read_back(prop, value)
             ]
@@ -696,9 +745,11 @@ class VmBhyve:
         directory = self.iso_directory(name)
         directory.mkdir(parents=True, exist_ok=True)
         command = self._commands.fetch
+        if command is None:
+            raise Unsupported("this host has no fetch command: ISOs cannot be downloaded")
         return self._runner.start(
             command[0],
-            (*command[1:], "-o", str(directory / name), url),
+            (*command[1:], "-o", self._host_path(directory / name), url),
             timeout=timeout,
             on_output=on_output,
         )
@@ -723,7 +774,7 @@ class VmBhyve:
             directory = self.iso_directory(name)
             downloaded = directory / name
             if name.endswith(".xz") and await deferToThread(downloaded.is_file):
-                result = await self._run(self._commands.xz, "-d", str(downloaded))
+                result = await self._run(self._commands.xz, "-d", self._host_path(downloaded))
                 if not result.ok:
                     raise VmBhyveFailed("xz -d", result)
                 downloaded = directory / _unpacked(name)
@@ -755,9 +806,19 @@ class VmBhyve:
         return self._order.write(run)
 
 
+def _properties(layout: host.Layout, guest: host.GuestFiles) -> dict[str, str]:
+    """The guest's properties in iohyve's names: its conf through parse's table, its
+    description, and ``boot`` from rc.conf's ``vm_list``."""
+    props = parse.from_vmbhyve(guest.conf)
+    if DESCRIPTION_KEY in guest.conf:
+        props["description"] = guest.conf[DESCRIPTION_KEY]
+    props["boot"] = "1" if guest.name in layout.autostart else "0"
+    return props
+
+
 def _read_back(prop: str, value: str) -> str:
     """How property ``prop`` set to ``value`` reads back from the conf."""
-    if prop == "boot":
+    if prop in ("boot", "description"):
         return value
     return parse.from_vmbhyve(dict([parse.to_vmbhyve(prop, value)]))[prop]
 
