@@ -67,6 +67,10 @@ class Stack:
             simulator(["--root", str(self.root), "--profile", self.profile, *args])
         return out.getvalue()
 
+    def add_iso(self, path: Path) -> None:
+        """Put the file ``path`` into the ISO store, as iohyve's fetch does."""
+        self.sim("fetch", f"file://{path}")
+
     def iso(self, name: str) -> bytes:
         return (self.root / "iohyve" / "ISO" / name / name).read_bytes()
 
@@ -121,7 +125,11 @@ class VmBhyveStack(Stack):
             rc_conf=root / "etc" / "rc.conf",
             host_root=root,
         )
+        if kw.get("run_fetches", True):
+            self.fetches.stopService()
         self.fetches = FetchQueue(self.iohyve, reactor, max_queued=2)
+        if kw.get("run_fetches", True):
+            self.fetches.startService()
         registry = Registry()
         registry.register(IohyveActions(self.iohyve, self.fetches, file_roots))
         self.api = Api(registry, OpenGate(Account("alice", Role.ADMIN)))
