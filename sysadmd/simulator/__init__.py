@@ -27,6 +27,10 @@ The other VM manager, vm-bhyve, is the ``vm`` dialect (:mod:`~sysadmd.simulator.
 ``iohyve-sim [--root DIR] sysrc [-f file] [-inqx] name[[+|-]=value] ...``
     FreeBSD's sysrc on the same files (:mod:`~sysadmd.simulator.sysrc`), as vm-bhyve and a
     backend change them.
+``iohyve-sim [--root DIR] pgrep [-flx] pattern ...``
+    FreeBSD's pgrep over the running guests' processes (:mod:`~sysadmd.simulator.pgrep`):
+    ``pgrep -fx "bhyve: web"`` prints the pid of running guest ``web``; ``/dev/vmm/<name>`` is
+    the file ``ROOT/dev/vmm/<name>``.
 
 Three FreeBSD tools the sysadm daemon also runs are simulated on the same state when they are the
 first word (:mod:`~sysadmd.simulator.hosttools` documents their output):
@@ -63,7 +67,7 @@ data arrives and is renamed to ``<name>`` only when complete.
 
 Modules: :mod:`~sysadmd.simulator.cli` (options, entry point), :mod:`~.dialects` (the tools and
 the word that selects each), :mod:`~.commands` (iohyve's dispatch), :mod:`~.vmbhyve` and
-:mod:`~.vmhost` (vm-bhyve's commands and host), :mod:`~.sysrc`,
+:mod:`~.vmhost` (vm-bhyve's commands and host), :mod:`~.sysrc`, :mod:`~.pgrep`,
 :mod:`~.guests`, :mod:`~.lifecycle`, :mod:`~.disks`, :mod:`~.info`, :mod:`~.hostsetup` and
 :mod:`~.iso` (the commands), :mod:`~.hosttools` (zpool, ifconfig), :mod:`~.profiles` (the two
 dialects), :mod:`~.state` (state directory and lock), :mod:`~.datasets` (the simulated ZFS

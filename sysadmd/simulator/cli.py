@@ -13,7 +13,7 @@ Options (they come before the iohyve words; ``--`` ends them early):
 
 Everything from the first word that is not an option on is run by the simulated tool that word
 names (:mod:`~sysadmd.simulator.dialects`): ``iohyve``, ``vm``, ``zpool``, ``ifconfig``,
-``sysctl`` or ``sysrc``
+``sysctl``, ``sysrc`` or ``pgrep``
 (``iohyve-sim --root /tmp/s zpool list -H``, ``iohyve-sim --root /tmp/s iohyve list``). Words
 that name no tool go to iohyve, so ``iohyve-sim --root /tmp/s list`` behaves like ``iohyve
 list``. The exit status is the tool's.
@@ -55,7 +55,8 @@ USAGE = (
     "       iohyve-sim [--root DIR] [--pool NAME] zpool list [-Hp] [-o property[,...]] [pool ...]\n"
     "       iohyve-sim [--root DIR] ifconfig [-l | -a | <interface>]\n"
     "       iohyve-sim [--root DIR] sysctl [-n] <name> ...\n"
-    "       iohyve-sim [--root DIR] sysrc [-f file] [-inqx] name[[+|-]=value] ..."
+    "       iohyve-sim [--root DIR] sysrc [-f file] [-inqx] name[[+|-]=value] ...\n"
+    "       iohyve-sim [--root DIR] pgrep [-flx] pattern ..."
 )
 
 

@@ -2,7 +2,7 @@
 
 A dialect is one program the simulator imitates on the shared state (guests, zvols,
 ISOs, pools, interfaces): ``iohyve``, and the FreeBSD tools a VM manager's host also
-runs (``zpool``, ``ifconfig``, ``sysctl``, ``sysrc``), and vm-bhyve (``vm``).
+runs (``zpool``, ``ifconfig``, ``sysctl``, ``sysrc``, ``pgrep``), and vm-bhyve (``vm``).
 ``iohyve-sim <tool> <words...>`` runs ``<tool> <words...>``; words that do not start with a
 tool's name go to the default dialect, iohyve, so ``iohyve-sim list`` is ``iohyve list`` as
 it always was.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sysadmd.simulator import hosttools, sysrc, vmbhyve
+from sysadmd.simulator import hosttools, pgrep, sysrc, vmbhyve
 from sysadmd.simulator.commands import Command, run_iohyve
 from sysadmd.simulator.context import Context
 
@@ -38,6 +38,7 @@ DIALECTS: dict[str, Dialect] = {
         Dialect("zpool", hosttools.cmd_zpool, "FreeBSD's zpool list"),
         Dialect("ifconfig", hosttools.cmd_ifconfig, "FreeBSD's ifconfig"),
         Dialect("sysctl", hosttools.cmd_sysctl, "FreeBSD's sysctl, for network devices"),
+        Dialect("pgrep", pgrep.cmd_pgrep, "FreeBSD's pgrep, over the running guests"),
         Dialect("sysrc", sysrc.cmd_sysrc, "FreeBSD's sysrc, on rc.conf and vm-bhyve's files"),
     )
 }

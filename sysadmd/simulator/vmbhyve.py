@@ -6,8 +6,9 @@ files below the simulator root). Simulated: ``version``, ``usage``, ``help`` (de
 ``list [-r]``, ``info [name ...]``, ``create [-d ds] [-t tpl] [-s size] [-c cpu] [-m mem] name``,
 ``install [-fi] name iso``, ``start [-fi] name ...``, ``stop name ...``, ``poweroff [-f] name``,
 ``destroy [-f] name``, ``iso [-46] [-d ds] [url]``, ``add [-d disk|network] [-t file] [-s
-size|switch] name``, ``rename old new``, ``switch list``, ``switch create name`` and ``switch
-add name iface``. The other commands of the real tool print a simulator error (exit 2).
+size|switch] name``, ``rename old new``, ``switch list``, ``switch create name``, ``switch
+add name iface`` and ``datastore list``. The other commands of the real tool print a
+simulator error (exit 2).
 
 What is kept from vm-bhyve: errors ``/usr/local/sbin/vm: ERROR: <msg>`` on stderr with
 status 1, warnings ``... WARNING: <msg>``, the start-up checks in their order, command
@@ -22,8 +23,9 @@ help texts name the same commands as the real ones, in shorter words.
 No bhyve runs: ``start`` and ``install`` write ``run.lock``, ``console`` and the guest log and
 add a ``bhyve: <name>`` process and ``/dev/vmm/<name>``; ``stop`` and ``poweroff`` take them
 away again (the guest obeys the ACPI shutdown at once). ``vm_delay`` from rc.conf (default 2)
-is slept between guests as the real tool does. ZFS volumes (``zvol`` disks), snapshots and
-cloud-init are not simulated.
+is slept between guests as the real tool does. The simulated bhyve has no snapshot support,
+so a saved state (``<name>.save``, shown as ``Suspended`` from 1.7) is never resumed. ZFS
+volumes (``zvol`` disks), snapshots, cloud-init and ``list -v`` are not simulated.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ _SYNOPSIS = {
     "poweroff": "poweroff [-f] <name>",
     "destroy": "destroy [-f] <name>",
     "rename": "rename <name> <new-name>",
+    "datastore": "datastore list",
     "add": "add [-d device] [-t type] [-s size|switch] <name>",
     "iso": "iso [-46] [-d datastore] [url]",
 }
@@ -254,10 +257,11 @@ class Vm:
                 line = stdin.readline()
                 if not line:
                     return True
-                answer = line.strip()[:1]
-                if answer in ("y", "Y"):
+                # read strips blanks; the answer is y* or n*, in lower case only.
+                answer = line.strip(" \t\n")
+                if answer.startswith("y"):
                     return True
-                if answer in ("n", "N"):
+                if answer.startswith("n"):
                     return False
         except (OSError, ValueError):
             return True
@@ -327,62 +331,75 @@ def parse_size(text: str) -> int | None:
     """A size as ``truncate -s`` reads it (``20G``, ``512m``, ``1048576``), or None."""
     number = text.rstrip("bBkKmMgGtTpP")
     suffix = text[len(number) :].lower().rstrip("b") if text[len(number) :] != "" else ""
-    if not number.isdigit() or suffix not in _SUFFIXES or len(text) - len(number) > 2:
+    if (
+        not (number.isascii() and number.isdigit())
+        or suffix not in _SUFFIXES
+        or len(text) - len(number) > 2
+    ):
         return None
-    return int(number) * _SUFFIXES[suffix]
+    size = int(number) * _SUFFIXES[suffix]
+    return size if size < 1 << 63 else None
 
 
 # -- commands -------------------------------------------------------------------------------------
 
 
+def _yes(value: str) -> bool:
+    """rc.subr's ``checkyesno``."""
+    return value.lower() in ("yes", "true", "on", "1")
+
+
+def _vnc(vm: Vm, directory: str, conf: dict[str, str], pid: int | None) -> str:
+    """The VNC cell: the console file's ``vnc=`` value of a running guest with graphics."""
+    host = vm.host
+    ours = _first_line(host.real(f"{directory}/run.lock")) == host.hostname
+    if (pid is None and not ours) or not _yes(conf.get("graphics", "")):
+        return "-"
+    for line in _read_lines(host.real(f"{directory}/console")):
+        if line.startswith("vnc"):
+            return line.split("=", 2)[1] if "=" in line else "-"
+    return "-"
+
+
+def _list_row(vm: Vm, store: Datastore, name: str, processes: Processes) -> tuple[str, list[str]]:
+    """One guest's state and cells of ``vm list``."""
+    host = vm.host
+    directory = host.guest_dir(store, name)
+    conf = read_conf(host.conf_path(store, name))
+    state, pid = _guest_state(vm, directory, name, processes)
+    lock = host.real(f"{directory}/run.lock")
+    if state == "Stopped" and os.path.exists(lock):
+        state = f"Locked ({_first_line(lock)})"
+    position = host.autostart(name)
+    cells = [
+        name,
+        store.name,
+        conf.get("loader") or "none",
+        conf.get("cpu", ""),
+        conf.get("memory", ""),
+        _vnc(vm, directory, conf, pid),
+        "No" if position is None else f"Yes [{position}]",
+        state,
+    ]
+    if vm.version == "dev":
+        cells.append(conf.get("tags") or "-")
+    return state, cells
+
+
 def _list(vm: Vm, args: list[str]) -> int:
     options, _ = vm.getopts(args, "rv")
-    host = vm.host
-    processes = Processes(host.root)
+    if "v" in options:
+        vm.ctx.output.err("iohyve-sim: vm list -v is not simulated")
+        raise Exit(SIMULATOR_ERROR)
+    processes = Processes(vm.host.root)
     columns = ["NAME", "DATASTORE", "LOADER", "CPU", "MEMORY", "VNC", "AUTO", "STATE"]
     if vm.version == "dev":
         columns.append("TAGS")
     rows = ["^".join(columns)]
-    for store, name in host.guests():
-        directory = host.guest_dir(store, name)
-        conf = read_conf(host.conf_path(store, name))
-        pid = processes.running(name)
-        state = f"Running ({pid})" if pid is not None else ""
-        if pid is None:
-            loader_pid = processes.in_loader(name)
-            if loader_pid is not None:
-                pid = loader_pid
-                state = f"Bootloader ({pid})"
-        lock = host.real(f"{directory}/run.lock")
-        vnc = "-"
-        if (pid is not None or _first_line(lock) == host.hostname) and conf.get(
-            "graphics", ""
-        ).lower() in ("yes", "true", "on", "1"):
-            for line in _read_lines(host.real(f"{directory}/console")):
-                if line.startswith("vnc"):
-                    vnc = line.split("=", 2)[1] if "=" in line else ""
-                    break
-            vnc = vnc or "-"
-        if not state:
-            saved = os.path.exists(host.real(f"{directory}/{name}.save"))
-            state = "Suspended" if saved and vm.version != "1.6" else "Stopped"
-            if state == "Stopped" and os.path.exists(lock):
-                state = f"Locked ({_first_line(lock)})"
+    for store, name in vm.host.guests():
+        state, cells = _list_row(vm, store, name, processes)
         if "r" in options and state in ("Stopped", "Suspended"):
             continue
-        position = host.autostart(name)
-        cells = [
-            name,
-            store.name,
-            conf.get("loader") or "none",
-            conf.get("cpu", ""),
-            conf.get("memory", ""),
-            vnc,
-            "No" if position is None else f"Yes [{position}]",
-            state,
-        ]
-        if vm.version == "dev":
-            cells.append(conf.get("tags") or "-")
         rows.append("^".join(cells))
     for line in column_t(rows, "^"):
         vm.out(line)
@@ -532,7 +549,7 @@ def _mac(seed: bytes) -> str:
     return "58:9c:fc:" + ":".join(f"{byte:02x}" for byte in seed[:3])
 
 
-def _create(vm: Vm, args: list[str]) -> int:  # noqa: PLR0912, PLR0915 - vm-bhyve's checks in order
+def _create(vm: Vm, args: list[str]) -> int:  # noqa: PLR0912 - vm-bhyve's checks in order
     options, rest = vm.getopts(args, "d:t:s:i:c:m:Ck:n:u:")
     name = rest[0] if rest else ""
     if not name:
@@ -581,16 +598,25 @@ def _create(vm: Vm, args: list[str]) -> int:  # noqa: PLR0912, PLR0915 - vm-bhyv
             size_text = options["s"]
         device = tpl.get(f"disk{number}_dev") or "file"
         if device not in ("custom", "iscsi"):
-            size = parse_size(size_text)
-            disk = os.path.join(directory, tpl[f"disk{number}_name"])
-            if size is None:
-                vm.ctx.output.err(f"truncate: invalid size '{size_text}'")
-                raise vm.err("failed to create sparse file for disk image")
-            with open(disk, "ab") as handle:
-                handle.truncate(size)
+            disk = host.real(f"{host.guest_dir(store, name)}/{tpl[f'disk{number}_name']}")
+            _make_disk(vm, disk, size_text)
             os.chmod(disk, 0o600)
         sysrc_delete(conf, f"disk{number}_size")
     return 0
+
+
+def _make_disk(vm: Vm, disk: str, size_text: str) -> None:
+    """``truncate -s <size> <disk>``, or vm-bhyve's error when it fails."""
+    size = parse_size(size_text)
+    if size is None:
+        vm.ctx.output.err(f"truncate: invalid size '{size_text}'")
+        raise vm.err("failed to create sparse file for disk image")
+    try:
+        with open(disk, "ab") as handle:
+            handle.truncate(size)
+    except OSError as exc:
+        vm.ctx.output.err(f"truncate: {disk.rsplit('/', 1)[-1]}: {exc.strerror}")
+        raise vm.err("failed to create sparse file for disk image") from exc
 
 
 def _start_one(vm: Vm, name: str, iso: str | None, processes: Processes) -> int:
@@ -648,7 +674,7 @@ def _boot(  # noqa: PLR0917 - the guest, its conf, the ISO and the process table
                 lines.append(f"{port}=tmux/{name.replace('.', '~')}")
         elif port[:3] == "com" and port[3:].isdigit():
             lines.append(f"{port}=/dev/nmdm-{name}.{port[3:]}B")
-    if conf.get("graphics", "").lower() in ("yes", "true", "on", "1"):
+    if _yes(conf.get("graphics", "")):
         listen = conf.get("graphics_listen") or "0.0.0.0"  # noqa: S104 - vm-bhyve's default
         lines.append(f"vnc={listen}:{conf.get('graphics_port') or '5900'}")
     with open(host.real(f"{directory}/console"), "w", encoding="utf-8") as handle:
@@ -663,8 +689,7 @@ def _boot(  # noqa: PLR0917 - the guest, its conf, the ISO and the process table
         networks += 1
     size = parse_size(conf.get("memory", "")) or 0
     processes.spawn(f"bhyve: {name}", size // 4, processes.free_taps(networks))
-    if name not in processes.vmm:
-        processes.vmm.append(name)
+    processes.create_vmm(name)
     processes.save()
 
 
@@ -672,8 +697,7 @@ def _halt(vm: Vm, name: str, processes: Processes, status: int) -> None:
     """The guest's bhyve exited with ``status`` and ``vm _run`` cleans up."""
     for pid in [pid for pid, p in processes.table.items() if p.title.split()[-1:] == [name]]:
         del processes.table[pid]
-    if name in processes.vmm:
-        processes.vmm.remove(name)
+    processes.destroy_vmm(name)
     processes.save()
     store = vm.host.find_guest(name)
     if store is None:
@@ -709,19 +733,18 @@ def _start(vm: Vm, args: list[str]) -> int:
             break
         if index:
             vm.out(f"Waiting {delay} second(s)")
-            time.sleep(float(delay) if delay.isdigit() else 0)
+            time.sleep(float(delay) if delay.isascii() and delay.isdigit() else 0)
         with HostLock(vm.host.root):
             failed += _start_one(vm, name, None, Processes(vm.host.root))
     return failed % 256
 
 
 def _iso_find(vm: Vm, iso: str) -> str | None:
-    """``datastore::iso_find``: the ISO's host path."""
+    """``datastore::iso_find``: the ISO's host path (an absolute path, then the ISO stores;
+    the simulated host has no current directory to look in)."""
     host = vm.host
     if iso.startswith("/") and os.access(host.real(iso), os.R_OK):
         return iso
-    if "/" not in iso and iso and os.path.isfile(iso):
-        return os.path.abspath(iso)
     for _, directory in host.iso_dirs():
         if iso and os.path.isfile(host.real(f"{directory}/{iso}")):
             return f"{directory}/{iso}"
@@ -872,13 +895,7 @@ def _add(vm: Vm, args: list[str]) -> int:
         return SIMULATOR_ERROR
     if kind != "file":
         raise vm.err("device type must be one of the following: zvol sparse-zvol file")
-    size = parse_size(value)
-    if size is None:
-        vm.ctx.output.err(f"truncate: invalid size '{value}'")
-        raise vm.err("failed to create sparse file for disk image")
-    disk = host.real(f"{host.guest_dir(store, name)}/disk{number}.img")
-    with open(disk, "ab") as handle:
-        handle.truncate(size)
+    _make_disk(vm, host.real(f"{host.guest_dir(store, name)}/disk{number}.img"), value)
     sysrc_set(conf_path, f"disk{number}_name", f"disk{number}.img")
     sysrc_set(conf_path, f"disk{number}_type", emulation)
     sysrc_set(conf_path, f"disk{number}_dev", kind)
@@ -912,36 +929,60 @@ def _iso(vm: Vm, args: list[str]) -> int:
 
 
 def _download(vm: Vm, url: str, destination: str, shown: str) -> int:
-    """``fetch -o <dir> <url>``: stream into a temporary file, rename it into place."""
+    """``fetch -o <dir> <url>``: stream into a temporary dot file, rename it into place.
+
+    SIGTERM or SIGINT during the transfer delete the temporary file and end the command
+    with that signal (:attr:`Context.terminated`), as the killed shell script would end.
+    """
     temp = f"{os.path.dirname(destination)}/.fetch.{os.getpid()}.{os.path.basename(destination)}"
-    try:
-        source = fetch.open_source(url)
-    except fetch.FetchError as exc:
-        vm.ctx.output.err(f"fetch: {exc}")
-        return 1
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        fetch.transfer(source, fd, url, shown, vm.ctx.output)
-    except fetch.FetchError as exc:
-        vm.ctx.output.err(f"fetch: {exc}")
-        os.unlink(temp)
-        return 1
-    finally:
-        os.close(fd)
-        source.close()
-    os.replace(temp, destination)
+    with fetch.SignalGuard() as guard:
+        try:
+            try:
+                source = fetch.open_source(url)
+            except fetch.FetchError as exc:
+                vm.ctx.output.err(f"fetch: {exc}")
+                return 1
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    fetch.transfer(source, fd, url, shown, vm.ctx.output)
+                finally:
+                    os.close(fd)
+            except fetch.FetchError as exc:
+                vm.ctx.output.err(f"fetch: {exc}")
+                return 1
+            finally:
+                source.close()
+            guard.committing = True
+            os.replace(temp, destination)
+        except fetch.Interrupted as interrupted:
+            guard.pending = interrupted.signum
+        finally:
+            guard.committing = True
+            if os.path.lexists(temp):
+                os.unlink(temp)
+    if guard.pending is not None:
+        import signal  # noqa: PLC0415
+
+        if guard.pending == signal.SIGINT:
+            vm.ctx.output.err("fetch: transfer interrupted")
+        vm.ctx.terminated = guard.pending
+        raise Exit(128 + guard.pending)
     return 0
 
 
 def _decompress(vm: Vm, path: str) -> int:
-    """``core::decompress``: ``.xz`` with xz -d, ``.gz`` with gunzip; other names as they are."""
+    """``core::decompress``: ``.xz`` with xz -d, ``.tar.gz`` unpacked beside it and deleted,
+    ``.gz`` with gunzip; other names as they are."""
     import gzip  # noqa: PLC0415
     import lzma  # noqa: PLC0415
 
     opener: Callable[[str], lzma.LZMAFile | gzip.GzipFile]
     if path.endswith(".xz"):
         opener = lzma.LZMAFile
-    elif path.endswith(".gz") and not path.endswith(".tar.gz"):
+    elif path.endswith(".tar.gz"):
+        return _untar(vm, path)
+    elif path.endswith(".gz"):
         opener = gzip.GzipFile
     else:
         return 0
@@ -959,6 +1000,28 @@ def _decompress(vm: Vm, path: str) -> int:
             os.unlink(target)
         return 1
     os.unlink(path)
+    return 0
+
+
+def _untar(vm: Vm, path: str) -> int:
+    """``tar Szxf <file> -C <dir>`` then ``rm -f <file>``: the status is rm's, always 0."""
+    import tarfile  # noqa: PLC0415
+
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            # Members may not leave the directory, as bsdtar refuses ".." and absolute paths.
+            for member in archive.getmembers():
+                name = os.path.normpath(member.name)
+                if name.startswith(("/", "..")) or not (member.isfile() or member.isdir()):
+                    raise tarfile.TarError(f"{member.name}: refusing to extract")
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(os.path.dirname(path), filter="data")
+            else:  # Python before 3.11.4: the members were checked above
+                archive.extractall(os.path.dirname(path))  # noqa: S202
+    except (OSError, EOFError, tarfile.TarError) as exc:
+        vm.ctx.output.err(f"tar: {exc}")
+    if os.path.exists(path):
+        os.unlink(path)
     return 0
 
 
@@ -1008,8 +1071,8 @@ def _switch(vm: Vm, args: list[str]) -> int:  # noqa: PLR0912 - one branch per s
         name = operands[0] if operands else ""
         if not name:
             raise vm.missing("switch")
-        if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 31:
-            raise vm.err("invalid switch name")
+        if not vm.check_name(name):
+            raise vm.err(f"invalid switch name - '{name}'")
         if name in switches:
             raise vm.err(f"switch {name} already exists")
         if options.get("t", "standard") != "standard":
@@ -1024,8 +1087,8 @@ def _switch(vm: Vm, args: list[str]) -> int:  # noqa: PLR0912 - one branch per s
         if len(rest) < 2 or not rest[0] or not rest[1]:
             raise vm.missing("switch")
         name, interface = rest[0], rest[1]
-        if name not in switches:
-            raise vm.err(f"unable to locate virtual switch {name}")
+        if name not in switches or not system.get(f"type_{name}"):
+            raise vm.err("unable to configure switch of unknown type")
         members = system.get(f"ports_{name}", "").split()
         sysrc_set(system_path, f"ports_{name}", " ".join([*members, interface]))
         return 0
@@ -1037,6 +1100,24 @@ _DEFAULT_TEMPLATE = (
     'loader="bhyveload"\ncpu=1\nmemory=256M\nnetwork0_type="virtio-net"\n'
     'network0_switch="public"\ndisk0_type="virtio-blk"\ndisk0_name="disk0.img"\n'
 )
+
+
+def _datastore(vm: Vm, args: list[str]) -> int:
+    """``vm datastore list`` (``printf "%-15s %-11s %-25s %s"``)."""
+    word = vm.find(args[0], ["list", "add", "remove", "iso", "img"]) if args else ""
+    if word is None:
+        raise vm.usage()
+    if word != "list":
+        vm.ctx.output.err(f"iohyve-sim: vm datastore {word} is not simulated")
+        return SIMULATOR_ERROR
+    vm.out(f"{'NAME':<15} {'TYPE':<11} {'PATH':<25} ZFS DATASET")
+    for store in vm.host.datastores():
+        if store.name == "default":
+            dataset = vm.host.dataset or "-"
+        else:
+            dataset = store.path[1:] if store.kind == "zfs" else "-"
+        vm.out(f"{store.name:<15} {store.kind:<11} {store.path:<25} {dataset}")
+    return 0
 
 
 def _init(vm: Vm, args: list[str]) -> int:
@@ -1061,6 +1142,7 @@ _HANDLERS = {
     "add": _add,
     "iso": _iso,
     "switch": _switch,
+    "datastore": _datastore,
     "init": _init,
 }
 

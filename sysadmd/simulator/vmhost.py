@@ -21,12 +21,13 @@ No bhyve runs. The processes vm-bhyve looks for with ``pgrep`` are kept in
 ``ROOT/processes.json``::
 
     {"next_pid": 4001,
-     "processes": {"4123": {"title": "bhyve: fbsd14", "rss": 532676608, "taps": ["tap0"]}},
-     "vmm": ["fbsd14"]}
+     "processes": {"4123": {"title": "bhyve: fbsd14", "rss": 532676608, "taps": ["tap0"]}}}
 
 ``title`` is the process title as ``ps`` shows it: ``bhyve: <name>`` for a running guest
 (what bhyve sets with setproctitle), ``bhyveload ... <name>`` or ``grub-bhyve ... <name>`` for
-one in its loader; ``vmm`` lists the names under ``/dev/vmm``. The file is read and written
+one in its loader (``iohyve-sim pgrep`` finds them, :mod:`~sysadmd.simulator.pgrep`). A VM
+that exists in the kernel is the empty file ``ROOT/dev/vmm/<name>``, as ``/dev/vmm/<name>`` on
+the host. Both are read and written
 under the simulator's state lock.
 """
 
@@ -49,8 +50,11 @@ class HostError(Exception):
 
 
 def host_path(root: Root, path: str) -> str:
-    """Where the simulated host's absolute ``path`` lives below the simulator root."""
-    return os.path.join(root.path, path.lstrip("/"))
+    """Where the simulated host's absolute ``path`` lives below the simulator root.
+
+    ``..`` cannot climb above the host's ``/``, so no path leaves the root.
+    """
+    return os.path.join(root.path, os.path.normpath("/" + path).lstrip("/"))
 
 
 # -- sysrc files ----------------------------------------------------------------------------------
@@ -136,11 +140,13 @@ class Datastore:
 class VmHost:
     """The simulated host after vm-bhyve's start-up checks passed."""
 
-    def __init__(self, root: Root, vm_dir: str, rc: dict[str, str]) -> None:
+    def __init__(self, root: Root, vm_dir: str, rc: dict[str, str], dataset: str = "") -> None:
         self.root = root
         #: ``$vm_dir`` as a host path (the mountpoint in ZFS mode).
         self.vm_dir = vm_dir
         self.rc = rc
+        #: The ZFS dataset of ``$vm_dir`` (``zfs:pool/ds``), or "".
+        self.dataset = dataset
 
     def real(self, path: str) -> str:
         """The on-disk path of a host path."""
@@ -157,10 +163,12 @@ class VmHost:
 
     def datastores(self) -> list[Datastore]:
         """``default`` first, then ``datastore_list`` in its order."""
-        stores = [Datastore("default", self.vm_dir, "directory")]
+        stores = [Datastore("default", self.vm_dir, "zfs" if self.dataset else "directory")]
         system = self.system_conf()
         for name in system.get("datastore_list", "").split():
             spec = system.get(f"path_{name}", "")
+            if name == "default" or not spec:
+                continue
             kind, colon, path = spec.partition(":")
             if not colon:
                 stores.append(Datastore(name, spec, "directory"))
@@ -236,6 +244,7 @@ def load_host(root: Root) -> VmHost:
     if rc.get("vm_enable", "").lower() not in ("yes", "true", "on", "1"):
         raise HostError("$vm_enable is not enabled in /etc/rc.conf!")
     vm_dir = rc.get("vm_dir", "")
+    dataset = ""
     if vm_dir.startswith("zfs:"):
         dataset = vm_dir[4:]
         vm_dir = "/" + dataset
@@ -244,7 +253,7 @@ def load_host(root: Root) -> VmHost:
     if not vm_dir.startswith("/") or not os.path.isdir(host_path(root, vm_dir)):
         raise HostError("$vm_dir has not been configured or is not a valid directory")
     vm_dir = "/" + vm_dir.strip("/") if vm_dir.strip("/") else "/"
-    host = VmHost(root, vm_dir, rc)
+    host = VmHost(root, vm_dir, rc, dataset)
     for sub in (".config", ".templates", ".iso", ".img"):
         os.makedirs(host.real(f"{vm_dir}/{sub}"), exist_ok=True)
     null_iso = host.real(f"{vm_dir}/.config/null.iso")
@@ -291,13 +300,13 @@ class Process:
 
 
 class Processes:
-    """The process table and ``/dev/vmm`` of the simulated host (``ROOT/processes.json``)."""
+    """The process table (``ROOT/processes.json``) and ``/dev/vmm`` of the simulated host."""
 
     def __init__(self, root: Root) -> None:
         self.path = os.path.join(root.path, PROCESS_FILE)
         self.next_pid = FIRST_PID
         self.table: dict[int, Process] = {}
-        self.vmm: list[str] = []
+        self._vmm_dir = host_path(root, "/dev/vmm")
         try:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
@@ -311,7 +320,6 @@ class Processes:
                 self.table[int(pid)] = Process(
                     str(entry["title"]), int(entry.get("rss", 0)), list(entry.get("taps", []))
                 )
-            self.vmm = [str(name) for name in data.get("vmm", [])]
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise StateError(f"cannot read {self.path}: not a process table") from exc
 
@@ -323,13 +331,31 @@ class Processes:
                 str(pid): {"title": p.title, "rss": p.rss, "taps": p.taps}
                 for pid, p in sorted(self.table.items())
             },
-            "vmm": self.vmm,
         }
         temp = f"{self.path}.{os.getpid()}.tmp"
         with open(temp, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2)
             handle.write("\n")
         os.replace(temp, self.path)
+
+    @property
+    def vmm(self) -> list[str]:
+        """The VMs under ``/dev/vmm``, in byte order."""
+        try:
+            return sorted(os.listdir(self._vmm_dir), key=byte_key)
+        except FileNotFoundError:
+            return []
+
+    def create_vmm(self, name: str) -> None:
+        """``/dev/vmm/<name>`` appears (the loader or bhyve created the VM)."""
+        os.makedirs(self._vmm_dir, exist_ok=True)
+        open(os.path.join(self._vmm_dir, name), "ab").close()
+
+    def destroy_vmm(self, name: str) -> None:
+        """``bhyvectl --destroy``: ``/dev/vmm/<name>`` goes away."""
+        path = os.path.join(self._vmm_dir, name)
+        if os.path.lexists(path):
+            os.unlink(path)
 
     def running(self, name: str) -> int | None:
         """``pgrep -fx "bhyve: <name>"``."""

@@ -3,11 +3,16 @@ it keeps, and round trips through the daemon's vm-bhyve parsers."""
 
 from __future__ import annotations
 
+import io
 import lzma
 import os
+import signal
 import stat
 import subprocess
 import sys
+import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -210,6 +215,7 @@ def test_long_options_are_letters_to_getopts(vm: Vm) -> None:
 
 def test_unsimulated_commands_say_so(vm: Vm) -> None:
     assert vm("console", "x") == (2, "", "iohyve-sim: vm console is not simulated\n")
+    assert vm("list", "-v") == (2, "", "iohyve-sim: vm list -v is not simulated\n")
 
 
 def test_bad_version_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -306,6 +312,18 @@ def test_info_of_every_guest_and_of_an_unknown_one(vm: Vm) -> None:
     assert vm("info", "cc") == (1, "", ERROR + "unable to locate virtual machine 'cc'\n")
 
 
+def test_info_gives_every_disk_and_interface_its_own_section(vm: Vm) -> None:
+    # vm-bhyve's info::guest_disks and info::guest_networking print the section's title
+    # before each entry, not once.
+    vm.ok("create", "web")
+    vm.ok("add", "-d", "disk", "-s", "1G", "web")
+    vm.ok("add", "-d", "network", "-s", "lan", "web")
+    out = vm.ok("info", "web")
+    assert out.count("\n  virtual-disk\n    number: ") == 2
+    assert out.count("\n  network-interface\n    number: ") == 2
+    assert "\n\n  virtual-disk\n    number: 1\n    device-type: file\n" in out
+
+
 def test_console_file_while_running(vm: Vm) -> None:
     vm.ok("create", "fbsd14")
     vm.set("fbsd14", graphics="yes")
@@ -393,6 +411,20 @@ def test_create_errors(vm: Vm) -> None:
         "truncate: invalid size 'lots'\n" + ERROR + "failed to create sparse file for disk image\n",
     )
     assert not vm.path("/zroot/vm/db/disk0.img").exists()
+    assert vm("create", "-s", "\u00b2G", "db2")[0] == 1
+    assert vm("create", "-s", "9999999999T", "db3") == (
+        1,
+        "",
+        "truncate: invalid size '9999999999T'\n"
+        + ERROR
+        + "failed to create sparse file for disk image\n",
+    )
+    # A template cannot place a disk outside the simulated host.
+    vm.path("/zroot/vm/.templates/far.conf").write_text(
+        'disk0_type="virtio-blk"\ndisk0_name="../../../../../x.img"\n'
+    )
+    vm.ok("create", "-t", "far", "db4")
+    assert vm.path("/x.img").is_file()
 
 
 def test_create_in_a_datastore(vm: Vm) -> None:
@@ -465,6 +497,7 @@ def test_start_and_stop(vm: Vm) -> None:
     assert pid is not None
     assert table.table[pid].title == "bhyve: web"
     assert table.vmm == ["web"]
+    assert vm.path("/dev/vmm/web").is_file()
     assert vm("start", "web") == (
         1,
         "Starting web\n  * found guest in /zroot/vm/web\n  ! guest appears to be running already\n",
@@ -573,6 +606,21 @@ def test_destroy(vm: Vm) -> None:
     )
 
 
+def test_destroy_asks_on_stdin(vm: Vm, monkeypatch: pytest.MonkeyPatch) -> None:
+    vm.ok("create", "web")
+    monkeypatch.setattr("sys.stdin", io.StringIO("Y\n  no\n"))
+    assert vm("destroy", "web") == (0, "", "")
+    assert vm.conf("web").is_file()
+    monkeypatch.setattr("sys.stdin", io.StringIO("maybe\n yes\n"))
+    assert vm("destroy", "web") == (0, "", "")
+    assert not vm.path("/zroot/vm/web").exists()
+    # At the end of the input the answer is yes, as vm-bhyve's read loop ends.
+    vm.ok("create", "web")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert vm("destroy", "web") == (0, "", "")
+    assert not vm.path("/zroot/vm/web").exists()
+
+
 def test_destroy_refuses_a_guest_locked_elsewhere(vm: Vm) -> None:
     vm.ok("create", "web")
     vm.path("/zroot/vm/web/run.lock").write_text("host2\n")
@@ -637,6 +685,14 @@ def test_iso_fetch_and_decompress(vm: Vm, tmp_path: Path) -> None:
     assert vm("iso", f"file://{source}/small.img.xz")[0] == 0
     assert vm.path("/zroot/vm/.iso/small.img").read_bytes() == b"z" * 5000
     assert not vm.path("/zroot/vm/.iso/small.img.xz").exists()
+    with tarfile.open(source / "bundle.tar.gz", "w:gz") as archive:
+        member = tarfile.TarInfo("inner.img")
+        member.size = 3
+        archive.addfile(member, io.BytesIO(b"abc"))
+    assert vm("iso", f"file://{source}/bundle.tar.gz")[0] == 0
+    assert vm.path("/zroot/vm/.iso/inner.img").read_bytes() == b"abc"
+    assert not vm.path("/zroot/vm/.iso/bundle.tar.gz").exists()
+    vm.path("/zroot/vm/.iso/inner.img").unlink()
     # fetch fails, but vm-bhyve's status is the decompression step's: 0 for a plain name.
     status, _, err = vm("iso", f"file://{source}/missing.iso")
     assert status == 0
@@ -656,6 +712,45 @@ def test_iso_fetch_and_decompress(vm: Vm, tmp_path: Path) -> None:
     )
 
 
+def test_datastore_list(vm: Vm) -> None:
+    add_datastore(vm, "ssd", "/ssd/vm")
+    add_datastore(vm, "isos", "iso:/data/iso")
+    assert vm.ok("datastore", "list") == (
+        "NAME            TYPE        PATH                      ZFS DATASET\n"
+        "default         directory   /zroot/vm                 -\n"
+        "ssd             directory   /ssd/vm                   -\n"
+        "isos            iso         /data/iso                 -\n"
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_iso_fetch_interrupted_leaves_nothing(
+    vm: Vm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int
+) -> None:
+    source = tmp_path / "big.iso"
+    source.write_bytes(b"b" * 300_000)
+    monkeypatch.setenv("IOHYVE_SIM_FETCH_BPS", "100000")
+    store = vm.path("/zroot/vm/.iso")
+
+    def interrupt_when_data_arrives() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(entry.stat().st_size for entry in store.iterdir()):
+                break
+            time.sleep(0.01)
+        os.kill(os.getpid(), signum)
+
+    killer = threading.Thread(target=interrupt_when_data_arrives)
+    killer.start()
+    try:
+        status, out, err = vm("iso", source.as_uri())
+    finally:
+        killer.join()
+    assert (status, out) == (128 + signum, "")
+    assert err.endswith("fetch: transfer interrupted\n") == (signum == signal.SIGINT)
+    assert list(store.iterdir()) == []
+
+
 # -- switches -------------------------------------------------------------------------------------
 
 
@@ -667,6 +762,12 @@ def test_switch_create_add_list(vm: Vm) -> None:
         "public  standard  vm-public  -        no       -    -     em0\n"
     )
     assert vm("switch", "create", "public") == (1, "", ERROR + "switch public already exists\n")
+    assert vm("switch", "create", "a/b") == (1, "", ERROR + "invalid switch name - 'a/b'\n")
+    assert vm("switch", "add", "lan", "em1") == (
+        1,
+        "",
+        ERROR + "unable to configure switch of unknown type\n",
+    )
 
 
 # -- sysrc ---------------------------------------------------------------------------------------
@@ -711,6 +812,45 @@ def test_sysrc_on_a_guest_conf(vm: Vm) -> None:
         "",
         "sysrc: /nowhere/x.conf: No such file or directory\n",
     )
+    # A path cannot climb out of the simulated host.
+    assert sysrc(vm, "-f", "/../../zroot/vm/web/web.conf", "cpu=3") == (0, "cpu: 1 -> 3\n", "")
+    assert parse.parse_conf(vm.conf("web").read_text())["cpu"] == "3"
     status, out, err = sysrc(vm, "--file", conf, "cpu")
     assert (status, out) == (1, "")
     assert err.startswith("sysrc: illegal option -- -\n")
+
+
+# -- pgrep ---------------------------------------------------------------------------------------
+
+
+def pgrep(vm: Vm, *words: str) -> tuple[int, str, str]:
+    vm.capsys.readouterr()
+    status = main(["--root", str(vm.root), "pgrep", *words])
+    captured = vm.capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_pgrep_finds_guests_as_vm_bhyve_looks_for_them(vm: Vm) -> None:
+    for name in ("web", "web2"):
+        vm.ok("create", name)
+    start_as(vm, "web", 4200)
+    start_as(vm, "web2", 4300)
+    table = vm.processes()
+    table.table[4300].title = "bhyveload -m 256M -d /zroot/vm/web2/disk0.img web2"
+    table.save()
+    assert pgrep(vm, "-fx", "bhyve: web") == (0, "4200\n", "")
+    assert pgrep(vm, "-fx", "bhyve: we") == (1, "", "")
+    assert pgrep(vm, "-fl", "grub-bhyve|bhyveload") == (
+        0,
+        "4300 bhyveload -m 256M -d /zroot/vm/web2/disk0.img web2\n",
+        "",
+    )
+    assert pgrep(vm, "-f", "web") == (0, "4200\n4300\n", "")
+    # Without -f the pattern meets the process name only.
+    assert pgrep(vm, "-l", "bhyve") == (0, "4200 bhyve\n4300 bhyveload\n", "")
+    assert pgrep(vm, "-x", "bhyve") == (0, "4200\n", "")
+    assert pgrep(vm, "-f", "(")[0] == 2
+    assert pgrep(vm, "--full", "web")[0:2] == (2, "")
+    vm.ok("stop", "web")
+    assert pgrep(vm, "-fx", "bhyve: web") == (1, "", "")
+    assert not vm.path("/dev/vmm/web").exists()
