@@ -283,15 +283,19 @@ def make_backend(
     config: Config, runner: ProcessRunner, reactor: Any, command: list[str], backend: str
 ) -> VMBackend:
     """The backend ``backend`` names: on the host's tools, or on the simulator's
-    (``command`` then starts the simulator, and ``<command> vm`` and ``<command> sysrc``
+    (``command`` then starts the simulator, and ``<command> vm``, ``sysrc`` and ``pgrep``
     are its dialects, on a host whose ``/`` is ``<state_dir>/simulator``). The simulator
-    has no ``pgrep``, ``zfs`` or ``fetch``: run states come from ``vm list`` there,
-    datasets are mounted at ``/<dataset>``, and ISOs are not downloaded."""
+    has no ``zfs`` or ``fetch``: datasets are mounted at ``/<dataset>`` there, and ISOs
+    are not downloaded."""
     simulator = config.state_dir / "simulator"
     if backend == "vm-bhyve":
         if config.iohyve_simulate:
             commands = VmBhyveCommands(
-                vm=(*command, "vm"), sysrc=(*command, "sysrc"), pgrep=None, zfs=None, fetch=None
+                vm=(*command, "vm"),
+                sysrc=(*command, "sysrc"),
+                pgrep=(*command, "pgrep"),
+                zfs=None,
+                fetch=None,
             )
             return VmBhyve(
                 runner,

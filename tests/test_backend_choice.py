@@ -60,7 +60,7 @@ def test_the_flag_sets_the_key() -> None:
 
 def test_the_chosen_backend_is_built_on_its_tools(tmp_path: Path) -> None:
     """vm-bhyve on a host runs the configured vm and sysrc; simulated, every tool is a
-    dialect of the simulator (it has no pgrep or fetch: run states come from its vm list)."""
+    dialect of the simulator (it has no fetch: ISOs are not downloaded there)."""
     runner = cast(ProcessRunner, object())
     host = settings(tmp_path, **{"host.backend": "vm-bhyve", "vm-bhyve.sysrc": "/s/sysrc"})
     built = app.make_backend(host, runner, Clock(), ["/x/iohyve"], "vm-bhyve")
@@ -72,5 +72,6 @@ def test_the_chosen_backend_is_built_on_its_tools(tmp_path: Path) -> None:
     assert isinstance(built, VmBhyve)
     assert built._commands.vm == ("/py", "-m", "sim", "vm")
     assert built._commands.sysrc == ("/py", "-m", "sim", "sysrc")
-    assert built._commands.pgrep is None and built._commands.fetch is None
+    assert built._commands.pgrep == ("/py", "-m", "sim", "pgrep")
+    assert built._commands.fetch is None
     assert isinstance(app.make_backend(host, runner, Clock(), ["/x/iohyve"], "iohyve"), Iohyve)

@@ -443,3 +443,25 @@ async def test_setup_enables_vm_bhyve_and_undoes_rc_conf_on_failure(world: Host)
     await vm.setup("tank", "em0")
     assert read_settings(world.rc_conf)["vm_dir"] == "zfs:tank/vm"
     assert await vm.is_setup()
+
+
+@async_test
+async def test_without_pgrep_run_states_come_from_one_vm_list(world: Host) -> None:
+    """With no pgrep the backend asks ``vm list`` once (after ``vm version`` for its
+    dialect): its running and bootloader guests run and have a VM."""
+    default = (FIXTURES / "default.conf").read_text()
+    for name in ("alpine", "fbsd14"):
+        world.guest(name, default)
+    world.vm["version"] = lambda a: (0, "vm-bhyve: Bhyve virtual machine management v1.7.5\n", "")
+    world.vm["list"] = lambda a: (0, (FIXTURES / "list-1.7.txt").read_text(), "")
+    vm = VmBhyve(
+        cast(ProcessRunner, world),
+        Commands(vm=("/fake/vm",), sysrc=("/fake/sysrc",), pgrep=None, zfs=None, fetch=None),
+        rc_conf=world.rc_conf,
+        vmm_dir=world.vmm,
+    )
+    guests = await vm.list_vms()
+    assert [" ".join(call[1:]) for call in world.calls] == ["version", "list"]
+    assert (guests["fbsd14"]["running"], guests["fbsd14"]["vmm"]) == ("YES", "YES")
+    assert (guests["alpine"]["running"], guests["alpine"]["vmm"]) == ("NO", "NO")
+    assert guests["fbsd14"]["state"] == "running" and guests["fbsd14"]["rcboot"] == "NO"

@@ -103,7 +103,7 @@ VM_BHYVE_PROFILES = ["vm-bhyve-1.6", "vm-bhyve-1.7", "vm-bhyve-dev"]
 class VmBhyveStack(Stack):
     """The same pieces on the simulator's vm-bhyve (``profile`` ``vm-bhyve-<line>``): a
     host whose ``/`` is ``root``, set up with ``vm_dir=/vm`` and ``vm init``. The
-    simulator has no pgrep, zfs or fetch: run states come from ``vm list``."""
+    simulator has no zfs or fetch."""
 
     def __init__(self, root: Path, profile: str, file_roots: list[Path], **kw: Any) -> None:
         self.version = profile.removeprefix("vm-bhyve-")
@@ -120,9 +120,14 @@ class VmBhyveStack(Stack):
         self.iohyve = VmBhyve(
             self.runner,
             VmBhyveCommands(
-                vm=(*command, "vm"), sysrc=(*command, "sysrc"), pgrep=None, zfs=None, fetch=None
+                vm=(*command, "vm"),
+                sysrc=(*command, "sysrc"),
+                pgrep=(*command, "pgrep"),
+                zfs=None,
+                fetch=None,
             ),
             rc_conf=root / "etc" / "rc.conf",
+            vmm_dir=root / "dev" / "vmm",
             host_root=root,
         )
         if kw.get("run_fetches", True):
