@@ -20,6 +20,10 @@ from typing import Any, Final
 
 DEFAULT_LISTEN: Final = ("ssl:12150", "ssl:12151")
 PROFILES: Final = ("0.7.3", "0.7.9")
+#: The VM managers the daemon can serve, and what ``[host] backend`` may say.
+BACKENDS: Final = ("auto", "iohyve", "vm-bhyve")
+#: The vm-bhyve dialects the simulator imitates (tagged 1.6.x, 1.7.x, the development line).
+VM_BHYVE_VERSIONS: Final = ("1.6", "1.7", "dev")
 
 
 class ConfigError(ValueError):
@@ -44,7 +48,12 @@ class Key:
     @property
     def attribute(self) -> str:
         """The :class:`Config` attribute holding the value."""
-        return self.name if self.section == "daemon" else f"{self.section}_{self.name}"
+        return self.name if self.section == "daemon" else f"{_prefix(self.section)}{self.name}"
+
+
+def _prefix(section: str) -> str:
+    """The start of the attribute names of ``section``'s keys (``vm-bhyve``: ``vm_bhyve_``)."""
+    return "" if section == "daemon" else section.replace("-", "_") + "_"
 
 
 def _string_list(value: Any, key: str) -> tuple[str, ...]:
@@ -258,6 +267,17 @@ class Config:
             "Host name put in the daemon's own certificate; defaults to this machine's name.",
         )
     )
+    host_backend: str = field(
+        metadata=_key(
+            "host",
+            "auto",
+            _choice(*BACKENDS),
+            "The VM manager whose guests the API serves: 'iohyve', 'vm-bhyve', or 'auto': "
+            "vm-bhyve if its executable (vm-bhyve.path) exists and rc.conf (vm-bhyve.rc_conf) "
+            'says vm_enable="YES", else iohyve. In simulate mode the chosen manager is '
+            "simulated, and 'auto' means iohyve.",
+        )
+    )
     iohyve_path: Path = field(
         metadata=_key("iohyve", "/usr/local/sbin/iohyve", _absolute_path, "The iohyve executable.")
     )
@@ -322,6 +342,34 @@ class Config:
             "Seconds a guest list is reused by later listvms calls; any change asked for since "
             "makes the next call list again, and 0 shares only a list still running. While a "
             "newer list runs, callers get the previous one if it is less than twice as old.",
+        )
+    )
+    vm_bhyve_path: Path = field(
+        metadata=_key("vm-bhyve", "/usr/local/sbin/vm", _absolute_path, "vm-bhyve's vm executable.")
+    )
+    vm_bhyve_sysrc: Path = field(
+        metadata=_key(
+            "vm-bhyve",
+            "/usr/sbin/sysrc",
+            _absolute_path,
+            "The sysrc executable, which writes guest configurations and rc.conf's vm_* lines.",
+        )
+    )
+    vm_bhyve_rc_conf: Path = field(
+        metadata=_key(
+            "vm-bhyve",
+            "/etc/rc.conf",
+            _absolute_path,
+            "The rc.conf that holds vm_enable, vm_dir and vm_list.",
+        )
+    )
+    vm_bhyve_simulator_version: str = field(
+        metadata=_key(
+            "vm-bhyve",
+            "1.7",
+            _choice(*VM_BHYVE_VERSIONS),
+            "Which vm-bhyve line the simulator imitates in simulate mode: '1.6', '1.7' or "
+            "'dev' (the development line).",
         )
     )
     auth_backend: str = field(
@@ -595,7 +643,7 @@ def _keys() -> tuple[Key, ...]:
     keys = []
     for declared in fields(Config):
         section, default, check, doc = declared.metadata[_SPEC]
-        prefix = "" if section == "daemon" else f"{section}_"
+        prefix = _prefix(section)
         if not declared.name.startswith(prefix):
             raise TypeError(f"Config.{declared.name} must start with {prefix!r}")
         keys.append(Key(section, declared.name.removeprefix(prefix), default, check, doc))
