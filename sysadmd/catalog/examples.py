@@ -51,8 +51,9 @@ EXAMPLES: Final = (
     _ok("Set iohyve up", "``setup`` checks the pool, runs iohyve setup, then writes "
         "``iohyve_flags`` to rc.conf.",
         {"action": "setup", "pool": "tank", "nic": "em0"}, {"pool": "tank", "nic": "em0"}),
-    _ok("iohyve's version", "``version`` gives iohyve's version line.",
-        {"action": "version"}, {"version": ANY}),
+    _ok("iohyve's version", "``version`` gives the VM manager's version line, and "
+        "``backend`` which manager answers (``iohyve`` or ``vm-bhyve``).",
+        {"action": "version"}, {"version": ANY, "backend": ANY}),
     _ok("Create a guest", "``create`` makes a guest with a first disk of ``size``.",
         {"action": "create", "name": "bsdguest", "size": "10G"},
         {"name": "bsdguest", "size": "10G"}),

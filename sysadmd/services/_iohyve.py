@@ -550,12 +550,15 @@ class IohyveActions:
         NAMESPACE,
         CLASS,
         "version",
-        summary="iohyve's version string.",
+        summary=(
+            "The VM manager's version string, and which manager answers: 'backend' is "
+            "'iohyve' or 'vm-bhyve' (an extra field sysadm's clients ignore)."
+        ),
         role=Role.OPERATOR,
-        reply=_object(version={"type": "string"}),
+        reply=_object(version={"type": "string"}, backend={"type": "string"}),
     )
     async def version(self, call: Call) -> Any:
-        return {"version": await self._vm.version()}
+        return {"version": await self._vm.version(), "backend": self._vm.tool}
 
     @action(
         NAMESPACE,
