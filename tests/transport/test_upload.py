@@ -18,7 +18,7 @@ from daemon import Daemon
 from httpserver import HTTPServer
 from support import async_fixture, async_test
 from test_disk_space import Space
-from test_e2e import rest, ws
+from test_e2e import rest, seed_vm_bhyve, ws
 from test_verified_fetch import DATA, Host, start_host
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
@@ -257,3 +257,20 @@ async def test_a_killed_upload_ends_cancelled_and_leaves_nothing(
         await upload.finish()
     assert ended.value.code == 409 and "killed" in ended.value.message
     assert host.iso_files("killed.iso") == []
+
+
+@async_test
+async def test_on_a_vm_bhyve_host_without_fetch_an_upload_fails_cleanly(tmp_path: Path) -> None:
+    """The ISO is stored by the backend's fetch of the staged file; the simulated vm-bhyve
+    host has no fetch command, so the upload fails naming why and leaves no file."""
+    seed_vm_bhyve(tmp_path / "state", tmp_path)
+    running = Daemon(tmp_path / "state", "--backend", "vm-bhyve")
+    try:
+        code, reply = await _put(running, "bhyve.iso", b"vm-bhyve upload " * 50_000)
+        assert code == 500, reply
+        assert "no fetch command" in reply["args"]["message"]
+        code, listed = await rest(running, {"action": "listisos"})
+        assert "bhyve.iso" not in listed["args"]["listisos"], listed
+        assert not [p for p in (tmp_path / "state").rglob("bhyve.iso") if p.is_file()]
+    finally:
+        assert running.stop()
