@@ -44,6 +44,7 @@ from sysadmd.auth import build as build_backends
 from sysadmd.backends import HostTools, Iohyve, ProcessRunner, end_left_over_group
 from sysadmd.catalog import build_registry
 from sysadmd.config import Config, ConfigError
+from sysadmd.console import ConsoleLimits, ConsoleService
 from sysadmd.ops import (
     Guard,
     Livez,
@@ -56,6 +57,7 @@ from sysadmd.ops import (
 )
 from sysadmd.services import (
     EVENT_NAMES,
+    ConsoleActions,
     DispatcherActions,
     EventActions,
     GuestWatcher,
@@ -68,12 +70,15 @@ from sysadmd.transport import (
     ApiServerFactory,
     ApiSite,
     ConnectionCounter,
+    ConsoleRoot,
+    ConsoleServerFactory,
     Limits,
     OriginCheckedResource,
     RestApi,
     first_request_channel,
     tls,
 )
+from sysadmd.transport import ConsoleLimits as TransportConsoleLimits
 
 log = Logger()
 
@@ -186,7 +191,7 @@ class _ChildProcesses(Service):
 class _CloseWebSockets(Service):
     """Closes every WebSocket with 1001 when the daemon stops."""
 
-    def __init__(self, websockets: ApiServerFactory) -> None:
+    def __init__(self, websockets: ApiServerFactory | ConsoleServerFactory) -> None:
         self._websockets = websockets
 
     def stopService(self) -> None:
@@ -351,6 +356,8 @@ def make_service(config: Config, reactor: Any) -> IService:
         list_cache=config.iohyve_list_cache,
         rc_conf=simulator / "rc.conf" if config.iohyve_simulate else config.iohyve_rc_conf,
         slow_timeout=config.iohyve_timeout + 30,
+        # The simulator's guests link their consoles where /dev/nmdm<N>B would be.
+        device_root=simulator / "dev" if config.iohyve_simulate else Path("/dev"),
     )
     hub = EventHub(EVENT_NAMES)
     fetches = FetchQueue(
@@ -370,6 +377,21 @@ def make_service(config: Config, reactor: Any) -> IService:
     )
     GuestWatcher(iohyve, hub, reactor, interval=config.events_guests_interval)
     auth, account_watcher = make_authenticator(config, reactor)
+    consoles = ConsoleService(
+        iohyve,
+        reactor,
+        config.state_dir / "console",
+        limits=ConsoleLimits(
+            history=config.console_history,
+            log_size=config.console_log_size,
+            log_keep=config.console_log_keep,
+            viewers_per_guest=config.console_viewers_per_guest,
+            viewers_per_user=config.console_viewers_per_user,
+            viewer_buffer=config.console_viewer_buffer,
+            interval=config.console_interval,
+        ),
+        audit=auth.audit_log.record,
+    )
     host = HostTools(
         runner,
         [*command, "zpool"] if config.iohyve_simulate else [str(config.iohyve_zpool)],
@@ -383,6 +405,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         # setup checks the pool exists before it changes anything
         IohyveActions(iohyve, fetches, config.fetch_file_roots, host=host),
         HostActions(host),
+        ConsoleActions(consoles),
     )
     api = Api(registry, auth)
     metrics = Metrics()
@@ -405,6 +428,12 @@ def make_service(config: Config, reactor: Any) -> IService:
         max_body=config.limits_message_size,
         request_deadline=config.limits_request_deadline,
         access_log=config.log_access,
+        consoles=consoles,
+        console_limits=TransportConsoleLimits(
+            login_timeout=10.0,
+            viewer_buffer=config.console_viewer_buffer,
+            message_size=config.limits_message_size,
+        ),
         operations={
             b"metrics": MetricsResource(metrics, guard),
             b"livez": Livez(),
@@ -431,7 +460,10 @@ def make_service(config: Config, reactor: Any) -> IService:
     fetches.setServiceParent(top)
     _timer(60, auth.sessions.purge, reactor).setServiceParent(top)
     _timer(WATCH_INTERVAL, account_watcher.poll, reactor).setServiceParent(top)
+    consoles.setServiceParent(top)  # closes the devices once no viewer is left
     _CloseWebSockets(site.websockets).setServiceParent(top)
+    if site.consoles is not None:
+        _CloseWebSockets(site.consoles).setServiceParent(top)
     ControlService(config.state_dir / CONTROL_SOCKET, auth.lockout, reactor).setServiceParent(top)
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     for description, endpoint, tls_options in endpoints:
@@ -460,11 +492,16 @@ def build_site(
     hub: EventHub | None = None,
     operations: Mapping[bytes, IResource] | None = None,
     access_log: bool = False,
+    consoles: ConsoleService | None = None,
+    console_limits: TransportConsoleLimits | None = None,
 ) -> ApiSite:
     """The Site every listener serves: WebSocket at ``/``, REST below it.
 
     Both transports hand every request to ``api``'s dispatch, which authenticates it
     through ``api``'s gate.
+
+    ``consoles``, if given, are served at ``/console/<guest>`` (sysadmd.transport's console
+    WebSocket), through the same dispatch.
 
     ``operations`` are served at ``/<name>`` (``/metrics``, ``/livez``, ``/readyz``)
     in front of the API, which sees every other path as before.
@@ -476,7 +513,12 @@ def build_site(
     factory.startFactory()
     rest = RestApi(api, OriginCheckedResource(factory, allowed_origins))
     root = rest.resource()
-    return ApiSite(
+    console_factory: ConsoleServerFactory | None = None
+    if consoles is not None:
+        console_factory = ConsoleServerFactory(api, consoles, clock, console_limits)
+        console_factory.startFactory()
+        root = ConsoleRoot(root, console_factory, allowed_origins)
+    site = ApiSite(
         OperationsRoot(root, operations) if operations else root,
         clock,
         max_body=max_body,
@@ -484,3 +526,5 @@ def build_site(
         websockets=factory,
         access_log=access_log,
     )
+    site.consoles = console_factory
+    return site

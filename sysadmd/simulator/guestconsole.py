@@ -198,6 +198,12 @@ class Guest:
             self.write(f"FreeBSD {self.name} 14.1-RELEASE FreeBSD 14.1-RELEASE amd64\n")
         elif words == ["uname"]:
             self.write("FreeBSD\n")
+        elif words[0] == "jot" and len(words) == 2 and words[1].isdigit():
+            # FreeBSD's jot(1): the numbers 1 to N, one a line (plenty of output at once).
+            count = int(words[1])
+            for start in range(1, count + 1, 10000):
+                end = min(count, start + 9999)
+                self.write("".join(f"{n}\n" for n in range(start, end + 1)))
         elif words[0] == "echo":
             self.write(line[4:].strip() + "\n")
         elif words == ["poweroff"]:

@@ -424,7 +424,7 @@ def cmd_stop(ctx: Context, args: list[str]) -> int:
         record.running = False
         record.vmm = False
         store.dirty = True
-    console_stopped(ctx, guest, record)
+    console_stopped(ctx, guest or name, record)
     return 0
 
 

@@ -305,7 +305,9 @@ class OriginCheckedResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, factory: ApiServerFactory, allowed_origins: Iterable[str] = ()) -> None:
+    def __init__(
+        self, factory: WebSocketServerFactory, allowed_origins: Iterable[str] = ()
+    ) -> None:
         super().__init__()
         self._websocket = WebSocketResource(factory)
         self._allowed = {SYSADM_CLIENT_ORIGIN} | {o.lower().rstrip("/") for o in allowed_origins}
