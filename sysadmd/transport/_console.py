@@ -159,6 +159,12 @@ class ConsoleServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         if self._closing:
             return
         self._closing = True
+        log.info(
+            "Closing a console WebSocket of {guest} from {peer} (1008): {reason}",
+            guest=self.guest,
+            peer=self.connection.peer,
+            reason=reason,
+        )
         self.outbound.stopProducing()
         self.sendCloseFrame(code=POLICY, reasonUtf8=reason.encode()[:120], isReply=False)
 
