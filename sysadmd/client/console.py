@@ -23,7 +23,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.protocol import Protocol
 from twisted.internet.stdio import StandardIO
 
-from sysadmd.client.client import _tls_creator
+from sysadmd.client.client import tls_creator
 from sysadmd.client.errors import ConnectionFailed, TLSVerificationFailed
 from sysadmd.client.tls import TLSMode, format_address
 
@@ -207,7 +207,7 @@ async def attach(
         reactor = default
     host = host.strip().strip("[]")
     address = format_address(host, port)
-    check, creator = _tls_creator(tls, host, address)
+    check, creator = tls_creator(tls, host, address)
     url_host = f"[{host}]" if ":" in host else host
     session = ConsoleSession(guest, read_only=read_only, output=sys.stdout.buffer, notes=sys.stderr)
     factory = WebSocketClientFactory(

@@ -7,8 +7,6 @@ use only the names below.
 May import: ``sysadmd.backends`` and every layer below it.
 """
 
-from sysadmd.console._device import ConsoleDevice
-from sysadmd.console._history import ConsoleLog, Ring
 from sysadmd.console._service import (
     ConsoleLimits,
     ConsoleService,
@@ -17,11 +15,8 @@ from sysadmd.console._service import (
 )
 
 __all__ = [
-    "ConsoleDevice",
     "ConsoleLimits",
-    "ConsoleLog",
     "ConsoleService",
     "GuestConsole",
-    "Ring",
     "Viewer",
 ]

@@ -1,11 +1,11 @@
 """Guest consoles as API actions.
 
-``sysadm/iohyve`` gains ``consolelog`` (the last bytes a guest printed, over both
+``sysadm/console`` has ``consolelog`` (the last bytes a guest printed, over both
 transports) and ``consolerelease`` (let the device go for a while, so that someone on the
-host can run ``cu``). ``sysadm/console`` holds what the console transport asks on behalf of
-its connection: ``attach`` (log in and start watching), ``take`` and ``release`` (become,
-or stop being, the one writer). Those act on the calling connection itself, so they are
-``websocket_only`` and refused on any connection that is not a console's.
+host can run ``cu``). ``sysadm/consoleview`` is what the console transport asks on behalf
+of its connection: ``attach`` (log in and start watching), ``take`` and ``release``
+(become, or stop being, the one writer). Those three act on the calling connection itself,
+so they are ``websocket_only`` and refused on any connection that is not a console's.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class ConsoleActions:
 
     @action(
         "sysadm",
-        "iohyve",
+        "console",
         "consolelog",
         summary=(
             "The last bytes guest 'name' printed on its serial console (at most 'bytes', "
@@ -106,7 +106,7 @@ class ConsoleActions:
 
     @action(
         "sysadm",
-        "iohyve",
+        "console",
         "consolerelease",
         summary=(
             "Close guest 'name''s console device for 'seconds' (default "
@@ -131,7 +131,7 @@ class ConsoleActions:
 
     @action(
         "sysadm",
-        "console",
+        "consoleview",
         "attach",
         summary="Watch guest 'name''s console on this console connection.",
         role=Role.OPERATOR,
@@ -146,7 +146,7 @@ class ConsoleActions:
 
     @action(
         "sysadm",
-        "console",
+        "consoleview",
         "take",
         summary="Become the one writer of the console this connection watches.",
         role=Role.ADMIN,
@@ -162,7 +162,7 @@ class ConsoleActions:
 
     @action(
         "sysadm",
-        "console",
+        "consoleview",
         "release",
         summary="Stop being the writer of the console this connection watches.",
         role=Role.OPERATOR,

@@ -2,7 +2,7 @@
 
 A connection logs in with the upgrade's ``Authorization`` header (Bearer or Basic, as REST)
 or, for a browser that cannot set headers, with a first text message ``{"token": "..."}``
-within ``login_timeout`` seconds. The login is the ``sysadm/console attach`` action, handed
+within ``login_timeout`` seconds. The login is the ``sysadm/consoleview attach`` action, handed
 to :meth:`sysadmd.api.Api.dispatch` like every other request: it authenticates, checks the
 role, validates the guest's name and attaches the connection to the guest's console (see
 :class:`sysadmd.console.ConsoleService`). A refused login, and an unknown guest, close the
@@ -189,7 +189,7 @@ class ConsoleServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     async def _attach(self, credentials: Authentication) -> None:
         request = ApiRequest(
             "sysadm",
-            "console",
+            "consoleview",
             {"action": "attach", "name": self.guest},
             self.connection,
             credentials,
@@ -245,7 +245,7 @@ class ConsoleServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             return
         request = ApiRequest(
             "sysadm",
-            "console",
+            "consoleview",
             {"action": kind, "name": console.name},
             self.connection,
             CONNECTION_SESSION,

@@ -88,7 +88,7 @@ async def consolelog(daemon: Daemon, guest: str, limit: int | None = None) -> st
     body: dict[str, Any] = {"action": "consolelog", "name": guest}
     if limit is not None:
         body["bytes"] = limit
-    text: str = (await rest(daemon, body))["consolelog"]["log"]
+    text: str = (await rest(daemon, body, path="sysadm/console"))["consolelog"]["log"]
     return text
 
 

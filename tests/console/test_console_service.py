@@ -16,7 +16,8 @@ from twisted.internet.task import deferLater
 
 from sysadmd.backends._iohyve.adapter import console_device_path
 from sysadmd.backends._vmbhyve import parse as vmbhyve
-from sysadmd.console import ConsoleLimits, ConsoleLog, ConsoleService, Ring
+from sysadmd.console import ConsoleLimits, ConsoleService
+from sysadmd.console._history import ConsoleLog, Ring
 
 
 def test_the_ring_keeps_the_last_bytes() -> None:
