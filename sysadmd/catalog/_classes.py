@@ -29,8 +29,8 @@ API_CLASSES: Final[tuple[type, ...]] = (
     DispatcherActions,
     EventActions,
     IohyveActions,
-    HostActions,
     ConsoleActions,
+    HostActions,
 )
 
 
