@@ -216,6 +216,13 @@ CLIENT_ABSENT: dict[str, str] = {
     "rpc/settings revoke_ssl_cert": "as list_ssl_certs",
     "sysadm/network list-devices": "a host fact for sysadm's setup page; call() reaches it",
     "sysadm/zfs list_pools": "a host fact for sysadm's setup page; call() reaches it",
+    "sysadm/console consolelog": "call() reaches it; the console itself shows the history",
+    "sysadm/console consolerelease": "for an admin on the host; call() reaches it",
+    "sysadm/consoleview attach": "the console WebSocket's own login "
+    "(sysadmd.client.console connects to /console/<guest>)",
+    "sysadm/consoleview take": "a control message on the console WebSocket",
+    "sysadm/consoleview release": "a control message on the console WebSocket "
+    "(sent by `vm console --read-only`)",
 }
 
 #: Public coroutine methods of the client that are not one action each.
@@ -396,11 +403,17 @@ CLI_ABSENT: dict[str, str] = {
     "sysadm/iohyve version": '`sysadm call sysadm iohyve \'{"action": "version"}\'` shows it',
     "sysadm/network list-devices": "a host fact for the setup of iohyve, as issetup",
     "sysadm/zfs list_pools": "as list-devices",
+    "sysadm/console consolelog": "`vm console` shows the history first; `sysadm call` reaches it",
+    "sysadm/console consolerelease": "for an admin on the host; `sysadm call` reaches it",
+    "sysadm/consoleview attach": "`vm console` logs in on the console WebSocket",
+    "sysadm/consoleview take": "as attach: a control message on the console WebSocket",
+    "sysadm/consoleview release": "as attach (`vm console --read-only` sends it)",
 }
 
 #: Commands that send no action of their own, and why.
 CLI_GENERIC: dict[str, str] = {
     "call": "any request",
+    "vm console": "a WebSocket at /console/<guest>, not a request (tests/console)",
     "known-hosts list": "reads the local known_hosts file",
     "known-hosts remove": "edits the local known_hosts file",
 }
