@@ -74,6 +74,7 @@ from sysadmd.transport import (
     first_request_channel,
     tls,
 )
+from sysadmd.web import Dashboard, WithDashboard
 
 log = Logger()
 
@@ -134,7 +135,7 @@ class Listener(Service):
         ws, http = ("wss", "https") if secure else ("ws", "http")
         log.info(
             "Listening on {description}: WebSocket {ws}://{where}/ and REST "
-            "{http}://{where}/sysadm/iohyve",
+            "{http}://{where}/sysadm/iohyve; dashboard {http}://{where}/ui/",
             description=self.description,
             ws=ws,
             http=http,
@@ -410,6 +411,7 @@ def make_service(config: Config, reactor: Any) -> IService:
             b"livez": Livez(),
             b"readyz": Readyz(daemon_checks(command[0], config.state_dir, fetches), guard),
         },
+        dashboard=Dashboard(),
     )
     connections = _connection_counter(config, reactor)
     # A connection that has not sent its first request line in time is closed: its
@@ -460,6 +462,7 @@ def build_site(
     hub: EventHub | None = None,
     operations: Mapping[bytes, IResource] | None = None,
     access_log: bool = False,
+    dashboard: Dashboard | None = None,
 ) -> ApiSite:
     """The Site every listener serves: WebSocket at ``/``, REST below it.
 
@@ -467,7 +470,8 @@ def build_site(
     through ``api``'s gate.
 
     ``operations`` are served at ``/<name>`` (``/metrics``, ``/livez``, ``/readyz``)
-    in front of the API, which sees every other path as before.
+    in front of the API, which sees every other path as before; ``dashboard``, if
+    given, is served at ``/ui/``.
     """
     # Autobahn logs every frame at debug level through txaio; keep it to what matters.
     txaio.set_global_log_level("info")
@@ -476,8 +480,9 @@ def build_site(
     factory.startFactory()
     rest = RestApi(api, OriginCheckedResource(factory, allowed_origins))
     root = rest.resource()
+    served = OperationsRoot(root, operations) if operations else root
     return ApiSite(
-        OperationsRoot(root, operations) if operations else root,
+        WithDashboard(served, dashboard) if dashboard is not None else served,
         clock,
         max_body=max_body,
         request_deadline=request_deadline,
