@@ -7,11 +7,13 @@ at ``/<namespace>/<name>``; every listener serves that same Site.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import txaio
 from twisted.application.internet import TimerService
@@ -26,6 +28,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 
+from sysadmd import __version__
 from sysadmd.api import Api, EventHub
 from sysadmd.auth import (
     CONTROL_SOCKET,
@@ -41,10 +44,20 @@ from sysadmd.auth import (
     Sessions,
 )
 from sysadmd.auth import build as build_backends
-from sysadmd.backends import HostTools, Iohyve, ProcessRunner, end_left_over_group
+from sysadmd.backends import (
+    HostTools,
+    Iohyve,
+    ProcessRunner,
+    VMBackend,
+    VmBhyve,
+    VmBhyveCommands,
+    end_left_over_group,
+)
 from sysadmd.catalog import build_registry
 from sysadmd.config import Config, ConfigError
+from sysadmd.fleet import FleetMember, FleetTLSError, HostKeyError, ensure_host_key, router_tls
 from sysadmd.ops import (
+    Check,
     Guard,
     Livez,
     LogFiles,
@@ -240,6 +253,95 @@ def iohyve_command(config: Config) -> tuple[list[str], dict[str, str]]:
     return command, {"PYTHONPATH": str(package_parent)}
 
 
+#: The environment variable that tells the simulator which vm-bhyve line its ``vm`` imitates.
+VM_BHYVE_VERSION_ENV = "IOHYVE_SIM_VM_VERSION"
+
+
+def choose_backend(config: Config) -> str:
+    """The VM manager to serve: ``[host] backend``, or for ``auto`` vm-bhyve when its
+    executable exists and rc.conf enables it (``vm_enable="YES"``), else iohyve. In
+    simulate mode ``auto`` is iohyve. Runs once at start, before the reactor."""
+    if config.host_backend != "auto":
+        return config.host_backend
+    if config.iohyve_simulate:
+        return "iohyve"
+    if os.access(config.vm_bhyve_path, os.X_OK) and vm_bhyve_enabled(config.vm_bhyve_rc_conf):
+        return "vm-bhyve"
+    return "iohyve"
+
+
+def vm_bhyve_enabled(rc_conf: Path) -> bool:
+    """Whether ``rc_conf`` sets ``vm_enable`` to YES (the last setting wins, as in sh)."""
+    try:
+        lines = rc_conf.read_text(errors="replace").splitlines()
+    except OSError:
+        return False
+    value = ""
+    for line in lines:
+        match = re.fullmatch(r"\s*vm_enable=(\S*)\s*(?:#.*)?", line)
+        if match is not None:
+            value = match.group(1).strip("\"'")
+    return value.lower() in ("yes", "true", "on", "1")
+
+
+def make_backend(
+    config: Config, runner: ProcessRunner, reactor: Any, command: list[str], backend: str
+) -> VMBackend:
+    """The backend ``backend`` names: on the host's tools, or on the simulator's
+    (``command`` then starts the simulator, and ``<command> vm``, ``sysrc`` and ``pgrep``
+    are its dialects, on a host whose ``/`` is ``<state_dir>/simulator``). The simulator
+    has no ``zfs`` or ``fetch``: datasets are mounted at ``/<dataset>`` there, and ISOs
+    are not downloaded."""
+    simulator = config.state_dir / "simulator"
+    if backend == "vm-bhyve":
+        if config.iohyve_simulate:
+            commands = VmBhyveCommands(
+                vm=(*command, "vm"),
+                sysrc=(*command, "sysrc"),
+                pgrep=(*command, "pgrep"),
+                zfs=None,
+                fetch=None,
+            )
+            return VmBhyve(
+                runner,
+                commands,
+                rc_conf=simulator / "etc" / "rc.conf",
+                vmm_dir=simulator / "dev" / "vmm",
+                timeout=config.iohyve_timeout,
+                host_root=simulator,
+            )
+        return VmBhyve(
+            runner,
+            VmBhyveCommands(vm=(str(config.vm_bhyve_path),), sysrc=(str(config.vm_bhyve_sysrc),)),
+            rc_conf=config.vm_bhyve_rc_conf,
+            timeout=config.iohyve_timeout,
+        )
+    return Iohyve(
+        runner,
+        command,
+        timeout=config.iohyve_timeout,
+        iso_root=simulator / "iohyve" / "ISO" if config.iohyve_simulate else config.iohyve_iso_root,
+        clock=reactor,
+        list_cache=config.iohyve_list_cache,
+        rc_conf=simulator / "rc.conf" if config.iohyve_simulate else config.iohyve_rc_conf,
+        slow_timeout=config.iohyve_timeout + 30,
+    )
+
+
+def _log_backend_version(backend: VMBackend) -> None:
+    def logged(version: str) -> None:
+        log.info("Backend {tool} {version}", tool=backend.tool, version=version)
+
+    def failed(reason: Failure) -> None:
+        log.warn(
+            "Backend {tool}: its version could not be read ({why})",
+            tool=backend.tool,
+            why=getattr(reason.value, "message", reason.getErrorMessage()),
+        )
+
+    backend.version().addCallbacks(logged, failed)
+
+
 def _prepare_state_dir(path: Path) -> None:
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -327,32 +429,84 @@ def _timer(seconds: float, call: Any, reactor: Any) -> TimerService:
     return timer
 
 
+def _fleet_member(
+    config: Config, api: Api, hub: EventHub, backend: str, reactor: Any
+) -> FleetMember | None:
+    """The fleet session ``[fleet] router`` asks for (None without a router), with the host
+    key made on the first start."""
+    if not config.fleet_router:
+        return None
+    try:
+        key, created = ensure_host_key(config.state_dir)
+    except HostKeyError as e:
+        raise ConfigError(f"fleet.router: {e}") from None
+    if created:
+        log.info("Created the fleet host key; sysadmd-admin fleet key prints its public key")
+    log.info("Fleet host key (public) {key}", key=key.public_hex)
+    tls = None
+    if config.fleet_router.startswith("wss:"):
+        host = urlsplit(config.fleet_router).hostname or ""
+        try:
+            tls = router_tls(host, config.fleet_ca_file, config.fleet_fingerprint)
+        except FleetTLSError as e:
+            raise ConfigError(str(e)) from None
+    return FleetMember(
+        api,
+        hub,
+        router=config.fleet_router,
+        realm=config.fleet_realm,
+        host=config.fleet_host,
+        key=key,
+        tls=tls,
+        info={"backend": backend, "version": __version__},
+        reactor=reactor,
+        in_flight=config.limits_in_flight,
+        message_size=config.limits_message_size,
+    )
+
+
+def _backend_executable(
+    config: Config, backend: str, iohyve: str, extra_env: dict[str, str]
+) -> str:
+    """The VM manager's program (warned about when it cannot run); sets the simulated
+    vm-bhyve's version in ``extra_env``."""
+    executable = iohyve
+    if backend == "vm-bhyve":
+        extra_env[VM_BHYVE_VERSION_ENV] = config.vm_bhyve_simulator_version
+        if not config.iohyve_simulate:
+            executable = str(config.vm_bhyve_path)
+    if not config.iohyve_simulate and not os.access(executable, os.X_OK):
+        log.warn(
+            "{tool} is not executable at {path}; every call will fail",
+            tool=backend,
+            path=executable,
+        )
+    return executable
+
+
+def _describe_backend(config: Config, backend: str, executable: str) -> str:
+    """What the start-up line and the fleet say runs the guests."""
+    if not config.iohyve_simulate:
+        return f"{backend} at {executable}"
+    version = (
+        config.vm_bhyve_simulator_version
+        if backend == "vm-bhyve"
+        else config.iohyve_simulator_profile
+    )
+    return f"simulated {backend} {version}"
+
+
 def make_service(config: Config, reactor: Any) -> IService:
     """Build the daemon: listeners, the shared Site, the API, the fetch queue."""
     _prepare_state_dir(config.state_dir)
     # First, so that the log file gets every line of the start.
     log_files = LogFiles(config.log_file, config.log_format, reactor, level=config.log_level)
     endpoints = _endpoints(config, reactor)
+    backend = choose_backend(config)
     command, extra_env = iohyve_command(config)
-    if not config.iohyve_simulate and not os.access(command[0], os.X_OK):
-        log.warn("iohyve is not executable at {path}; every call will fail", path=command[0])
+    executable = _backend_executable(config, backend, command[0], extra_env)
     runner = ProcessRunner(reactor, env=extra_env)
-    iso_root = (
-        config.state_dir / "simulator" / "iohyve" / "ISO"
-        if config.iohyve_simulate
-        else config.iohyve_iso_root
-    )
-    simulator = config.state_dir / "simulator"
-    iohyve = Iohyve(
-        runner,
-        command,
-        timeout=config.iohyve_timeout,
-        iso_root=iso_root,
-        clock=reactor,
-        list_cache=config.iohyve_list_cache,
-        rc_conf=simulator / "rc.conf" if config.iohyve_simulate else config.iohyve_rc_conf,
-        slow_timeout=config.iohyve_timeout + 30,
-    )
+    iohyve = make_backend(config, runner, reactor, command, backend)
     hub = EventHub(EVENT_NAMES)
     fetches = FetchQueue(
         iohyve,
@@ -384,8 +538,14 @@ def make_service(config: Config, reactor: Any) -> IService:
         # setup checks the pool exists before it changes anything
         IohyveActions(iohyve, fetches, config.fetch_file_roots, host=host),
         HostActions(host),
+        backend=iohyve.tool,
     )
     api = Api(registry, auth)
+    mode = _describe_backend(config, backend, executable)
+    fleet = _fleet_member(config, api, hub, mode, reactor)
+    checks = daemon_checks(executable, config.state_dir, fetches)
+    if fleet is not None:
+        checks.append(Check("fleet", fleet.problem, required=False))
     metrics = Metrics()
     api.on_call = metrics.call_answered
     auth.on_failed_login = metrics.login_failed
@@ -409,7 +569,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         operations={
             b"metrics": MetricsResource(metrics, guard),
             b"livez": Livez(),
-            b"readyz": Readyz(daemon_checks(command[0], config.state_dir, fetches), guard),
+            b"readyz": Readyz(checks, guard),
         },
         dashboard=Dashboard(),
     )
@@ -440,14 +600,12 @@ def make_service(config: Config, reactor: Any) -> IService:
         # Limits outermost, so that a refused connection costs no TLS handshake.
         factory = TLSMemoryBIOFactory(tls_options, False, site) if tls_options else site
         Listener(description, endpoint, connections.wrap(factory), reactor).setServiceParent(top)
-    mode = (
-        "simulated iohyve " + config.iohyve_simulator_profile
-        if config.iohyve_simulate
-        else command[0]
-    )
+    if fleet is not None:
+        fleet.setServiceParent(top)  # leaves the router first, before the listeners close
     log.info(
         "sysadmd starting with {mode}; state in {state}", mode=mode, state=str(config.state_dir)
     )
+    reactor.callWhenRunning(_log_backend_version, iohyve)
     return top
 
 

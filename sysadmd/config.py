@@ -20,6 +20,10 @@ from typing import Any, Final
 
 DEFAULT_LISTEN: Final = ("ssl:12150", "ssl:12151")
 PROFILES: Final = ("0.7.3", "0.7.9")
+#: The VM managers the daemon can serve, and what ``[host] backend`` may say.
+BACKENDS: Final = ("auto", "iohyve", "vm-bhyve")
+#: The vm-bhyve dialects the simulator imitates (tagged 1.6.x, 1.7.x, the development line).
+VM_BHYVE_VERSIONS: Final = ("1.6", "1.7", "dev")
 
 
 class ConfigError(ValueError):
@@ -44,7 +48,12 @@ class Key:
     @property
     def attribute(self) -> str:
         """The :class:`Config` attribute holding the value."""
-        return self.name if self.section == "daemon" else f"{self.section}_{self.name}"
+        return self.name if self.section == "daemon" else f"{_prefix(self.section)}{self.name}"
+
+
+def _prefix(section: str) -> str:
+    """The start of the attribute names of ``section``'s keys (``vm-bhyve``: ``vm_bhyve_``)."""
+    return "" if section == "daemon" else section.replace("-", "_") + "_"
 
 
 def _string_list(value: Any, key: str) -> tuple[str, ...]:
@@ -142,6 +151,54 @@ def _hostname(value: Any, key: str) -> str:
     return value
 
 
+#: A fleet host name: a guest name's characters without the dot, which separates a WAMP
+#: URI's components (the host is one component of ``sysadmd.<host>.<namespace>.<name>``).
+FLEET_HOST_PATTERN: Final = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
+
+
+def _fleet_host(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(FLEET_HOST_PATTERN, value, re.ASCII):
+        raise ConfigError(
+            f"{key}: must be 1 to 128 ASCII letters, digits, '_' or '-', starting with a "
+            "letter or digit (no dots: the name is one component of the fleet's URIs)"
+        )
+    return value
+
+
+def default_fleet_host() -> str:
+    """This machine's name up to its first dot, the default of ``fleet.host``."""
+    return socket.gethostname().split(".", 1)[0]
+
+
+def _router_url(value: Any, key: str) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not re.fullmatch(
+        r"wss?://[A-Za-z0-9._-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?", value
+    ):
+        raise ConfigError(
+            f"{key}: must be empty or a WebSocket URL such as 'wss://router.example:8443/ws'"
+        )
+    return value
+
+
+def _realm(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*", value):
+        raise ConfigError(f"{key}: must be a WAMP realm name such as 'sysadmd'")
+    return value
+
+
+def _fingerprint(value: Any, key: str) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: must be a SHA-256 fingerprint (64 hex digits, ':' allowed)")
+    digits = value.replace(":", "").lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", digits):
+        raise ConfigError(f"{key}: must be a SHA-256 fingerprint (64 hex digits, ':' allowed)")
+    return digits
+
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -210,6 +267,17 @@ class Config:
             "Host name put in the daemon's own certificate; defaults to this machine's name.",
         )
     )
+    host_backend: str = field(
+        metadata=_key(
+            "host",
+            "auto",
+            _choice(*BACKENDS),
+            "The VM manager whose guests the API serves: 'iohyve', 'vm-bhyve', or 'auto': "
+            "vm-bhyve if its executable (vm-bhyve.path) exists and rc.conf (vm-bhyve.rc_conf) "
+            'says vm_enable="YES", else iohyve. In simulate mode the chosen manager is '
+            "simulated, and 'auto' means iohyve.",
+        )
+    )
     iohyve_path: Path = field(
         metadata=_key("iohyve", "/usr/local/sbin/iohyve", _absolute_path, "The iohyve executable.")
     )
@@ -274,6 +342,34 @@ class Config:
             "Seconds a guest list is reused by later listvms calls; any change asked for since "
             "makes the next call list again, and 0 shares only a list still running. While a "
             "newer list runs, callers get the previous one if it is less than twice as old.",
+        )
+    )
+    vm_bhyve_path: Path = field(
+        metadata=_key("vm-bhyve", "/usr/local/sbin/vm", _absolute_path, "vm-bhyve's vm executable.")
+    )
+    vm_bhyve_sysrc: Path = field(
+        metadata=_key(
+            "vm-bhyve",
+            "/usr/sbin/sysrc",
+            _absolute_path,
+            "The sysrc executable, which writes guest configurations and rc.conf's vm_* lines.",
+        )
+    )
+    vm_bhyve_rc_conf: Path = field(
+        metadata=_key(
+            "vm-bhyve",
+            "/etc/rc.conf",
+            _absolute_path,
+            "The rc.conf that holds vm_enable, vm_dir and vm_list.",
+        )
+    )
+    vm_bhyve_simulator_version: str = field(
+        metadata=_key(
+            "vm-bhyve",
+            "1.7",
+            _choice(*VM_BHYVE_VERSIONS),
+            "Which vm-bhyve line the simulator imitates in simulate mode: '1.6', '1.7' or "
+            "'dev' (the development line).",
         )
     )
     auth_backend: str = field(
@@ -492,6 +588,46 @@ class Config:
             "login and every change.",
         )
     )
+    fleet_router: str = field(
+        metadata=_key(
+            "fleet",
+            "",
+            _router_url,
+            "The WAMP router (Crossbar.io) to join, as a ws:// or wss:// URL; empty: no fleet. "
+            "The daemon keeps serving its own listeners either way.",
+        )
+    )
+    fleet_realm: str = field(
+        metadata=_key("fleet", "sysadmd", _realm, "The router realm the daemon joins.")
+    )
+    fleet_host: str = field(
+        metadata=_key(
+            "fleet",
+            None,
+            _fleet_host,
+            "This host's name in the fleet, and its cryptosign authid: its procedures are "
+            "sysadmd.<host>.<namespace>.<name>. Letters, digits, '_' and '-'; defaults to "
+            "this machine's name up to its first dot.",
+        )
+    )
+    fleet_ca_file: Path | None = field(
+        metadata=_key(
+            "fleet",
+            "",
+            _optional_path,
+            "PEM file of the CA(s) that a wss:// router's certificate must chain to; empty "
+            "uses the system's trust store (unless fleet.fingerprint is set).",
+        )
+    )
+    fleet_fingerprint: str = field(
+        metadata=_key(
+            "fleet",
+            "",
+            _fingerprint,
+            "SHA-256 fingerprint of the router's certificate, pinned instead of a CA; empty: "
+            "no pin.",
+        )
+    )
     metrics_allow: tuple[Network, ...] = field(
         metadata=_key(
             "metrics",
@@ -507,7 +643,7 @@ def _keys() -> tuple[Key, ...]:
     keys = []
     for declared in fields(Config):
         section, default, check, doc = declared.metadata[_SPEC]
-        prefix = "" if section == "daemon" else f"{section}_"
+        prefix = _prefix(section)
         if not declared.name.startswith(prefix):
             raise TypeError(f"Config.{declared.name} must start with {prefix!r}")
         keys.append(Key(section, declared.name.removeprefix(prefix), default, check, doc))
@@ -561,6 +697,8 @@ def load(config_file: Path | None = None, overrides: Mapping[str, Any] | None = 
         raw = values.get(key.dotted, key.default)
         if raw is None and key.dotted == "daemon.hostname":
             raw = socket.gethostname()
+        if raw is None and key.dotted == "fleet.host":
+            raw = default_fleet_host()
         settings[key.attribute] = key.check(raw, key.dotted)
     return Config(**settings)
 

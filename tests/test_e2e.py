@@ -479,3 +479,64 @@ def test_stop_right_after_the_listening_line_is_clean(tmp_path: Path) -> None:
                 break
         output = process.stdout.read()
         assert process.wait(timeout=30) == 0, output
+
+
+@async_test
+async def test_the_backend_is_named_at_start_in_rpc_query_and_in_version(daemon: Daemon) -> None:
+    """The start-up line names the simulated backend and its version; rpc/query and the
+    version reply carry the extra field 'backend' (iohyve when nothing else is chosen)."""
+    code, query = await rest(daemon, {}, path="rpc/query")
+    classes = query["args"]
+    assert code == 200 and classes["backend"] == "iohyve"
+    assert classes["sysadm/iohyve"] == "read/write"
+    code, version = await rest(daemon, {"action": "version"})
+    assert code == 200 and version["args"]["version"]["backend"] == "iohyve"
+    log = daemon.log_text()
+    assert "sysadmd starting with simulated iohyve 0.7.9" in log
+    assert re.search(r"Backend iohyve iohyve v0\.7\.9", log), log[-2000:]
+
+
+def seed_vm_bhyve(state: Path, base: Path) -> None:
+    """The API page's guest and ISOs on a simulated vm-bhyve host, as ./dev/serve
+    --backend vm-bhyve seeds it."""
+    root = state / "simulator"
+    (root / "etc").mkdir(parents=True)
+    (root / "vm").mkdir()
+    (root / "etc" / "rc.conf").write_text('vm_enable="YES"\nvm_dir="/vm"\n')
+    run_simulator(root, "vm", "init")
+    run_simulator(root, "vm", "create", "-s", "8G", "testguest")
+    conf = "/vm/testguest/testguest.conf"
+    run_simulator(root, "sysrc", "-f", conf, f"description={DESCRIPTION}")
+    for name in ("test.iso", BOOTONLY):
+        (root / "vm" / ".iso" / name).write_bytes(f"bytes of {name}".encode())
+
+
+@async_test
+async def test_the_api_on_a_simulated_vm_bhyve_host(tmp_path: Path) -> None:
+    """--backend vm-bhyve --simulate: the page's guest and ISOs answer as on iohyve, the
+    backend is named, and a guest starts and stops through the simulated vm."""
+    state = tmp_path / "state"
+    seed_vm_bhyve(state, tmp_path)
+    daemon = Daemon(state, "--backend", "vm-bhyve")
+    try:
+        code, listed = await rest(daemon, {"action": "listvms"})
+        assert code == 200
+        assert listed["args"]["listvms"] == {
+            "testguest": {"description": DESCRIPTION, "rcboot": "NO", "running": "NO", "vmm": "NO"}
+        }
+        code, isos = await rest(daemon, {"action": "listisos"})
+        assert sorted(isos["args"]["listisos"]) == sorted(["test.iso", BOOTONLY])
+        code, version = await rest(daemon, {"action": "version"})
+        assert version["args"]["version"] == {"version": "1.7.5", "backend": "vm-bhyve"}
+        code, query = await rest(daemon, {}, path="rpc/query")
+        assert query["args"]["backend"] == "vm-bhyve"
+        assert (await rest(daemon, {"action": "start", "name": "testguest"}))[0] == 200
+        code, listed = await rest(daemon, {"action": "listvms"})
+        assert listed["args"]["listvms"]["testguest"]["running"] == "YES"
+        code, stopped = await rest(daemon, {"action": "stop", "name": "testguest", "force": "true"})
+        assert code == 200, stopped
+        log = daemon.log_text()
+        assert "sysadmd starting with simulated vm-bhyve 1.7" in log
+        assert "Backend vm-bhyve 1.7.5" in log
+    finally:
+        assert daemon.stop()

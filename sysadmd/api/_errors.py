@@ -18,6 +18,7 @@ CODES: Final[dict[int, str]] = {
     429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
+    507: "Insufficient Storage",
 }
 
 

@@ -309,9 +309,13 @@ def _error(message: str) -> int:
     return 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run ``sysadmd-admin`` with ``argv`` (default: the process's arguments); the exit status."""
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run ``sysadmd-admin`` with ``argv`` (default: the process's arguments); the exit status.
+
+    ``parser`` is :func:`build_parser`'s, or one a layer above made from it with more
+    commands (``sysadmd.fleet.admin`` adds ``fleet``).
+    """
+    args = (parser or build_parser()).parse_args(argv)
     accounts = LocalAccounts(args.state_dir.absolute() / ACCOUNTS_FILE)
     command: _Command = args.command
     try:

@@ -4,9 +4,10 @@ Private modules: ``_interface`` declares :class:`VMBackend`, the one interface t
 call, and the plain data it speaks; ``_errors`` its errors and the API codes they become;
 ``_hosttools`` the host's own tools (``zpool``, ``ifconfig``, ``sysctl``); ``_output`` how a
 failed command is described. The private subpackage ``_iohyve`` implements the interface
-(``adapter``, its pure output parsers ``parse``, rc.conf editing ``rcconf``). ``_runner`` is the
-only place that spawns processes (argv only, a new session, killed as a group). Other packages
-use only the names below.
+(``adapter``, its pure output parsers ``parse``, rc.conf editing ``rcconf``), and so does
+``_vmbhyve`` for vm-bhyve (``adapter``; ``host``, the files the tool keeps; ``parse``).
+``_runner`` is the only place that spawns processes (argv only, a new session, killed as a
+group). Other packages use only the names below.
 
 May import: ``sysadmd.api``, ``sysadmd.config``, ``sysadmd.shared``.
 """
@@ -22,6 +23,8 @@ from sysadmd.backends._runner import (
     RunningProcess,
     end_left_over_group,
 )
+from sysadmd.backends._vmbhyve.adapter import Commands as VmBhyveCommands
+from sysadmd.backends._vmbhyve.adapter import VmBhyve
 
 __all__ = [
     "SYSADM_GUEST_FIELDS",
@@ -33,6 +36,8 @@ __all__ = [
     "ProcessRunner",
     "RunningProcess",
     "VMBackend",
+    "VmBhyve",
+    "VmBhyveCommands",
     "describe_failure",
     "end_left_over_group",
     "maps_backend_errors",

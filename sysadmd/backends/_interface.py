@@ -32,7 +32,8 @@ class GuestSummary(TypedDict):
 
     The four sysadm fields are ``YES``/``NO`` strings (``description`` free text):
     ``vmm`` whether the hypervisor holds a VM for it, ``running`` whether bhyve runs
-    it, ``rcboot`` whether it starts with the host. The others are what a manager may
+    it, ``rcboot`` whether it starts with the host. ``state`` is one of ``stopped``,
+    ``running``, ``bootloader``, ``suspended``, ``locked``. The others are what a manager may
     add (vm-bhyve's list shows them; iohyve's does not): they are not part of the
     ``listvms`` reply.
     """
@@ -41,6 +42,7 @@ class GuestSummary(TypedDict):
     rcboot: str
     running: str
     vmm: str
+    state: NotRequired[str]
     cpu: NotRequired[str]
     memory: NotRequired[str]
     loader: NotRequired[str]

@@ -10,6 +10,6 @@ running one does not load it twice.
 May import: ``sysadmd.services`` and every layer below it.
 """
 
-from sysadmd.catalog._classes import build_registry
+from sysadmd.catalog._classes import all_specs, build_registry
 
-__all__ = ["build_registry"]
+__all__ = ["all_specs", "build_registry"]

@@ -38,10 +38,10 @@ def all_specs() -> list[ActionSpec]:
     return sorted(specs, key=lambda s: (s.namespace, s.name, s.action or ""))
 
 
-def build_registry(*providers: object) -> Registry:
+def build_registry(*providers: object, backend: str | None = None) -> Registry:
     """The registry of ``providers``: one instance of each class of :data:`API_CLASSES`
     but :class:`~sysadmd.services.QueryActions`, which is made here (it answers from this
-    registry).
+    registry, and names ``backend``, the VM manager, in its reply).
 
     Raises ValueError naming each class without an instance, and each provider that is
     not of a listed class or is given twice.
@@ -60,7 +60,7 @@ def build_registry(*providers: object) -> Registry:
     registry = Registry()
     for provider in providers:
         registry.register(provider)
-    registry.register(QueryActions(registry))
+    registry.register(QueryActions(registry, backend))
     return registry
 
 

@@ -25,6 +25,9 @@ FETCH_URL: Final = (
     "FreeBSD-10.1-RELEASE-amd64-disc1.iso"
 )
 
+_RELEASES: Final = "https://download.freebsd.org/releases/amd64/amd64/ISO-IMAGES/14.3/"
+AUTO_URL: Final = _RELEASES + "FreeBSD-14.3-RELEASE-amd64-disc1.iso"
+
 
 @dataclass(frozen=True)
 class Example:
@@ -48,8 +51,9 @@ EXAMPLES: Final = (
     _ok("Set iohyve up", "``setup`` checks the pool, runs iohyve setup, then writes "
         "``iohyve_flags`` to rc.conf.",
         {"action": "setup", "pool": "tank", "nic": "em0"}, {"pool": "tank", "nic": "em0"}),
-    _ok("iohyve's version", "``version`` gives iohyve's version line.",
-        {"action": "version"}, {"version": ANY}),
+    _ok("iohyve's version", "``version`` gives the VM manager's version line, and "
+        "``backend`` which manager answers (``iohyve`` or ``vm-bhyve``).",
+        {"action": "version"}, {"version": ANY, "backend": ANY}),
     _ok("Create a guest", "``create`` makes a guest with a first disk of ``size``.",
         {"action": "create", "name": "bsdguest", "size": "10G"},
         {"name": "bsdguest", "size": "10G"}),
@@ -61,6 +65,17 @@ EXAMPLES: Final = (
     _ok("Fetch ISO", "``fetchiso`` queues a download and replies at once.",
         {"action": "fetchiso", "url": FETCH_URL},
         {"command": f"iohyve fetch {FETCH_URL}", "comment": "Task Queued", "queueid": ANY}),
+    _ok("Fetch a FreeBSD release, verified", "``verify: \"auto\"`` reads the digest from "
+        "FreeBSD's ``CHECKSUM.SHA512-<release>`` (or ``CHECKSUM.SHA256-<release>``) file "
+        "beside the image. ``checksum`` gives the digest itself (``sha256:<hex>`` or "
+        "``sha512:<hex>``) and ``checksum_url`` names a checksum file (BSD "
+        "``SHA256 (name) = hex`` or GNU ``hex  name`` lines). A download that does not match "
+        "is removed and its task fails naming both digests.",
+        {"action": "fetchiso", "url": AUTO_URL, "verify": "auto"},
+        {"command": f"iohyve fetch {AUTO_URL}", "comment": "Task Queued", "queueid": ANY}),
+    _ok("ISO digests", "``isodigests`` gives the digest of each ISO a verified fetch stored "
+        "(none yet here: the fetches above are still queued).",
+        {"action": "isodigests"}, {}),
     _ok("Rename ISO", "``renameiso`` renames an ISO.",
         {"action": "renameiso", "source": "test.iso", "target": "102.iso"},
         {"source": "test.iso", "target": "102.iso"}),

@@ -45,6 +45,7 @@ _WHEN: Final[dict[int, str]] = {
     429: "Too many failed logins from this address or for this user; wait and retry.",
     500: "iohyve (or another host tool) failed, with its own message, or an internal error.",
     503: "The fetch queue is full.",
+    507: "The ISO store has not enough free space for the size the download announces.",
 }
 
 _BASIC: Final = "basic"

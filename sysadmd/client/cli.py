@@ -44,6 +44,12 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.ssl import (
+    Certificate,
+    optionsForClientTLS,
+    platformTrust,
+    trustRootFromCertificates,
+)
 from twisted.internet.task import deferLater, react
 
 from sysadmd.client.client import ACTIVE_STATUSES, DEFAULT_PORT, Client, Task
@@ -54,6 +60,7 @@ from sysadmd.client.errors import (
     TaskFailed,
     UnknownHost,
 )
+from sysadmd.client.fleet import FleetClient, HostThroughRouter, read_key
 from sysadmd.client.tls import (
     CATLS,
     KnownHosts,
@@ -116,6 +123,13 @@ class Settings:
     config_dir: Path
     known_hosts_file: Path | None
     timeout: float
+    #: Fleet mode: the router's URL, its realm, who logs in to it, and the host (or ``all``).
+    router: str | None = None
+    realm: str = "sysadmd"
+    router_user: str | None = None
+    router_ca_file: Path | None = None
+    router_key: Path | None = None
+    fleet_host: str | None = None
 
     @property
     def known_hosts(self) -> KnownHosts:
@@ -282,10 +296,57 @@ async def _connect(settings: Settings) -> tuple[Client, SavedSession]:
     return client, session
 
 
+async def join_router(settings: Settings) -> FleetClient:
+    """A session with the router ``--router`` names, logged in with a ticket from
+    $SYSADM_ROUTER_TICKET or a prompt (never saved)."""
+    router = settings.router or ""
+    if settings.router_user is None:
+        raise CommandError("--router needs --router-user NAME", EXIT_USAGE)
+    key = read_key(settings.router_key) if settings.router_key is not None else None
+    ticket = os.environ.get("SYSADM_ROUTER_TICKET", "")
+    if key is None and not ticket:
+        ticket = getpass.getpass(f"Ticket for {settings.router_user} at {router}: ")
+    tls = None
+    if router.startswith("wss:"):
+        host = router.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+        trust = (
+            trustRootFromCertificates([Certificate.loadPEM(settings.router_ca_file.read_bytes())])
+            if settings.router_ca_file is not None
+            else platformTrust()
+        )
+        tls = optionsForClientTLS(host, trustRoot=trust)
+    fleet = FleetClient(router, settings.realm, settings.router_user, ticket, key=key, tls=tls)
+    await fleet.connect()
+    return fleet
+
+
+def _routed(
+    settings: Settings, action: Callable[[Client], Awaitable[None]]
+) -> Callable[[], Awaitable[None]]:
+    """Work that runs ``action`` on the host ``-H`` names, through the router."""
+
+    async def work() -> None:
+        host = settings.fleet_host
+        if host is None:
+            raise CommandError("with --router, name the host with -H NAME", EXIT_USAGE)
+        if host == "all":
+            raise CommandError("-H all works with `vm list` only", EXIT_USAGE)
+        fleet = await join_router(settings)
+        try:
+            await action(HostThroughRouter(fleet, host, timeout=settings.timeout))
+        finally:
+            await fleet.close()
+
+    return work
+
+
 def with_client(
     settings: Settings, action: Callable[[Client], Awaitable[None]]
 ) -> Callable[[], Awaitable[None]]:
-    """Work that connects with the saved session, runs ``action`` and closes."""
+    """Work that connects with the saved session (or, with ``--router``, reaches the host
+    ``-H`` names through the router), runs ``action`` and closes."""
+    if settings.router is not None:
+        return _routed(settings, action)
 
     async def work() -> None:
         client, session = await _connect(settings)
@@ -359,10 +420,50 @@ CONTEXT: Final = {"help_option_names": ["-h", "--help"], "max_content_width": 10
     show_default=True,
     help="Seconds to wait for each reply.",
 )
+@click.option(
+    "--router",
+    metavar="URL",
+    envvar="SYSADM_ROUTER",
+    help="Fleet mode: reach the hosts through this WAMP router (ws:// or wss://) instead "
+    "of the saved session; the ticket comes from $SYSADM_ROUTER_TICKET or a prompt.",
+)
+@click.option("--realm", default="sysadmd", show_default=True, help="The router's realm.")
+@click.option(
+    "--router-user", metavar="NAME", envvar="SYSADM_ROUTER_USER", help="Who logs in to the router."
+)
+@click.option(
+    "--router-ca-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Verify a wss:// router against this CA certificate (PEM) instead of the system's.",
+)
+@click.option(
+    "--router-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="SYSADM_ROUTER_KEY",
+    help="Log in to the router with this Ed25519 key (a file of 64 hex digits, mode 0600) "
+    "instead of a ticket.",
+)
+@click.option(
+    "-H",
+    "--host",
+    "fleet_host",
+    metavar="NAME",
+    help="With --router: the host a command acts on (`-H all vm list`: every host).",
+)
 @click.version_option(package_name="sysadmd", prog_name="sysadm")
 @click.pass_context
 def cli(
-    ctx: click.Context, config_dir: Path | None, known_hosts: Path | None, timeout: float
+    ctx: click.Context,
+    *,
+    config_dir: Path | None,
+    known_hosts: Path | None,
+    timeout: float,
+    router: str | None,
+    realm: str,
+    router_user: str | None,
+    router_ca_file: Path | None,
+    router_key: Path | None,
+    fleet_host: str | None,
 ) -> None:
     """Manage bhyve guests and ISOs on a sysadmd host.
 
@@ -373,10 +474,18 @@ def cli(
     Shell completion: eval "$(_SYSADM_COMPLETE=bash_source sysadm)" (or zsh_source,
     fish_source). See docs/client.md.
     """
+    if fleet_host is not None and router is None:
+        raise click.UsageError("-H/--host needs --router")
     ctx.obj = Settings(
         config_dir=config_dir or default_config_dir(),
         known_hosts_file=known_hosts,
         timeout=timeout,
+        router=router,
+        realm=realm,
+        router_user=router_user,
+        router_ca_file=router_ca_file,
+        router_key=router_key,
+        fleet_host=fleet_host,
     )
 
 
@@ -559,7 +668,9 @@ def _json_option(function: Callable[..., Any]) -> Callable[..., Any]:
 @_json_option
 @click.pass_obj
 def vm_list(settings: Settings, as_json: bool) -> None:
-    """List the guests."""
+    """List the guests (with `--router URL -H all`: every host's, in one table)."""
+    if settings.router is not None and settings.fleet_host == "all":
+        run(_every_hosts_guests(settings, as_json))
 
     async def action(client: Client) -> None:
         guests = await client.list_vms()
@@ -581,6 +692,69 @@ def vm_list(settings: Settings, as_json: bool) -> None:
         _out.print(table)
 
     run(with_client(settings, action))
+
+
+def _every_hosts_guests(settings: Settings, as_json: bool) -> Callable[[], Awaitable[None]]:
+    async def work() -> None:
+        fleet = await join_router(settings)
+        try:
+            found: dict[str, Any] = {}
+            for host in await fleet.hosts():
+                try:
+                    found[host.host] = await HostThroughRouter(
+                        fleet, host.host, timeout=settings.timeout
+                    ).list_vms()
+                except ClientError as e:  # a host that left meanwhile; the others still count
+                    click.echo(f"sysadm: {host.host}: {e}", err=True)
+        finally:
+            await fleet.close()
+        if as_json:
+            _print_json({host: {"listvms": guests} for host, guests in found.items()})
+            return
+        table = _table("HOST", "NAME", "RUNNING", "VMM", "RCBOOT", "DESCRIPTION")
+        for host_name, guests in found.items():
+            for name, guest in sorted(guests.items()):
+                table.add_row(
+                    host_name,
+                    name,
+                    guest.get("running", ""),
+                    guest.get("vmm", ""),
+                    guest.get("rcboot", ""),
+                    guest.get("description", ""),
+                )
+        _out.print(table)
+
+    return work
+
+
+@cli.group()
+def fleet() -> None:
+    """The hosts joined to the router (--router)."""
+
+
+@fleet.command("hosts")
+@_json_option
+@click.pass_obj
+def fleet_hosts(settings: Settings, as_json: bool) -> None:
+    """List every host joined to the router now: its backend, version, and since when."""
+    if settings.router is None:
+        raise click.UsageError("`fleet hosts` needs --router URL")
+
+    async def work() -> None:
+        router = await join_router(settings)
+        try:
+            hosts = await router.hosts()
+        finally:
+            await router.close()
+        if as_json:
+            _print_json([vars(h) for h in hosts])
+            return
+        table = _table("HOST", "BACKEND", "VERSION", "JOINED")
+        for host in hosts:
+            table.add_row(host.host, host.backend, host.version, host.joined)
+        _out.print(table)
+
+    run(work)
 
 
 @vm.command("create")

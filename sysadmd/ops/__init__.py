@@ -7,11 +7,12 @@ they sit just below the app, the only user of the names below.
 May import: every layer but ``sysadmd.app``.
 """
 
-from sysadmd.ops._health import Guard, Livez, OperationsRoot, Readyz, daemon_checks
+from sysadmd.ops._health import Check, Guard, Livez, OperationsRoot, Readyz, daemon_checks
 from sysadmd.ops._logs import LogFiles
 from sysadmd.ops._metrics import Metrics, MetricsResource
 
 __all__ = [
+    "Check",
     "Guard",
     "Livez",
     "LogFiles",

@@ -142,10 +142,15 @@ class Livez(PlainResource):
 
 @dataclass(frozen=True)
 class Check:
-    """One readiness check: ``problem()`` says what is wrong, or None."""
+    """One readiness check: ``problem()`` says what is wrong, or None.
+
+    A check that is not ``required`` is reported (to a logged-in client) without making the
+    daemon unready: the fleet router being away leaves the host's own listeners serving.
+    """
 
     name: str
     problem: Callable[[], str | None]
+    required: bool = True
 
 
 def daemon_checks(executable: str, state_dir: Path, fetches: FetchQueue) -> list[Check]:
@@ -190,7 +195,8 @@ class Readyz(PlainResource):
     async def respond(self, request: IRequest) -> None:
         user = await self._guard.login(request)
         results = self.results()
-        ready = all(problem is None for _, problem in results)
+        required = {check.name for check in self._checks if check.required}
+        ready = all(problem is None for name, problem in results if name in required)
         lines = ["ok" if ready else "not ready"]
         if user is not None:
             lines += [f"{name}: {problem or 'ok'}" for name, problem in results]

@@ -37,7 +37,13 @@ from sysadmd.backends import (
     VMBackend,
     maps_backend_errors,
 )
-from sysadmd.tasks import FetchQueue
+from sysadmd.tasks import (
+    CHECKSUM_PATTERN,
+    ChecksumError,
+    FetchQueue,
+    auto_checksum_urls,
+    local_time,
+)
 
 NAMESPACE: Final = "sysadm"
 CLASS: Final = "iohyve"
@@ -121,6 +127,54 @@ GUEST: Final = ArgType(
 DISK: Final = ArgType({"type": "string", "pattern": schema_pattern(DISK_PATTERN)}, _disk, "disk1")
 FLAG: Final = ArgType({"enum": ["true", "false", True, False]}, _flag, "false")
 NIC: Final = ArgType({"type": "string", "pattern": schema_pattern(NIC_PATTERN)}, _nic, "em0")
+
+
+def _checksum(value: Any, label: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(CHECKSUM_PATTERN, value):
+        raise bad_request(
+            f'{label} must be "sha256:" and 64 hex digits or "sha512:" and 128 hex digits'
+        )
+    return value.lower()
+
+
+def _verify(value: Any, label: str) -> str:
+    if value != "auto":
+        raise bad_request(f'{label} must be "auto"')
+    return "auto"
+
+
+CHECKSUM: Final = ArgType(
+    {"type": "string", "pattern": schema_pattern(CHECKSUM_PATTERN)},
+    _checksum,
+    "sha256:" + "0" * 64,
+)
+VERIFY: Final = ArgType({"const": "auto"}, _verify, "auto")
+_CHECKSUM_ARGS: Final = ("checksum", "checksum_url", "verify")
+
+
+def _verification(args: Mapping[str, Any], url: str) -> str | None:
+    """What a fetch must hash to, from fetchiso's optional arguments (at most one)."""
+    given = [name for name in _CHECKSUM_ARGS if name in args]
+    if len(given) > 1:
+        raise bad_request(
+            f"give at most one of the arguments checksum, checksum_url and verify, not {given}"
+        )
+    if "checksum" in args:
+        return str(args["checksum"])
+    if "checksum_url" in args:
+        checksum_url = str(args["checksum_url"])
+        label = "argument 'checksum_url'"
+        iso_name_from_url(checksum_url, label)
+        if not checksum_url.lower().startswith(("http://", "https://")):
+            raise bad_request(f"{label} must start with http:// or https://")
+        return "url:" + checksum_url
+    if "verify" in args:
+        try:
+            auto_checksum_urls(url)
+        except ChecksumError as e:
+            raise bad_request(f"argument 'verify': {e}") from None
+        return "auto"
+    return None
 
 
 # -- Guest properties ---------------------------------------------------------------------------
@@ -310,8 +364,10 @@ class IohyveActions:
         CLASS,
         "fetchiso",
         summary=(
-            "Queue a download of an installation ISO; replies at once with the task id. "
-            "The ISO is named after the last path segment of the URL."
+            "Queue a download of an installation ISO; replies at once with the task id "
+            "(once the size the source announces is checked against the ISO store's free "
+            "space: 507 if it does not fit). The ISO is named after the last path segment "
+            "of the URL."
         ),
         args=[
             Arg(
@@ -319,7 +375,28 @@ class IohyveActions:
                 URL,
                 "http://, https://, ftp:// or file:// URL of the ISO; file:// only for "
                 "files below the directories the server allows",
-            )
+            ),
+            Arg(
+                "checksum",
+                CHECKSUM,
+                'what the ISO must hash to: "sha256:<hex>" or "sha512:<hex>"; a download '
+                "that does not match fails and is removed",
+                required=False,
+            ),
+            Arg(
+                "checksum_url",
+                URL,
+                "http:// or https:// URL of a checksum file (BSD 'SHA256 (name) = hex' or "
+                "GNU 'hex  name' lines) holding the ISO's digest",
+                required=False,
+            ),
+            Arg(
+                "verify",
+                VERIFY,
+                '"auto": read the digest from FreeBSD\'s CHECKSUM.SHA512-<release> (or '
+                "SHA256) file beside the image",
+                required=False,
+            ),
         ],
         reply=_object(
             command={"type": "string"},
@@ -332,9 +409,17 @@ class IohyveActions:
     async def fetchiso(self, call: Call) -> Any:
         url = call.args["url"]
         name = iso_name_from_url(url, "argument 'url'", self._file_roots)
+        verify = _verification(call.args, url)
         self._fetches.ensure_free(name)
         await self._vm.check_iso_absent(name)
-        task = self._fetches.submit(url, name, call.caller.user if call.caller else None)
+        announced = await self._fetches.ensure_room(url, name)
+        task = self._fetches.submit(
+            url,
+            name,
+            call.caller.user if call.caller else None,
+            verify=verify,
+            announced=announced,
+        )
         # The queueid is a promise: reply only once the queued task is on disk.
         await self._fetches.written()
         return {"command": task.command, "comment": "Task Queued", "queueid": task.id}
@@ -384,13 +469,43 @@ class IohyveActions:
     @action(
         NAMESPACE,
         CLASS,
-        "version",
-        summary="iohyve's version string.",
+        "isodigests",
+        summary=(
+            "The digests of the ISOs that a verified fetch stored, by ISO name (sysadmd's "
+            "addition; listisos keeps sysadm's list of names). An ISO is left out once its "
+            "size differs from the verified one, or after it was renamed."
+        ),
         role=Role.OPERATOR,
-        reply=_object(version={"type": "string"}),
+        reply={
+            "type": "object",
+            "additionalProperties": _object(
+                digest={"type": "string", "pattern": schema_pattern(CHECKSUM_PATTERN)},
+                size={"type": "integer", "minimum": 0},
+                verified={"type": "string"},
+            ),
+        },
+    )
+    async def isodigests(self, call: Call) -> Any:
+        present = {iso.name for iso in await self._vm.list_isos()}
+        reply = {}
+        for name, (digest, size, verified) in sorted(self._fetches.digests.items()):
+            if name in present and self._vm.iso_size(name) == size:
+                reply[name] = {"digest": digest, "size": size, "verified": local_time(verified)}
+        return reply
+
+    @action(
+        NAMESPACE,
+        CLASS,
+        "version",
+        summary=(
+            "The VM manager's version string, and which manager answers: 'backend' is "
+            "'iohyve' or 'vm-bhyve' (an extra field sysadm's clients ignore)."
+        ),
+        role=Role.OPERATOR,
+        reply=_object(version={"type": "string"}, backend={"type": "string"}),
     )
     async def version(self, call: Call) -> Any:
-        return {"version": await self._vm.version()}
+        return {"version": await self._vm.version(), "backend": self._vm.tool}
 
     @action(
         NAMESPACE,

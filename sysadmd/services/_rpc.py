@@ -205,8 +205,10 @@ class Rpc:
 class QueryActions:
     """``rpc/query``: which classes the caller may use, as sysadm's clients read it."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, backend: str | None = None) -> None:
+        """``backend`` names the VM manager that answers the ``sysadm/iohyve`` class."""
         self._registry = registry
+        self._backend = backend
 
     @action(
         "rpc",
@@ -215,10 +217,18 @@ class QueryActions:
         summary=(
             "The API classes this server has and what the caller may do with each: "
             '{"sysadm/iohyve": "read/write", ...}; an operator gets "read" where only the '
-            "read-only actions are open to it."
+            "read-only actions are open to it. The extra key 'backend' (not a class: it has "
+            "no '/') names the VM manager that answers: 'iohyve' or 'vm-bhyve'."
         ),
         role=Role.OPERATOR,
-        reply={"type": "object", "additionalProperties": {"enum": ["read", "read/write"]}},
+        reply={
+            "type": "object",
+            "properties": {"backend": {"type": "string"}},
+            "additionalProperties": {"enum": ["read", "read/write"]},
+        },
     )
     async def query(self, call: Call) -> Any:
-        return self._registry.access(_caller(call).role)
+        reply: dict[str, str] = dict(self._registry.access(_caller(call).role))
+        if self._backend is not None:
+            reply["backend"] = self._backend
+        return reply

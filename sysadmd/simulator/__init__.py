@@ -15,6 +15,23 @@ host's pools, kernel modules and interfaces in a state directory shaped like ioh
 end it. The simulator never has a controlling terminal, so the commands that ask on /dev/tty
 (``delete``, ``remove`` without ``-f``, always in 0.7.3) delete nothing, as under a daemon.
 
+The other VM manager, vm-bhyve, is the ``vm`` dialect (:mod:`~sysadmd.simulator.vmbhyve`):
+
+``iohyve-sim [--root DIR] [--vm-version 1.6|1.7|dev] vm <vm arguments...>``
+    vm-bhyve 1.6.x, 1.7.x or the development line: ``version``, ``init``, ``list``, ``info``,
+    ``create``, ``install``, ``start``, ``stop``, ``poweroff``, ``destroy``, ``iso``, ``add``,
+    ``rename`` and ``switch list/create/add``, byte for byte, on vm-bhyve's own files below the
+    root as on a FreeBSD host below ``/`` (``ROOT/etc/rc.conf``, ``$vm_dir/<name>/<name>.conf``,
+    ``console``, ``run.lock``, ``.iso/``); running guests are ``bhyve: <name>`` processes in
+    ``ROOT/processes.json`` (:mod:`~sysadmd.simulator.vmhost`).
+``iohyve-sim [--root DIR] sysrc [-f file] [-inqx] name[[+|-]=value] ...``
+    FreeBSD's sysrc on the same files (:mod:`~sysadmd.simulator.sysrc`), as vm-bhyve and a
+    backend change them.
+``iohyve-sim [--root DIR] pgrep [-flx] pattern ...``
+    FreeBSD's pgrep over the running guests' processes (:mod:`~sysadmd.simulator.pgrep`):
+    ``pgrep -fx "bhyve: web"`` prints the pid of running guest ``web``; ``/dev/vmm/<name>`` is
+    the file ``ROOT/dev/vmm/<name>``.
+
 Three FreeBSD tools the sysadm daemon also runs are simulated on the same state when they are the
 first word (:mod:`~sysadmd.simulator.hosttools` documents their output):
 
@@ -33,6 +50,8 @@ Environment:
     The state directory when ``--root`` is not given.
 ``IOHYVE_SIM_PROFILE``
     The release when ``--profile`` is not given (default 0.7.9).
+``IOHYVE_SIM_VM_VERSION``
+    The vm-bhyve dialect when ``--vm-version`` is not given (default 1.7).
 ``IOHYVE_SIM_NOW``
     Seconds since the epoch used as "now" for ``create``'s description (``date`` output).
 ``TZ``
@@ -47,7 +66,8 @@ A download in progress is the file ``ROOT/iohyve/ISO/<name>/.fetch.XXXXXX.<name>
 data arrives and is renamed to ``<name>`` only when complete.
 
 Modules: :mod:`~sysadmd.simulator.cli` (options, entry point), :mod:`~.dialects` (the tools and
-the word that selects each), :mod:`~.commands` (iohyve's dispatch),
+the word that selects each), :mod:`~.commands` (iohyve's dispatch), :mod:`~.vmbhyve` and
+:mod:`~.vmhost` (vm-bhyve's commands and host), :mod:`~.sysrc`, :mod:`~.pgrep`,
 :mod:`~.guests`, :mod:`~.lifecycle`, :mod:`~.disks`, :mod:`~.info`, :mod:`~.hostsetup` and
 :mod:`~.iso` (the commands), :mod:`~.hosttools` (zpool, ifconfig), :mod:`~.profiles` (the two
 dialects), :mod:`~.state` (state directory and lock), :mod:`~.datasets` (the simulated ZFS

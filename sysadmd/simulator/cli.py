@@ -8,9 +8,12 @@ Options (they come before the iohyve words; ``--`` ends them early):
     The iohyve release to imitate (default: ``$IOHYVE_SIM_PROFILE``, else 0.7.9).
 ``--pool NAME``
     The pool named in zfs messages (default: ``tank``).
+``--vm-version 1.6|1.7|dev``
+    The vm-bhyve dialect of the ``vm`` tool (default: ``$IOHYVE_SIM_VM_VERSION``, else 1.7).
 
 Everything from the first word that is not an option on is run by the simulated tool that word
-names (:mod:`~sysadmd.simulator.dialects`): ``iohyve``, ``zpool``, ``ifconfig`` or ``sysctl``
+names (:mod:`~sysadmd.simulator.dialects`): ``iohyve``, ``vm``, ``zpool``, ``ifconfig``,
+``sysctl``, ``sysrc`` or ``pgrep``
 (``iohyve-sim --root /tmp/s zpool list -H``, ``iohyve-sim --root /tmp/s iohyve list``). Words
 that name no tool go to iohyve, so ``iohyve-sim --root /tmp/s list`` behaves like ``iohyve
 list``. The exit status is the tool's.
@@ -39,16 +42,21 @@ from sysadmd.simulator.dialects import run
 from sysadmd.simulator.output import Output
 from sysadmd.simulator.profiles import DEFAULT_PROFILE, PROFILES
 from sysadmd.simulator.state import Root, StateError
+from sysadmd.simulator.vmbhyve import DEFAULT_VERSION, VERSIONS
 
 ROOT_ENV = "IOHYVE_SIM_ROOT"
 PROFILE_ENV = "IOHYVE_SIM_PROFILE"
+VM_VERSION_ENV = "IOHYVE_SIM_VM_VERSION"
 DEFAULT_POOL = "tank"
 USAGE = (
     "usage: iohyve-sim [--root DIR] [--profile 0.7.3|0.7.9] [--pool NAME] [iohyve] <iohyve "
     "arguments...>\n"
+    "       iohyve-sim [--root DIR] [--vm-version 1.6|1.7|dev] vm <vm arguments...>\n"
     "       iohyve-sim [--root DIR] [--pool NAME] zpool list [-Hp] [-o property[,...]] [pool ...]\n"
     "       iohyve-sim [--root DIR] ifconfig [-l | -a | <interface>]\n"
-    "       iohyve-sim [--root DIR] sysctl [-n] <name> ..."
+    "       iohyve-sim [--root DIR] sysctl [-n] <name> ...\n"
+    "       iohyve-sim [--root DIR] sysrc [-f file] [-inqx] name[[+|-]=value] ...\n"
+    "       iohyve-sim [--root DIR] pgrep [-flx] pattern ..."
 )
 
 
@@ -59,8 +67,8 @@ class UsageError(Exception):
 def parse_options(args: list[str]) -> tuple[dict[str, str], list[str]]:
     """Split ``args`` into the simulator's options and iohyve's words.
 
-    Return ``({"root": ..., "profile": ..., "pool": ...}, words)`` with only the options that
-    were given; raise :class:`UsageError` for an unknown option or a missing value.
+    Return ``({"root": ..., "profile": ..., "pool": ..., "vm-version": ...}, words)`` with only
+    the options that were given; raise :class:`UsageError` for an unknown option or a missing value.
     """
     options: dict[str, str] = {}
     index = 0
@@ -76,7 +84,7 @@ def parse_options(args: list[str]) -> tuple[dict[str, str], list[str]]:
             options["help"] = ""
             index += 1
             continue
-        if key not in ("root", "profile", "pool"):
+        if key not in ("root", "profile", "pool", "vm-version"):
             raise UsageError(f"unknown option '{current}'")
         if not equals:
             index += 1
@@ -100,7 +108,10 @@ def _context(options: dict[str, str]) -> Context:
     pool = options.get("pool", DEFAULT_POOL)
     if not pool or "/" in pool or "@" in pool or pool != pool.strip():
         raise UsageError(f"invalid pool name '{pool}'")
-    return Context(profile, Root(root), pool, Output())
+    vm_version = options.get("vm-version") or os.environ.get(VM_VERSION_ENV) or DEFAULT_VERSION
+    if vm_version not in VERSIONS:
+        raise UsageError(f"unknown vm-bhyve version '{vm_version}' (use 1.6, 1.7 or dev)")
+    return Context(profile, Root(root), pool, Output(), vm_version)
 
 
 def execute(args: list[str]) -> tuple[int, int | None]:

@@ -13,10 +13,19 @@ SIMULATOR_ERROR = 2
 class Context:
     """What a command needs: the dialect, the state directory, the pool name and the output."""
 
-    __slots__ = ("output", "pool", "profile", "root", "terminated")
+    __slots__ = ("output", "pool", "profile", "root", "terminated", "vm_version")
 
-    def __init__(self, profile: Profile, root: Root, pool: str, output: Output | None = None):
+    def __init__(
+        self,
+        profile: Profile,
+        root: Root,
+        pool: str,
+        output: Output | None = None,
+        vm_version: str = "1.7",
+    ):
         self.profile = profile
+        #: The vm-bhyve dialect of the ``vm`` tool: ``1.6``, ``1.7`` or ``dev``.
+        self.vm_version = vm_version
         self.root = root
         #: The pool shown in zfs messages (``<pool>/iohyve/...``).
         self.pool = pool

@@ -2,19 +2,20 @@
 
 A dialect is one program the simulator imitates on the shared state (guests, zvols,
 ISOs, pools, interfaces): ``iohyve``, and the FreeBSD tools a VM manager's host also
-runs (``zpool``, ``ifconfig``, ``sysctl``). ``iohyve-sim <tool> <words...>`` runs
-``<tool> <words...>``; words that do not start with a tool's name go to the default
-dialect, iohyve, so ``iohyve-sim list`` is ``iohyve list`` as it always was.
+runs (``zpool``, ``ifconfig``, ``sysctl``, ``sysrc``, ``pgrep``), and vm-bhyve (``vm``).
+``iohyve-sim <tool> <words...>`` runs ``<tool> <words...>``; words that do not start with a
+tool's name go to the default dialect, iohyve, so ``iohyve-sim list`` is ``iohyve list`` as
+it always was.
 
-Another VM manager (vm-bhyve's ``vm``) is added as one more :class:`Dialect` in
-:data:`DIALECTS`, with its own module, without touching iohyve's.
+The other VM manager, vm-bhyve's ``vm``, is one more :class:`Dialect` in :data:`DIALECTS`
+with its own modules (:mod:`~sysadmd.simulator.vmbhyve`, :mod:`~sysadmd.simulator.vmhost`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sysadmd.simulator import hosttools
+from sysadmd.simulator import hosttools, pgrep, sysrc, vmbhyve
 from sysadmd.simulator.commands import Command, run_iohyve
 from sysadmd.simulator.context import Context
 
@@ -33,9 +34,12 @@ DIALECTS: dict[str, Dialect] = {
     dialect.name: dialect
     for dialect in (
         Dialect("iohyve", run_iohyve, "the iohyve VM manager (0.7.3 or 0.7.9, see --profile)"),
+        Dialect("vm", vmbhyve.run_vm, "vm-bhyve's vm (1.6.x, 1.7.x or dev, see --vm-version)"),
         Dialect("zpool", hosttools.cmd_zpool, "FreeBSD's zpool list"),
         Dialect("ifconfig", hosttools.cmd_ifconfig, "FreeBSD's ifconfig"),
         Dialect("sysctl", hosttools.cmd_sysctl, "FreeBSD's sysctl, for network devices"),
+        Dialect("pgrep", pgrep.cmd_pgrep, "FreeBSD's pgrep, over the running guests"),
+        Dialect("sysrc", sysrc.cmd_sysrc, "FreeBSD's sysrc, on rc.conf and vm-bhyve's files"),
     )
 }
 #: The dialect of words that name no dialect.

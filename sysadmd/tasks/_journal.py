@@ -15,7 +15,10 @@ The database
     ``CHECK`` constraint written from the enum). ``PRAGMA user_version`` holds the schema
     version; an older file is brought up to date when it is opened (version 1 lacked the
     process group columns; versions 1 and 2 also kept a ``transitions`` table that nothing
-    read, which is dropped) and a file written by a newer schema is refused.
+    read, which is dropped; version 3 lacked the ``verify`` and ``digest`` columns of
+    verified fetches) and a file written by a newer schema is refused. A second table,
+    ``iso_digests``, keeps the digest of each ISO a verified fetch stored (name, digest,
+    size, when), which finished-task pruning does not touch.
 
 Durability
     The connection runs with ``journal_mode=WAL`` and ``synchronous=FULL``: every save is
@@ -103,7 +106,7 @@ log = Logger()
 PRUNE_EVERY = 50
 """Every this many saves, the save also prunes old finished tasks."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The ``PRAGMA user_version`` of the schema below."""
 
 #: Statements that bring a database of each older schema version up to the next one.
@@ -114,6 +117,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # Versions 1 and 2 appended each change of state to a table that nothing read.
     2: ("DROP TABLE IF EXISTS transitions",),
+    # Version 4 keeps what a verified fetch checks against and the digest it computed.
+    3: (
+        "ALTER TABLE tasks ADD COLUMN verify TEXT",
+        "ALTER TABLE tasks ADD COLUMN digest TEXT",
+    ),
 }
 
 
@@ -131,31 +139,35 @@ _FILE_MODE = 0o600
 # the fields of TaskRecord.
 _SELECT_ALL = """
     SELECT id, command, url, name, "user", state, created, started, finished, return_code,
-           output_tail, bytes_fetched, size, message, process_group, process_started
+           output_tail, bytes_fetched, size, message, process_group, process_started,
+           verify, digest
     FROM tasks ORDER BY created DESC, rowid DESC
 """
 _SELECT_IN_STATE = """
     SELECT id, command, url, name, "user", state, created, started, finished, return_code,
-           output_tail, bytes_fetched, size, message, process_group, process_started
+           output_tail, bytes_fetched, size, message, process_group, process_started,
+           verify, digest
     FROM tasks WHERE state = ? ORDER BY created, rowid
 """
 _CHECK_COLUMNS = """
     SELECT id, command, url, name, "user", state, created, started, finished, return_code,
-           output_tail, bytes_fetched, size, message, process_group, process_started
+           output_tail, bytes_fetched, size, message, process_group, process_started,
+           verify, digest
     FROM tasks LIMIT 0
 """
 _UPSERT = """
     INSERT INTO tasks (id, command, url, name, "user", state, created, started, finished,
                        return_code, output_tail, bytes_fetched, size, message, process_group,
-                       process_started)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       process_started, verify, digest)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET
         command = excluded.command, url = excluded.url, name = excluded.name,
         "user" = excluded."user", state = excluded.state, created = excluded.created,
         started = excluded.started, finished = excluded.finished,
         return_code = excluded.return_code, output_tail = excluded.output_tail,
         bytes_fetched = excluded.bytes_fetched, size = excluded.size, message = excluded.message,
-        process_group = excluded.process_group, process_started = excluded.process_started
+        process_group = excluded.process_group, process_started = excluded.process_started,
+        verify = excluded.verify, digest = excluded.digest
 """
 _SCHEMA = (
     f"""
@@ -175,10 +187,20 @@ _SCHEMA = (
         size INTEGER,
         message TEXT,
         process_group INTEGER,
-        process_started REAL
+        process_started REAL,
+        verify TEXT,
+        digest TEXT
     )
     """,
     "CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, created)",
+    """
+    CREATE TABLE IF NOT EXISTS iso_digests (
+        name TEXT PRIMARY KEY NOT NULL,
+        digest TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        verified REAL NOT NULL
+    )
+    """,
 )
 # Final: any state but these two (TaskState.final).
 _PRUNE = """
@@ -229,6 +251,11 @@ class TaskRecord:
     process_started: float | None = None
     """When that group's leader started (epoch seconds, as the system reports it), to tell
     it from a later process that got the same pid."""
+    verify: str | None = None
+    """What a verified fetch checks against: ``sha256:<hex>``/``sha512:<hex>``,
+    ``url:<checksum file URL>`` or ``auto``; ``None`` for an unverified fetch."""
+    digest: str | None = None
+    """The digest the fetch computed (``<algorithm>:<hex>``), once it finished."""
 
 
 class JournalError(Exception):
@@ -283,6 +310,8 @@ def _row(record: TaskRecord) -> tuple[object, ...]:
         _redact(record.message),
         record.process_group,
         record.process_started,
+        _redact(record.verify),
+        record.digest,
     )
 
 
@@ -456,6 +485,18 @@ class Journal:
         """
         return self._interact(self._recover, now)
 
+    def save_digest(self, name: str, digest: str, size: int, verified: float) -> Deferred[None]:
+        """Record that ISO ``name`` (``size`` bytes) was verified to hash to ``digest``."""
+        return self._interact(self._save_digest, name, digest, size, verified)
+
+    def forget_digest(self, name: str) -> Deferred[None]:
+        """Forget the digest recorded for ISO ``name``, if any."""
+        return self._interact(self._forget_digest, name)
+
+    def digests(self) -> Deferred[dict[str, tuple[str, int, float]]]:
+        """Every recorded digest: name to (digest, size, when verified)."""
+        return self._interact(self._digests)
+
     def recent(self) -> Deferred[list[TaskRecord]]:
         """Every task still in the journal, newest first."""
         return self._interact(self._recent)
@@ -533,6 +574,23 @@ class Journal:
         cursor.execute(_SELECT_IN_STATE, (TaskState.QUEUED.value,))
         queued = [_record(row) for row in cursor.fetchall()]
         return interrupted, queued
+
+    def _save_digest(
+        self, cursor: _Cursor, name: str, digest: str, size: int, verified: float
+    ) -> None:
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute(
+            "INSERT OR REPLACE INTO iso_digests (name, digest, size, verified) VALUES (?, ?, ?, ?)",
+            (name, digest, size, verified),
+        )
+
+    def _forget_digest(self, cursor: _Cursor, name: str) -> None:
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute("DELETE FROM iso_digests WHERE name = ?", (name,))
+
+    def _digests(self, cursor: _Cursor) -> dict[str, tuple[str, int, float]]:
+        cursor.execute("SELECT name, digest, size, verified FROM iso_digests")
+        return {str(r[0]): (str(r[1]), int(r[2]), float(r[3])) for r in cursor.fetchall()}
 
     def _recent(self, cursor: _Cursor) -> list[TaskRecord]:
         cursor.execute(_SELECT_ALL)

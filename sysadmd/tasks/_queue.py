@@ -22,16 +22,28 @@ children running, in their own process group): the group the journal recorded fo
 it is ended first, if it still looks like the same one
 (:func:`sysadmd.backends.end_left_over_group`), and then its remains are removed.
 
+A verified task (:attr:`FetchTask.verify`) first gets its expected digest (reading a
+checksum file if it names one; a kill or a stop cancels that), then hashes its download
+while it arrives (:class:`~sysadmd.tasks._checksum.DigestFollower`); a mismatch fails it
+and removes the ISO, a match is kept in :attr:`FetchQueue.digests` and the journal.
+
+Free space: :meth:`FetchQueue.ensure_room` refuses (507) a fetch whose announced size does
+not fit in the ISO store less what queued and running fetches still claim; when a download
+starts and its size is known, it is checked again against the running ones' claims, and a
+task that no longer fits is stopped and ends ``failed``.
+
 At stop, no new task is taken; running ones get ``grace`` seconds, then they are
 ended and journalled ``interrupted``; the journal is closed after its last write.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service
@@ -45,12 +57,23 @@ from twisted.internet.defer import (
 )
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sysadmd.api import ApiError, conflict
 from sysadmd.backends import ProcessResult, RunningProcess, VMBackend, describe_failure
 from sysadmd.shared import TaskState, redact_urls, settled, tail
+from sysadmd.tasks._checksum import (
+    ChecksumError,
+    Digest,
+    DigestFollower,
+    InThread,
+    auto_checksum_urls,
+    digests_in,
+    fetch_checksum_file,
+    parse_checksum,
+)
 from sysadmd.tasks._journal import Journal, TaskRecord
 from sysadmd.tasks._progress import Progress, ProgressMeter, dispatcher_event, remote_size
 
@@ -84,8 +107,24 @@ class FetchTask:
     arrived: bool = False
     process_group: int | None = None
     process_started: float | None = None
+    #: What the ISO must hash to: ``sha256:<hex>``/``sha512:<hex>``, ``url:<checksum file>``
+    #: or ``auto``; ``None`` for an unverified fetch.
+    verify: str | None = None
+    #: The digest computed (``<algorithm>:<hex>``), once the download ended.
+    digest: str | None = None
     process: RunningProcess | None = field(default=None, repr=False)
     meter: ProgressMeter | None = field(default=None, repr=False)
+    follower: DigestFollower | None = field(default=None, repr=False)
+    #: ``verifying`` while a verified download's digest is being completed and compared.
+    stage: str | None = None
+    #: The size the source announced when the task was queued (its claim on free space).
+    announced: int | None = None
+    #: Why the daemon itself stopped the running command (it then ends ``failed``).
+    stopped_because: str | None = None
+    #: While a verified task reads its checksum file, before its command starts.
+    preparing: Deferred[Digest | None] | None = field(default=None, repr=False)
+    #: Set when a kill or a stop cancels :attr:`preparing`.
+    preparing_ended: bool = field(default=False, repr=False)
 
     @property
     def command(self) -> str:
@@ -111,6 +150,8 @@ class FetchTask:
             message=self.message,
             process_group=self.process_group,
             process_started=self.process_started,
+            verify=self.verify,
+            digest=self.digest,
         )
 
     @classmethod
@@ -131,7 +172,24 @@ class FetchTask:
             size=record.size,
             process_group=record.process_group,
             process_started=record.process_started,
+            verify=record.verify,
+            digest=record.digest,
         )
+
+
+def free_space(directory: Path) -> int | None:
+    """Bytes an unprivileged writer may still use on the file system of ``directory``, or of
+    its nearest existing parent (an ISO's own directory does not exist before its fetch);
+    ``None`` if no parent can be asked. Blocking: call it in a thread."""
+    for path in (directory, *directory.parents):
+        try:
+            info = os.statvfs(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        return info.f_bavail * info.f_frsize
+    return None
 
 
 def braced_uuid() -> str:
@@ -167,6 +225,8 @@ class FetchQueue(Service):
         requeue: bool = True,
         new_id: Callable[[], str] = braced_uuid,
         end_left_overs: EndLeftOvers | None = None,
+        in_thread: InThread = deferToThread,
+        free_space: Callable[[Path], int | None] = free_space,
     ) -> None:
         if concurrency < 1 or max_queued < 1:
             raise ValueError("concurrency and max_queued must be at least 1")
@@ -183,6 +243,11 @@ class FetchQueue(Service):
         self._requeue = requeue
         self._new_id = new_id
         self._end_left_overs = end_left_overs
+        self._in_thread = in_thread
+        self._free_space = free_space
+        #: ISO name to (digest ``<algorithm>:<hex>``, size, when verified) of each ISO a
+        #: verified fetch stored; journalled.
+        self.digests: dict[str, tuple[str, int, float]] = {}
         self._queue: DeferredQueue[FetchTask] = DeferredQueue()
         self._workers: list[Deferred[None]] = []
         self._waiting: list[Deferred[FetchTask]] = []
@@ -226,8 +291,53 @@ class FetchQueue(Service):
 
     # Changes
 
-    def submit(self, url: str, name: str, user: str | None = None) -> FetchTask:
-        """Queue a fetch of ``url`` into ISO ``name``; 409 if busy, 503 if full or stopping."""
+    def claimed(self, *, running_only: bool = False, besides: FetchTask | None = None) -> int:
+        """Bytes that queued and running fetches (or only the running ones, ``besides`` one
+        left out) are still expected to write."""
+        total = 0
+        for task in self.tasks.values():
+            if task.state.final or task.announced is None or task is besides:
+                continue
+            if running_only and task.state is not TaskState.RUNNING:
+                continue
+            done = task.progress.done if task.progress else 0
+            total += max(0, task.announced - done)
+        return total
+
+    async def ensure_room(self, url: str, name: str) -> int | None:
+        """Raise 507 if the size ``url`` announces does not fit in the ISO store.
+
+        The free space is that of the file system holding ISO ``name``'s directory, less
+        what queued and running fetches are still expected to write. Return the announced
+        size (``None`` when the source announces none: then nothing can be checked).
+        """
+        size = await remote_size(url, self._http_reactor)
+        if size is None:
+            return None
+        free = await self._in_thread(self._free_space, self._iohyve.iso_directory(name))
+        if free is None:
+            return size
+        room = free - self.claimed()
+        if size > room:
+            raise ApiError(
+                507,
+                f"ISO '{name}' is {size} bytes; the ISO store has {max(room, 0)} bytes free for it",
+            )
+        return size
+
+    def submit(
+        self,
+        url: str,
+        name: str,
+        user: str | None = None,
+        *,
+        verify: str | None = None,
+        announced: int | None = None,
+    ) -> FetchTask:
+        """Queue a fetch of ``url`` into ISO ``name``; 409 if busy, 503 if full or stopping.
+
+        ``verify`` is what the ISO must hash to (see :attr:`FetchTask.verify`).
+        """
         self.ensure_free(name)
         if self._stopping:
             raise ApiError(503, "the daemon is shutting down; no new fetches are taken")
@@ -235,7 +345,15 @@ class FetchQueue(Service):
             raise ApiError(
                 503, "the fetch queue is full; try again when a queued fetch has finished"
             )
-        task = FetchTask(self._new_id(), url, name, self._clock.seconds(), user)
+        task = FetchTask(
+            self._new_id(),
+            url,
+            name,
+            self._clock.seconds(),
+            user,
+            verify=verify,
+            announced=announced,
+        )
         self._enqueue(task)
         self.log.info("Queued fetch {task_id} of {name}", task_id=task.id, name=name)
         return task
@@ -269,6 +387,10 @@ class FetchQueue(Service):
             elif task.process is not None:
                 task.message = "killed"
                 task.process.stop()
+            elif task.preparing is not None:
+                task.message = "killed"
+                task.preparing_ended = True
+                task.preparing.cancel()
         return killed
 
     # Life cycle
@@ -284,6 +406,7 @@ class FetchQueue(Service):
             try:
                 await self._journal.open()
                 self._journal_tail.callback(None)
+                self.digests.update(await self._journal.digests())
                 await self._recover(self._journal)
             except Exception:
                 self.log.failure("The task journal cannot be used; fetches are not journalled")
@@ -362,6 +485,9 @@ class FetchQueue(Service):
             if task.process is not None:
                 task.message = "the daemon stopped while it ran"
                 task.process.stop()
+            elif task.preparing is not None:
+                task.preparing_ended = True
+                task.preparing.cancel()
 
     async def _work(self) -> None:
         while not self._stopping:
@@ -384,6 +510,17 @@ class FetchQueue(Service):
         ticker.clock = self._clock
         sizing = remote_size(task.url, self._http_reactor)
         sizing.addCallback(self._sized, task)
+        ready, expected = await self._prepare(task)
+        if not ready:
+            sizing.cancel()
+            return
+        if expected is not None:
+            task.follower = DigestFollower(
+                self._iohyve.iso_directory(task.name),
+                task.name,
+                expected.algorithm,
+                self._in_thread,
+            )
         try:
             try:
                 task.process = self._iohyve.start_fetch(
@@ -399,9 +536,14 @@ class FetchQueue(Service):
                     task.process_started = task.process.started
                 self._changed(task)
             self.log.info("Fetch {task_id} started: {name}", task_id=task.id, name=task.name)
+            sizing.addCallback(lambda _: self._check_room(task)).addErrback(
+                lambda f: self.log.failure(
+                    "Fetch {task_id}: could not check the free space", f, task_id=task.id
+                )
+            )
             ticker.start(1.0, now=False)
             result = await task.process.when_ended()
-            await self._ended(task, result)
+            await self._ended(task, result, expected)
         except Exception as e:
             self.log.failure("Fetch {task_id} could not run", task_id=task.id)
             await self._iohyve.discard_partial(task.name)
@@ -411,10 +553,88 @@ class FetchQueue(Service):
                 ticker.stop()
             if not sizing.called:
                 sizing.cancel()
+            if task.follower is not None:
+                task.follower.close()
+                task.follower = None
+
+    async def _prepare(self, task: FetchTask) -> tuple[bool, Digest | None]:
+        """Get what ``task``'s ISO must hash to; on failure finish the task, return False."""
+        task.preparing = ensureDeferred(self._expected(task))
+        try:
+            return True, await task.preparing
+        except Exception as e:
+            if task.preparing_ended:
+                # Cancelled by a kill or a stop, whatever error that surfaced as.
+                if self._stopping:
+                    self._finish(task, TaskState.INTERRUPTED, "the daemon stopped while it ran")
+                else:
+                    self._finish(task, TaskState.CANCELLED, task.message or "killed")
+            else:
+                if not isinstance(e, ChecksumError):
+                    self.log.failure("Fetch {task_id} could not get its checksum", task_id=task.id)
+                self._finish(task, TaskState.FAILED, f"cannot verify the download: {e}")
+        finally:
+            task.preparing = None
+        return False, None
+
+    async def _expected(self, task: FetchTask) -> Digest | None:
+        """What ``task``'s ISO must hash to, reading a checksum file if it names one."""
+        if task.verify is None:
+            return None
+        given = parse_checksum(task.verify)
+        if given is not None:
+            return given
+        if task.verify == "auto":
+            urls = auto_checksum_urls(task.url)
+        elif task.verify.startswith("url:"):
+            urls = [task.verify[len("url:") :]]
+        else:
+            raise ChecksumError(f"unknown verification {redact_urls(task.verify)!r}")
+        problems = []
+        for url in urls:
+            try:
+                text = await fetch_checksum_file(url, self._http_reactor)
+            except ChecksumError as e:
+                problems.append(f"{redact_urls(url)}: {e}")
+                continue
+            found = digests_in(text, task.name)
+            if found:
+                return found[0]
+            problems.append(f"{redact_urls(url)} has no line for {task.name}")
+        raise ChecksumError("; ".join(problems))
 
     def _sized(self, total: int | None, task: FetchTask) -> None:
-        if task.meter is not None and total is not None:
+        if total is None:
+            return
+        if task.meter is not None:
             task.meter.total = total
+        task.announced = total
+
+    def _check_room(self, task: FetchTask) -> Deferred[None] | None:
+        """Once the command runs and the size is known: is there still room for it?"""
+        if task.announced is None or task.process is None:
+            return None
+        # Checked again as the download starts: the space may have gone since it was queued.
+        checking: Deferred[int | None] = self._in_thread(
+            self._free_space, self._iohyve.iso_directory(task.name)
+        )
+        return checking.addCallback(self._room_at_start, task)
+
+    def _room_at_start(self, free: int | None, task: FetchTask) -> None:
+        if free is None or task.process is None or task.announced is None:
+            return
+        # Fetches that were queued behind this one wait for it: only running ones count.
+        room = free - self.claimed(running_only=True, besides=task)
+        if task.announced - self._on_disk(task) > room:
+            task.stopped_because = (
+                f"ISO '{task.name}' is {task.announced} bytes; the ISO store has"
+                f" {max(room, 0)} bytes free for it"
+            )
+            task.process.stop()
+
+    @staticmethod
+    def _on_disk(task: FetchTask) -> int:
+        return task.progress.done if task.progress else 0
 
     def _output(self, task: FetchTask, data: bytes) -> None:
         text = data.decode("utf-8", errors="replace")
@@ -425,6 +645,10 @@ class FetchQueue(Service):
         if task.meter is not None and task.state is TaskState.RUNNING:
             self._measure(task, task.meter)
             self._emit(task)
+        if task.follower is not None:
+            task.follower.step().addErrback(
+                lambda f: self.log.failure("Fetch {task_id}: hashing failed", f, task_id=task.id)
+            )
 
     def _measure(self, task: FetchTask, meter: ProgressMeter) -> None:
         before = task.progress.done if task.progress else 0
@@ -432,25 +656,63 @@ class FetchQueue(Service):
         if self.on_bytes is not None and task.progress.done > before:
             self.on_bytes(task.progress.done - before)
 
-    async def _ended(self, task: FetchTask, result: ProcessResult) -> None:
+    async def _ended(
+        self, task: FetchTask, result: ProcessResult, expected: Digest | None = None
+    ) -> None:
         task.exit_code = result.exit_code
         if task.meter is not None:
             self._measure(task, task.meter)
         arrived = result.ok and await self._iohyve.fetched(task.name)
+        if arrived and task.follower is not None and expected is not None:
+            task.stage = "verifying"
+            self._emit(task)
+            computed = await task.follower.finish()
+            task.digest = str(computed)
+            task.stage = None
+            if computed != expected:
+                await self._iohyve.discard_partial(task.name)
+                self._finish(
+                    task,
+                    TaskState.FAILED,
+                    f"checksum mismatch: expected {expected}, the download's is {computed}",
+                )
+                return
         if arrived:
             task.arrived = True
             task.size = self._iohyve.iso_size(task.name)
+            if task.digest is not None and task.size is not None:
+                self._record_digest(task.name, task.digest, task.size)
+            else:
+                self._forget_digest(task.name)
             self._finish(task, TaskState.SUCCEEDED, None)
             return
         # The name was free when the task was queued and the task has owned it since,
         # so whatever iohyve left under it (an empty dataset, a partial file) is removed.
         await self._iohyve.discard_partial(task.name)
-        if result.cancelled and self._stopping:
+        if task.stopped_because is not None:
+            self._finish(task, TaskState.FAILED, task.stopped_because)
+        elif result.cancelled and self._stopping:
             self._finish(task, TaskState.INTERRUPTED, "the daemon stopped while it ran")
         elif result.cancelled:
             self._finish(task, TaskState.CANCELLED, task.message or "killed")
         else:
             self._finish(task, TaskState.FAILED, describe_failure(result))
+
+    def _record_digest(self, name: str, digest: str, size: int) -> None:
+        when = self._clock.seconds()
+        self.digests[name] = (digest, size, when)
+        if self._journal is not None:
+            journal = self._journal
+            self._journal_tail.addCallback(
+                lambda _: journal.save_digest(name, digest, size, when)
+            ).addErrback(lambda f: self.log.failure("Could not journal the digest", f))
+
+    def _forget_digest(self, name: str) -> None:
+        if self.digests.pop(name, None) is not None and self._journal is not None:
+            journal = self._journal
+            self._journal_tail.addCallback(lambda _: journal.forget_digest(name)).addErrback(
+                lambda f: self.log.failure("Could not journal the digest", f)
+            )
 
     def _finish(self, task: FetchTask, state: TaskState, message: str | None) -> None:
         task.state = state
@@ -497,9 +759,24 @@ class FetchQueue(Service):
                 filename=task.name,
                 new_output=new_output,
                 return_code=task.exit_code if task.state.final else None,
-                extra={"arrived": task.arrived, "size": task.size} if task.state.final else None,
+                extra=self._extra(task),
             ),
         )
+
+    @staticmethod
+    def _extra(task: FetchTask) -> dict[str, object] | None:
+        """sysadmd's keys of a verified fetch's events, and a finished one's outcome."""
+        extra: dict[str, object] = {}
+        if task.verify is not None and not task.state.final:
+            extra["stage"] = task.stage or (
+                "downloading" if task.state is TaskState.RUNNING else "queued"
+            )
+        if task.state.final:
+            extra.update(arrived=task.arrived, size=task.size)
+            if task.verify is not None:
+                extra["digest"] = task.digest
+                extra["verified"] = task.state is TaskState.SUCCEEDED
+        return extra or None
 
     def _forget_old(self) -> None:
         finished = sorted(

@@ -243,6 +243,21 @@ def test_info_several_guests_and_extra_sections() -> None:
     assert (infos["b"].state, infos["b"].pid) == ("bootloader", 77)
 
 
+def test_info_each_disk_and_interface_under_its_own_title() -> None:
+    """vm-bhyve prints the section's title before every disk and every interface."""
+    rule = "------------------------\n"
+    text = (
+        f"{rule}Virtual Machine: a\n{rule}  state: stopped\n\n"
+        "  network-interface\n    number: 0\n    emulation: virtio-net\n\n"
+        "  network-interface\n    number: 1\n    emulation: e1000\n\n"
+        "  virtual-disk\n    number: 0\n    device-type: file\n\n"
+        "  virtual-disk\n    number: 1\n    device-type: zvol\n"
+    )
+    info = parse.parse_info(text)["a"]
+    assert [n["emulation"] for n in info.network_interfaces] == ["virtio-net", "e1000"]
+    assert [d["device-type"] for d in info.disks] == ["file", "zvol"]
+
+
 RULE = "------------------------\n"
 TITLE = f"{RULE}Virtual Machine: a\n{RULE}"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from support import async_fixture, async_test
-from test_iohyve_api import CONNECTION, Stack
+from test_iohyve_api import CONNECTION, VM_BHYVE_PROFILES, Stack, VmBhyveStack
 
 from sysadmd.api import ApiError
 from sysadmd.catalog import examples
@@ -27,15 +27,21 @@ def test_every_action_of_the_class_has_an_example() -> None:
     assert {s.action for s in all_specs() if s.path == "sysadm/iohyve"} <= shown
 
 
-@async_fixture(params=["0.7.3", "0.7.9"])
+@async_fixture(params=["0.7.3", "0.7.9", *VM_BHYVE_PROFILES])
 async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
     files = tmp_path / "files"
     files.mkdir()
     # The fetch workers do not run: the page's ftp:// URL stays queued, never fetched.
-    running = Stack(tmp_path / "sim", request.param, [files], run_fetches=False)
+    if request.param in VM_BHYVE_PROFILES:
+        running: Stack = VmBhyveStack(tmp_path / "sim", request.param, [files], run_fetches=False)
+    else:
+        running = Stack(tmp_path / "sim", request.param, [files], run_fetches=False)
     for name in examples.STARTING_ISOS:
         (files / name).write_bytes(name.encode())
-        running.sim("fetch", f"file://{files / name}")
+        if isinstance(running, VmBhyveStack):
+            running.add_iso(files / name)
+        else:
+            running.sim("fetch", f"file://{files / name}")
     yield running
     await running.runner.stop_all()
 
@@ -44,8 +50,16 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 async def test_examples_run_in_order(stack: Stack) -> None:
     """Each example gets the reply (or the error) the page shows."""
     ran = 0
+    # vm-bhyve answers as the newest iohyve does (0.7.9's examples). Where it truly
+    # differs the example is left out here, and said why:
+    # * issetup, setup: the simulator has no zfs, which vm-bhyve's setup needs for its
+    #   dataset, so the host is set up beforehand (vm_dir=/vm, vm init) and issetup is true.
+    vm_bhyve = isinstance(stack, VmBhyveStack)
     for example in examples.EXAMPLES:
-        if stack.profile not in example.profiles:
+        profile = "0.7.9" if vm_bhyve else stack.profile
+        if profile not in example.profiles:
+            continue
+        if vm_bhyve and example.args["action"] in ("issetup", "setup"):
             continue
         try:
             reply = await stack.api.call("sysadm", "iohyve", example.args, CONNECTION)

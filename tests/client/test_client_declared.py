@@ -401,6 +401,7 @@ CLI_ABSENT: dict[str, str] = {
 #: Commands that send no action of their own, and why.
 CLI_GENERIC: dict[str, str] = {
     "call": "any request",
+    "fleet hosts": "asks the router (its session list), then each host's fleet.info",
     "known-hosts list": "reads the local known_hosts file",
     "known-hosts remove": "edits the local known_hosts file",
 }

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from probe import OpenGate
 from support import async_fixture, async_test
-from test_iohyve_api import Stack
+from test_iohyve_api import VM_BHYVE_PROFILES, Stack, VmBhyveStack
 from twisted.internet.defer import Deferred
 
 from sysadmd.api import Api, ApiError, Registry, Role
@@ -19,8 +19,21 @@ from sysadmd.backends import HostTools, Iohyve
 from sysadmd.services import IohyveActions
 
 
-@async_fixture(params=["0.7.3", "0.7.9"])
+@async_fixture(params=["0.7.3", "0.7.9", *VM_BHYVE_PROFILES])
 async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
+    """Both backends: iohyve 0.7.3 and 0.7.9, vm-bhyve 1.6, 1.7 and dev."""
+    (tmp_path / "files").mkdir()
+    kind = VmBhyveStack if request.param in VM_BHYVE_PROFILES else Stack
+    running = kind(tmp_path / "sim", request.param, [tmp_path / "files"], delete_delay=0.3)
+    yield running
+    await running.fetches.stopService()
+    await running.runner.stop_all()
+
+
+@async_fixture(params=["0.7.3", "0.7.9"])
+async def iohyve_stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
+    """iohyve alone, for setup: vm-bhyve's setup creates a ZFS dataset, and the simulator
+    has no zfs (tests/backends/test_vmbhyve_adapter.py tests that setup)."""
     (tmp_path / "files").mkdir()
     running = Stack(tmp_path / "sim", request.param, [tmp_path / "files"], delete_delay=0.3)
     yield running
@@ -116,8 +129,9 @@ async def test_properties(stack: Stack) -> None:
 
 
 @async_test
-async def test_listisos_version_and_setup(stack: Stack, tmp_path: Path) -> None:
+async def test_listisos_version_and_setup(iohyve_stack: Stack, tmp_path: Path) -> None:
     """listisos is an array; version the tool's line; setup runs iohyve, then writes rc.conf."""
+    stack = iohyve_stack
     assert await stack.call("listisos") == []
     assert (await stack.call("version"))["version"].startswith("iohyve v0.7.")
     assert await stack.call("issetup") == {"setup": "false"}
@@ -135,7 +149,7 @@ async def test_install_and_delete(stack: Stack, tmp_path: Path) -> None:
     """install needs the guest and the ISO; delete waits out iohyve's pause, and a list
     asked for meanwhile does not wait for it."""
     (tmp_path / "files" / "os.iso").write_bytes(b"os")
-    stack.sim("fetch", f"file://{tmp_path}/files/os.iso")
+    stack.add_iso(tmp_path / "files" / "os.iso")
     await stack.call("create", name="web", size="8G")
     assert await _code(stack, "install", name="web", iso="nope.iso") == 404
     assert await _code(stack, "install", name="nope", iso="os.iso") == 404
@@ -145,6 +159,11 @@ async def test_install_and_delete(stack: Stack, tmp_path: Path) -> None:
     if stack.profile == "0.7.3":
         # 0.7.3 has no delete -f and asks on a terminal the daemon does not have.
         assert await _code(stack, "delete", name="web") == 500
+        return
+    if isinstance(stack, VmBhyveStack):
+        # vm destroy has no pause (iohyve 0.7.4+ waits 10 s): the delete just answers.
+        assert await stack.call("delete", name="web") == {"name": "web"}
+        assert await stack.call("listvms") == {}
         return
     deleting: Deferred[Any] = Deferred.fromCoroutine(stack.call("delete", name="web"))
     listed = await stack.call("listvms")
@@ -169,9 +188,10 @@ _RC_CONF = 'hostname="host1"\n# iohyve_flags="kmod=0"\nsshd_enable="YES"\n'
 
 
 @async_test
-async def test_setup_on_a_missing_pool_is_404_and_changes_nothing(stack: Stack) -> None:
+async def test_setup_on_a_missing_pool_is_404_and_changes_nothing(iohyve_stack: Stack) -> None:
     """A pool zpool does not know is refused before iohyve runs, naming the pool; rc.conf
     is not touched, so issetup stays false."""
+    stack = iohyve_stack
     _with_host(stack)
     stack.rc_conf.parent.mkdir(parents=True, exist_ok=True)
     stack.rc_conf.write_text(_RC_CONF)
@@ -191,9 +211,10 @@ async def test_setup_on_a_missing_pool_is_404_and_changes_nothing(stack: Stack) 
 
 
 @async_test
-async def test_setup_with_the_pool_check_succeeds_and_can_be_repeated(stack: Stack) -> None:
+async def test_setup_with_the_pool_check_succeeds_and_can_be_repeated(iohyve_stack: Stack) -> None:
     """With the pool check wired, setup on an existing pool writes rc.conf once iohyve
     has set the pool up; a second setup on another interface rewrites the one line."""
+    stack = iohyve_stack
     _with_host(stack)
     assert await stack.call("issetup") == {"setup": "false"}
     assert await stack.call("setup", pool="tank", nic="em0") == {"pool": "tank", "nic": "em0"}
@@ -205,10 +226,11 @@ async def test_setup_with_the_pool_check_succeeds_and_can_be_repeated(stack: Sta
 
 
 @async_test
-async def test_failed_iohyve_setup_leaves_rc_conf_alone(stack: Stack) -> None:
+async def test_failed_iohyve_setup_leaves_rc_conf_alone(iohyve_stack: Stack) -> None:
     """Without the pool check, iohyve itself meets the missing pool (0.7.9 refuses it,
     0.7.3 exits 0 after zfs complained): a 500 in the tools' words, and rc.conf as it
     was, so issetup stays false."""
+    stack = iohyve_stack
     stack.rc_conf.parent.mkdir(parents=True, exist_ok=True)
     stack.rc_conf.write_text(_RC_CONF)
     with pytest.raises(ApiError) as raised:
@@ -224,9 +246,10 @@ async def test_failed_iohyve_setup_leaves_rc_conf_alone(stack: Stack) -> None:
 
 
 @async_test
-async def test_setup_that_cannot_write_rc_conf_says_so(stack: Stack, tmp_path: Path) -> None:
+async def test_setup_that_cannot_write_rc_conf_says_so(iohyve_stack: Stack, tmp_path: Path) -> None:
     """iohyve ran, but rc.conf cannot be written (its directory is gone): a 500 that says
     so, and issetup stays false."""
+    stack = iohyve_stack
     registry = Registry()
     missing = tmp_path / "no such directory" / "rc.conf"
     iohyve = Iohyve(stack.runner, stack.command, rc_conf=missing)

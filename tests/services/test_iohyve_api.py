@@ -20,7 +20,7 @@ from wsclient import settle
 
 from sysadmd.api import Api, ApiError, Connection, Registry, Role, declared_actions
 from sysadmd.auth._authenticator import Account
-from sysadmd.backends import Iohyve, ProcessRunner
+from sysadmd.backends import Iohyve, ProcessRunner, VmBhyve, VmBhyveCommands
 from sysadmd.services import IohyveActions
 from sysadmd.simulator.cli import main as simulator
 from sysadmd.tasks import Journal
@@ -52,7 +52,7 @@ class Stack:
         )
         command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(root)]
         self.command = [*command, "--profile", profile]
-        self.iohyve = Iohyve(self.runner, self.command, rc_conf=self.rc_conf)
+        self.iohyve: Iohyve | VmBhyve = Iohyve(self.runner, self.command, rc_conf=self.rc_conf)
         self.fetches = FetchQueue(self.iohyve, reactor, max_queued=2, journal=journal)
         if run_fetches:
             self.fetches.startService()
@@ -66,6 +66,10 @@ class Stack:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
             simulator(["--root", str(self.root), "--profile", self.profile, *args])
         return out.getvalue()
+
+    def add_iso(self, path: Path) -> None:
+        """Put the file ``path`` into the ISO store, as iohyve's fetch does."""
+        self.sim("fetch", f"file://{path}")
 
     def iso(self, name: str) -> bytes:
         return (self.root / "iohyve" / "ISO" / name / name).read_bytes()
@@ -90,6 +94,61 @@ class Stack:
                 return task.state
             await settle(0.05)
         raise AssertionError("the fetch did not finish")
+
+
+#: The vm-bhyve lines the simulator speaks, as stack profiles.
+VM_BHYVE_PROFILES = ["vm-bhyve-1.6", "vm-bhyve-1.7", "vm-bhyve-dev"]
+
+
+class VmBhyveStack(Stack):
+    """The same pieces on the simulator's vm-bhyve (``profile`` ``vm-bhyve-<line>``): a
+    host whose ``/`` is ``root``, set up with ``vm_dir=/vm`` and ``vm init``. The
+    simulator has no zfs or fetch."""
+
+    def __init__(self, root: Path, profile: str, file_roots: list[Path], **kw: Any) -> None:
+        self.version = profile.removeprefix("vm-bhyve-")
+        super().__init__(root, "0.7.9", file_roots, **kw)
+        self.profile = profile
+        # The simulator of this source tree, told which vm-bhyve line to speak.
+        self.runner._env["IOHYVE_SIM_VM_VERSION"] = self.version
+        self.runner._env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+        command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(root)]
+        (root / "etc").mkdir(parents=True)
+        (root / "vm").mkdir()
+        (root / "etc" / "rc.conf").write_text('vm_enable="YES"\nvm_dir="/vm"\n')
+        self.vm("init")
+        self.iohyve = VmBhyve(
+            self.runner,
+            VmBhyveCommands(
+                vm=(*command, "vm"),
+                sysrc=(*command, "sysrc"),
+                pgrep=(*command, "pgrep"),
+                zfs=None,
+                fetch=None,
+            ),
+            rc_conf=root / "etc" / "rc.conf",
+            vmm_dir=root / "dev" / "vmm",
+            host_root=root,
+        )
+        if kw.get("run_fetches", True):
+            self.fetches.stopService()
+        self.fetches = FetchQueue(self.iohyve, reactor, max_queued=2)
+        if kw.get("run_fetches", True):
+            self.fetches.startService()
+        registry = Registry()
+        registry.register(IohyveActions(self.iohyve, self.fetches, file_roots))
+        self.api = Api(registry, OpenGate(Account("alice", Role.ADMIN)))
+
+    def vm(self, *args: str) -> str:
+        """Run the simulator's ``vm`` in this process, returning its stdout."""
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            simulator(["--root", str(self.root), "--vm-version", self.version, "vm", *args])
+        return out.getvalue()
+
+    def add_iso(self, path: Path) -> None:
+        """Put an ISO into the store as an operator would: a file in ``$vm_dir/.iso``."""
+        (self.root / "vm" / ".iso" / path.name).write_bytes(path.read_bytes())
 
 
 @async_fixture(params=["0.7.3", "0.7.9"])
@@ -213,6 +272,9 @@ class HeldJournal:
 
     def recover(self, now: float) -> Deferred[tuple[list[TaskRecord], list[TaskRecord]]]:
         return succeed(([], []))
+
+    def digests(self) -> Deferred[dict[str, tuple[str, int, float]]]:
+        return succeed({})
 
     def save(self, record: TaskRecord) -> Deferred[None]:
         self.saved.append(record.state)

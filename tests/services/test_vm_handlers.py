@@ -89,7 +89,7 @@ async def test_the_handlers_drive_a_guest_through_the_interface() -> None:
         "target": "new.iso",
     }
     assert await h.call("rmiso", target="new.iso") == {"target": "new.iso"}
-    assert await h.call("version") == {"version": "fakevm v1"}
+    assert await h.call("version") == {"version": "fakevm v1", "backend": "fakevm"}
     assert await h.call("issetup") == {"setup": "false"}
     assert await h.call("setup", pool="tank", nic="em0") == {"pool": "tank", "nic": "em0"}
     assert await h.call("issetup") == {"setup": "true"}

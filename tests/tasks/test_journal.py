@@ -648,8 +648,8 @@ async def test_a_version_1_journal_is_brought_up_to_date(journals: Journals) -> 
     interrupted, _ = await journal.recover(NOW + 10)
     assert {(r.id, r.process_group) for r in interrupted} == {("{old}", None), (record(2).id, 77)}
     with closing(sqlite3.connect(old)) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
-        assert tables(connection) == {"tasks"}
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert tables(connection) == {"tasks", "iso_digests"}
 
 
 def tables(connection: sqlite3.Connection) -> set[str]:
@@ -692,7 +692,7 @@ async def test_a_version_2_journal_loses_its_transitions_and_keeps_its_tasks(
     await journal.close()
     with closing(sqlite3.connect(old)) as connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert tables(connection) == {"tasks"}
+        assert tables(connection) == {"tasks", "iso_digests"}
         indexes = connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
         assert "transitions_by_task" not in {str(name) for (name,) in indexes}
 

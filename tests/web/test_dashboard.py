@@ -103,7 +103,7 @@ def guest_row(page: Page, name: str) -> Any:
 
 
 #: ``sysadmd-admin`` from this tree, whatever the installed script points at.
-ADMIN = "import sys; from sysadmd.auth.admin import main; sys.exit(main(sys.argv[1:]))"
+ADMIN = "import sys; from sysadmd.fleet.admin import main; sys.exit(main(sys.argv[1:]))"
 
 
 def sim(daemon: Daemon, *argv: str) -> None:

@@ -20,7 +20,8 @@ class Options(usage.Options):
     """``twistd sysadmd`` flags; each one overrides the same key of the config file."""
 
     synopsis = (
-        "[--config FILE] [--listen ENDPOINT]... [--state-dir DIR] [--iohyve PATH | --simulate]"
+        "[--config FILE] [--listen ENDPOINT]... [--state-dir DIR] [--backend NAME] "
+        "[--iohyve PATH | --simulate]"
     )
     longdesc = (
         "Serve the sysadm iohyve API over WebSocket (at /) and REST (at /<namespace>/<name>) on "
@@ -32,9 +33,15 @@ class Options(usage.Options):
         ["config", "c", None, "Read settings from this TOML file (see conf/sysadmd.toml)."],
         ["state-dir", "d", None, "Directory for everything the daemon writes [/var/db/sysadmd]."],
         ["iohyve", None, None, "The iohyve executable [/usr/local/sbin/iohyve]."],
+        [
+            "backend",
+            "b",
+            None,
+            "The VM manager: auto, iohyve or vm-bhyve [auto]; with --simulate, the one simulated.",
+        ],
     ]
     optFlags = [
-        ["simulate", "s", "Drive the bundled iohyve simulator instead of iohyve."],
+        ["simulate", "s", "Drive the bundled simulator instead of the VM manager."],
     ]
 
     def __init__(self) -> None:
@@ -63,6 +70,8 @@ class Options(usage.Options):
             values["iohyve.simulate"] = False
         if self["simulate"]:
             values["iohyve.simulate"] = True
+        if self["backend"] is not None:
+            values["host.backend"] = self["backend"]
         return values
 
 

@@ -330,7 +330,8 @@ class _InfoBlock:
         if section is None:
             raise ParseError(f"{where} is neither a field nor a section")
         name = section.group(1)
-        if name in self.seen:
+        # vm-bhyve titles every disk and every interface with its section's name.
+        if name in self.seen and name not in _LISTED_SECTIONS:
             raise ParseError(f"{where} repeats the section")
         self.seen.add(name)
         if name not in _LISTED_SECTIONS and name != "console-ports":
