@@ -87,7 +87,7 @@ export function objectTable(caption: string, data: Record<string, unknown>): HTM
     if (value && typeof value === "object") for (const key of Object.keys(value)) columns.add(key);
   }
   const cols = [...columns];
-  return h(
+  const table = h(
     "table",
     {},
     h("caption", {}, caption),
@@ -107,4 +107,5 @@ export function objectTable(caption: string, data: Record<string, unknown>): HTM
       ),
     ),
   );
+  return h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": caption }, table);
 }

@@ -135,7 +135,7 @@ function renderGuests(): void {
   const create = canWrite ? h("button", { onclick: () => createForm(toolbar) }, "Create guest") : null;
   const toolbar = h("div", { class: "toolbar" }, h("h1", {}, "Guests"), create, note);
   const keep = content.querySelector(".details");
-  content.replaceChildren(toolbar, h("div", { class: "scroll" }, table));
+  content.replaceChildren(toolbar, h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": "Guest table" }, table));
   if (detailsOf && guests[detailsOf]) content.append(keep && keep.getAttribute("data-guest") === detailsOf ? keep : details(detailsOf));
 }
 
@@ -161,9 +161,9 @@ function guestRow(name: string, guest: Guest): HTMLElement {
     "tr",
     { "data-guest": name },
     h("th", { scope: "row" }, name),
-    h("td", {}, h("span", { class: `state ${state}` }, state)),
-    h("td", {}, guest.rcboot === "YES" ? "yes" : "no"),
-    h("td", {}, guest.description),
+    h("td", { "data-label": "State" }, h("span", { class: `state ${state}` }, state)),
+    h("td", { "data-label": "Boot at start" }, guest.rcboot === "YES" ? "yes" : "no"),
+    h("td", { "data-label": "Description" }, guest.description),
     h("td", { class: "actions" }, controls, note),
   );
 }
@@ -360,7 +360,7 @@ function isoRow(iso: string): HTMLElement {
 
 async function renderIsos(): Promise<void> {
   const note = message();
-  const [urlRow, url] = field("URL", { type: "url", placeholder: "https://…/image.iso", size: 50, required: true });
+  const [urlRow, url] = field("URL", { type: "url", placeholder: "https://…/image.iso", required: true });
   const go = h("button", { type: "submit" }, "Fetch");
   const form = h("form", { class: "inline", "aria-label": "Fetch an ISO" }, urlRow, go, note);
   form.addEventListener("submit", (event) => { event.preventDefault(); void busy(go, note, async () => { await api.iohyve("fetchiso", { url: url.value }); url.value = ""; }); });
@@ -390,9 +390,16 @@ async function renderTasks(): Promise<void> {
 
 // ---- host ------------------------------------------------------------------------------
 
+function backendLine(reply: unknown): string {
+  if (typeof reply === "string") return reply;
+  const v = (reply ?? {}) as { backend?: unknown; version?: unknown };
+  return `${String(v.backend ?? "?")}: ${String(v.version ?? "?")}`;
+}
+
 async function renderHost(): Promise<void> {
   const note = message();
   content.replaceChildren(h("h1", {}, "Host"), note);
+  note.textContent = "Loading…";
   const settle = async <T,>(work: Promise<T>): Promise<T | ApiError> => work.catch((e: unknown) => (e instanceof ApiError ? e : new ApiError("?", String(e))));
   const [version, pools, devices, identity] = await Promise.all([
     settle(api.iohyve<unknown>("version")),
@@ -403,13 +410,14 @@ async function renderHost(): Promise<void> {
   const shown = <T,>(value: T | ApiError, make: (v: T) => Node): Node => (value instanceof ApiError ? h("p", { class: "message error" }, value.message) : make(value));
   let ready: Node;
   try {
-    const response = await fetch(siteUrl("readyz", "http"), { cache: "no-store" });
+    const response = await fetch(siteUrl("readyz", "http"), { cache: "no-store", headers: { Authorization: `Bearer ${token ?? ""}` } });
     ready = h("pre", { class: response.ok ? "" : "error" }, `${response.status} ${response.statusText}\n${await response.text()}`);
   } catch (error) {
     ready = h("p", { class: "message error" }, String(error));
   }
+  note.textContent = "";
   content.append(
-    h("dl", {}, h("dt", {}, "Host name"), h("dd", {}, window.location.hostname), h("dt", {}, "Backend"), h("dd", {}, shown(version, (v) => document.createTextNode(`iohyve ${typeof v === "string" ? v : JSON.stringify(v)}`))), h("dt", {}, "Identity"), h("dd", {}, shown(identity, (v) => document.createTextNode(JSON.stringify(v))))),
+    h("dl", {}, h("dt", {}, "Host name"), h("dd", {}, window.location.hostname), h("dt", {}, "Backend"), h("dd", {}, shown(version, (v) => document.createTextNode(backendLine(v)))), h("dt", {}, "Identity"), h("dd", {}, shown(identity, (v) => document.createTextNode(JSON.stringify(v))))),
     shown(pools, (v) => objectTable("ZFS pools", (v.list_pools ?? v) as Record<string, unknown>)),
     shown(devices, (v) => objectTable("Network devices", ((v as Record<string, unknown>)["list-devices"] ?? v) as Record<string, unknown>)),
     h("h2", {}, "Daemon health (/readyz)"),
