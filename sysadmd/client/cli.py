@@ -920,7 +920,7 @@ def vm_set(settings: Settings, name: str, assignments: tuple[str, ...]) -> None:
 
 @cli.group()
 def iso() -> None:
-    """Installation ISOs: list, fetch, rename, remove."""
+    """Installation ISOs: list, fetch, rename, remove, digests."""
 
 
 @iso.command("list")
@@ -936,6 +936,23 @@ def iso_list(settings: Settings, as_json: bool) -> None:
             return
         for name in isos:
             click.echo(name)
+
+    run(with_client(settings, action))
+
+
+@iso.command("digests")
+@_json_option
+@click.pass_obj
+def iso_digests(settings: Settings, as_json: bool) -> None:
+    """The digests that verified fetches recorded, one ISO per line."""
+
+    async def action(client: Client) -> None:
+        digests = await client.iso_digests()
+        if as_json:
+            _print_json({"isodigests": digests})
+            return
+        for name, entry in digests.items():
+            click.echo(f"{name}  {entry['digest']}  verified {entry['verified']}")
 
     run(with_client(settings, action))
 
@@ -963,12 +980,29 @@ def _size(count: float) -> str:
     is_flag=True,
     help="Show the download's progress and exit when it ends (non-zero if it failed).",
 )
+@click.option("--checksum", help="Verify against this digest: sha256:<hex> or sha512:<hex>.")
+@click.option("--checksum-url", help="Verify against the checksum file at this URL.")
+@click.option(
+    "--verify",
+    type=click.Choice(["auto"]),
+    help="auto: verify against FreeBSD's checksum file beside the image.",
+)
 @click.pass_obj
-def iso_fetch(settings: Settings, url: str, wait: bool) -> None:
-    """Queue a download of the ISO at URL (http, https, ftp)."""
+def iso_fetch(
+    settings: Settings,
+    *,
+    url: str,
+    wait: bool,
+    checksum: str | None,
+    checksum_url: str | None,
+    verify: str | None,
+) -> None:
+    """Queue a download of the ISO at URL (http, https, ftp), verified if asked."""
 
     async def action(client: Client) -> None:
-        task = await client.fetch_iso(url)
+        task = await client.fetch_iso(
+            url, checksum=checksum, checksum_url=checksum_url, verify=verify
+        )
         click.echo(f"Queued the fetch of {task.iso}: task {task.id}")
         if wait:
             await _follow(task)

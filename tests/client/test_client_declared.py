@@ -78,7 +78,7 @@ _REPLIES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "sysadm/iohyve adddisk": lambda args: {"disk1": {"size": args["size"]}},
     "sysadm/iohyve getprops": lambda args: {args["name"]: {"ram": "1G"}},
     "sysadm/iohyve setprop": lambda args: {args["name"]: dict(args["extra"])},
-    "sysadm/iohyve version": lambda args: {"version": "iohyve v0.7.9"},
+    "sysadm/iohyve version": lambda args: {"version": "iohyve v0.7.9", "backend": "iohyve"},
     "sysadm/iohyve issetup": lambda args: {"setup": "true"},
 }
 
@@ -189,7 +189,17 @@ CLIENT_CALLS: dict[str, list[tuple[str, tuple[Any, ...], dict[str, Any]]]] = {
     "sysadm/iohyve create": [("create", ("web", "10G"), {})],
     "sysadm/iohyve delete": [("delete", ("web",), {})],
     "sysadm/iohyve deletedisk": [("delete_disk", ("web", "disk1"), {})],
-    "sysadm/iohyve fetchiso": [("fetch_iso", ("http://127.0.0.1:9/test.iso",), {})],
+    "sysadm/iohyve fetchiso": [
+        ("fetch_iso", ("http://127.0.0.1:9/test.iso",), {}),
+        ("fetch_iso", ("http://127.0.0.1:9/test.iso",), {"checksum": "sha256:" + "a" * 64}),
+        (
+            "fetch_iso",
+            ("http://127.0.0.1:9/test.iso",),
+            {"checksum_url": "http://127.0.0.1:9/CHECKSUM.SHA256"},
+        ),
+        ("fetch_iso", ("http://127.0.0.1:9/test.iso",), {"verify": "auto"}),
+    ],
+    "sysadm/iohyve isodigests": [("iso_digests", (), {})],
     "sysadm/iohyve getprops": [("get_props", ("web",), {})],
     "sysadm/iohyve install": [("install", ("web", "test.iso"), {})],
     "sysadm/iohyve issetup": [("is_setup", (), {})],
@@ -366,7 +376,19 @@ CLI_COMMANDS: dict[str, list[list[str]]] = {
     "sysadm/iohyve create": [["vm", "create", "web", "10G"]],
     "sysadm/iohyve delete": [["vm", "delete", "web", "--yes"]],
     "sysadm/iohyve deletedisk": [["vm", "remove-disk", "web", "disk1"]],
-    "sysadm/iohyve fetchiso": [["iso", "fetch", "http://127.0.0.1:9/test.iso"]],
+    "sysadm/iohyve fetchiso": [
+        ["iso", "fetch", "http://127.0.0.1:9/test.iso"],
+        ["iso", "fetch", "http://127.0.0.1:9/test.iso", "--checksum", "sha512:" + "b" * 128],
+        [
+            "iso",
+            "fetch",
+            "http://127.0.0.1:9/test.iso",
+            "--checksum-url",
+            "http://127.0.0.1:9/CHECKSUM.SHA512",
+        ],
+        ["iso", "fetch", "http://127.0.0.1:9/test.iso", "--verify", "auto"],
+    ],
+    "sysadm/iohyve isodigests": [["iso", "digests"], ["iso", "digests", "--json"]],
     "sysadm/iohyve getprops": [["vm", "props", "web"], ["vm", "props", "web", "--json"]],
     "sysadm/iohyve install": [["vm", "install", "web", "test.iso"]],
     "sysadm/iohyve listdisks": [["vm", "disks", "web"]],
