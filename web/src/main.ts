@@ -284,7 +284,10 @@ function dispatcherEvent(args: Record<string, unknown>): void {
     fetch.state = String(args.result ?? "finished");
     if (fetch.state === "succeeded") fetch.percent = 100;
   }
+  const known = fetches.has(id);
   fetches.set(id, fetch);
+  // The task list follows each task's changes of state (not every progress event).
+  if (view === "tasks" && (!known || args.state !== "running")) void renderTasks();
   if (view === "isos") {
     renderFetches();
     if (args.state === "finished") void listIsos();
