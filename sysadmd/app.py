@@ -92,6 +92,7 @@ from sysadmd.transport import (
     tls,
 )
 from sysadmd.transport import ConsoleLimits as TransportConsoleLimits
+from sysadmd.web import Dashboard, WithDashboard
 
 log = Logger()
 
@@ -152,7 +153,7 @@ class Listener(Service):
         ws, http = ("wss", "https") if secure else ("ws", "http")
         log.info(
             "Listening on {description}: WebSocket {ws}://{where}/ and REST "
-            "{http}://{where}/sysadm/iohyve",
+            "{http}://{where}/sysadm/iohyve; dashboard {http}://{where}/ui/",
             description=self.description,
             ws=ws,
             http=http,
@@ -599,6 +600,7 @@ def make_service(config: Config, reactor: Any) -> IService:
             b"livez": Livez(),
             b"readyz": Readyz(checks, guard),
         },
+        dashboard=Dashboard(),
     )
     connections = _connection_counter(config, reactor)
     # A connection that has not sent its first request line in time is closed: its
@@ -652,6 +654,7 @@ def build_site(
     access_log: bool = False,
     consoles: ConsoleService | None = None,
     console_limits: TransportConsoleLimits | None = None,
+    dashboard: Dashboard | None = None,
 ) -> ApiSite:
     """The Site every listener serves: WebSocket at ``/``, REST below it.
 
@@ -662,7 +665,8 @@ def build_site(
     WebSocket), through the same dispatch.
 
     ``operations`` are served at ``/<name>`` (``/metrics``, ``/livez``, ``/readyz``)
-    in front of the API, which sees every other path as before.
+    in front of the API, which sees every other path as before; ``dashboard``, if
+    given, is served at ``/ui/``.
     """
     # Autobahn logs every frame at debug level through txaio; keep it to what matters.
     txaio.set_global_log_level("info")
@@ -676,8 +680,9 @@ def build_site(
         console_factory = ConsoleServerFactory(api, consoles, clock, console_limits)
         console_factory.startFactory()
         root = ConsoleRoot(root, console_factory, allowed_origins)
+    served = OperationsRoot(root, operations) if operations else root
     site = ApiSite(
-        OperationsRoot(root, operations) if operations else root,
+        WithDashboard(served, dashboard) if dashboard is not None else served,
         clock,
         max_body=max_body,
         request_deadline=request_deadline,
