@@ -53,6 +53,7 @@ from twisted.internet.ssl import (
 )
 from twisted.internet.task import deferLater, react
 
+from sysadmd.client import console
 from sysadmd.client.client import ACTIVE_STATUSES, DEFAULT_PORT, Client, Task, upload_iso
 from sysadmd.client.errors import (
     ClientError,
@@ -656,7 +657,7 @@ def logout(settings: Settings) -> None:
 
 @cli.group()
 def vm() -> None:
-    """Guests: list, create, install, start, stop, delete, disks and properties."""
+    """Guests: list, create, install, start, stop, delete, console, disks and properties."""
 
 
 def _json_option(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -795,6 +796,35 @@ def vm_stop(settings: Settings, name: str, force: bool) -> None:
         lambda client: client.stop(name, force=force),
         f"Stopped {name}." if force else f"Asked {name} to shut down.",
     )
+
+
+@vm.command("console")
+@click.argument("name")
+@click.option("--read-only", is_flag=True, help="Watch without taking control.")
+@click.pass_obj
+def vm_console(settings: Settings, name: str, read_only: bool) -> None:
+    """Attach this terminal to guest NAME's serial console, like cu.
+
+    The guest's recent output comes first. ~. at the start of a line detaches. An admin
+    types when nobody else does (another admin may take control); --read-only, and
+    operators, only watch.
+    """
+
+    async def work() -> None:
+        session = settings.load_session()
+        code, reason = await console.attach(
+            session.host,
+            session.port,
+            session.token,
+            name,
+            tls=settings.tls_for(session),
+            read_only=read_only,
+        )
+        if code not in (1000, 1001):
+            raise CommandError(f"console of {name} closed: {reason or code}")
+        click.echo(f"\r\n[detached from {name}]", err=True)
+
+    run(work)
 
 
 @vm.command("delete")

@@ -784,6 +784,10 @@ def _tls_creator(
     return check, check
 
 
+#: The same, for the client's other connections (the console's WebSocket).
+tls_creator = _tls_creator
+
+
 async def _open(endpoint: Any, factory: Any, wire: _Wire) -> _Protocol:
     await endpoint.connect(factory)
     return await wire.open

@@ -274,6 +274,8 @@ class ApiSite(Site):
         self.access_log = access_log
         #: The WebSocket factory behind ``/``, so the daemon can close its connections.
         self.websockets = websockets
+        #: The console WebSockets' factory, if the site serves consoles.
+        self.consoles: Any = None
 
     def log(self, request: http.Request) -> None:
         """Write the request to the access log, if there is one."""

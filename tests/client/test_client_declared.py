@@ -228,6 +228,13 @@ CLIENT_ABSENT: dict[str, str] = {
     "sysadm/zfs list_pools": "a host fact for sysadm's setup page; call() reaches it",
     "sysadm/isoupload": "no WebSocket call: upload_iso() sends PUT /iso/<name>, whose "
     "route dispatches it (end to end in tests/client/test_cli_upload.py)",
+    "sysadm/console consolelog": "call() reaches it; the console itself shows the history",
+    "sysadm/console consolerelease": "for an admin on the host; call() reaches it",
+    "sysadm/consoleview attach": "the console WebSocket's own login "
+    "(sysadmd.client.console connects to /console/<guest>)",
+    "sysadm/consoleview take": "a control message on the console WebSocket",
+    "sysadm/consoleview release": "a control message on the console WebSocket "
+    "(sent by `vm console --read-only`)",
 }
 
 #: Public coroutine methods of the client that are not one action each.
@@ -421,6 +428,11 @@ CLI_ABSENT: dict[str, str] = {
     "sysadm/network list-devices": "a host fact for the setup of iohyve, as issetup",
     "sysadm/zfs list_pools": "as list-devices",
     "sysadm/isoupload": "`iso upload` sends PUT /iso/<name>, not a call (see CLI_GENERIC)",
+    "sysadm/console consolelog": "`vm console` shows the history first; `sysadm call` reaches it",
+    "sysadm/console consolerelease": "for an admin on the host; `sysadm call` reaches it",
+    "sysadm/consoleview attach": "`vm console` logs in on the console WebSocket",
+    "sysadm/consoleview take": "as attach: a control message on the console WebSocket",
+    "sysadm/consoleview release": "as attach (`vm console --read-only` sends it)",
 }
 
 #: Commands that send no action of their own, and why.
@@ -428,6 +440,7 @@ CLI_GENERIC: dict[str, str] = {
     "call": "any request",
     "iso upload": "PUT /iso/<name> over HTTPS with the session's token, which the daemon "
     "dispatches as sysadm/isoupload (end to end in tests/client/test_cli_upload.py)",
+    "vm console": "a WebSocket at /console/<guest>, not a request (tests/console)",
     "fleet hosts": "asks the router (its session list), then each host's fleet.info",
     "known-hosts list": "reads the local known_hosts file",
     "known-hosts remove": "edits the local known_hosts file",
