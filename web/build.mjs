@@ -2,7 +2,7 @@
 // that names them, and .gz/.br siblings the daemon sends to clients that accept them.
 import { build } from "esbuild";
 import { brotliCompressSync, constants, gzipSync } from "node:zlib";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -24,6 +24,7 @@ const result = await build({
   assetNames: "[name]-[hash]",
   metafile: true,
   legalComments: "eof",
+  banner: { js: "/*! Licences of the bundled packages: ../licenses.txt */" },
   logLevel: "warning",
 });
 
@@ -41,6 +42,24 @@ const page = readFileSync(join(here, "src", "index.html"), "utf8")
   .replace("%SCRIPT%", script)
   .replace("%STYLE%", style);
 writeFileSync(join(out, "index.html"), page);
+
+// The packages bundled into the assets, each with its licence text, in licenses.txt
+// (minified builds of xterm.js carry no notice of their own; the MIT licence asks for it).
+const packages = new Map();
+for (const input of Object.keys(result.metafile.inputs)) {
+  const found = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+  if (found) packages.set(found[1], join(here, "node_modules", found[1]));
+}
+let notices = "Third-party software in the sysadmd dashboard's assets\n";
+for (const [name, dir] of [...packages].sort()) {
+  const meta = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
+  const licence = ["LICENSE", "LICENSE.md", "LICENSE.txt", "license"]
+    .map((file) => join(dir, file))
+    .find((file) => existsSync(file));
+  if (!licence) throw new Error(`${name} ships no licence file`);
+  notices += `\n==== ${name} ${meta.version} (${meta.license}) ====\n\n${readFileSync(licence, "utf8")}`;
+}
+writeFileSync(join(out, "licenses.txt"), notices);
 
 const files = [join(out, "index.html"), ...Object.keys(result.metafile.outputs).map((f) => join(here, f))];
 let total = 0;
