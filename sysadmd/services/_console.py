@@ -26,8 +26,7 @@ DEFAULT_RELEASE: Final = 60
 
 def _bounded_int(low: int, high: int) -> Any:
     def check(value: Any, label: str) -> int:
-        if isinstance(value, str) and value.isdigit():
-            value = int(value)
+        # A JSON number, as the schema says: "1" is refused, as the schema refuses it.
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise bad_request(f"{label} must be a whole number from {low} to {high}")
         return value

@@ -84,6 +84,20 @@ async def started(daemon: Daemon, guest: str) -> None:
         await rest(daemon, {"action": "start", "name": guest})
 
 
+async def logged_in(daemon: Daemon, guest: str) -> None:
+    """Start ``guest`` and log in as root on its console, unless a shell waits already
+    (the tests of this file share the daemon and its guests)."""
+    await started(daemon, guest)
+    client = await console(daemon, guest, auth=admin(daemon))
+    await client.control()
+    await sleep(0.3)  # the history, sent after the status
+    if not client.output.endswith(b"# "):
+        await client.until(b"login: ")
+        client.type("root\r")
+        await client.until(f"root@{guest}:~ # ".encode())
+    await client.close()
+
+
 async def consolelog(daemon: Daemon, guest: str, limit: int | None = None) -> str:
     body: dict[str, Any] = {"action": "consolelog", "name": guest}
     if limit is not None:
@@ -149,7 +163,7 @@ async def test_no_login_no_bytes_and_unknown_guest(daemon: Daemon) -> None:
 
 @async_test
 async def test_operator_watches_only_and_take_moves_control(daemon: Daemon) -> None:
-    await started(daemon, "web")
+    await logged_in(daemon, "web")
     first = await console(daemon, "web", auth=admin(daemon))
     status = await first.control()
     operator = await console(daemon, "web", auth=OPERATOR)
