@@ -311,3 +311,47 @@ class SignalGuard:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+
+
+def download(url: str, destination: str, shown: str, output: Output) -> tuple[int, int | None]:
+    """Download ``url`` to ``destination`` as fetch(1) does: into a temporary
+    ``.fetch.<pid>.<name>`` beside it, renamed into place once complete and removed
+    otherwise. ``shown`` is the path printed. Return fetch's status (0, or 1 after its
+    error line) and the signal (SIGTERM, SIGINT) that ended the transfer, if one did."""
+    directory, name = os.path.split(destination)
+    temp = os.path.join(directory, f".fetch.{os.getpid()}.{name}")
+    with SignalGuard() as guard:
+        try:
+            try:
+                source = open_source(url)
+            except FetchError as exc:
+                output.err(f"fetch: {exc}")
+                return 1, None
+            try:
+                try:
+                    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                except OSError as exc:
+                    output.err(f"fetch: {shown}: open(): {_os_reason(exc)}")
+                    return 1, None
+                try:
+                    transfer(source, fd, url, shown, output)
+                finally:
+                    os.close(fd)
+            except FetchError as exc:
+                output.err(f"fetch: {exc}")
+                return 1, None
+            finally:
+                source.close()
+            guard.committing = True
+            os.replace(temp, destination)
+        except Interrupted as interrupted:
+            guard.pending = interrupted.signum
+        finally:
+            guard.committing = True
+            if os.path.lexists(temp):
+                os.unlink(temp)
+    if guard.pending is not None:
+        if guard.pending == signal.SIGINT:
+            output.err("fetch: transfer interrupted")
+        return 1, guard.pending
+    return 0, None
