@@ -315,11 +315,12 @@ class SignalGuard:
 
 def download(url: str, destination: str, shown: str, output: Output) -> tuple[int, int | None]:
     """Download ``url`` to ``destination`` as fetch(1) does: into a temporary
-    ``.fetch.<pid>.<name>`` beside it, renamed into place once complete and removed
-    otherwise. ``shown`` is the path printed. Return fetch's status (0, or 1 after its
-    error line) and the signal (SIGTERM, SIGINT) that ended the transfer, if one did."""
+    ``.fetch.XXXXXX.<name>`` beside it (:func:`temp_file`), renamed into place once
+    complete and removed otherwise. ``shown`` is the path printed. Return fetch's status
+    (0, or 1 after its error line) and the signal (SIGTERM, SIGINT) that ended the
+    transfer, if one did."""
     directory, name = os.path.split(destination)
-    temp = os.path.join(directory, f".fetch.{os.getpid()}.{name}")
+    temp = ""
     with SignalGuard() as guard:
         try:
             try:
@@ -329,7 +330,7 @@ def download(url: str, destination: str, shown: str, output: Output) -> tuple[in
                 return 1, None
             try:
                 try:
-                    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    temp, fd = temp_file(directory, name)
                 except OSError as exc:
                     output.err(f"fetch: {shown}: open(): {_os_reason(exc)}")
                     return 1, None
@@ -348,10 +349,24 @@ def download(url: str, destination: str, shown: str, output: Output) -> tuple[in
             guard.pending = interrupted.signum
         finally:
             guard.committing = True
-            if os.path.lexists(temp):
+            if temp and os.path.lexists(temp):
                 os.unlink(temp)
     if guard.pending is not None:
         if guard.pending == signal.SIGINT:
             output.err("fetch: transfer interrupted")
         return 1, guard.pending
     return 0, None
+
+
+def temp_file(directory: str, file_name: str) -> tuple[str, int]:
+    """Create ``.fetch.XXXXXX.<file>`` in ``directory``, as fetch(1) names its temporary
+    files (mkstemps); return its path and a descriptor open for writing."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    while True:
+        token = "".join(alphabet[byte % len(alphabet)] for byte in os.urandom(6))
+        path = os.path.join(directory, f".fetch.{token}.{file_name}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        return path, fd

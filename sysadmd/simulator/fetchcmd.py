@@ -3,7 +3,7 @@ PATH URL`` (named by its path: the word ``fetch`` is iohyve's own command, ``ioh
 
 The download is :func:`sysadmd.simulator.fetch.download`, the one iohyve's and vm-bhyve's
 ``fetch`` use: ``file://``, ``http://``, ``https://`` and ``ftp://`` URLs, streamed into a
-temporary ``.fetch.<pid>.<name>`` beside the target and renamed into place when complete, the
+temporary ``.fetch.XXXXXX.<name>`` beside the target and renamed into place when complete, the
 statistics line on stderr (none with ``-q``), ``fetch: <URL>: <reason>`` and status 1 when it
 fails (nothing is left behind). ``PATH`` is a path of the simulated host (below the root); a
 directory receives the URL's last component, as fetch(1) does. A SIGTERM ends the command with

@@ -20,8 +20,9 @@ def sim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Sim:
     return Sim(tmp_path / "root", capsys, "0.7.9")
 
 
-def state(sim: Sim) -> dict[str, object]:
-    return json.loads((sim.root / "guests.json").read_text())
+def made_datasets(sim: Sim) -> object:
+    """The datasets ``zfs create`` made, as the state file keeps them."""
+    return json.loads((sim.root / "guests.json").read_text())["host"]["datasets"]
 
 
 # -- zfs ------------------------------------------------------------------------------------------
@@ -37,7 +38,7 @@ def test_zfs_create_makes_a_mounted_filesystem(sim: Sim) -> None:
         "",
     )
     # The same namespace as iohyve's datasets, kept in the state.
-    assert state(sim)["host"]["datasets"] == {"tank/vm": None}  # type: ignore[index]
+    assert made_datasets(sim) == {"tank/vm": None}
 
 
 def test_zfs_create_refusals(sim: Sim) -> None:
@@ -47,8 +48,16 @@ def test_zfs_create_refusals(sim: Sim) -> None:
         "",
         "cannot create 'tank/vm': dataset already exists\n",
     )
-    assert sim("zfs", "create", "tank/a/b") == (1, "", "cannot create 'tank/a/b': parent does not exist\n")
-    assert sim("zfs", "create", "zroot/vm") == (1, "", "cannot create 'zroot/vm': no such pool 'zroot'\n")
+    assert sim("zfs", "create", "tank/a/b") == (
+        1,
+        "",
+        "cannot create 'tank/a/b': parent does not exist\n",
+    )
+    assert sim("zfs", "create", "zroot/vm") == (
+        1,
+        "",
+        "cannot create 'zroot/vm': no such pool 'zroot'\n",
+    )
     assert sim("zfs", "create", "tank/v m!") == (
         1,
         "",
@@ -81,7 +90,8 @@ def test_zfs_volumes_get_set_destroy(sim: Sim) -> None:
     assert sim("zfs", "set", "volsize=1000", "tank/vm/disk0") == (
         1,
         "",
-        "cannot set property for 'tank/vm/disk0': 'volsize' must be a multiple of volume block size\n",
+        "cannot set property for 'tank/vm/disk0': "
+        "'volsize' must be a multiple of volume block size\n",
     )
     assert sim("zfs", "set", "volsize=1G", "tank/vm") == (
         1,
@@ -214,13 +224,21 @@ def test_xz_errors(sim: Sim) -> None:
     (directory / "plain.iso").write_bytes(b"not packed")
     (directory / "junk.xz").write_bytes(b"not xz at all")
     (directory / "cut.xz").write_bytes(lzma.compress(PAYLOAD)[:200])
-    assert sim("xz", "-d", "/vm/absent.xz") == (1, "", "xz: /vm/absent.xz: No such file or directory\n")
+    assert sim("xz", "-d", "/vm/absent.xz") == (
+        1,
+        "",
+        "xz: /vm/absent.xz: No such file or directory\n",
+    )
     assert sim("xz", "-d", "/vm/plain.iso") == (
         2,
         "",
         "xz: /vm/plain.iso: Filename has an unknown suffix, skipping\n",
     )
-    assert sim("xz", "-d", "/vm/junk.xz") == (1, "", "xz: /vm/junk.xz: File format not recognized\n")
+    assert sim("xz", "-d", "/vm/junk.xz") == (
+        1,
+        "",
+        "xz: /vm/junk.xz: File format not recognized\n",
+    )
     assert sim("xz", "-d", "/vm/cut.xz") == (1, "", "xz: /vm/cut.xz: Unexpected end of input\n")
     # Sources stay, no partial target is left.
     assert sorted(p.name for p in directory.iterdir()) == ["cut.xz", "junk.xz", "plain.iso"]
