@@ -25,7 +25,8 @@ add a ``bhyve: <name>`` process and ``/dev/vmm/<name>``; ``stop`` and ``poweroff
 away again (the guest obeys the ACPI shutdown at once). ``vm_delay`` from rc.conf (default 2)
 is slept between guests as the real tool does. The simulated bhyve has no snapshot support,
 so a saved state (``<name>.save``, shown as ``Suspended`` from 1.7) is never resumed. ZFS
-volumes (``zvol`` disks), snapshots, cloud-init and ``list -v`` are not simulated.
+volumes (``zvol`` disks) are not made by ``vm`` here (``zfs create -V`` makes them, see
+:mod:`~sysadmd.simulator.zfscmd`); snapshots, cloud-init and ``list -v`` are not simulated.
 """
 
 from __future__ import annotations
