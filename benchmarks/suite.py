@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +59,11 @@ class Mode:
     idle: int
     subscribers: int
     workers: int = 2
+    guests: tuple[int, ...] = ()
 
 
-FULL = Mode("full", (1, 16, 128), 5, 200, 10, 1024 * MIB, 10_000, 1_000)
-SMOKE = Mode("smoke", (1,), 1, 4, 2, 10 * MIB, 100, 50)
+FULL = Mode("full", (1, 16, 128), 5, 200, 10, 1024 * MIB, 10_000, 1_000, guests=(10, 100, 1000))
+SMOKE = Mode("smoke", (1,), 1, 4, 2, 10 * MIB, 100, 50, guests=(10,))
 
 
 def log(message: str) -> None:
@@ -114,12 +115,22 @@ class Daemon:
     """``twistd sysadmd --simulate`` with a TCP and a TLS listener on loopback."""
 
     def __init__(
-        self, work: Path, name: str, *, spawn_log: Path | None = None, list_cache: float = 1.0
+        self,
+        work: Path,
+        name: str,
+        *,
+        spawn_log: Path | None = None,
+        list_cache: float = 1.0,
+        guests: int = GUESTS,
+        backend: str = "iohyve",
     ) -> None:
         self.state = work / name
         self.log = work / f"{name}.log"
         self.spawn_log = spawn_log
-        _seed(self.state / "simulator")
+        if backend == "vm-bhyve":
+            _seed_vm_bhyve(self.state / "simulator", guests)
+        else:
+            _seed(self.state / "simulator", guests)
         config = work / f"{name}.toml"
         config.write_text(
             "[limits]\nconnections = 30000\nconnections_per_address = 30000\n"
@@ -143,8 +154,12 @@ class Daemon:
             f"--state-dir={self.state}",
             "--listen=tcp:0:interface=127.0.0.1",
             "--listen=ssl:0:interface=127.0.0.1",
+            f"--backend={backend}",
         ]
-        self.process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+        # From /, as an rc script starts it: the runner spawns children directly only when
+        # their directory (/) is the daemon's own.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(argv, cwd="/", env=env, stdout=subprocess.DEVNULL)
         self.urls = self._wait_for_listeners()
         self.psutil = psutil.Process(self.process.pid)
         self.cafile = str(self.state / "tls" / "cert.pem")
@@ -179,15 +194,35 @@ class Daemon:
         stop(self.process)
 
 
-def _seed(root: Path) -> None:
+def _seed(root: Path, guests: int = GUESTS) -> None:
     """A host with a few guests, so that listvms answers a realistic list."""
     from sysadmd.simulator.cli import main as simulator  # noqa: PLC0415
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        for index in range(GUESTS):
+        for index in range(guests):
             name = f"guest{index}"
             simulator(["--root", str(root), "create", name, "8G"])
-            simulator(["--root", str(root), "set", name, f"description=benchmark guest {index}"])
+            # Descriptions for the usual few only: every simulator call reads the whole host,
+            # so seeding a thousand guests already takes most of a minute.
+            if index < GUESTS:
+                description = f"description=benchmark guest {index}"
+                simulator(["--root", str(root), "set", name, description])
+
+
+def _seed_vm_bhyve(root: Path, guests: int) -> None:
+    """A simulated vm-bhyve host (rc.conf enables it, guests under /vm) with ``guests``."""
+    from sysadmd.simulator.cli import main as simulator  # noqa: PLC0415
+
+    (root / "etc").mkdir(parents=True, exist_ok=True)
+    (root / "vm").mkdir(exist_ok=True)
+    (root / "etc" / "rc.conf").write_text('vm_enable="YES"\nvm_dir="/vm"\n')
+    commands = [["vm", "init"]]
+    commands += [["vm", "create", "-s", "8G", f"guest{index}"] for index in range(guests)]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        for words in commands:
+            status = simulator(["--root", str(root), *words])
+            if status:
+                raise RuntimeError(f"the simulator's {' '.join(words)} exited {status}")
 
 
 class Control:
@@ -337,17 +372,26 @@ def _processes(  # noqa: PLR0917
 def throughput(
     daemon: Daemon, work: Path, mode: Mode, generator: str
 ) -> tuple[list[Any], list[Any]]:
-    """Item 2 and item 1's baselines: listvms over REST and WebSocket against the bare servers."""
+    """listvms over REST and WebSocket against the two floors: the transport floor (bare
+    servers with a constant reply) and the API floor (bare servers that decode, look the action
+    up and encode the reply around the same listvms body)."""
     body = _rest_reply(daemon)
     (work / "rest-reply.json").write_bytes(body)
     with Control(daemon.urls["ws"], token=daemon.token) as control:
         control.ws.send(wsload.LISTVMS)
         (work / "ws-reply.json").write_text(str(control.ws.recv(timeout=30)))
+    (work / "listvms-args.json").write_text(json.dumps(json.loads(body)["args"]))
     klein, klein_ports = start_server(
         "baseline_klein", str(work / "rest-reply.json"), daemon.cafile, daemon.keyfile
     )
     autobahn, autobahn_ports = start_server(
         "baseline_autobahn", str(work / "ws-reply.json"), daemon.cafile, daemon.keyfile
+    )
+    api_klein, api_klein_ports = start_server(
+        "baseline_api_klein", str(work / "listvms-args.json"), daemon.cafile, daemon.keyfile
+    )
+    api_autobahn, api_autobahn_ports = start_server(
+        "baseline_api_autobahn", str(work / "listvms-args.json"), daemon.cafile, daemon.keyfile
     )
     rows: list[dict[str, Any]] = []
     try:
@@ -357,8 +401,10 @@ def throughput(
             http, ws = ("https", "wss") if secure else ("http", "ws")
             targets = {
                 ("rest", "baseline"): f"{http}://127.0.0.1:{klein_ports[transport]}/sysadm/iohyve",
+                ("rest", "api"): f"{http}://127.0.0.1:{api_klein_ports[transport]}/sysadm/iohyve",
                 ("rest", "sysadmd"): daemon.urls[http],
                 ("websocket", "baseline"): f"{ws}://127.0.0.1:{autobahn_ports[transport]}/",
+                ("websocket", "api"): f"{ws}://127.0.0.1:{api_autobahn_ports[transport]}/",
                 ("websocket", "sysadmd"): daemon.urls[ws],
             }
             for clients in mode.clients:
@@ -381,8 +427,8 @@ def throughput(
                         }
                     )
     finally:
-        stop(klein)
-        stop(autobahn)
+        for server in (klein, autobahn, api_klein, api_autobahn):
+            stop(server)
     return rows, _ratios(rows)
 
 
@@ -398,23 +444,34 @@ def _rest_reply(daemon: Daemon) -> bytes:
 
 
 def _ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """sysadmd against the API floor (the targets), and against the transport floor (for
+    information)."""
+
+    def floor(row: dict[str, Any], server: str) -> dict[str, Any]:
+        return next(
+            r
+            for r in rows
+            if r["server"] == server
+            and all(r[k] == row[k] for k in ("protocol", "transport", "clients"))
+        )
+
+    def ratio(value: float, base: float) -> float:
+        return value / base if base else float("nan")
+
     ratios = []
     for row in rows:
         if row["server"] != "sysadmd":
             continue
-        base = next(
-            r
-            for r in rows
-            if r["server"] == "baseline"
-            and all(r[k] == row[k] for k in ("protocol", "transport", "clients"))
-        )
+        api, transport = floor(row, "api"), floor(row, "baseline")
         ratios.append(
             {
                 "protocol": row["protocol"],
                 "transport": row["transport"],
                 "clients": row["clients"],
-                "rps_ratio": row["rps"] / base["rps"] if base["rps"] else float("nan"),
-                "p99_ratio": row["p99_ms"] / base["p99_ms"] if base["p99_ms"] else float("nan"),
+                "rps_ratio": ratio(row["rps"], api["rps"]),
+                "p99_ratio": ratio(row["p99_ms"], api["p99_ms"]),
+                "transport_rps_ratio": ratio(row["rps"], transport["rps"]),
+                "transport_p99_ratio": ratio(row["p99_ms"], transport["p99_ms"]),
             }
         )
     return ratios
@@ -466,6 +523,122 @@ def spawns(daemon: Daemon, mode: Mode, window: float, generator: str) -> dict[st
         "window_s": window or 1.0,
         "min_gap_s": min(gaps) if gaps else None,
     }
+
+
+# Spawning: request-to-exec latency of start against a bare posix_spawn
+
+
+def _spawn_runs(log: Path, after: float) -> list[tuple[float, float, list[str]]]:
+    if not log.exists():
+        return []
+    runs = []
+    for line in log.read_text().splitlines():
+        start, end, _pid, *words = line.split()
+        if float(start) >= after:
+            runs.append((float(start), float(end), words))
+    return sorted(runs)
+
+
+def spawn_latency(daemon: Daemon, work: Path, mode: Mode) -> dict[str, Any]:
+    """From sending ``start`` to the started program running, against a bare
+    ``os.posix_spawn`` of the same program (spawnlog.py, which the benchmark daemon puts in
+    front of every iohyve command and which notes when it runs). Both include that program's
+    own start. ``start`` runs iohyve's ``list`` first (the guest's state); the time from that
+    command's end to ``start`` running, less the bare spawn, is what the process runner adds
+    to an exec (a helper Python start, today)."""
+    if daemon.spawn_log is None:
+        raise RuntimeError("the daemon does not log its iohyve processes")
+    rounds = 3 if mode.name == "smoke" else 10
+    through_daemon: list[float] = []
+    gaps: list[float] = []
+    with Control(daemon.urls["ws"], token=daemon.token) as control:
+        for _ in range(rounds):
+            sent = time.monotonic()
+            control.call("sysadm", "iohyve", {"action": "start", "name": "guest0"})
+            runs = _spawn_runs(daemon.spawn_log, sent)
+            started = [start for start, _, words in runs if "start" in words]
+            if started:
+                through_daemon.append(started[0] - sent)
+                # start asks iohyve for the guest's state first: the time from that
+                # command's end to the start command running is the runner's own part.
+                before = [end for _, end, _ in runs if end <= started[0]]
+                if before:
+                    gaps.append(started[0] - max(before))
+            control.call("sysadm", "iohyve", {"action": "stop", "name": "guest0", "force": "true"})
+    bare_log = work / "bare-spawns.log"
+    program = [PYTHON, str(HERE / "spawnlog.py"), str(bare_log), "/bin/true", "start"]
+    bare = []
+    for _ in range(rounds):
+        sent = time.monotonic()
+        pid = os.posix_spawn(program[0], program, {"PATH": "/usr/bin:/bin"}, setsid=True)
+        os.waitpid(pid, 0)
+        bare.append(_spawn_runs(bare_log, sent)[0][0] - sent)
+    daemon_ms = 1000 * percentile(through_daemon, 0.5) if through_daemon else None
+    bare_ms = 1000 * percentile(bare, 0.5)
+    return {
+        "rounds": rounds,
+        "start_to_exec_p50_ms": daemon_ms,
+        "start_to_exec_p99_ms": 1000 * percentile(through_daemon, 0.99) if through_daemon else None,
+        "bare_posix_spawn_p50_ms": bare_ms,
+        "bare_posix_spawn_p99_ms": 1000 * percentile(bare, 0.99),
+        "previous_end_to_exec_p50_ms": 1000 * percentile(gaps, 0.5) if gaps else None,
+        "runner_adds_p50_ms": 1000 * percentile(gaps, 0.5) - bare_ms if gaps else None,
+    }
+
+
+# How cost grows with the work
+
+
+def _count_guests(listing: Any) -> int | None:
+    """The guests in a listvms reply (keyed by name, possibly under one wrapping key)."""
+    if isinstance(listing, dict) and len(listing) == 1:
+        (inner,) = listing.values()
+        if isinstance(inner, dict) and all(isinstance(v, dict) for v in inner.values()):
+            return len(inner)
+    return len(listing) if isinstance(listing, dict) else None
+
+
+def cold_lists(work: Path, mode: Mode) -> list[dict[str, Any]]:
+    """A cold listvms (a daemon just started, nothing cached) for each number of guests, with
+    the processes it spawned, per backend."""
+    rows: list[dict[str, Any]] = []
+    for backend, guests in itertools.product(("iohyve", "vm-bhyve"), mode.guests):
+        log(f"cold listvms with {guests} guests ({backend}, simulated)")
+        spawn_log = work / f"spawns-{backend}-{guests}.log"
+        daemon = Daemon(
+            work,
+            f"{backend}-{guests}",
+            spawn_log=spawn_log,
+            guests=guests,
+            backend=backend,
+        )
+        try:
+            with Control(daemon.urls["ws"], token=daemon.token) as control:
+                began = time.monotonic()
+                listing = control.call("sysadm", "iohyve", {"action": "listvms"}, timeout=120)
+                seconds = time.monotonic() - began
+            processes = len(_spawn_runs(spawn_log, began))
+        finally:
+            daemon.stop()
+        rows.append(
+            {
+                "backend": f"{backend} (simulated)",
+                "guests": guests,
+                "listed": _count_guests(listing),
+                "seconds": seconds,
+                "processes": processes,
+            }
+        )
+    return rows
+
+
+#: Sections of issue 20 not measured by this suite yet: printed, with the reason.
+NOT_YET: dict[str, str] = {
+    "console": "sysadmd has no console yet (keystroke-to-echo, viewer throughput, RSS/viewer)",
+    "dashboard": "sysadmd has no dashboard yet (first-load bytes, time to the guest list)",
+    "fleet": "the fleet router is not wired into this suite yet (Crossbar call against a "
+    "direct call, 20 simulated hosts)",
+}
 
 
 def _max_in_flight(runs: list[tuple[float, float, str]]) -> int:
@@ -703,11 +876,11 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         )
 
     for ratio in result.get("ratios", []):
-        if ratio["transport"] != "tcp" or ratio["clients"] not in (16, 128):
+        if ratio["clients"] not in (16, 128):
             continue
-        what = f"{ratio['protocol']} {ratio['clients']} clients"
-        check(f"{what}: rps / baseline", ratio["rps_ratio"], 0.8, at_least=True)
-        check(f"{what}: p99 / baseline", ratio["p99_ratio"], 2.0, at_least=False)
+        what = f"{ratio['protocol']} {ratio['transport']} {ratio['clients']} clients"
+        check(f"{what}: rps / API floor", ratio["rps_ratio"], 0.85, at_least=True)
+        check(f"{what}: p99 / API floor", ratio["p99_ratio"], 1.5, at_least=False)
     if "spawns" in result:
         spawn = result["spawns"]
         check("iohyve processes in flight at a time", spawn["max_in_flight"], 1, at_least=False)
@@ -719,6 +892,15 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     if "idle" in result:
         per_connection = result["idle"]["rss_per_connection_kib"]
         check("RSS per idle WebSocket (KiB)", per_connection, 20, at_least=False)
+    bhyve = {r["guests"]: r for r in result.get("cold_lists", []) if r["backend"].startswith("vm")}
+    if 1000 in bhyve:
+        check(
+            "vm-bhyve: cold list of 1,000 guests (s)", bhyve[1000]["seconds"], 1.0, at_least=False
+        )
+        growth = bhyve[1000]["processes"] - bhyve[min(bhyve)]["processes"]
+        check(
+            "vm-bhyve: processes added from the fewest guests to 1,000", growth, 0, at_least=False
+        )
     if "fanout" not in result:
         return checks
     fan = result["fanout"]
@@ -750,6 +932,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _show_curves(console: Console, result: dict[str, Any]) -> None:
+    if "cold_lists" in result:
+        curve = Table(title="cold listvms: cost against the number of guests")
+        keys = ("backend", "guests", "listed", "seconds", "processes", "skipped")
+        for column in keys:
+            curve.add_column(column)
+        for row in result["cold_lists"]:
+            curve.add_row(*(_fmt(row.get(k, "")) for k in keys))
+        console.print(curve)
+    for section, reason in result.get("skipped", {}).items():
+        console.print(f"{section}: skipped: {reason}")
+
+
 def show(result: dict[str, Any]) -> None:
     console = Console()
     generator = result.get("rest_load", "wrk")
@@ -772,20 +967,40 @@ def show(result: dict[str, Any]) -> None:
         keys = ("protocol", "transport", "clients", "server", "rps", "p50_ms", "p99_ms", "errors")
         table.add_row(*(_fmt(row[k]) for k in keys))
     console.print(table)
-    ratios = Table(title="sysadmd / baseline")
-    for column in ("protocol", "transport", "clients", "rps ratio", "p99 ratio"):
+    ratios = Table(
+        title="sysadmd / floors",
+        caption="api: the API floor (the targets); baseline: the transport floor (information)",
+    )
+    for column in (
+        "protocol",
+        "transport",
+        "clients",
+        "rps / api",
+        "p99 / api",
+        "rps / baseline",
+        "p99 / baseline",
+    ):
         ratios.add_column(column)
     for row in result.get("ratios", []):
-        keys = ("protocol", "transport", "clients", "rps_ratio", "p99_ratio")
+        keys = (
+            "protocol",
+            "transport",
+            "clients",
+            "rps_ratio",
+            "p99_ratio",
+            "transport_rps_ratio",
+            "transport_p99_ratio",
+        )
         ratios.add_row(*(_fmt(row[k]) for k in keys))
     console.print(ratios)
-    for section in ("spawns", "fetch", "idle", "fanout"):
+    for section in ("spawns", "spawn_latency", "fetch", "idle", "fanout"):
         if section not in result:
             continue
         detail = Table(title=section, show_header=False)
         for key, value in result[section].items():
             detail.add_row(key, _fmt(value))
         console.print(detail)
+    _show_curves(console, result)
     verdicts = Table(title="targets")
     for column in ("target", "value", "limit", "result"):
         verdicts.add_column(column)
@@ -796,7 +1011,7 @@ def show(result: dict[str, Any]) -> None:
     console.print(verdicts)
 
 
-SECTIONS = ("throughput", "spawns", "fetch", "idle", "fanout")
+SECTIONS = ("throughput", "spawns", "spawn_latency", "curves", "fetch", "idle", "fanout")
 
 
 def run(
@@ -808,7 +1023,7 @@ def run(
     result["rest_load"] = generator
     result["machine"] = machine()
     began = time.monotonic()
-    if wanted & {"throughput", "spawns"}:
+    if wanted & {"throughput", "spawns", "spawn_latency"}:
         log("starting the daemon")
         daemon = Daemon(work, "daemon", spawn_log=work / "spawns.log", list_cache=window)
         try:
@@ -817,8 +1032,14 @@ def run(
             if "spawns" in wanted:
                 log(f"{mode.spawn_clients} listvms callers for {mode.spawn_duration} s")
                 result["spawns"] = spawns(daemon, mode, window, generator)
+            if "spawn_latency" in wanted:
+                log("start: request to exec, against a bare posix_spawn")
+                result["spawn_latency"] = spawn_latency(daemon, work, mode)
         finally:
             daemon.stop()
+    if "curves" in wanted:
+        result["cold_lists"] = cold_lists(work, mode)
+    result["skipped"] = dict(NOT_YET)
     if "fetch" in wanted:
         log(f"fetchiso of {mode.fetch_size // MIB} MiB against curl")
         result["fetch"] = fetch(work, mode)
@@ -863,6 +1084,16 @@ def main(argv: list[str] | None = None) -> int:
         help="the REST load generator: wrk, or benchmarks/restload.py's Python clients "
         "(lower figures, not comparable with wrk's); auto (the default) prefers wrk",
     )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        action="append",
+        default=[],
+        help="throughput: this many clients instead of the mode's (repeatable), for short runs",
+    )
+    parser.add_argument(
+        "--duration", type=int, help="throughput: seconds per run instead of the mode's"
+    )
     options = parser.parse_args(argv)
     if options.rest_load == "wrk" and shutil.which("wrk") is None:
         print(
@@ -882,6 +1113,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     raise_nofile()
     mode = SMOKE if options.smoke else FULL
+    if options.clients:
+        mode = replace(mode, clients=tuple(options.clients))
+    if options.duration:
+        mode = replace(mode, duration=options.duration)
     work = Path(tempfile.mkdtemp(prefix="sysadmd-bench-"))
     try:
         result = run(mode, work, options.list_cache, set(options.only), generator)

@@ -55,6 +55,7 @@ from sysadmd.backends import (
 )
 from sysadmd.catalog import build_registry
 from sysadmd.config import Config, ConfigError
+from sysadmd.console import ConsoleLimits, ConsoleService
 from sysadmd.fleet import FleetMember, FleetTLSError, HostKeyError, ensure_host_key, router_tls
 from sysadmd.ops import (
     Check,
@@ -69,6 +70,7 @@ from sysadmd.ops import (
 )
 from sysadmd.services import (
     EVENT_NAMES,
+    ConsoleActions,
     DispatcherActions,
     EventActions,
     GuestWatcher,
@@ -81,12 +83,16 @@ from sysadmd.transport import (
     ApiServerFactory,
     ApiSite,
     ConnectionCounter,
+    ConsoleRoot,
+    ConsoleServerFactory,
     Limits,
     OriginCheckedResource,
     RestApi,
     first_request_channel,
     tls,
 )
+from sysadmd.transport import ConsoleLimits as TransportConsoleLimits
+from sysadmd.web import Dashboard, WithDashboard
 
 log = Logger()
 
@@ -147,7 +153,7 @@ class Listener(Service):
         ws, http = ("wss", "https") if secure else ("ws", "http")
         log.info(
             "Listening on {description}: WebSocket {ws}://{where}/ and REST "
-            "{http}://{where}/sysadm/iohyve",
+            "{http}://{where}/sysadm/iohyve; dashboard {http}://{where}/ui/",
             description=self.description,
             ws=ws,
             http=http,
@@ -199,7 +205,7 @@ class _ChildProcesses(Service):
 class _CloseWebSockets(Service):
     """Closes every WebSocket with 1001 when the daemon stops."""
 
-    def __init__(self, websockets: ApiServerFactory) -> None:
+    def __init__(self, websockets: ApiServerFactory | ConsoleServerFactory) -> None:
         self._websockets = websockets
 
     def stopService(self) -> None:
@@ -328,6 +334,8 @@ def make_backend(
         list_cache=config.iohyve_list_cache,
         rc_conf=simulator / "rc.conf" if config.iohyve_simulate else config.iohyve_rc_conf,
         slow_timeout=config.iohyve_timeout + 30,
+        # The simulator's guests link their consoles where /dev/nmdm<N>B would be.
+        device_root=simulator / "dev" if config.iohyve_simulate else Path("/dev"),
     )
 
 
@@ -528,6 +536,21 @@ def make_service(config: Config, reactor: Any) -> IService:
     )
     GuestWatcher(iohyve, hub, reactor, interval=config.events_guests_interval)
     auth, account_watcher = make_authenticator(config, reactor)
+    consoles = ConsoleService(
+        iohyve,
+        reactor,
+        config.state_dir / "console",
+        limits=ConsoleLimits(
+            history=config.console_history,
+            log_size=config.console_log_size,
+            log_keep=config.console_log_keep,
+            viewers_per_guest=config.console_viewers_per_guest,
+            viewers_per_user=config.console_viewers_per_user,
+            viewer_buffer=config.console_viewer_buffer,
+            interval=config.console_interval,
+        ),
+        audit=auth.audit_log.record,
+    )
     host = HostTools(
         runner,
         [*command, "zpool"] if config.iohyve_simulate else [str(config.iohyve_zpool)],
@@ -541,6 +564,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         # setup checks the pool exists before it changes anything
         IohyveActions(iohyve, fetches, config.fetch_file_roots, host=host),
         HostActions(host),
+        ConsoleActions(consoles),
         backend=iohyve.tool,
     )
     api = Api(registry, auth)
@@ -569,11 +593,18 @@ def make_service(config: Config, reactor: Any) -> IService:
         max_body=config.limits_message_size,
         request_deadline=config.limits_request_deadline,
         access_log=config.log_access,
+        consoles=consoles,
+        console_limits=TransportConsoleLimits(
+            login_timeout=10.0,
+            viewer_buffer=config.console_viewer_buffer,
+            message_size=config.limits_message_size,
+        ),
         operations={
             b"metrics": MetricsResource(metrics, guard),
             b"livez": Livez(),
             b"readyz": Readyz(checks, guard),
         },
+        dashboard=Dashboard(),
     )
     connections = _connection_counter(config, reactor)
     # A connection that has not sent its first request line in time is closed: its
@@ -595,7 +626,10 @@ def make_service(config: Config, reactor: Any) -> IService:
     fetches.setServiceParent(top)
     _timer(60, auth.sessions.purge, reactor).setServiceParent(top)
     _timer(WATCH_INTERVAL, account_watcher.poll, reactor).setServiceParent(top)
+    consoles.setServiceParent(top)  # closes the devices once no viewer is left
     _CloseWebSockets(site.websockets).setServiceParent(top)
+    if site.consoles is not None:
+        _CloseWebSockets(site.consoles).setServiceParent(top)
     ControlService(config.state_dir / CONTROL_SOCKET, auth.lockout, reactor).setServiceParent(top)
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     for description, endpoint, tls_options in endpoints:
@@ -622,14 +656,21 @@ def build_site(
     hub: EventHub | None = None,
     operations: Mapping[bytes, IResource] | None = None,
     access_log: bool = False,
+    consoles: ConsoleService | None = None,
+    console_limits: TransportConsoleLimits | None = None,
+    dashboard: Dashboard | None = None,
 ) -> ApiSite:
     """The Site every listener serves: WebSocket at ``/``, REST below it.
 
     Both transports hand every request to ``api``'s dispatch, which authenticates it
     through ``api``'s gate.
 
+    ``consoles``, if given, are served at ``/console/<guest>`` (sysadmd.transport's console
+    WebSocket), through the same dispatch.
+
     ``operations`` are served at ``/<name>`` (``/metrics``, ``/livez``, ``/readyz``)
-    in front of the API, which sees every other path as before.
+    in front of the API, which sees every other path as before; ``dashboard``, if
+    given, is served at ``/ui/``.
     """
     # Autobahn logs every frame at debug level through txaio; keep it to what matters.
     txaio.set_global_log_level("info")
@@ -638,11 +679,19 @@ def build_site(
     factory.startFactory()
     rest = RestApi(api, OriginCheckedResource(factory, allowed_origins))
     root = rest.resource()
-    return ApiSite(
-        OperationsRoot(root, operations) if operations else root,
+    console_factory: ConsoleServerFactory | None = None
+    if consoles is not None:
+        console_factory = ConsoleServerFactory(api, consoles, clock, console_limits)
+        console_factory.startFactory()
+        root = ConsoleRoot(root, console_factory, allowed_origins)
+    served = OperationsRoot(root, operations) if operations else root
+    site = ApiSite(
+        WithDashboard(served, dashboard) if dashboard is not None else served,
         clock,
         max_body=max_body,
         request_deadline=request_deadline,
         websockets=factory,
         access_log=access_log,
     )
+    site.consoles = console_factory
+    return site

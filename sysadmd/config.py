@@ -541,6 +541,48 @@ class Config:
             "'guests' event.",
         )
     )
+    console_interval: float = field(
+        metadata=_key(
+            "console",
+            2,
+            _seconds(0.5, 3600),
+            "Seconds between two looks at which guests run, to open or close their consoles.",
+        )
+    )
+    console_history: int = field(
+        metadata=_key(
+            "console",
+            262144,
+            _int(65536, 16 * 1024 * 1024),
+            "Bytes of each guest's console output kept in memory and sent to a new viewer.",
+        )
+    )
+    console_log_size: int = field(
+        metadata=_key(
+            "console",
+            4194304,
+            _int(65536, 1024 * 1024 * 1024),
+            "Bytes of a guest's console log (<state_dir>/console/<guest>.log) before it is "
+            "rotated.",
+        )
+    )
+    console_log_keep: int = field(
+        metadata=_key("console", 2, _int(0, 100), "Rotated console logs kept per guest.")
+    )
+    console_viewers_per_guest: int = field(
+        metadata=_key("console", 16, _int(1, 1000), "Console viewers of one guest at a time.")
+    )
+    console_viewers_per_user: int = field(
+        metadata=_key("console", 8, _int(1, 1000), "Console connections of one user at a time.")
+    )
+    console_viewer_buffer: int = field(
+        metadata=_key(
+            "console",
+            1048576,
+            _int(4096, 64 * 1024 * 1024),
+            "Bytes queued for one console viewer before it is closed (1008) as too slow.",
+        )
+    )
     fetch_file_roots: tuple[Path, ...] = field(
         metadata=_key(
             "fetch",

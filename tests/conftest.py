@@ -47,3 +47,16 @@ def http() -> Iterator[HTTPServer]:
     server = HTTPServer()
     yield server
     server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """End the simulated guests' console programs started under this session's temporary
+    directory (a running simulated guest keeps one, as a host keeps its bhyve)."""
+    from sysadmd.simulator.guestconsole import stop_console  # noqa: PLC0415
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    base = factory.getbasetemp()
+    for pidfile in base.glob("**/console/*.pid"):
+        stop_console(str(pidfile), str(pidfile.with_suffix(".none")))

@@ -18,7 +18,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("machine", "throughput", "ratios", "spawns", "fetch", "idle", "fanout", "targets")
+SECTIONS = (
+    "machine",
+    "throughput",
+    "ratios",
+    "spawns",
+    "spawn_latency",
+    "cold_lists",
+    "skipped",
+    "fetch",
+    "idle",
+    "fanout",
+    "targets",
+)
 
 
 def _path_without(program: str, shadow: Path) -> str:
@@ -64,7 +76,7 @@ def test_the_benchmark_suite_runs_in_smoke_mode_without_wrk(tmp_path: Path) -> N
         (protocol, transport, server)
         for protocol in ("rest", "websocket")
         for transport in ("tcp", "tls")
-        for server in ("baseline", "sysadmd")
+        for server in ("baseline", "api", "sysadmd")
     }
     for row in result["throughput"]:
         if row["protocol"] == "rest":
@@ -72,6 +84,11 @@ def test_the_benchmark_suite_runs_in_smoke_mode_without_wrk(tmp_path: Path) -> N
             assert row["errors"] == 0, row
     assert len(result["ratios"]) == 4
     assert result["spawns"]["iohyve_processes"] >= 1
+    assert {(r["backend"], r["listed"]) for r in result["cold_lists"]} == {
+        ("iohyve (simulated)", 10),
+        ("vm-bhyve (simulated)", 10),
+    }
+    assert result["spawn_latency"]["start_to_exec_p50_ms"] is not None
     assert result["fetch"]["bytes"] > 0
     assert result["idle"]["connections"] > 0
     assert result["fanout"]["subscribers"] > 0

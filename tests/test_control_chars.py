@@ -35,8 +35,10 @@ from sysadmd.api import ActionSpec, Api, EventHub, Role
 from sysadmd.app import build_site
 from sysadmd.backends import HostTools, Iohyve, ProcessRunner
 from sysadmd.catalog._classes import all_specs, build_registry
+from sysadmd.console import ConsoleService
 from sysadmd.services import (
     EVENT_NAMES,
+    ConsoleActions,
     DispatcherActions,
     EventActions,
     HostActions,
@@ -145,6 +147,7 @@ class World:
             EventActions(hub),
             IohyveActions(iohyve, fetches, [directory], host=host),
             HostActions(host),
+            ConsoleActions(ConsoleService(iohyve, reactor, directory / "console")),
         )
         self.site = build_site(Api(registry, self.auth), reactor, hub=hub)
         self.treq: Any = StubTreq(self.site.resource)

@@ -1,9 +1,10 @@
 """The import graph keeps the contracts of ``.importlinter`` (checked with import-linter).
 
-The daemon's layers import only downwards (app, ops, fleet, transport, catalog, services, auth,
-tasks, backends, api, config, shared); the client and the simulator import nothing from the daemon,
-the daemon nothing from them; one service never imports another. A broken contract fails
-:func:`test_every_contract_is_kept` with import-linter's report, which names each import.
+The daemon's layers import only downwards (app, ops, fleet, transport, catalog, services,
+console, auth, tasks, backends, api, config, shared); the client and the simulator import
+nothing from the daemon, the daemon nothing from them; one service never imports another. A
+broken contract fails :func:`test_every_contract_is_kept` with import-linter's report, which
+names each import.
 """
 
 from __future__ import annotations

@@ -237,7 +237,9 @@ class Api:
             return Answer(request, spec, await _audited_call(self._gate, spec, handler, call))
         except ApiError as e:
             code = e.code
-            return Refusal(request, spec, e)
+            # The error is the answer, not a fault: drop its traceback, whose frames (this one
+            # included) would hold the error in a reference cycle after every refusal.
+            return Refusal(request, spec, e.with_traceback(None))
         except Exception:
             code = 500
             self.log.failure(

@@ -6,8 +6,17 @@ its own, so that a timeout or a cancel can end the whole tree (``iohyve`` is a s
 forks ``zfs`` and ``fetch``). Nothing here blocks the reactor thread.
 
 Process groups
-    Twisted's ``spawnProcess`` has no pre-exec hook for children without a PTY, so every child is
-    started through a tiny exec helper: ``sys.executable -I -S -c HELPER cwd target argv...``.
+    When the children's working directory is the daemon's own (``/`` for both, in a daemon
+    started from ``/``) and the reactor is Twisted's POSIX reactor, the program itself is
+    started with ``os.posix_spawn(..., setsid=True)``, with the descriptors Twisted sets up
+    and the signals the daemon ignores reset to their defaults: one exec, in a session and
+    group of its own from the start. ``posix_spawn`` cannot change directory, and a program
+    the system refuses to start (no such file, not executable) is left to the helper below,
+    so that it fails the helper's way (127 or 126).
+
+    Otherwise, as Twisted's ``spawnProcess`` has no pre-exec hook for children without a
+    PTY, the child is started through a tiny exec helper, at the cost of a Python start:
+    ``sys.executable -I -S -c HELPER cwd target argv...``.
     The helper calls ``os.setsid()`` and ``os.chdir(cwd)``, restores the signals that the Python
     interpreter ignores at start (``SIGPIPE``, ``SIGXFSZ``) to their defaults and replaces itself
     with the real program (``os.execv``), which therefore runs with pid == pgid == sid == the
@@ -46,8 +55,10 @@ Groups left by a previous daemon
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -58,8 +69,10 @@ from types import MappingProxyType
 from typing import Any, Protocol, cast
 
 import psutil
+from twisted.internet import process as twisted_process
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -579,6 +592,9 @@ class ProcessRunner:
             on_ended=self._children.discard,
             log=self.log,
         )
+        if self._spawn_directly(child, executable, argv):
+            self.spawned += 1
+            return self._started(child, timeout)
         helper_argv = [
             self._python,
             *("-I", "-S", "-c", _EXEC_HELPER),
@@ -598,11 +614,32 @@ class ProcessRunner:
             path=None,
         )
         self.spawned += 1
+        return self._started(child, timeout)
+
+    def _started(self, child: RunningProcess, timeout: float | None) -> RunningProcess:
         if child.result is None:
             self._children.add(child)
-        self.log.debug("spawned pid {pid}: {argv!r}", pid=child.pid, argv=argv)
+        self.log.debug("spawned pid {pid}: {argv!r}", pid=child.pid, argv=child.argv)
         child._arm_timeout(timeout)
         return child
+
+    def _spawn_directly(self, child: RunningProcess, executable: str, argv: Sequence[str]) -> bool:
+        """Start the program itself in a new session, without the exec helper's Python start.
+
+        Possible when the reactor is Twisted's POSIX reactor and the children's working
+        directory is the daemon's own (``posix_spawn`` has no portable ``chdir``). If the
+        system refuses (no such program, not executable), nothing ran: return False and the
+        helper starts it, so that the failure is the helper's usual exit 127 or 126.
+        """
+        if not isinstance(self._reactor, PosixReactorBase) or not _is_cwd(self._path):
+            return False
+        try:
+            _SessionProcess(
+                self._reactor, executable, list(argv), dict(self._env), None, _ChildProtocol(child)
+            )
+        except OSError:
+            return False
+        return True
 
     def run(
         self, executable: str, args: Sequence[str], *, timeout: float | None = None
@@ -627,6 +664,59 @@ class ProcessRunner:
             raise ValueError("args must be a sequence of str")
         checked = [_check_str(arg, f"argument {index}") for index, arg in enumerate(args)]
         return (executable, *checked)
+
+
+def _is_cwd(path: str) -> bool:
+    try:
+        return os.path.samefile(path, ".")
+    except OSError:
+        return False
+
+
+class _SessionProcess(twisted_process.Process):
+    """Twisted's process transport, started with ``posix_spawn`` in a session of its own.
+
+    Twisted's own ``posix_spawnp`` path sets up the descriptors and resets the ignored signals
+    but cannot start a new session; this does the same with ``setsid=True``. Only used with
+    ``path=None``, no uid or gid (what :class:`ProcessRunner` passes).
+    """
+
+    def _trySpawnInsteadOfFork(  # noqa: PLR0917 (Twisted's signature)
+        self,
+        path: str | None,
+        uid: int | None,
+        gid: int | None,
+        executable: str,
+        args: list[str],
+        environment: dict[str, str],
+        kwargs: dict[str, Any],
+    ) -> bool:
+        if path is not None or uid is not None or gid is not None:
+            return False
+        state: list[tuple[int, bool]] = []
+        for fd in twisted_process._listOpenFDs():
+            try:
+                state.append((fd, bool(fcntl.fcntl(fd, fcntl.F_GETFD, fcntl.FD_CLOEXEC))))
+            except OSError:
+                continue
+        ignored = [
+            number for number in range(1, signal.NSIG) if signal.getsignal(number) == signal.SIG_IGN
+        ]
+        self.pid = os.posix_spawn(
+            executable,
+            args,
+            environment,
+            file_actions=twisted_process._getFileActions(
+                state,
+                kwargs["fdmap"],
+                doClose=twisted_process._PS_CLOSE,
+                doDup2=twisted_process._PS_DUP2,
+            ),
+            setsigdef=ignored,
+            setsid=True,
+        )
+        self.status = -1
+        return True
 
 
 def start_time(pid: int) -> float | None:

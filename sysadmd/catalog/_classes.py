@@ -13,6 +13,7 @@ from typing import Final
 
 from sysadmd.api import ActionSpec, Registry, declared_actions
 from sysadmd.services import (
+    ConsoleActions,
     DispatcherActions,
     EventActions,
     HostActions,
@@ -28,6 +29,7 @@ API_CLASSES: Final[tuple[type, ...]] = (
     DispatcherActions,
     EventActions,
     IohyveActions,
+    ConsoleActions,
     HostActions,
 )
 

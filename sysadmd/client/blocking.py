@@ -203,6 +203,7 @@ class BlockingClient:
     list_vms = _blocking(Client.list_vms)
     list_isos = _blocking(Client.list_isos)
     fetch_iso = _blocking_task(Client.fetch_iso)
+    iso_digests = _blocking(Client.iso_digests)
     rename_iso = _blocking(Client.rename_iso)
     remove_iso = _blocking(Client.remove_iso)
     create = _blocking(Client.create)

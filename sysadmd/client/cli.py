@@ -52,6 +52,7 @@ from twisted.internet.ssl import (
 )
 from twisted.internet.task import deferLater, react
 
+from sysadmd.client import console
 from sysadmd.client.client import ACTIVE_STATUSES, DEFAULT_PORT, Client, Task
 from sysadmd.client.errors import (
     ClientError,
@@ -655,7 +656,7 @@ def logout(settings: Settings) -> None:
 
 @cli.group()
 def vm() -> None:
-    """Guests: list, create, install, start, stop, delete, disks and properties."""
+    """Guests: list, create, install, start, stop, delete, console, disks and properties."""
 
 
 def _json_option(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -796,6 +797,35 @@ def vm_stop(settings: Settings, name: str, force: bool) -> None:
     )
 
 
+@vm.command("console")
+@click.argument("name")
+@click.option("--read-only", is_flag=True, help="Watch without taking control.")
+@click.pass_obj
+def vm_console(settings: Settings, name: str, read_only: bool) -> None:
+    """Attach this terminal to guest NAME's serial console, like cu.
+
+    The guest's recent output comes first. ~. at the start of a line detaches. An admin
+    types when nobody else does (another admin may take control); --read-only, and
+    operators, only watch.
+    """
+
+    async def work() -> None:
+        session = settings.load_session()
+        code, reason = await console.attach(
+            session.host,
+            session.port,
+            session.token,
+            name,
+            tls=settings.tls_for(session),
+            read_only=read_only,
+        )
+        if code not in (1000, 1001):
+            raise CommandError(f"console of {name} closed: {reason or code}")
+        click.echo(f"\r\n[detached from {name}]", err=True)
+
+    run(work)
+
+
 @vm.command("delete")
 @click.argument("name")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -920,7 +950,7 @@ def vm_set(settings: Settings, name: str, assignments: tuple[str, ...]) -> None:
 
 @cli.group()
 def iso() -> None:
-    """Installation ISOs: list, fetch, rename, remove."""
+    """Installation ISOs: list, fetch, rename, remove, digests."""
 
 
 @iso.command("list")
@@ -936,6 +966,23 @@ def iso_list(settings: Settings, as_json: bool) -> None:
             return
         for name in isos:
             click.echo(name)
+
+    run(with_client(settings, action))
+
+
+@iso.command("digests")
+@_json_option
+@click.pass_obj
+def iso_digests(settings: Settings, as_json: bool) -> None:
+    """The digests that verified fetches recorded, one ISO per line."""
+
+    async def action(client: Client) -> None:
+        digests = await client.iso_digests()
+        if as_json:
+            _print_json({"isodigests": digests})
+            return
+        for name, entry in digests.items():
+            click.echo(f"{name}  {entry['digest']}  verified {entry['verified']}")
 
     run(with_client(settings, action))
 
@@ -963,12 +1010,29 @@ def _size(count: float) -> str:
     is_flag=True,
     help="Show the download's progress and exit when it ends (non-zero if it failed).",
 )
+@click.option("--checksum", help="Verify against this digest: sha256:<hex> or sha512:<hex>.")
+@click.option("--checksum-url", help="Verify against the checksum file at this URL.")
+@click.option(
+    "--verify",
+    type=click.Choice(["auto"]),
+    help="auto: verify against FreeBSD's checksum file beside the image.",
+)
 @click.pass_obj
-def iso_fetch(settings: Settings, url: str, wait: bool) -> None:
-    """Queue a download of the ISO at URL (http, https, ftp)."""
+def iso_fetch(
+    settings: Settings,
+    *,
+    url: str,
+    wait: bool,
+    checksum: str | None,
+    checksum_url: str | None,
+    verify: str | None,
+) -> None:
+    """Queue a download of the ISO at URL (http, https, ftp), verified if asked."""
 
     async def action(client: Client) -> None:
-        task = await client.fetch_iso(url)
+        task = await client.fetch_iso(
+            url, checksum=checksum, checksum_url=checksum_url, verify=verify
+        )
         click.echo(f"Queued the fetch of {task.iso}: task {task.id}")
         if wait:
             await _follow(task)

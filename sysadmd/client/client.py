@@ -465,11 +465,37 @@ class Client:
         reply: list[str] = await self.iohyve("listisos")
         return reply
 
-    async def fetch_iso(self, url: str) -> Task:
-        """Queue a download; a :class:`Task` that follows it (await it to wait for the end)."""
+    async def fetch_iso(
+        self,
+        url: str,
+        *,
+        checksum: str | None = None,
+        checksum_url: str | None = None,
+        verify: str | None = None,
+    ) -> Task:
+        """Queue a download; a :class:`Task` that follows it (await it to wait for the end).
+
+        At most one of ``checksum`` (``sha256:<hex>`` or ``sha512:<hex>``), ``checksum_url``
+        (a checksum file) and ``verify="auto"`` (FreeBSD's checksum file beside the image)
+        makes the daemon verify the download; without them nothing changes.
+        """
         await self._follow_dispatcher()
-        reply = await self.iohyve("fetchiso", url=url)
+        extra = {
+            key: value
+            for key, value in (
+                ("checksum", checksum),
+                ("checksum_url", checksum_url),
+                ("verify", verify),
+            )
+            if value is not None
+        }
+        reply = await self.iohyve("fetchiso", url=url, **extra)
         return self._task(reply["queueid"], iso=url.rstrip("/").rsplit("/", 1)[-1])
+
+    async def iso_digests(self) -> dict[str, dict[str, Any]]:
+        """The digests verified fetches recorded: ``{iso: {digest, size, verified}}``."""
+        reply: dict[str, dict[str, Any]] = await self.iohyve("isodigests")
+        return reply
 
     async def rename_iso(self, source: str, target: str) -> dict[str, str]:
         """Rename an ISO."""
@@ -749,6 +775,10 @@ def _tls_creator(
     else:
         check = PinCheck(host, None, accept_any=mode.trust_on_first_use)
     return check, check
+
+
+#: The same, for the client's other connections (the console's WebSocket).
+tls_creator = _tls_creator
 
 
 async def _open(endpoint: Any, factory: Any, wire: _Wire) -> _Protocol:

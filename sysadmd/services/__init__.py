@@ -4,11 +4,12 @@
 (subscriptions and the guests poller), ``_host`` (``sysadm/zfs`` and ``sysadm/network``) and
 ``_iohyve`` (``sysadm/iohyve``). Other packages use only the names below.
 
-May import: ``sysadmd.auth`` and every layer below it. One service never imports another:
-what two of them need (the host's pools, for ``_iohyve``'s setup) comes from the layer below
-(:class:`sysadmd.backends.HostTools`).
+May import: ``sysadmd.auth``, ``sysadmd.console`` and every layer below them. One service never
+imports another: what two of them need (the host's pools, for ``_iohyve``'s setup) comes from
+the layer below (:class:`sysadmd.backends.HostTools`).
 """
 
+from sysadmd.services._console import ConsoleActions
 from sysadmd.services._dispatcher import DispatcherActions
 from sysadmd.services._events import EVENT_NAMES, EventActions, GuestWatcher
 from sysadmd.services._host import HostActions
@@ -17,6 +18,7 @@ from sysadmd.services._rpc import QueryActions, Rpc
 
 __all__ = [
     "EVENT_NAMES",
+    "ConsoleActions",
     "DispatcherActions",
     "EventActions",
     "GuestWatcher",

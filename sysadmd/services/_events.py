@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from twisted.internet.defer import ensureDeferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -111,15 +111,28 @@ class GuestWatcher:
         self._last: dict[str, GuestSummary] | None = None
         self._loop = LoopingCall(self._poll)
         self._loop.clock = clock
+        self._clock = clock
+        self._starting: IDelayedCall | None = None
         hub.watch("guests", self.start, self.stop)
 
     def start(self) -> None:
-        """Begin polling (the first subscriber arrived)."""
+        """Begin polling (the first subscriber arrived). The first poll runs on the next
+        turn of the reactor: a guest list another caller already holds is ready at once,
+        and its event must not overtake the reply to the subscribe that started it."""
+        if not self._loop.running and self._starting is None:
+            self._starting = self._clock.callLater(0, self._begin)
+
+    def _begin(self) -> None:
+        self._starting = None
         if not self._loop.running:
             self._loop.start(self._interval, now=True)
 
     def stop(self) -> None:
         """Stop polling (the last subscriber left); the next start reports afresh."""
+        if self._starting is not None:
+            if self._starting.active():
+                self._starting.cancel()
+            self._starting = None
         if self._loop.running:
             self._loop.stop()
         self._last = None

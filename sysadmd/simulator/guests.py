@@ -14,9 +14,10 @@ eventually produce.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
-from sysadmd.simulator import datasets, shell, zfs, zfsops
+from sysadmd.simulator import datasets, guestconsole, shell, zfs, zfsops
 from sysadmd.simulator.column import column_t
 from sysadmd.simulator.context import SIMULATOR_ERROR, Context, arg
 from sysadmd.simulator.state import Guest, Store
@@ -325,6 +326,24 @@ def cmd_create(ctx: Context, args: list[str]) -> int:
 # -- start and stop -------------------------------------------------------------------------------
 
 
+def console_started(ctx: Context, guest: str, record: Guest, name: str, iso: str | None) -> None:
+    """Start the console program of ``guest`` (started as ``name``; by ``install`` if ``iso``)."""
+    con = record.props.get("iohyve:con", "-")
+    if con == "-":
+        return
+    device, pidfile = guestconsole.iohyve_console(ctx.root.path, guest, con)
+    poweroff = [sys.executable, "-m", "sysadmd.simulator", "--root", ctx.root.path]
+    poweroff += ["--profile", ctx.profile.name, "--pool", ctx.pool, "stop", name]
+    guestconsole.start_console(guest, device, pidfile, iso=iso, poweroff=poweroff)
+
+
+def console_stopped(ctx: Context, guest: str, record: Guest) -> None:
+    """End the console program of ``guest``: its VM is gone."""
+    con = record.props.get("iohyve:con", "-")
+    device, pidfile = guestconsole.iohyve_console(ctx.root.path, guest, con)
+    guestconsole.stop_console(pidfile, device)
+
+
 def _start_target_0_7_3(ctx: Context, store: Store, name: str) -> tuple[str | None, str]:
     """Find the guest 0.7.3's ``start`` acts on; return it (None if invalid) and the dataset
     ``__boot`` marks with ``install=no`` (the first volume the substring grep matched)."""
@@ -365,6 +384,7 @@ def cmd_start(ctx: Context, args: list[str]) -> int:
                 ctx.output.out("Not a valid guest name")
                 return 0
         record = store.guests[guest]
+        started: str | None = None
         if record.running:
             ctx.output.out("Guest is already running.")
         else:
@@ -373,6 +393,9 @@ def cmd_start(ctx: Context, args: list[str]) -> int:
             record.vmm = True
             record.running = True
             store.dirty = True
+            started = guest
+    if started is not None:
+        console_started(ctx, started, record, name, None)
     return 0
 
 
@@ -401,6 +424,7 @@ def cmd_stop(ctx: Context, args: list[str]) -> int:
         record.running = False
         record.vmm = False
         store.dirty = True
+    console_stopped(ctx, guest or name, record)
     return 0
 
 

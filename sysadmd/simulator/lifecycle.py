@@ -32,6 +32,8 @@ from sysadmd.simulator.context import SIMULATOR_ERROR, Context, arg
 from sysadmd.simulator.guests import (
     NO_TTY,
     by_name_property,
+    console_started,
+    console_stopped,
     dir_test_0_7_3,
     pool_of,
     running_guest,
@@ -113,6 +115,7 @@ def cmd_install(ctx: Context, args: list[str]) -> int:
         if profile.install_warns_outdated_bargs and "iohyve:bargs" not in record.props:
             ctx.output.out("This version of your guest is outdated.")
             ctx.output.out("Please run iohyve fix-bargs guestname to update.")
+    console_started(ctx, guest, record, name, iso)
     return 0
 
 
@@ -138,6 +141,7 @@ def cmd_forcekill(ctx: Context, args: list[str]) -> int:
         for guest in killed:
             store.guests[guest].running = False
             store.dirty = True
+            console_stopped(ctx, guest, store.guests[guest])
         for guest in store.sorted_names():
             record = store.guests[guest]
             if record.vmm and vm_name(ctx, guest, record) == name:

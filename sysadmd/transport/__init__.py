@@ -1,6 +1,7 @@
 """Transports: turn bytes into a request and a reply back into bytes.
 
-Private modules: ``_rest`` (Klein), ``_websocket`` (Autobahn), ``_limits`` (the connection
+Private modules: ``_rest`` (Klein), ``_websocket`` (Autobahn), ``_console`` (the guests'
+consoles at ``/console/<guest>``), ``_limits`` (the connection
 limits they share) and ``_tls`` (the TLS context and the default certificate; the app uses it
 as the namespace ``tls``). Other packages use only the names below.
 
@@ -8,6 +9,7 @@ May import: ``sysadmd.catalog`` and every layer below it; never ``sysadmd.ops`` 
 """
 
 from sysadmd.transport import _tls as tls
+from sysadmd.transport._console import ConsoleLimits, ConsoleRoot, ConsoleServerFactory
 from sysadmd.transport._limits import ConnectionCounter, first_request_channel
 from sysadmd.transport._rest import ApiSite, RestApi
 from sysadmd.transport._websocket import ApiServerFactory, Limits, OriginCheckedResource
@@ -16,6 +18,9 @@ __all__ = [
     "ApiServerFactory",
     "ApiSite",
     "ConnectionCounter",
+    "ConsoleLimits",
+    "ConsoleRoot",
+    "ConsoleServerFactory",
     "Limits",
     "OriginCheckedResource",
     "RestApi",

@@ -10,16 +10,19 @@ is the WebSocket endpoint, so one listener serves both protocols.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Final
+import math
+from json.encoder import encode_basestring as _encode_string
+from typing import Any, Final, cast
 
 from klein import Klein
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource
-from twisted.web.server import Request, Site
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from sysadmd.api import (
@@ -36,11 +39,96 @@ from sysadmd.auth import CHALLENGE_HEADER, RetryLater, credentials_from_header
 from sysadmd.catalog import openapi
 
 CALL_METHODS: Final = ("PUT", "POST")
+_CALL_METHODS_BYTES: Final = frozenset(method.encode() for method in CALL_METHODS)
+#: The route of API calls. Other routes may claim paths of the same shape by a fixed first
+#: segment (``/iso/<name>``); the direct path leaves those to the router.
+CALL_ROUTE: Final = "/<namespace>/<name>"
 
 
 def _encode(body: Any) -> bytes:
     # Indented like sysadm's REST replies, so curl output is readable.
-    return json.dumps(body, indent=4, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+    parts: list[str] = []
+    _indented(body, parts, "\n", set())
+    parts.append("\n")
+    return "".join(parts).encode()
+
+
+_INDENT: Final = "    "
+_float_repr: Final = float.__repr__
+_int_repr: Final = int.__repr__
+_CONSTANTS: Final[dict[bool | None, str]] = {None: "null", True: "true", False: "false"}
+
+
+def _float(value: float) -> str:
+    if value != value:  # noqa: PLR0124 (NaN is the value not equal to itself)
+        return "NaN"
+    if value in {math.inf, -math.inf}:
+        return "Infinity" if value > 0 else "-Infinity"
+    return _float_repr(value)
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is True or key is False or key is None:
+        return _CONSTANTS[key]
+    if isinstance(key, int):
+        return _int_repr(key)
+    if isinstance(key, float):
+        return _float(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def _scalar(value: Any) -> str | None:
+    """``value`` in JSON if it is not a container, else None."""
+    if isinstance(value, str):
+        return _encode_string(value)
+    if value is None or value is True or value is False:
+        return _CONSTANTS[value]
+    if isinstance(value, int):
+        return _int_repr(value)
+    if isinstance(value, float):
+        return _float(value)
+    return None
+
+
+def _indented(value: Any, parts: list[str], newline: str, open_: set[int]) -> None:
+    """Append ``value`` as ``json.dumps(value, indent=4, sort_keys=True, ensure_ascii=False)``
+    writes it, byte for byte.
+
+    The standard library writes indented JSON with nested closures that refer to each other,
+    a reference cycle per call that only the cyclic collector frees; this plain recursive
+    function builds none.
+    """
+    scalar = _scalar(value)
+    if scalar is not None:
+        parts.append(scalar)
+        return
+    if not isinstance(value, list | tuple | dict):
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    if not value:
+        parts.append("{}" if isinstance(value, dict) else "[]")
+        return
+    marker = id(value)
+    if marker in open_:
+        raise ValueError("Circular reference detected")
+    open_.add(marker)
+    inner = newline + _INDENT
+    if isinstance(value, dict):
+        separator = "{" + inner
+        for key, item in sorted(value.items()):
+            parts.extend((separator, _encode_string(_key(key)), ": "))
+            _indented(item, parts, inner, open_)
+            separator = "," + inner
+        parts.append(newline + "}")
+    else:
+        separator = "[" + inner
+        for item in value:
+            parts.append(separator)
+            _indented(item, parts, inner, open_)
+            separator = "," + inner
+        parts.append(newline + "]")
+    open_.discard(marker)
 
 
 def _render(request: IRequest, status: int, body: Any, encoded: bytes | None = None) -> bytes:
@@ -152,6 +240,8 @@ class ApiSite(Site):
         self.access_log = access_log
         #: The WebSocket factory behind ``/``, so the daemon can close its connections.
         self.websockets = websockets
+        #: The console WebSockets' factory, if the site serves consoles.
+        self.consoles: Any = None
 
     def log(self, request: http.Request) -> None:
         """Write the request to the access log, if there is one."""
@@ -159,8 +249,109 @@ class ApiSite(Site):
             super().log(request)
 
 
+def _wrong_method(request: IRequest) -> bytes:
+    request.responseHeaders.setRawHeaders(b"Allow", [", ".join(CALL_METHODS).encode()])
+    return _error(request, ApiError(405, "use PUT or POST with a JSON body of arguments"))
+
+
+class _Reply:
+    """Writes one call's reply, unless the client went away first (then the call is cancelled).
+
+    Built from bound methods and plain attributes, so that once the request has finished
+    nothing refers to it and reference counting frees it all.
+    """
+
+    __slots__ = ("_call", "_gone", "_request")
+
+    def __init__(self, request: IRequest, call: Deferred[bytes]) -> None:
+        self._request = request
+        self._call = call
+        self._gone = False
+        cast(Request, request).notifyFinish().addErrback(self._lost)
+        call.addCallbacks(self._write, self._failed)
+
+    def _lost(self, _: Failure) -> None:
+        self._gone = True
+        self._call.cancel()
+
+    def _write(self, body: bytes) -> None:
+        if not self._gone:
+            self._request.write(body)
+            self._request.finish()
+
+    def _failed(self, failure: Failure) -> None:
+        if self._gone:
+            if not failure.check(CancelledError):
+                RestApi.log.failure("unhandled error in a REST call", failure)
+            return
+        cast(Request, self._request).processingFailed(failure)
+
+
+class _RestRoot(Resource):
+    """The root of the REST transport: API calls straight to the call handler, every other
+    path through the Klein router.
+
+    Routing a request through Klein builds objects in reference cycles (a closure that refers
+    to itself, the router's matcher) which only the cyclic collector frees: many per request.
+    The calls, nearly all the traffic, skip the router: a path of two plain segments
+    (no percent-encoding, valid UTF-8) whose first segment no other route claims goes to
+    :meth:`RestApi.call`; anything else, including every error the router answers, goes to
+    Klein exactly as before.
+    """
+
+    isLeaf = True
+
+    def __init__(self, rest: RestApi, routed: IResource, claimed: frozenset[bytes] | None) -> None:
+        super().__init__()
+        self._rest = rest
+        self._routed = routed
+        self._claimed = claimed
+
+    def _call_path(self, request: IRequest) -> tuple[str, str] | None:
+        path = cast(Request, request).postpath
+        if self._claimed is None or path is None or len(path) != 2:
+            return None
+        namespace, name = path
+        if not namespace or not name or namespace in self._claimed:
+            return None
+        if b"%" in namespace or b"%" in name:
+            return None
+        try:
+            return namespace.decode(), name.decode()
+        except UnicodeDecodeError:
+            return None
+
+    def render(self, request: IRequest) -> bytes | int:
+        call = self._call_path(request)
+        if call is None:
+            result: bytes | int = self._routed.render(request)
+            return result
+        if request.method not in _CALL_METHODS_BYTES:
+            return _wrong_method(request)
+        _Reply(request, ensureDeferred(self._rest.call(request, *call)))
+        return NOT_DONE_YET
+
+
+def _claimed_segments(app: Klein) -> frozenset[bytes] | None:
+    """The fixed first segments of the routes other than the calls' (None if a route other
+    than the calls' could match any two-segment path: then every request is routed)."""
+    claimed: set[bytes] = set()
+    for rule in app.url_map.iter_rules():
+        if rule.rule == CALL_ROUTE:
+            continue
+        first = rule.rule.lstrip("/").split("/", 1)[0]
+        if first.startswith("<"):
+            if rule.rule.count("/") == 2:
+                return None
+            continue
+        claimed.add(first.encode())
+    return frozenset(claimed)
+
+
 class RestApi:
     """The Klein application: REST calls, the WebSocket at ``/``, JSON errors elsewhere."""
+
+    log = Logger()
 
     app = Klein()
 
@@ -173,15 +364,15 @@ class RestApi:
 
     def resource(self) -> IResource:
         """The resource to serve from a :class:`twisted.web.server.Site`."""
-        resource: IResource = self.app.resource()
-        return resource
+        routed: IResource = self.app.resource()
+        return _RestRoot(self, routed, _claimed_segments(self.app))
 
     @app.route("/", branch=False)
     def websocket(self, request: IRequest) -> IResource:
         """The WebSocket endpoint."""
         return self._websocket
 
-    @app.route("/<namespace>/<name>", methods=list(CALL_METHODS))
+    @app.route(CALL_ROUTE, methods=list(CALL_METHODS))
     async def call(self, request: IRequest, namespace: str, name: str) -> bytes:
         """Run one API call: the body and ``Authorization`` header become a request for
         the dispatch, its reply a JSON body with the error's code as the HTTP status."""
@@ -220,8 +411,7 @@ class RestApi:
     @app.handle_errors(MethodNotAllowed)
     def wrong_method(self, request: IRequest, failure: Failure) -> bytes:
         """Calls are made with PUT or POST."""
-        request.responseHeaders.setRawHeaders(b"Allow", [", ".join(CALL_METHODS).encode()])
-        return _error(request, ApiError(405, "use PUT or POST with a JSON body of arguments"))
+        return _wrong_method(request)
 
     @app.handle_errors(NotFound)
     def unknown(self, request: IRequest, failure: Failure) -> bytes:

@@ -305,7 +305,9 @@ class OriginCheckedResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, factory: ApiServerFactory, allowed_origins: Iterable[str] = ()) -> None:
+    def __init__(
+        self, factory: WebSocketServerFactory, allowed_origins: Iterable[str] = ()
+    ) -> None:
         super().__init__()
         self._websocket = WebSocketResource(factory)
         self._allowed = {SYSADM_CLIENT_ORIGIN} | {o.lower().rstrip("/") for o in allowed_origins}
@@ -314,7 +316,9 @@ class OriginCheckedResource(Resource):
         origins = request.requestHeaders.getRawHeaders(b"origin")
         if origins is not None:
             given = [o.decode("latin-1").strip().lower().rstrip("/") for o in origins]
-            if len(given) != 1 or given[0] not in self._allowed:
+            if len(given) != 1 or not (
+                given[0] in self._allowed or _same_origin(request, given[0])
+            ):
                 request.setResponseCode(403)
                 request.responseHeaders.setRawHeaders(b"Content-Type", [b"application/json"])
                 error = ApiError(403, "this WebSocket does not accept connections from that origin")
@@ -324,6 +328,20 @@ class OriginCheckedResource(Resource):
             return _upgrade_required(request)
         result: bytes | int = self._websocket.render(request)
         return result
+
+
+def _same_origin(request: Request, origin: str) -> bool:
+    """Whether ``origin`` is the address the request was sent to (the daemon's own page).
+
+    The page at ``/ui/`` opens its WebSocket from the daemon's own origin; its Origin
+    header then names the scheme and host the browser used, which is this request's
+    Host header. A proxy that rewrites Host needs the public origin in allowed_origins.
+    """
+    hosts = request.requestHeaders.getRawHeaders(b"host")
+    if hosts is None or len(hosts) != 1:
+        return False
+    scheme = "https" if request.isSecure() else "http"
+    return origin == f"{scheme}://{hosts[0].decode('latin-1').strip().lower()}"
 
 
 #: What a request to the WebSocket path without an upgrade is told.

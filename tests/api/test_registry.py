@@ -108,6 +108,7 @@ def test_schemas_accept_valid_and_refuse_invalid_arguments() -> None:
             "fetchiso",
             "getprops",
             "install",
+            "isodigests",
             "issetup",
             "listdisks",
             "listisos",

@@ -39,9 +39,17 @@ def reactor() -> ProcessReactor:
     return cast(ProcessReactor, global_reactor)
 
 
-@pytest.fixture
-def runner(reactor: ProcessReactor) -> Iterator[ProcessRunner]:
-    """A runner with a short kill grace; no child may outlive the test."""
+@pytest.fixture(params=["helper", "direct"])
+def runner(
+    reactor: ProcessReactor, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ProcessRunner]:
+    """A runner with a short kill grace; no child may outlive the test.
+
+    Each test runs twice: with the children's directory (``/``) other than the daemon's, so
+    the exec helper starts them, and with the daemon in ``/``, so they are spawned directly.
+    """
+    if request.param == "direct":
+        monkeypatch.chdir("/")
     process_runner = ProcessRunner(reactor, kill_grace=GRACE)
     yield process_runner
     if process_runner.running:
@@ -651,3 +659,27 @@ async def test_logging(reactor: ProcessReactor) -> None:
     assert ended[0]["log_level"].name == "info"
     assert not any("s3cr3t-value" in text for text in texts)
     assert not any("s3cr3t-value" in repr(event) for event in events)
+
+
+@async_test
+async def test_children_in_the_daemons_directory_are_spawned_without_a_helper(
+    reactor: ProcessReactor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the children's directory is the daemon's own, the program itself is spawned in a
+    new session: no Python start before its exec."""
+    monkeypatch.chdir("/")
+    spawned: list[str] = []
+    real_spawn = os.posix_spawn
+
+    def spawn(path: str, *args: Any, **kwargs: Any) -> int:
+        spawned.append(path)
+        assert kwargs.get("setsid") is True
+        return real_spawn(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "posix_spawn", spawn)
+    runner = ProcessRunner(reactor, kill_grace=GRACE)
+    result = await bounded(reactor, runner.run("/bin/sh", ["-c", "echo $$; ps -o sid= -p $$"]))
+    assert result.ok, result
+    pid, sid = (int(word) for word in result.stdout.split())
+    assert pid == sid
+    assert spawned == ["/bin/sh"]

@@ -78,7 +78,7 @@ _REPLIES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "sysadm/iohyve adddisk": lambda args: {"disk1": {"size": args["size"]}},
     "sysadm/iohyve getprops": lambda args: {args["name"]: {"ram": "1G"}},
     "sysadm/iohyve setprop": lambda args: {args["name"]: dict(args["extra"])},
-    "sysadm/iohyve version": lambda args: {"version": "iohyve v0.7.9"},
+    "sysadm/iohyve version": lambda args: {"version": "iohyve v0.7.9", "backend": "iohyve"},
     "sysadm/iohyve issetup": lambda args: {"setup": "true"},
 }
 
@@ -189,7 +189,17 @@ CLIENT_CALLS: dict[str, list[tuple[str, tuple[Any, ...], dict[str, Any]]]] = {
     "sysadm/iohyve create": [("create", ("web", "10G"), {})],
     "sysadm/iohyve delete": [("delete", ("web",), {})],
     "sysadm/iohyve deletedisk": [("delete_disk", ("web", "disk1"), {})],
-    "sysadm/iohyve fetchiso": [("fetch_iso", ("http://127.0.0.1:9/test.iso",), {})],
+    "sysadm/iohyve fetchiso": [
+        ("fetch_iso", ("http://127.0.0.1:9/test.iso",), {}),
+        ("fetch_iso", ("http://127.0.0.1:9/test.iso",), {"checksum": "sha256:" + "a" * 64}),
+        (
+            "fetch_iso",
+            ("http://127.0.0.1:9/test.iso",),
+            {"checksum_url": "http://127.0.0.1:9/CHECKSUM.SHA256"},
+        ),
+        ("fetch_iso", ("http://127.0.0.1:9/test.iso",), {"verify": "auto"}),
+    ],
+    "sysadm/iohyve isodigests": [("iso_digests", (), {})],
     "sysadm/iohyve getprops": [("get_props", ("web",), {})],
     "sysadm/iohyve install": [("install", ("web", "test.iso"), {})],
     "sysadm/iohyve issetup": [("is_setup", (), {})],
@@ -216,6 +226,13 @@ CLIENT_ABSENT: dict[str, str] = {
     "rpc/settings revoke_ssl_cert": "as list_ssl_certs",
     "sysadm/network list-devices": "a host fact for sysadm's setup page; call() reaches it",
     "sysadm/zfs list_pools": "a host fact for sysadm's setup page; call() reaches it",
+    "sysadm/console consolelog": "call() reaches it; the console itself shows the history",
+    "sysadm/console consolerelease": "for an admin on the host; call() reaches it",
+    "sysadm/consoleview attach": "the console WebSocket's own login "
+    "(sysadmd.client.console connects to /console/<guest>)",
+    "sysadm/consoleview take": "a control message on the console WebSocket",
+    "sysadm/consoleview release": "a control message on the console WebSocket "
+    "(sent by `vm console --read-only`)",
 }
 
 #: Public coroutine methods of the client that are not one action each.
@@ -366,7 +383,19 @@ CLI_COMMANDS: dict[str, list[list[str]]] = {
     "sysadm/iohyve create": [["vm", "create", "web", "10G"]],
     "sysadm/iohyve delete": [["vm", "delete", "web", "--yes"]],
     "sysadm/iohyve deletedisk": [["vm", "remove-disk", "web", "disk1"]],
-    "sysadm/iohyve fetchiso": [["iso", "fetch", "http://127.0.0.1:9/test.iso"]],
+    "sysadm/iohyve fetchiso": [
+        ["iso", "fetch", "http://127.0.0.1:9/test.iso"],
+        ["iso", "fetch", "http://127.0.0.1:9/test.iso", "--checksum", "sha512:" + "b" * 128],
+        [
+            "iso",
+            "fetch",
+            "http://127.0.0.1:9/test.iso",
+            "--checksum-url",
+            "http://127.0.0.1:9/CHECKSUM.SHA512",
+        ],
+        ["iso", "fetch", "http://127.0.0.1:9/test.iso", "--verify", "auto"],
+    ],
+    "sysadm/iohyve isodigests": [["iso", "digests"], ["iso", "digests", "--json"]],
     "sysadm/iohyve getprops": [["vm", "props", "web"], ["vm", "props", "web", "--json"]],
     "sysadm/iohyve install": [["vm", "install", "web", "test.iso"]],
     "sysadm/iohyve listdisks": [["vm", "disks", "web"]],
@@ -396,11 +425,17 @@ CLI_ABSENT: dict[str, str] = {
     "sysadm/iohyve version": '`sysadm call sysadm iohyve \'{"action": "version"}\'` shows it',
     "sysadm/network list-devices": "a host fact for the setup of iohyve, as issetup",
     "sysadm/zfs list_pools": "as list-devices",
+    "sysadm/console consolelog": "`vm console` shows the history first; `sysadm call` reaches it",
+    "sysadm/console consolerelease": "for an admin on the host; `sysadm call` reaches it",
+    "sysadm/consoleview attach": "`vm console` logs in on the console WebSocket",
+    "sysadm/consoleview take": "as attach: a control message on the console WebSocket",
+    "sysadm/consoleview release": "as attach (`vm console --read-only` sends it)",
 }
 
 #: Commands that send no action of their own, and why.
 CLI_GENERIC: dict[str, str] = {
     "call": "any request",
+    "vm console": "a WebSocket at /console/<guest>, not a request (tests/console)",
     "fleet hosts": "asks the router (its session list), then each host's fleet.info",
     "known-hosts list": "reads the local known_hosts file",
     "known-hosts remove": "edits the local known_hosts file",

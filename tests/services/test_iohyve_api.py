@@ -349,7 +349,11 @@ async def test_fetchiso_replies_once_the_queued_task_is_journalled(
         replies: list[Any] = []
         reply = Deferred.fromCoroutine(stack.call("fetchiso", url=http.url("held.iso")))
         reply.addCallback(replies.append)
-        await settle(0.2)
+        for _ in range(200):  # the reply first asks the server for the size
+            if journal.saved:
+                break
+            await settle(0.05)
+        await settle(0.1)
         assert journal.saved[0] is TaskState.QUEUED
         assert replies == []
         journal.release()

@@ -134,12 +134,14 @@ class Iohyve:
         list_cache: float = 0.0,
         rc_conf: Path = Path("/etc/rc.conf"),
         slow_timeout: float | None = None,
+        device_root: Path = Path("/dev"),
     ) -> None:
         """``list_cache`` is how many seconds a guest list is reused (0: only shared while
         it runs); its age is read from ``clock`` (the reactor unless given). ``iso_root``
         is where iohyve's ISO datasets are mounted, ``rc_conf`` the file that holds
         ``iohyve_flags``. ``slow_timeout`` bounds ``delete -f``, which waits 10 s first
-        (default: ``timeout`` + 30 s)."""
+        (default: ``timeout`` + 30 s). ``device_root`` is where the consoles' null-modem
+        devices are (``/dev``; the simulator's own directory in simulate mode)."""
         if not command:
             raise ValueError("the iohyve command must not be empty")
         if list_cache < 0:
@@ -157,6 +159,7 @@ class Iohyve:
         self._timeout = timeout
         self._slow_timeout = timeout + 30 if slow_timeout is None else slow_timeout
         self._rc_conf = rc_conf
+        self._device_root = device_root
         self._order = _Order()
         self._listing: _Shared | None = None
         #: The list that ``_listing`` replaces, answered while ``_listing`` runs.
@@ -478,7 +481,7 @@ class Iohyve:
         async def run() -> Path:
             await self._require_guest(name)
             con = (await self._properties(name)).get("con", "")
-            return console_device_path(name, con)
+            return console_device_path(name, con, self._device_root)
 
         return self._order.read(run)
 
@@ -602,13 +605,13 @@ class Iohyve:
         return self._order.read(run)
 
 
-def console_device_path(name: str, con: str) -> Path:
+def console_device_path(name: str, con: str, root: Path = Path("/dev")) -> Path:
     """The device for guest ``name``'s console from its ``con`` property (``nmdm3``:
-    ``/dev/nmdm3B``); NotFound if the property names no null-modem device."""
+    ``/dev/nmdm3B``, under ``root``); NotFound if the property names no null-modem device."""
     match = _CONSOLE_PROPERTY.fullmatch(con)
     if match is None:
         raise NotFound(f"guest '{name}' has no console device")
-    return Path(f"/dev/nmdm{match.group(1)}B")
+    return root / f"nmdm{match.group(1)}B"
 
 
 def stored_forms(key: str, value: str) -> tuple[str, ...]:
