@@ -19,7 +19,7 @@ from test_verified_fetch import BACKENDS, DATA, Host, release, start_host, until
 from twisted.internet import reactor
 
 from sysadmd.api import ApiError
-from sysadmd.backends import Iohyve, ProcessRunner, VmBhyve
+from sysadmd.backends import Iohyve, ProcessRunner
 from sysadmd.tasks._queue import free_space
 
 
@@ -49,6 +49,18 @@ async def space_host(
     await runner.stop_all()
 
 
+@async_fixture()
+async def iohyve_space_host(tmp_path: Path, http: HTTPServer) -> AsyncIterator[tuple[Host, Space]]:
+    """iohyve with the free space the test sets."""
+    runner = ProcessRunner(reactor, kill_grace=0.5)
+    space = Space(10 * len(DATA))
+    host = start_host(tmp_path, http, runner, free_space=space)
+    yield host, space
+    http.files.finish()
+    await host.fetches.stopService()
+    await runner.stop_all()
+
+
 @async_test
 async def test_a_fetch_too_large_for_the_store_is_refused_before_any_byte(
     space_host: tuple[Host, Space],
@@ -68,19 +80,13 @@ async def test_a_fetch_too_large_for_the_store_is_refused_before_any_byte(
 
 @async_test
 async def test_queued_fetches_claim_their_size(
-    space_host: tuple[Host, Space], request: pytest.FixtureRequest
+    iohyve_space_host: tuple[Host, Space],
 ) -> None:
-    """Two fetches that each fit but not together: the second is refused."""
-    host, space = space_host
-    if isinstance(host.iohyve, VmBhyve):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="the fixed free space here ignores the half the stalled first "
-                "download wrote; vm-bhyve's progress counts it, so that claim shrinks and "
-                "the second fetch fits (the fake must lower free space as bytes arrive)",
-            )
-        )
+    """Two fetches that each fit but not together: the second is refused. iohyve only:
+    the fixed free space here ignores the half the stalled first download wrote; vm-bhyve's
+    progress counts those bytes, so its claim shrinks by them and the second fetch fits
+    (the fake would have to lower the free space as bytes arrive)."""
+    host, space = iohyve_space_host
     for name in ("one.iso", "two.iso"):
         host.http.files.files[name] = DATA
         host.http.files.stall.add(name)
