@@ -88,6 +88,7 @@ from sysadmd.transport import (
     Limits,
     OriginCheckedResource,
     RestApi,
+    Uploads,
     first_request_channel,
     tls,
 )
@@ -562,7 +563,13 @@ def make_service(config: Config, reactor: Any) -> IService:
         DispatcherActions(fetches),
         EventActions(hub),
         # setup checks the pool exists before it changes anything
-        IohyveActions(iohyve, fetches, config.fetch_file_roots, host=host),
+        IohyveActions(
+            iohyve,
+            fetches,
+            config.fetch_file_roots,
+            host=host,
+            upload_max=config.fetch_upload_max,
+        ),
         HostActions(host),
         ConsoleActions(consoles),
         backend=iohyve.tool,
@@ -692,6 +699,7 @@ def build_site(
         request_deadline=request_deadline,
         websockets=factory,
         access_log=access_log,
+        uploads=Uploads(api, clock),
     )
     site.consoles = console_factory
     return site

@@ -592,6 +592,15 @@ class Config:
             "every file:// URL.",
         )
     )
+    fetch_upload_max: int = field(
+        metadata=_key(
+            "fetch",
+            64 * 1024**3,
+            _int(1, 2**62),
+            "Bytes an ISO upload (PUT /iso/<name>) may have; a larger one is refused with 507 "
+            "before any byte is written.",
+        )
+    )
     log_file: Path | None = field(
         metadata=_key(
             "log",

@@ -23,6 +23,7 @@ import os
 import re
 import ssl
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ from twisted.internet.ssl import (
 from twisted.internet.task import deferLater, react
 
 from sysadmd.client import console
-from sysadmd.client.client import ACTIVE_STATUSES, DEFAULT_PORT, Client, Task
+from sysadmd.client.client import ACTIVE_STATUSES, DEFAULT_PORT, Client, Task, upload_iso
 from sysadmd.client.errors import (
     ClientError,
     ConnectionFailed,
@@ -950,7 +951,7 @@ def vm_set(settings: Settings, name: str, assignments: tuple[str, ...]) -> None:
 
 @cli.group()
 def iso() -> None:
-    """Installation ISOs: list, fetch, rename, remove, digests."""
+    """Installation ISOs: list, fetch, upload, rename, remove, digests."""
 
 
 @iso.command("list")
@@ -1105,6 +1106,53 @@ async def _follow(task: Task) -> None:
         if final.bytes_total is None:
             progress.update(bar, total=final.bytes_done, completed=final.bytes_done)
     click.echo(f"Fetched {task.iso} ({final.bytes_done} bytes).")
+
+
+@iso.command("upload")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
+@click.option("--name", help="The ISO's name on the host (default: the file's name).")
+@click.option(
+    "--checksum",
+    help='What the ISO must hash to: "sha256:<hex>" or "sha512:<hex>"; checked by the host.',
+)
+@click.pass_obj
+def iso_upload(settings: Settings, file: Path, name: str | None, checksum: str | None) -> None:
+    """Upload FILE into the host's ISO store, streamed, with a progress bar."""
+
+    async def work() -> None:
+        session = settings.load_session()
+        console = Console(stderr=False, highlight=False)
+        progress = _progress(console)
+        size = file.stat().st_size
+        bar = progress.add_task(name or file.name, total=size, rate=0.0, status="uploading")
+        started = time.monotonic()
+
+        def sent(done: int) -> None:
+            elapsed = max(time.monotonic() - started, 1e-6)
+            status = "storing" if done >= size else "uploading"
+            progress.update(bar, completed=done, rate=done / elapsed, status=status)
+
+        with progress:
+            try:
+                stored = await upload_iso(
+                    session.host,
+                    session.port,
+                    session.token,
+                    file,
+                    name=name,
+                    checksum=checksum,
+                    tls=settings.tls_for(session),
+                    on_progress=sent,
+                )
+            except SessionExpired:
+                host = session.host if session.port == DEFAULT_PORT else session.address
+                raise SessionExpired(
+                    f"session expired or revoked; run `sysadm login {host}` again"
+                ) from None
+            progress.update(bar, completed=size, status="stored")
+        click.echo(f"Uploaded {stored['name']} ({stored['size']} bytes, {stored['digest']}).")
+
+    run(work)
 
 
 @iso.command("rename")

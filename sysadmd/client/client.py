@@ -18,7 +18,9 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Final, NamedTuple
+from pathlib import Path
+from typing import Any, BinaryIO, Final, NamedTuple
+from urllib.parse import quote
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -29,6 +31,10 @@ from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLook
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.client import Agent, FileBodyProducer, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
 
 from sysadmd.client.errors import (
     ApiError,
@@ -58,6 +64,7 @@ __all__ = [
     "Subscription",
     "Task",
     "TaskProgress",
+    "upload_iso",
 ]
 
 DEFAULT_PORT: Final = 12150
@@ -876,3 +883,95 @@ def _progress_from_job(job: Mapping[str, Any]) -> TaskProgress:
         rate=float(job.get("rate") or 0.0),
         message=job.get("message") if isinstance(job.get("message"), str) else None,
     )
+
+
+#: How many bytes of the file an upload reads at a time.
+UPLOAD_CHUNK: Final = 256 * 1024
+
+
+class _CountingReader:
+    """A file read in chunks, telling ``on_read`` the bytes read so far."""
+
+    def __init__(self, file: BinaryIO, on_read: Callable[[int], object]) -> None:
+        self._file = file
+        self._on_read = on_read
+        self._done = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(UPLOAD_CHUNK if size < 0 else min(size, UPLOAD_CHUNK))
+        self._done += len(data)
+        _safely(self._on_read, self._done)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@implementer(IPolicyForHTTPS)
+class _OneCreator:
+    def __init__(self, creator: IOpenSSLClientConnectionCreator) -> None:
+        self._creator = creator
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
+        return self._creator
+
+
+async def upload_iso(
+    host: str,
+    port: int,
+    token: str,
+    path: Path,
+    *,
+    name: str | None = None,
+    checksum: str | None = None,
+    tls: TLSMode | None = None,
+    on_progress: Callable[[int], object] | None = None,
+    reactor: Any = None,
+) -> dict[str, Any]:
+    """Upload the file at ``path`` as ISO ``name`` (its own name by default) with
+    ``PUT /iso/<name>``, logged in with session ``token``; stream it in chunks, telling
+    ``on_progress`` the bytes sent. Returns the reply's ``args``: name, size, digest."""
+    reactor = reactor if reactor is not None else _default_reactor
+    mode = tls if tls is not None else PinnedTLS()
+    host = host.strip().strip("[]")
+    address = format_address(host, port)
+    _, creator = _tls_creator(mode, host, address)
+    url_host = f"[{host}]" if ":" in host else host
+    target = quote(name or path.name, safe="")
+    query = f"?checksum={quote(checksum, safe=':')}" if checksum else ""
+    agent = Agent(reactor, contextFactory=_OneCreator(creator))
+    with path.open("rb") as file:
+        body = FileBodyProducer(
+            _CountingReader(file, on_progress or (lambda _: None)), readSize=UPLOAD_CHUNK
+        )
+        try:
+            response = await agent.request(
+                b"PUT",
+                f"https://{url_host}:{port}/iso/{target}{query}".encode(),
+                Headers(
+                    {
+                        b"Authorization": [f"Bearer {token}".encode()],
+                        b"Content-Type": [b"application/octet-stream"],
+                    }
+                ),
+                body,
+            )
+        except (ConnectError, DNSLookupError) as e:
+            raise ConnectionFailed(f"{address}: {e}") from None
+        raw = await readBody(response)
+    try:
+        reply = json.loads(raw)["args"]
+    except (ValueError, KeyError, TypeError):
+        raise ClientError(f"{address}: the upload got an unexpected reply") from None
+    if response.code != 201:
+        if response.code == 401:
+            raise SessionExpired()
+        raise ApiError(int(reply.get("code", response.code)), str(reply.get("message", "")))
+    result: dict[str, Any] = reply
+    return result

@@ -13,11 +13,13 @@ from sysadmd.services._console import ConsoleActions
 from sysadmd.services._dispatcher import DispatcherActions
 from sysadmd.services._events import EVENT_NAMES, EventActions, GuestWatcher
 from sysadmd.services._host import HostActions
-from sysadmd.services._iohyve import IohyveActions
+from sysadmd.services._iohyve import UPLOAD_CLASS, UPLOAD_TRANSPORT, IohyveActions
 from sysadmd.services._rpc import QueryActions, Rpc
 
 __all__ = [
     "EVENT_NAMES",
+    "UPLOAD_CLASS",
+    "UPLOAD_TRANSPORT",
     "ConsoleActions",
     "DispatcherActions",
     "EventActions",

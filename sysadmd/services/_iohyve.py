@@ -143,6 +143,19 @@ def _verify(value: Any, label: str) -> str:
     return "auto"
 
 
+def _byte_count(value: Any, label: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise bad_request(f"{label} must be a whole number of bytes")
+    return value
+
+
+BYTE_COUNT: Final = ArgType({"type": "integer", "minimum": 0}, _byte_count, 1048576)
+#: The class of uploads (``sysadm/isoupload``): an action of its own, not of
+#: ``sysadm/iohyve``, since no JSON call can carry an ISO.
+UPLOAD_CLASS: Final = "isoupload"
+#: The transport name of the connection ``PUT /iso/<name>`` makes its one request on.
+UPLOAD_TRANSPORT: Final = "upload"
+
 CHECKSUM: Final = ArgType(
     {"type": "string", "pattern": schema_pattern(CHECKSUM_PATTERN)},
     _checksum,
@@ -339,6 +352,7 @@ class IohyveActions:
         file_roots: Sequence[Path] = (),
         *,
         host: HostTools | None = None,
+        upload_max: int = 64 * 1024**3,
     ) -> None:
         """``host`` is the host's tools: ``setup`` asks them for the pools to refuse a
         pool that does not exist with 404 before anything runs. Without them that
@@ -347,6 +361,7 @@ class IohyveActions:
         self._fetches = fetches
         self._file_roots = tuple(file_roots)
         self._host = host
+        self._upload_max = upload_max
 
     @action(
         NAMESPACE,
@@ -423,6 +438,44 @@ class IohyveActions:
         # The queueid is a promise: reply only once the queued task is on disk.
         await self._fetches.written()
         return {"command": task.command, "comment": "Task Queued", "queueid": task.id}
+
+    @action(
+        NAMESPACE,
+        UPLOAD_CLASS,
+        None,
+        summary=(
+            "Start storing an ISO whose bytes are the body of PUT /iso/<name> (only that "
+            "route calls it; see Uploads): 409 if the ISO exists or a task owns the name, "
+            "507 if the size exceeds fetch.upload_max or the ISO store's free space."
+        ),
+        args=[
+            Arg("name", NAME, "the ISO's name"),
+            Arg("size", BYTE_COUNT, "the body's size in bytes (its Content-Length)"),
+            Arg(
+                "checksum",
+                CHECKSUM,
+                'what the ISO must hash to: "sha256:<hex>" or "sha512:<hex>"; an upload that '
+                "does not match is refused with 400 and removed",
+                required=False,
+            ),
+        ],
+        reply=_object(
+            name={"type": "string"},
+            size={"type": "integer", "minimum": 0},
+            digest={"type": "string", "pattern": schema_pattern(CHECKSUM_PATTERN)},
+        ),
+        role=Role.ADMIN,
+    )
+    async def uploadiso(self, call: Call) -> Any:
+        if call.connection.transport != UPLOAD_TRANSPORT:
+            raise bad_request(f"{UPLOAD_CLASS} takes the ISO as the body of PUT /iso/<name>")
+        return await self._fetches.begin_upload(
+            call.args["name"],
+            call.args["size"],
+            call.caller.user if call.caller else None,
+            call.args.get("checksum"),
+            self._upload_max,
+        )
 
     @action(
         NAMESPACE,

@@ -76,6 +76,7 @@ from sysadmd.tasks._checksum import (
 )
 from sysadmd.tasks._journal import Journal, TaskRecord
 from sysadmd.tasks._progress import Progress, ProgressMeter, dispatcher_event, remote_size
+from sysadmd.tasks._upload import STAGING_DIRECTORY, IsoUpload, upload_ended
 
 __all__ = ["EndLeftOvers", "FetchQueue", "FetchTask", "Publish", "TaskState", "local_time"]
 
@@ -125,10 +126,21 @@ class FetchTask:
     preparing: Deferred[Digest | None] | None = field(default=None, repr=False)
     #: Set when a kill or a stop cancels :attr:`preparing`.
     preparing_ended: bool = field(default=False, repr=False)
+    #: An upload (``PUT /iso/<name>``) rather than a download: not journalled, since its
+    #: body cannot be asked for again after a restart.
+    upload: bool = False
+    #: Ends an upload while its body arrives (a kill then has no process to stop).
+    on_kill: Callable[[], object] | None = field(default=None, repr=False)
+    #: When the last progress event of an upload was sent.
+    last_event: float = field(default=0.0, repr=False)
+    #: Fired when the task ends (an upload's request waits for its ISO to be stored).
+    waiters: list[Deferred[None]] = field(default_factory=list, repr=False)
 
     @property
     def command(self) -> str:
         """The command as sysadm's reply shows it, credentials in the URL redacted."""
+        if self.upload:
+            return f"upload {self.name}"
         return redact_urls(f"iohyve fetch {self.url}")
 
     def record(self) -> TaskRecord:
@@ -358,6 +370,92 @@ class FetchQueue(Service):
         self.log.info("Queued fetch {task_id} of {name}", task_id=task.id, name=name)
         return task
 
+    async def begin_upload(
+        self, name: str, size: int, user: str | None, checksum: str | None, limit: int
+    ) -> IsoUpload:
+        """Start an upload of ``size`` bytes into ISO ``name``, decided from the size alone.
+
+        409 if a task owns the name or the ISO exists; 507 if ``size`` exceeds ``limit``
+        or the ISO store's free space (less what other tasks claim) cannot hold it twice
+        (the received file, then the stored ISO); 503 while stopping. Only then is the
+        staging file created.
+        """
+        self.ensure_free(name)
+        if self._stopping:
+            raise ApiError(503, "the daemon is shutting down; no new uploads are taken")
+        if size > limit:
+            raise ApiError(
+                507, f"ISO '{name}' is {size} bytes; uploads may be at most {limit} bytes"
+            )
+        await self._iohyve.check_iso_absent(name)
+        directory = self._iohyve.iso_directory(name)
+        free = await self._in_thread(self._free_space, directory)
+        if free is not None:
+            room = free - self.claimed()
+            if 2 * size > room:
+                raise ApiError(
+                    507,
+                    f"ISO '{name}' is {size} bytes; storing an upload takes twice that (the "
+                    f"received file, then the ISO) and the ISO store has {max(room, 0)} "
+                    "bytes free",
+                )
+        # Checked again: the name may have been taken while the checks above ran.
+        self.ensure_free(name)
+        expected = parse_checksum(checksum) if checksum is not None else None
+        task = FetchTask(
+            self._new_id(),
+            f"upload:{name}",
+            name,
+            self._clock.seconds(),
+            user,
+            state=TaskState.RUNNING,
+            started=self._clock.seconds(),
+            announced=size,
+            verify=str(expected) if expected is not None else None,
+            stage="uploading",
+            upload=True,
+        )
+        staged = directory.parent / STAGING_DIRECTORY / task.id.strip("{}") / name
+        upload = IsoUpload(
+            self,
+            task,
+            staged=staged,
+            size=size,
+            algorithm=expected.algorithm if expected is not None else "sha256",
+            expected=expected,
+            now=self._clock.seconds,
+        )
+        task.progress = Progress(0, size, 0.0)
+        task.on_kill = lambda: upload.abort("killed")
+        self.tasks[task.id] = task
+        self._owners[name] = task
+        self._changed(task)
+        self.log.info("Upload {task_id} of {name} started", task_id=task.id, name=name)
+        return upload
+
+    def upload_progress(self, task: FetchTask) -> None:
+        """Tell the subscribers how far an upload is, at most once a second."""
+        now = self._clock.seconds()
+        if now - task.last_event >= 1.0:
+            task.last_event = now
+            self._emit(task)
+
+    async def store_upload(self, task: FetchTask, staged: Path, digest: Digest) -> None:
+        """Have the backend store an arrived upload as the ISO (its digest checked again on
+        the stored copy); returns when the task has ended."""
+        task.on_kill = None
+        task.url = staged.as_uri()
+        task.verify = str(digest)
+        task.stage = "storing"
+        task.progress = None
+        ended = upload_ended(task)
+        await self._run(task)
+        await ended
+
+    def end_upload(self, task: FetchTask, state: TaskState, message: str) -> None:
+        """End an upload that never reached the backend."""
+        self._finish(task, state, message)
+
     def written(self) -> Deferred[None]:
         """Fires once every journal write asked for so far has been committed (or failed).
 
@@ -391,6 +489,8 @@ class FetchQueue(Service):
                 task.message = "killed"
                 task.preparing_ended = True
                 task.preparing.cancel()
+            elif task.on_kill is not None:
+                task.on_kill()
         return killed
 
     # Life cycle
@@ -504,7 +604,7 @@ class FetchQueue(Service):
 
     async def _run(self, task: FetchTask) -> None:
         task.state = TaskState.RUNNING
-        task.started = self._clock.seconds()
+        task.started = task.started or self._clock.seconds()
         task.meter = ProgressMeter(self._clock, self._iohyve.iso_directory(task.name))
         ticker = LoopingCall(self._tick, task)
         ticker.clock = self._clock
@@ -725,6 +825,9 @@ class FetchQueue(Service):
         if self._owners.get(task.name) is task:
             del self._owners[task.name]
         self._changed(task)
+        waiters, task.waiters = task.waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
         self.log.info(
             "Fetch {task_id} of {name} {state}{detail}",
             task_id=task.id,
@@ -736,7 +839,7 @@ class FetchQueue(Service):
 
     def _changed(self, task: FetchTask) -> None:
         """Journal the task's state and tell the subscribers."""
-        if self._journal is not None:
+        if self._journal is not None and not task.upload:
             journal, record = self._journal, task.record()
 
             def failed(failure: Failure) -> None:
@@ -770,7 +873,7 @@ class FetchQueue(Service):
     def _extra(task: FetchTask) -> dict[str, object] | None:
         """sysadmd's keys of a verified fetch's events, and a finished one's outcome."""
         extra: dict[str, object] = {}
-        if task.verify is not None and not task.state.final:
+        if (task.verify is not None or task.upload) and not task.state.final:
             extra["stage"] = task.stage or (
                 "downloading" if task.state is TaskState.RUNNING else "queued"
             )

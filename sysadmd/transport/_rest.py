@@ -11,6 +11,7 @@ is the WebSocket endpoint, so one listener serves both protocols.
 from __future__ import annotations
 
 import math
+from io import BytesIO
 from json.encoder import encode_basestring as _encode_string
 from typing import Any, Final, cast
 
@@ -37,6 +38,7 @@ from sysadmd.api import (
 )
 from sysadmd.auth import CHALLENGE_HEADER, RetryLater, credentials_from_header
 from sysadmd.catalog import openapi
+from sysadmd.transport._upload import UploadReceiver, Uploads
 
 CALL_METHODS: Final = ("PUT", "POST")
 _CALL_METHODS_BYTES: Final = frozenset(method.encode() for method in CALL_METHODS)
@@ -166,8 +168,28 @@ class LimitedRequest(Request):
         self._received = 0
         self._refused = False
         self._timer: IDelayedCall | None = site.reactor.callLater(self.deadline, self._too_slow)
+        #: The receiver of an ISO upload's body (``PUT /iso/<name>``), which has its own
+        #: size cap and idle timeout instead of ``max_body`` and ``deadline``.
+        self.upload: UploadReceiver | None = None
+
+    @property
+    def gone(self) -> bool:
+        """Whether the request was answered out of cycle or its connection is lost."""
+        return self._refused or self.channel is None or self.channel.transport is None
+
+    def refuse(self, code: int, message: str) -> None:
+        """Answer ``code`` at once, outside the request cycle, and close the connection."""
+        self._refuse(code, message)
 
     def gotLength(self, length: int | None) -> None:
+        uploads: Uploads | None = getattr(getattr(self.channel, "site", None), "uploads", None)
+        # The request line is in; Request itself learns it only once the body is.
+        command, path = getattr(self.channel, "_command", b""), getattr(self.channel, "_path", b"")
+        if uploads is not None and uploads.claims(command, path):
+            self._stop_timer()
+            self.content = BytesIO()
+            self.upload = uploads.start(self, path, length)
+            return
         if length is not None and length > self.max_body:
             self._refuse(413, f"the request body must be at most {self.max_body} bytes")
             length = 0
@@ -175,6 +197,9 @@ class LimitedRequest(Request):
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._refused:
+            return
+        if self.upload is not None:
+            self.upload.chunk(data)
             return
         self._received += len(data)
         if self._received > self.max_body:
@@ -184,11 +209,15 @@ class LimitedRequest(Request):
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         self._stop_timer()
+        if self.upload is not None and not self._refused:
+            self.upload.body_done()
         if not self._refused:
             super().requestReceived(command, path, version)
 
     def connectionLost(self, reason: Failure) -> None:
         self._stop_timer()
+        if self.upload is not None:
+            self.upload.lost()
         super().connectionLost(reason)
 
     def _stop_timer(self) -> None:
@@ -215,6 +244,8 @@ class LimitedRequest(Request):
             b"Connection: close\r\n\r\n%s" % (code, reason, len(body), body)
         )
         transport.loseConnection()
+        if self.upload is not None:
+            self.upload.lost()
 
 
 class ApiSite(Site):
@@ -233,8 +264,11 @@ class ApiSite(Site):
         request_deadline: float,
         websockets: Any = None,
         access_log: bool = False,
+        uploads: Uploads | None = None,
     ) -> None:
         super().__init__(resource, reactor=clock)
+        #: ``PUT /iso/<name>``'s receivers, if this site takes uploads.
+        self.uploads = uploads
         self.max_body = max_body
         self.request_deadline = request_deadline
         self.access_log = access_log
@@ -398,6 +432,18 @@ class RestApi:
                 request.responseHeaders.setRawHeaders(b"Retry-After", [b"%d" % error.retry_after])
             return _error(request, error)
         return _render(request, 200, None, self._results.encode(reply.spec, reply.value))
+
+    @app.route("/iso/<name>", methods=["PUT"])
+    async def upload(self, request: IRequest, name: str) -> bytes:
+        """The reply to an ISO upload whose body has arrived (see :mod:`._upload`)."""
+        receiver = getattr(request, "upload", None)
+        if receiver is None:
+            return _error(request, ApiError(404, "this listener takes no uploads"))
+        try:
+            status, body = await receiver.reply()
+        except ApiError as e:
+            return _error(request, e)
+        return _render(request, status, {"args": body})
 
     @app.route(openapi.DOCUMENT_PATH)
     def openapi_document(self, request: IRequest) -> bytes:

@@ -98,7 +98,10 @@ async def test_errors(
 
 def test_schemas_accept_valid_and_refuse_invalid_arguments() -> None:
     """The derived JSON Schema agrees with the validation for every iohyve action."""
-    specs = {spec.action: spec for _, spec in declared_actions(IohyveActions)}
+    declared = [spec for _, spec in declared_actions(IohyveActions)]
+    # Uploads are a class of their own (sysadm/isoupload): no JSON call carries an ISO.
+    assert [s.name for s in declared if s.name != "iohyve"] == ["isoupload"]
+    specs = {spec.action: spec for spec in declared if spec.name == "iohyve"}
     assert sorted(str(a) for a in specs) == sorted(
         [
             "adddisk",

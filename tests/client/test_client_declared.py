@@ -226,6 +226,8 @@ CLIENT_ABSENT: dict[str, str] = {
     "rpc/settings revoke_ssl_cert": "as list_ssl_certs",
     "sysadm/network list-devices": "a host fact for sysadm's setup page; call() reaches it",
     "sysadm/zfs list_pools": "a host fact for sysadm's setup page; call() reaches it",
+    "sysadm/isoupload": "no WebSocket call: upload_iso() sends PUT /iso/<name>, whose "
+    "route dispatches it (end to end in tests/client/test_cli_upload.py)",
     "sysadm/console consolelog": "call() reaches it; the console itself shows the history",
     "sysadm/console consolerelease": "for an admin on the host; call() reaches it",
     "sysadm/consoleview attach": "the console WebSocket's own login "
@@ -425,6 +427,7 @@ CLI_ABSENT: dict[str, str] = {
     "sysadm/iohyve version": '`sysadm call sysadm iohyve \'{"action": "version"}\'` shows it',
     "sysadm/network list-devices": "a host fact for the setup of iohyve, as issetup",
     "sysadm/zfs list_pools": "as list-devices",
+    "sysadm/isoupload": "`iso upload` sends PUT /iso/<name>, not a call (see CLI_GENERIC)",
     "sysadm/console consolelog": "`vm console` shows the history first; `sysadm call` reaches it",
     "sysadm/console consolerelease": "for an admin on the host; `sysadm call` reaches it",
     "sysadm/consoleview attach": "`vm console` logs in on the console WebSocket",
@@ -435,6 +438,8 @@ CLI_ABSENT: dict[str, str] = {
 #: Commands that send no action of their own, and why.
 CLI_GENERIC: dict[str, str] = {
     "call": "any request",
+    "iso upload": "PUT /iso/<name> over HTTPS with the session's token, which the daemon "
+    "dispatches as sysadm/isoupload (end to end in tests/client/test_cli_upload.py)",
     "vm console": "a WebSocket at /console/<guest>, not a request (tests/console)",
     "fleet hosts": "asks the router (its session list), then each host's fleet.info",
     "known-hosts list": "reads the local known_hosts file",

@@ -1,0 +1,276 @@
+"""End to end: ``PUT /iso/<name>`` stores an ISO from the client, through the real daemon."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon import Daemon
+from httpserver import HTTPServer
+from support import async_fixture, async_test
+from test_disk_space import Space
+from test_e2e import rest, seed_vm_bhyve, ws
+from test_verified_fetch import DATA, Host, start_host
+from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
+from twisted.web.http_headers import Headers
+from wsclient import WsClient
+
+from sysadmd.api import ApiError
+from sysadmd.backends import ProcessRunner
+
+pytestmark = pytest.mark.e2e
+
+#: The upload cap of the test daemon.
+CAP = 4 * 1024 * 1024
+OPERATOR_PASSWORD = "operator password 1"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    base = tmp_path_factory.mktemp("upload")
+    config = base / "sysadmd.toml"
+    config.write_text(f"[fetch]\ngrace = 1\nupload_max = {CAP}\n")
+    running = Daemon(base / "state", "--config", str(config))
+    admin = [sys.executable, "-m", "sysadmd.auth.admin", "--state-dir", str(running.state_dir)]
+    added = subprocess.run(
+        [*admin, "user", "add", "oscar", "--role", "operator"],
+        input=f"{OPERATOR_PASSWORD}\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    yield running
+    assert running.stop()
+
+
+def _store(daemon: Daemon) -> Path:
+    return daemon.state_dir / "simulator" / "iohyve" / "ISO"
+
+
+def _staging(daemon: Daemon) -> Path:
+    return _store(daemon) / ".sysadmd-uploads"
+
+
+async def _put(
+    daemon: Daemon,
+    name: str,
+    data: bytes,
+    *,
+    query: str = "",
+    auth: tuple[str, str] | None = None,
+) -> tuple[int, Any]:
+    response = await daemon.http().put(
+        f"https://localhost:{daemon.ports[1]}/iso/{name}{query}",
+        data=io.BytesIO(data),
+        headers=Headers({"Content-Type": ["application/octet-stream"]}),
+        auth=auth or ("admin", daemon.password),
+    )
+    return response.code, await response.json()
+
+
+def _raw(daemon: Daemon, head: bytes, body: bytes = b"") -> bytes:
+    """Send ``head`` and ``body`` on a TLS socket; return the daemon's first reply."""
+    context = ssl.create_default_context(cadata=(daemon.state_dir / "tls" / "cert.pem").read_text())
+    with (
+        socket.create_connection(("127.0.0.1", daemon.ports[1]), timeout=10) as plain,
+        context.wrap_socket(plain, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(head)
+        if body:
+            tls.sendall(body)
+        received = b""
+        while b"\r\n\r\n" not in received or len(received.partition(b"\r\n\r\n")[2]) < int(
+            received.lower().partition(b"content-length: ")[2].split(b"\r\n")[0] or 0
+        ):
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def _basic(daemon: Daemon) -> bytes:
+    return base64.b64encode(f"admin:{daemon.password}".encode())
+
+
+async def _events(client: WsClient, name: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    while not events or events[-1]["state"] != "finished":
+        message = await client.next()
+        if message["name"] != "dispatcher":
+            continue
+        args: dict[str, Any] = message["args"]
+        if args.get("filename") == name:
+            events.append(args)
+    return events
+
+
+@async_test
+async def test_an_upload_lands_byte_for_byte_and_shows_as_a_task(daemon: Daemon) -> None:
+    data = bytes(range(256)) * 12_000  # 3 MB: several reads, one temporary file
+    client = await ws(daemon)
+    client.send({"namespace": "events", "name": "subscribe", "id": "s", "args": "dispatcher"})
+    assert (await client.next())["args"] == {"subscribe": "dispatcher"}
+    code, reply = await _put(daemon, "uploaded.iso", data)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    assert (code, reply) == (
+        201,
+        {"args": {"name": "uploaded.iso", "size": len(data), "digest": digest}},
+    )
+    assert (_store(daemon) / "uploaded.iso" / "uploaded.iso").read_bytes() == data
+    assert not _staging(daemon).exists() or not any(_staging(daemon).iterdir())
+    events = await _events(client, "uploaded.iso")
+    assert events[0]["stage"] == "uploading"
+    assert events[-1]["result"] == "succeeded" and events[-1]["size"] == len(data)
+    assert "storing" in [e.get("stage") for e in events]
+    await client.close()
+    code, listed = await rest(daemon, {"action": "listisos"})
+    assert "uploaded.iso" in listed["args"]["listisos"]
+    code, tasks = await rest(daemon, {"action": "list"}, path="rpc/dispatcher")
+    assert code == 200, tasks
+    jobs = tasks["args"]["jobs"]["no_queue"].values()
+    assert "upload uploaded.iso" in [" ".join(job["commands"]) for job in jobs], tasks
+
+
+@async_test
+async def test_an_existing_iso_is_refused_with_409(daemon: Daemon) -> None:
+    assert (await _put(daemon, "twice.iso", b"first"))[0] == 201
+    code, reply = await _put(daemon, "twice.iso", b"second")
+    assert code == 409, reply
+    assert (_store(daemon) / "twice.iso" / "twice.iso").read_bytes() == b"first"
+
+
+@async_test
+async def test_an_operator_is_refused_with_403(daemon: Daemon) -> None:
+    code, reply = await _put(daemon, "op.iso", b"x" * 100, auth=("oscar", OPERATOR_PASSWORD))
+    assert code == 403, reply
+    assert not (_store(daemon) / "op.iso").exists()
+
+
+@async_test
+async def test_a_bad_name_is_refused_with_400(daemon: Daemon) -> None:
+    for name in ("..hidden.iso", "a%20b.iso", "-x.iso"):
+        code, reply = await _put(daemon, name, b"x")
+        assert code == 400, (name, reply)
+        assert "name" in reply["args"]["message"]
+
+
+@async_test
+async def test_a_checksum_mismatch_names_both_digests_and_leaves_nothing(daemon: Daemon) -> None:
+    wrong = "sha256:" + "0" * 64
+    data = b"not what was promised" * 1000
+    code, reply = await _put(daemon, "wrong.iso", data, query=f"?checksum={wrong}")
+    assert code == 400, reply
+    message = reply["args"]["message"]
+    assert wrong in message and hashlib.sha256(data).hexdigest() in message
+    assert not (_store(daemon) / "wrong.iso").exists()
+    assert not _staging(daemon).exists() or not any(_staging(daemon).iterdir())
+    right = f"sha512:{hashlib.sha512(data).hexdigest()}"
+    code, reply = await _put(daemon, "right.iso", data, query=f"?checksum={right}")
+    assert (code, reply["args"]["digest"]) == (201, right)
+
+
+@async_test
+async def test_too_large_is_refused_before_any_byte_is_written(daemon: Daemon) -> None:
+    """The 507 comes from the headers alone: the client waits for 100 Continue and never
+    sends the body, and no file (not even the staging directory) is created."""
+    head = (
+        b"PUT /iso/big.iso HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic %s\r\n"
+        b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % (_basic(daemon), CAP + 1)
+    )
+    answer = await deferToThread(_raw, daemon, head)
+    assert answer.startswith(b"HTTP/1.1 507 "), answer
+    assert b"100 Continue" not in answer
+    assert b"at most %d bytes" % CAP in answer
+    assert not (_store(daemon) / "big.iso").exists()
+    assert not _staging(daemon).exists() or not any(_staging(daemon).iterdir())
+
+
+@async_test
+async def test_without_content_length_the_answer_is_411(daemon: Daemon) -> None:
+    head = (
+        b"PUT /iso/chunked.iso HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic %s\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" % _basic(daemon)
+    )
+    answer = await deferToThread(_raw, daemon, head, b"5\r\nhello\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 411 "), answer
+    assert not (_store(daemon) / "chunked.iso").exists()
+
+
+@async_fixture()
+async def space_host(tmp_path: Path, http: HTTPServer) -> AsyncIterator[tuple[Host, Space]]:
+    runner = ProcessRunner(reactor, kill_grace=0.5)
+    space = Space(10 * len(DATA))
+    host = start_host(tmp_path, http, runner, free_space=space)
+    yield host, space
+    await host.fetches.stopService()
+    await runner.stop_all()
+
+
+@async_test
+async def test_an_upload_larger_than_the_free_space_is_refused_before_any_file(
+    space_host: tuple[Host, Space],
+) -> None:
+    """The upload needs room for the received file and the stored ISO: twice its size."""
+    host, space = space_host
+    space.free = 2 * len(DATA) - 1
+    with pytest.raises(ApiError) as refused:
+        await host.fetches.begin_upload("roomy.iso", len(DATA), "admin", None, 10 * len(DATA))
+    assert refused.value.code == 507
+    assert f"is {len(DATA)} bytes" in refused.value.message
+    assert host.fetches.tasks == {}
+    assert not (host.iohyve.iso_root / ".sysadmd-uploads").exists()
+    assert host.iso_files("roomy.iso") == []
+    space.free = 2 * len(DATA)
+    upload = await host.fetches.begin_upload("roomy.iso", len(DATA), "admin", None, len(DATA))
+    upload.write(DATA)
+    stored = await upload.finish()
+    assert stored["size"] == len(DATA)
+    assert (host.iohyve.iso_directory("roomy.iso") / "roomy.iso").read_bytes() == DATA
+
+
+@async_test
+async def test_a_killed_upload_ends_cancelled_and_leaves_nothing(
+    space_host: tuple[Host, Space],
+) -> None:
+    host, _ = space_host
+    upload = await host.fetches.begin_upload("killed.iso", len(DATA), "admin", None, len(DATA))
+    upload.write(DATA[:1000])
+    assert upload.staged.exists()
+    assert host.fetches.kill([upload.task.id]) == [upload.task.id]
+    assert upload.task.state.value == "cancelled"
+    assert not upload.staged.exists()
+    assert not host.fetches.busy("killed.iso")
+    upload.write(DATA[1000:])
+    with pytest.raises(ApiError) as ended:
+        await upload.finish()
+    assert ended.value.code == 409 and "killed" in ended.value.message
+    assert host.iso_files("killed.iso") == []
+
+
+@async_test
+async def test_on_a_vm_bhyve_host_without_fetch_an_upload_fails_cleanly(tmp_path: Path) -> None:
+    """The ISO is stored by the backend's fetch of the staged file; the simulated vm-bhyve
+    host has no fetch command, so the upload fails naming why and leaves no file."""
+    seed_vm_bhyve(tmp_path / "state", tmp_path)
+    running = Daemon(tmp_path / "state", "--backend", "vm-bhyve")
+    try:
+        code, reply = await _put(running, "bhyve.iso", b"vm-bhyve upload " * 50_000)
+        assert code == 500, reply
+        assert "no fetch command" in reply["args"]["message"]
+        code, listed = await rest(running, {"action": "listisos"})
+        assert "bhyve.iso" not in listed["args"]["listisos"], listed
+        assert not [p for p in (tmp_path / "state").rglob("bhyve.iso") if p.is_file()]
+    finally:
+        assert running.stop()
