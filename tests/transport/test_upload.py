@@ -26,7 +26,7 @@ from twisted.web.http_headers import Headers
 from wsclient import WsClient
 
 from sysadmd.api import ApiError
-from sysadmd.backends import ProcessRunner
+from sysadmd.backends import Iohyve, ProcessRunner
 
 pytestmark = pytest.mark.e2e
 
@@ -230,6 +230,7 @@ async def test_an_upload_larger_than_the_free_space_is_refused_before_any_file(
     assert refused.value.code == 507
     assert f"is {len(DATA)} bytes" in refused.value.message
     assert host.fetches.tasks == {}
+    assert isinstance(host.iohyve, Iohyve)
     assert not (host.iohyve.iso_root / ".sysadmd-uploads").exists()
     assert host.iso_files("roomy.iso") == []
     space.free = 2 * len(DATA)
