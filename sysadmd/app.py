@@ -290,14 +290,17 @@ def vm_bhyve_enabled(rc_conf: Path) -> bool:
     return value.lower() in ("yes", "true", "on", "1")
 
 
+#: The word that selects FreeBSD's fetch in the simulator (``fetch`` alone is iohyve's).
+SIMULATED_FETCH = "/usr/bin/fetch"
+
+
 def make_backend(
     config: Config, runner: ProcessRunner, reactor: Any, command: list[str], backend: str
 ) -> VMBackend:
     """The backend ``backend`` names: on the host's tools, or on the simulator's
-    (``command`` then starts the simulator, and ``<command> vm``, ``sysrc`` and ``pgrep``
-    are its dialects, on a host whose ``/`` is ``<state_dir>/simulator``). The simulator
-    has no ``zfs`` or ``fetch``: datasets are mounted at ``/<dataset>`` there, and ISOs
-    are not downloaded."""
+    (``command`` then starts the simulator, and ``<command> vm``, ``sysrc``, ``pgrep``,
+    ``zfs``, ``/usr/bin/fetch`` and ``xz`` are its dialects, on a host whose ``/`` is
+    ``<state_dir>/simulator``)."""
     simulator = config.state_dir / "simulator"
     if backend == "vm-bhyve":
         if config.iohyve_simulate:
@@ -305,8 +308,9 @@ def make_backend(
                 vm=(*command, "vm"),
                 sysrc=(*command, "sysrc"),
                 pgrep=(*command, "pgrep"),
-                zfs=None,
-                fetch=None,
+                zfs=(*command, "zfs"),
+                fetch=(*command, SIMULATED_FETCH),
+                xz=(*command, "xz"),
             )
             return VmBhyve(
                 runner,

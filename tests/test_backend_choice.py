@@ -60,7 +60,7 @@ def test_the_flag_sets_the_key() -> None:
 
 def test_the_chosen_backend_is_built_on_its_tools(tmp_path: Path) -> None:
     """vm-bhyve on a host runs the configured vm and sysrc; simulated, every tool is a
-    dialect of the simulator (it has no fetch: ISOs are not downloaded there)."""
+    dialect of the simulator (FreeBSD's fetch by its path: the word fetch is iohyve's)."""
     runner = cast(ProcessRunner, object())
     host = settings(tmp_path, **{"host.backend": "vm-bhyve", "vm-bhyve.sysrc": "/s/sysrc"})
     built = app.make_backend(host, runner, Clock(), ["/x/iohyve"], "vm-bhyve")
@@ -73,5 +73,7 @@ def test_the_chosen_backend_is_built_on_its_tools(tmp_path: Path) -> None:
     assert built._commands.vm == ("/py", "-m", "sim", "vm")
     assert built._commands.sysrc == ("/py", "-m", "sim", "sysrc")
     assert built._commands.pgrep == ("/py", "-m", "sim", "pgrep")
-    assert built._commands.fetch is None
+    assert built._commands.zfs == ("/py", "-m", "sim", "zfs")
+    assert built._commands.fetch == ("/py", "-m", "sim", "/usr/bin/fetch")
+    assert built._commands.xz == ("/py", "-m", "sim", "xz")
     assert isinstance(app.make_backend(host, runner, Clock(), ["/x/iohyve"], "iohyve"), Iohyve)

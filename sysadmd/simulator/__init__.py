@@ -31,6 +31,14 @@ The other VM manager, vm-bhyve, is the ``vm`` dialect (:mod:`~sysadmd.simulator.
     FreeBSD's pgrep over the running guests' processes (:mod:`~sysadmd.simulator.pgrep`):
     ``pgrep -fx "bhyve: web"`` prints the pid of running guest ``web``; ``/dev/vmm/<name>`` is
     the file ``ROOT/dev/vmm/<name>``.
+``iohyve-sim [--root DIR] [--pool NAME] zfs create|get|set|destroy ...``
+    FreeBSD's zfs on the simulator's one dataset namespace (:mod:`~sysadmd.simulator.zfscmd`):
+    ``zfs create tank/vm`` makes the filesystem mounted at ``/tank/vm`` (``ROOT/tank/vm``).
+``iohyve-sim [--root DIR] /usr/bin/fetch [-q] -o PATH URL``
+    FreeBSD's fetch(1) (:mod:`~sysadmd.simulator.fetchcmd`), named by its path: the word
+    ``fetch`` is iohyve's own command.
+``iohyve-sim [--root DIR] xz -d [-fkq] FILE ...``
+    xz's decompression in place (:mod:`~sysadmd.simulator.xzcmd`).
 
 Three FreeBSD tools the sysadm daemon also runs are simulated on the same state when they are the
 first word (:mod:`~sysadmd.simulator.hosttools` documents their output):

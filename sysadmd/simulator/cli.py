@@ -13,7 +13,8 @@ Options (they come before the iohyve words; ``--`` ends them early):
 
 Everything from the first word that is not an option on is run by the simulated tool that word
 names (:mod:`~sysadmd.simulator.dialects`): ``iohyve``, ``vm``, ``zpool``, ``ifconfig``,
-``sysctl``, ``sysrc`` or ``pgrep``
+``sysctl``, ``sysrc``, ``pgrep``, ``zfs``, ``xz`` or ``/usr/bin/fetch`` (FreeBSD's fetch, by its
+path: the word ``fetch`` is iohyve's)
 (``iohyve-sim --root /tmp/s zpool list -H``, ``iohyve-sim --root /tmp/s iohyve list``). Words
 that name no tool go to iohyve, so ``iohyve-sim --root /tmp/s list`` behaves like ``iohyve
 list``. The exit status is the tool's.
@@ -56,7 +57,10 @@ USAGE = (
     "       iohyve-sim [--root DIR] ifconfig [-l | -a | <interface>]\n"
     "       iohyve-sim [--root DIR] sysctl [-n] <name> ...\n"
     "       iohyve-sim [--root DIR] sysrc [-f file] [-inqx] name[[+|-]=value] ...\n"
-    "       iohyve-sim [--root DIR] pgrep [-flx] pattern ..."
+    "       iohyve-sim [--root DIR] pgrep [-flx] pattern ...\n"
+    "       iohyve-sim [--root DIR] [--pool NAME] zfs create|get|set|destroy ...\n"
+    "       iohyve-sim [--root DIR] /usr/bin/fetch [-q] -o path URL\n"
+    "       iohyve-sim [--root DIR] xz -d [-fkq] file ..."
 )
 
 

@@ -11,7 +11,9 @@ The datasets of one simulator root, in ``zfs list`` order (byte order of the ful
   filesystem per ISO image below it, for the pool named by ``--pool``; they always exist;
 * ``<pool>/iohyve`` (``/iohyve/<pool>``) of every other pool ``setup`` prepared;
 * ``<pool>/iohyve/<guest>`` (``/iohyve/<guest>``), carrying the ``iohyve:*`` user properties, and
-  its zvols ``<pool>/iohyve/<guest>/<diskN>``, which inherit those properties.
+  its zvols ``<pool>/iohyve/<guest>/<diskN>``, which inherit those properties;
+* the datasets ``zfs create`` made for other tools (vm-bhyve's ``<pool>/vm``, mounted at
+  ``/<pool>/vm``, and zvols below it), kept in the host's state.
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ def datasets(ctx: Context, store: Store) -> list[Dataset]:
     found.extend(
         Dataset(ctx.dataset("ISO", iso), f"/iohyve/ISO/{iso}") for iso in ctx.root.iso_names()
     )
+    for name, size in store.host.datasets.items():
+        if size is None:
+            found.append(Dataset(name, f"/{name}"))
+        else:
+            found.append(Dataset(name, UNSET, disk=name.rsplit("/", 1)[-1], volsize=size))
     for guest, record in store.guests.items():
         found.append(Dataset(ctx.dataset(guest), f"/iohyve/{guest}", guest=guest))
         found.extend(

@@ -2,10 +2,12 @@
 
 A dialect is one program the simulator imitates on the shared state (guests, zvols,
 ISOs, pools, interfaces): ``iohyve``, and the FreeBSD tools a VM manager's host also
-runs (``zpool``, ``ifconfig``, ``sysctl``, ``sysrc``, ``pgrep``), and vm-bhyve (``vm``).
+runs (``zpool``, ``ifconfig``, ``sysctl``, ``sysrc``, ``pgrep``, ``zfs``, ``fetch``, ``xz``),
+and vm-bhyve (``vm``).
 ``iohyve-sim <tool> <words...>`` runs ``<tool> <words...>``; words that do not start with a
 tool's name go to the default dialect, iohyve, so ``iohyve-sim list`` is ``iohyve list`` as
-it always was.
+it always was. FreeBSD's fetch is named by its path, ``/usr/bin/fetch``: the word ``fetch``
+stays iohyve's own command.
 
 The other VM manager, vm-bhyve's ``vm``, is one more :class:`Dialect` in :data:`DIALECTS`
 with its own modules (:mod:`~sysadmd.simulator.vmbhyve`, :mod:`~sysadmd.simulator.vmhost`).
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sysadmd.simulator import hosttools, pgrep, sysrc, vmbhyve
+from sysadmd.simulator import fetchcmd, hosttools, pgrep, sysrc, vmbhyve, xzcmd, zfscmd
 from sysadmd.simulator.commands import Command, run_iohyve
 from sysadmd.simulator.context import Context
 
@@ -40,6 +42,13 @@ DIALECTS: dict[str, Dialect] = {
         Dialect("sysctl", hosttools.cmd_sysctl, "FreeBSD's sysctl, for network devices"),
         Dialect("pgrep", pgrep.cmd_pgrep, "FreeBSD's pgrep, over the running guests"),
         Dialect("sysrc", sysrc.cmd_sysrc, "FreeBSD's sysrc, on rc.conf and vm-bhyve's files"),
+        Dialect("zfs", zfscmd.cmd_zfs, "FreeBSD's zfs create, get, set volsize and destroy"),
+        Dialect(
+            fetchcmd.FETCH_PATH,
+            fetchcmd.cmd_fetch,
+            "FreeBSD's fetch -o PATH URL, named by its path (the word fetch is iohyve's)",
+        ),
+        Dialect("xz", xzcmd.cmd_xz, "xz -d, decompressing files in place"),
     )
 }
 #: The dialect of words that name no dialect.

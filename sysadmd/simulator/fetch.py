@@ -311,3 +311,62 @@ class SignalGuard:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+
+
+def download(url: str, destination: str, shown: str, output: Output) -> tuple[int, int | None]:
+    """Download ``url`` to ``destination`` as fetch(1) does: into a temporary
+    ``.fetch.XXXXXX.<name>`` beside it (:func:`temp_file`), renamed into place once
+    complete and removed otherwise. ``shown`` is the path printed. Return fetch's status
+    (0, or 1 after its error line) and the signal (SIGTERM, SIGINT) that ended the
+    transfer, if one did."""
+    directory, name = os.path.split(destination)
+    temp = ""
+    with SignalGuard() as guard:
+        try:
+            try:
+                source = open_source(url)
+            except FetchError as exc:
+                output.err(f"fetch: {exc}")
+                return 1, None
+            try:
+                try:
+                    temp, fd = temp_file(directory, name)
+                except OSError as exc:
+                    output.err(f"fetch: {shown}: open(): {_os_reason(exc)}")
+                    return 1, None
+                try:
+                    transfer(source, fd, url, shown, output)
+                finally:
+                    os.close(fd)
+            except FetchError as exc:
+                output.err(f"fetch: {exc}")
+                return 1, None
+            finally:
+                source.close()
+            guard.committing = True
+            os.replace(temp, destination)
+        except Interrupted as interrupted:
+            guard.pending = interrupted.signum
+        finally:
+            guard.committing = True
+            if temp and os.path.lexists(temp):
+                os.unlink(temp)
+    if guard.pending is not None:
+        if guard.pending == signal.SIGINT:
+            output.err("fetch: transfer interrupted")
+        return 1, guard.pending
+    return 0, None
+
+
+def temp_file(directory: str, file_name: str) -> tuple[str, int]:
+    """Create ``.fetch.XXXXXX.<file>`` in ``directory``, as fetch(1) names its temporary
+    files (mkstemps); return its path and a descriptor open for writing."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    while True:
+        token = "".join(alphabet[byte % len(alphabet)] for byte in os.urandom(6))
+        path = os.path.join(directory, f".fetch.{token}.{file_name}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        return path, fd

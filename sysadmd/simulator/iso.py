@@ -12,7 +12,7 @@ import os
 
 from sysadmd.simulator import datasets, shell, zfs
 from sysadmd.simulator.context import Context, arg
-from sysadmd.simulator.state import FETCH_TEMP_PREFIX, Store, dataset_busy
+from sysadmd.simulator.state import Store, dataset_busy
 
 
 def zfs_list_names(ctx: Context, store: Store) -> list[str]:
@@ -122,16 +122,10 @@ def cmd_renameiso(ctx: Context, args: list[str]) -> int:
 
 
 def _temp_name(directory: str, file_name: str) -> tuple[str, int]:
-    """Create ``.fetch.XXXXXX.<file>`` in ``directory`` as fetch(1) names its temporary files."""
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-    while True:
-        token = "".join(alphabet[byte % len(alphabet)] for byte in os.urandom(6))
-        path = os.path.join(directory, f"{FETCH_TEMP_PREFIX}{token}.{file_name}")
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        return path, fd
+    """Create ``.fetch.XXXXXX.<file>`` in ``directory`` (:func:`fetch.temp_file`)."""
+    from sysadmd.simulator import fetch  # noqa: PLC0415 - loaded by downloads only
+
+    return fetch.temp_file(directory, file_name)
 
 
 class _Download:

@@ -184,6 +184,7 @@ class Host:
     __slots__ = (
         "bridge_description",
         "bridge_members",
+        "datasets",
         "interfaces",
         "iohyve_pools",
         "modules",
@@ -206,6 +207,9 @@ class Host:
         self.bridge_description: str | None = None
         #: The sysctl ``net.link.tap.up_on_open``.
         self.tap_up_on_open = False
+        #: Datasets ``zfs create`` made outside iohyve's own (vm-bhyve's ``<pool>/vm``, its
+        #: zvols): full name to a zvol's size in bytes, or None for a filesystem.
+        self.datasets: dict[str, int | None] = {}
 
     def pools(self, default: str) -> list[Zpool]:
         """Return the simulated pools; ``default`` names the single pool of a fresh host."""
@@ -221,6 +225,8 @@ class Host:
             "bridge_description": self.bridge_description,
             "tap_up_on_open": self.tap_up_on_open,
         }
+        if self.datasets:
+            data["datasets"] = dict(self.datasets)
         if self.zpools is not None:
             data["zpools"] = [pool.to_json() for pool in self.zpools]
         return data
@@ -248,6 +254,13 @@ class Host:
             if not isinstance(zpools, list):
                 raise StateError("host zpools is not a list")
             host.zpools = [Zpool.from_json(pool) for pool in zpools]
+        made = data.get("datasets", {})
+        if not isinstance(made, dict) or not all(
+            isinstance(name, str) and (size is None or isinstance(size, int))
+            for name, size in made.items()
+        ):
+            raise StateError("host datasets is not an object of names and sizes")
+        host.datasets = dict(made)
         return host
 
 

@@ -25,7 +25,8 @@ add a ``bhyve: <name>`` process and ``/dev/vmm/<name>``; ``stop`` and ``poweroff
 away again (the guest obeys the ACPI shutdown at once). ``vm_delay`` from rc.conf (default 2)
 is slept between guests as the real tool does. The simulated bhyve has no snapshot support,
 so a saved state (``<name>.save``, shown as ``Suspended`` from 1.7) is never resumed. ZFS
-volumes (``zvol`` disks), snapshots, cloud-init and ``list -v`` are not simulated.
+volumes (``zvol`` disks) are not made by ``vm`` here (``zfs create -V`` makes them, see
+:mod:`~sysadmd.simulator.zfscmd`); snapshots, cloud-init and ``list -v`` are not simulated.
 """
 
 from __future__ import annotations
@@ -929,46 +930,13 @@ def _iso(vm: Vm, args: list[str]) -> int:
 
 
 def _download(vm: Vm, url: str, destination: str, shown: str) -> int:
-    """``fetch -o <dir> <url>``: stream into a temporary dot file, rename it into place.
-
-    SIGTERM or SIGINT during the transfer delete the temporary file and end the command
-    with that signal (:attr:`Context.terminated`), as the killed shell script would end.
-    """
-    temp = f"{os.path.dirname(destination)}/.fetch.{os.getpid()}.{os.path.basename(destination)}"
-    with fetch.SignalGuard() as guard:
-        try:
-            try:
-                source = fetch.open_source(url)
-            except fetch.FetchError as exc:
-                vm.ctx.output.err(f"fetch: {exc}")
-                return 1
-            try:
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                try:
-                    fetch.transfer(source, fd, url, shown, vm.ctx.output)
-                finally:
-                    os.close(fd)
-            except fetch.FetchError as exc:
-                vm.ctx.output.err(f"fetch: {exc}")
-                return 1
-            finally:
-                source.close()
-            guard.committing = True
-            os.replace(temp, destination)
-        except fetch.Interrupted as interrupted:
-            guard.pending = interrupted.signum
-        finally:
-            guard.committing = True
-            if os.path.lexists(temp):
-                os.unlink(temp)
-    if guard.pending is not None:
-        import signal  # noqa: PLC0415
-
-        if guard.pending == signal.SIGINT:
-            vm.ctx.output.err("fetch: transfer interrupted")
-        vm.ctx.terminated = guard.pending
-        raise Exit(128 + guard.pending)
-    return 0
+    """``fetch -o <dir> <url>`` (:func:`~sysadmd.simulator.fetch.download`); a signal ends
+    the command with that signal (:attr:`Context.terminated`), as the killed script would."""
+    status, signum = fetch.download(url, destination, shown, vm.ctx.output)
+    if signum is not None:
+        vm.ctx.terminated = signum
+        raise Exit(128 + signum)
+    return status
 
 
 def _decompress(vm: Vm, path: str) -> int:

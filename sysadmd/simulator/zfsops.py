@@ -8,6 +8,7 @@ and returns zfs's exit status. ``zfs set`` of user properties is
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from sysadmd.simulator import datasets, zfs
@@ -113,7 +114,7 @@ def get_values(ctx: Context, store: Store, argv: list[str]) -> int:
             trailer=False,
         )
     found, status = _lookup_all(ctx, store, argv[1:], datasets.resolve_argument)
-    for dataset in _unique_sorted(found):
+    for dataset in unique_sorted(found):
         ctx.output.out(datasets.property_value(ctx, store, dataset, prop))
     return status
 
@@ -121,7 +122,7 @@ def get_values(ctx: Context, store: Store, argv: list[str]) -> int:
 def get_all(ctx: Context, store: Store, words: list[str]) -> tuple[list[str], int]:
     """Run ``zfs get -H all <words...>``; return its user-property lines and its status."""
     found, status = _lookup_all(ctx, store, words, datasets.resolve_argument)
-    return datasets.get_all_lines(ctx, store, _unique_sorted(found)), status
+    return datasets.get_all_lines(ctx, store, unique_sorted(found)), status
 
 
 def inherit_recursive(ctx: Context, store: Store, argv: list[str]) -> int:
@@ -145,7 +146,7 @@ def inherit_recursive(ctx: Context, store: Store, argv: list[str]) -> int:
     return status
 
 
-def destroy(ctx: Context, store: Store, argv: list[str]) -> int:
+def destroy(ctx: Context, store: Store, argv: list[str]) -> int:  # noqa: PLR0911 - zfs's checks
     """Run ``zfs destroy <dataset>`` (without ``-r``) on a guest's zvol."""
     refused = refuse_options(ctx, argv, "vpndfrR", _DESTROY_USAGE)
     if refused is not None:
@@ -158,7 +159,8 @@ def destroy(ctx: Context, store: Store, argv: list[str]) -> int:
     if dataset is None:
         ctx.output.err(problem or "")
         return 1
-    if not dataset.is_volume or dataset.guest is None or dataset.disk is None:
+    made = dataset.name in store.host.datasets
+    if not made and (not dataset.is_volume or dataset.guest is None or dataset.disk is None):
         children = [
             other.name
             for other in datasets.datasets(ctx, store)
@@ -173,6 +175,10 @@ def destroy(ctx: Context, store: Store, argv: list[str]) -> int:
             # Only guests' zvols are destroyed this way; refuse the rest like a busy dataset.
             ctx.output.err(zfs.error("destroy", dataset.name, zfs.BUSY))
         return 1
+    if made:
+        return _destroy_made(ctx, store, dataset)
+    if dataset.guest is None or dataset.disk is None:
+        return 1
     record = store.guests[dataset.guest]
     if record.running:
         # bhyve holds its zvols open.
@@ -181,6 +187,35 @@ def destroy(ctx: Context, store: Store, argv: list[str]) -> int:
     del record.disks[dataset.disk]
     store.dirty = True
     return 0
+
+
+def _destroy_made(ctx: Context, store: Store, dataset: datasets.Dataset) -> int:
+    """Destroy a dataset ``zfs create`` made: refused while it has children; a filesystem
+    takes its files with it, as its mountpoint goes."""
+    children = [
+        other.name
+        for other in datasets.datasets(ctx, store)
+        if other.name.startswith(dataset.name + "/")
+    ]
+    if children:
+        kind = "volume" if dataset.is_volume else "filesystem"
+        ctx.output.err(f"cannot destroy '{dataset.name}': {kind} has children")
+        ctx.output.err("use '-r' to destroy the following datasets:")
+        for child in children:
+            ctx.output.err(child)
+        return 1
+    if not dataset.is_volume:
+        import shutil  # noqa: PLC0415
+
+        shutil.rmtree(mounted_path(ctx, dataset.name), ignore_errors=True)
+    del store.host.datasets[dataset.name]
+    store.dirty = True
+    return 0
+
+
+def mounted_path(ctx: Context, name: str) -> str:
+    """Where the filesystem ``name`` (mounted at ``/<name>``) lives below the root."""
+    return os.path.join(ctx.root.path, *name.split("/"))
 
 
 def destroy_guest(ctx: Context, store: Store, name: str) -> int:
@@ -207,7 +242,8 @@ def set_volsize(ctx: Context, store: Store, size: str, words: list[str]) -> int:
     targets, status = _lookup_all(ctx, store, words, datasets.open_dataset)
     for dataset in sorted(targets, key=lambda target: byte_key(target.name)):
         prefix = f"cannot set property for '{dataset.name}': "
-        if not dataset.is_volume or dataset.guest is None or dataset.disk is None:
+        made = dataset.name in store.host.datasets
+        if not dataset.is_volume or (not made and (dataset.guest is None or dataset.disk is None)):
             ctx.output.err(prefix + "'volsize' does not apply to datasets of this type")
             status = 1
             continue
@@ -222,7 +258,10 @@ def set_volsize(ctx: Context, store: Store, size: str, words: list[str]) -> int:
             ctx.output.err(prefix + problem.replace("volume size", "'volsize'", 1))
             status = 1
             continue
-        store.guests[dataset.guest].disks[dataset.disk] = number
+        if made:
+            store.host.datasets[dataset.name] = number
+        elif dataset.guest is not None and dataset.disk is not None:
+            store.guests[dataset.guest].disks[dataset.disk] = number
         store.dirty = True
     return status
 
@@ -281,7 +320,7 @@ def _lookup_all(
     return found, status
 
 
-def _unique_sorted(found: list[datasets.Dataset]) -> list[datasets.Dataset]:
+def unique_sorted(found: list[datasets.Dataset]) -> list[datasets.Dataset]:
     """Each dataset once, in zfs's byte order of names."""
     unique = {dataset.name: dataset for dataset in found}
     return [unique[name] for name in sorted(unique, key=byte_key)]

@@ -762,8 +762,10 @@ class FetchQueue(Service):
         task.exit_code = result.exit_code
         if task.meter is not None:
             self._measure(task, task.meter)
-        arrived = result.ok and await self._iohyve.fetched(task.name)
-        if arrived and task.follower is not None and expected is not None:
+        downloaded = result.ok
+        # Verified before the backend finishes the job: the bytes are still where they
+        # were written (a backend may then move or unpack them, as vm-bhyve's does).
+        if downloaded and task.follower is not None and expected is not None:
             task.stage = "verifying"
             self._emit(task)
             computed = await task.follower.finish()
@@ -777,6 +779,7 @@ class FetchQueue(Service):
                     f"checksum mismatch: expected {expected}, the download's is {computed}",
                 )
                 return
+        arrived = downloaded and await self._iohyve.fetched(task.name)
         if arrived:
             task.arrived = True
             task.size = self._iohyve.iso_size(task.name)

@@ -23,13 +23,27 @@ from wsclient import WsClient, connect, settle
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
+@pytest.fixture(params=["iohyve", "vm-bhyve"])
+def daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Daemon]:
+    """The simulated host of each backend, not set up yet. On iohyve the guest exists
+    already; on vm-bhyve it is created once setup made ``$vm_dir`` (:func:`add_guest`)."""
     state = tmp_path / "state"
-    run_simulator(state / "simulator", "create", "bsdguest", "8G")
-    running = Daemon(state)
+    if request.param == "vm-bhyve":
+        (state / "simulator" / "etc").mkdir(parents=True)
+        (state / "simulator" / "etc" / "rc.conf").write_text('hostname="bsdhost"\n')
+        running = Daemon(state, "--backend", "vm-bhyve")
+    else:
+        run_simulator(state / "simulator", "create", "bsdguest", "8G")
+        running = Daemon(state)
     yield running
     running.stop()
+
+
+def add_guest(daemon: Daemon) -> None:
+    """On a vm-bhyve host, the operator creates the guest once the host is set up."""
+    root = daemon.state_dir / "simulator"
+    if (root / "tank" / "vm").is_dir():
+        run_simulator(root, "vm", "create", "-s", "8G", "bsdguest")
 
 
 class Page:
@@ -99,6 +113,7 @@ async def test_the_iohyve_page(daemon: Daemon, http: HTTPServer) -> None:
     nic = next(name for name, d in devices.items() if d["is_active"] == "true")
     assert await page.iohyve("setup", "setup", pool="tank", nic=nic) == {"pool": "tank", "nic": nic}
     assert await page.iohyve("issetup", "issetup") == {"setup": "true"}
+    add_guest(daemon)
 
     vms, isos = await page.refresh()
     assert vms["bsdguest"]["running"] == "NO" and isos == []

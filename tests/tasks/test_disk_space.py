@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from httpserver import HTTPServer
 from support import async_fixture, async_test
-from test_verified_fetch import DATA, Host, release, start_host, until_final
+from test_verified_fetch import BACKENDS, DATA, Host, release, start_host, until_final
 from twisted.internet import reactor
 
 from sysadmd.api import ApiError
-from sysadmd.backends import ProcessRunner
+from sysadmd.backends import Iohyve, ProcessRunner
 from sysadmd.tasks._queue import free_space
 
 
@@ -35,8 +35,23 @@ class Space:
         return self.free
 
 
+@async_fixture(params=BACKENDS)
+async def space_host(
+    request: pytest.FixtureRequest, tmp_path: Path, http: HTTPServer
+) -> AsyncIterator[tuple[Host, Space]]:
+    """Each backend with the free space the test sets: the checks are the same on all."""
+    runner = ProcessRunner(reactor, kill_grace=0.5)
+    space = Space(10 * len(DATA))
+    host = start_host(tmp_path, http, runner, request.param, free_space=space)
+    yield host, space
+    http.files.finish()
+    await host.fetches.stopService()
+    await runner.stop_all()
+
+
 @async_fixture()
-async def space_host(tmp_path: Path, http: HTTPServer) -> AsyncIterator[tuple[Host, Space]]:
+async def iohyve_space_host(tmp_path: Path, http: HTTPServer) -> AsyncIterator[tuple[Host, Space]]:
+    """iohyve with the free space the test sets."""
     runner = ProcessRunner(reactor, kill_grace=0.5)
     space = Space(10 * len(DATA))
     host = start_host(tmp_path, http, runner, free_space=space)
@@ -64,9 +79,14 @@ async def test_a_fetch_too_large_for_the_store_is_refused_before_any_byte(
 
 
 @async_test
-async def test_queued_fetches_claim_their_size(space_host: tuple[Host, Space]) -> None:
-    """Two fetches that each fit but not together: the second is refused."""
-    host, space = space_host
+async def test_queued_fetches_claim_their_size(
+    iohyve_space_host: tuple[Host, Space],
+) -> None:
+    """Two fetches that each fit but not together: the second is refused. iohyve only:
+    the fixed free space here ignores the half the stalled first download wrote; vm-bhyve's
+    progress counts those bytes, so its claim shrinks by them and the second fetch fits
+    (the fake would have to lower the free space as bytes arrive)."""
+    host, space = iohyve_space_host
     for name in ("one.iso", "two.iso"):
         host.http.files.files[name] = DATA
         host.http.files.stall.add(name)
@@ -118,6 +138,7 @@ async def test_the_real_free_space_refuses_a_fetch_too_large(
     """With the file system's own free space: a 1 MiB store and a 3 MiB ISO give 507."""
     runner = ProcessRunner(reactor, kill_grace=0.5)
     host = start_host(tmp_path, http, runner)
+    assert isinstance(host.iohyve, Iohyve)  # a small file system mounted on iohyve's store
     store = host.iohyve.iso_root
     _mount_small(store)
     try:
@@ -156,6 +177,7 @@ async def test_a_fetch_that_fills_the_disk_fails_and_removes_its_partial_file(
     the file system holding the ISO store."""
     runner = ProcessRunner(reactor, kill_grace=0.5)
     host = start_host(tmp_path, http, runner)
+    assert isinstance(host.iohyve, Iohyve)  # a small file system mounted on iohyve's store
     store = host.iohyve.iso_root
     _mount_small(store)
     try:

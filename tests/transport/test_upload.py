@@ -26,7 +26,7 @@ from twisted.web.http_headers import Headers
 from wsclient import WsClient
 
 from sysadmd.api import ApiError
-from sysadmd.backends import ProcessRunner
+from sysadmd.backends import Iohyve, ProcessRunner
 
 pytestmark = pytest.mark.e2e
 
@@ -230,6 +230,7 @@ async def test_an_upload_larger_than_the_free_space_is_refused_before_any_file(
     assert refused.value.code == 507
     assert f"is {len(DATA)} bytes" in refused.value.message
     assert host.fetches.tasks == {}
+    assert isinstance(host.iohyve, Iohyve)
     assert not (host.iohyve.iso_root / ".sysadmd-uploads").exists()
     assert host.iso_files("roomy.iso") == []
     space.free = 2 * len(DATA)
@@ -260,17 +261,18 @@ async def test_a_killed_upload_ends_cancelled_and_leaves_nothing(
 
 
 @async_test
-async def test_on_a_vm_bhyve_host_without_fetch_an_upload_fails_cleanly(tmp_path: Path) -> None:
-    """The ISO is stored by the backend's fetch of the staged file; the simulated vm-bhyve
-    host has no fetch command, so the upload fails naming why and leaves no file."""
+async def test_on_a_simulated_vm_bhyve_host_an_upload_is_stored(tmp_path: Path) -> None:
+    """The ISO is stored by the backend's fetch of the staged file: on a simulated
+    vm-bhyve host that is the simulator's FreeBSD fetch, into ``$vm_dir/.iso``."""
     seed_vm_bhyve(tmp_path / "state", tmp_path)
     running = Daemon(tmp_path / "state", "--backend", "vm-bhyve")
+    data = b"vm-bhyve upload " * 50_000
     try:
-        code, reply = await _put(running, "bhyve.iso", b"vm-bhyve upload " * 50_000)
-        assert code == 500, reply
-        assert "no fetch command" in reply["args"]["message"]
+        code, reply = await _put(running, "bhyve.iso", data)
+        assert code == 201, reply
         code, listed = await rest(running, {"action": "listisos"})
-        assert "bhyve.iso" not in listed["args"]["listisos"], listed
-        assert not [p for p in (tmp_path / "state").rglob("bhyve.iso") if p.is_file()]
+        assert "bhyve.iso" in listed["args"]["listisos"], listed
+        stored = tmp_path / "state" / "simulator" / "vm" / ".iso" / "bhyve.iso"
+        assert stored.read_bytes() == data
     finally:
         assert running.stop()

@@ -1,0 +1,111 @@
+"""FreeBSD's fetch(1) as a tool of its own: ``iohyve-sim [--root DIR] /usr/bin/fetch [-q] -o
+PATH URL`` (named by its path: the word ``fetch`` is iohyve's own command, ``iohyve fetch``).
+
+The download is :func:`sysadmd.simulator.fetch.download`, the one iohyve's and vm-bhyve's
+``fetch`` use: ``file://``, ``http://``, ``https://`` and ``ftp://`` URLs, streamed into a
+temporary ``.fetch.XXXXXX.<name>`` beside the target and renamed into place when complete, the
+statistics line on stderr (none with ``-q``), ``fetch: <URL>: <reason>`` and status 1 when it
+fails (nothing is left behind). ``PATH`` is a path of the simulated host (below the root); a
+directory receives the URL's last component, as fetch(1) does. A SIGTERM ends the command with
+that signal, as it ends fetch.
+
+fetch's other options exist on the real tool but are not simulated: they print a line starting
+``iohyve-sim:`` and exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sysadmd.simulator import fetch
+from sysadmd.simulator.context import SIMULATOR_ERROR, Context
+from sysadmd.simulator.output import Output
+from sysadmd.simulator.vmhost import host_path
+
+#: The word that selects the tool: where FreeBSD installs it.
+FETCH_PATH = "/usr/bin/fetch"
+USAGE = (
+    "usage: fetch [-146AadFlMmnPpqRrsUv] [-B bytes] [-i file] [-N file] [-o file] [-S bytes]",
+    "       [-T seconds] [-w seconds] [-h host -f file [-c dir] | URL ...]",
+)
+#: fetch(1)'s option letters; a colon follows those that take a value.
+_OPTSTRING = "146AaB:bc:dFf:Hh:i:lMmN:nPpo:qRrS:sT:tUvw:"
+
+
+class _Quiet(Output):
+    """Output for ``-q``: fetch's statistics are left out, its errors are not."""
+
+    def __init__(self, output: Output) -> None:
+        super().__init__()
+        self._output = output
+
+    def out(self, line: str) -> None:
+        self._output.out(line)
+
+    def err(self, line: str) -> None:
+        if line.startswith("fetch: "):
+            self._output.err(line)
+
+    def err_partial(self, text: str) -> None:
+        return
+
+
+def cmd_fetch(ctx: Context, args: list[str]) -> int:  # noqa: PLR0911, PLR0912 - getopt, then fetch's checks
+    """Run ``fetch <args>`` and return its status."""
+    options: dict[str, str] = {}
+    index = 0
+    while index < len(args) and args[index].startswith("-") and args[index] != "-":
+        word = args[index]
+        index += 1
+        if word == "--":
+            break
+        position = 1
+        while position < len(word):
+            letter = word[position]
+            where = _OPTSTRING.find(letter)
+            if letter == ":" or where < 0:
+                ctx.output.err(f"fetch: illegal option -- {letter}")
+                return _usage(ctx)
+            if _OPTSTRING[where + 1 : where + 2] == ":":
+                value = word[position + 1 :]
+                if not value:
+                    if index >= len(args):
+                        ctx.output.err(f"fetch: option requires an argument -- {letter}")
+                        return _usage(ctx)
+                    value = args[index]
+                    index += 1
+                options[letter] = value
+                break
+            options[letter] = ""
+            position += 1
+    urls = args[index:]
+    unsimulated = sorted(set(options) - {"o", "q"})
+    if unsimulated:
+        ctx.output.err(
+            f"iohyve-sim: fetch option '-{unsimulated[0]}' not provided by the simulator"
+        )
+        return SIMULATOR_ERROR
+    if not urls:
+        return _usage(ctx)
+    if "o" not in options or options["o"] == "-" or len(urls) > 1:
+        ctx.output.err("iohyve-sim: fetch writes one URL to a file given with -o here")
+        return SIMULATOR_ERROR
+    url = urls[0]
+    shown = options["o"]
+    if not shown.startswith("/"):
+        ctx.output.err("iohyve-sim: fetch -o takes an absolute path here")
+        return SIMULATOR_ERROR
+    if os.path.isdir(host_path(ctx.root, shown)):
+        shown = os.path.join(shown, fetch.output_file_name(url))
+    output = _Quiet(ctx.output) if "q" in options else ctx.output
+    status, signum = fetch.download(url, host_path(ctx.root, shown), shown, output)
+    if signum is not None:
+        ctx.terminated = signum
+        return 128 + signum
+    return status
+
+
+def _usage(ctx: Context) -> int:
+    for line in USAGE:
+        ctx.output.err(line)
+    return 1
