@@ -505,9 +505,13 @@ class FetchQueue(Service):
         if self._journal is not None:
             try:
                 await self._journal.open()
-                self._journal_tail.callback(None)
                 self.digests.update(await self._journal.digests())
-                await self._recover(self._journal)
+                # What the previous run left, read before this run's first save can land:
+                # a fetch asked for while the queue starts is not mistaken for one of them.
+                left = await self._journal.recent()
+                interrupted, queued = await self._journal.recover(self._clock.seconds())
+                self._journal_tail.callback(None)
+                await self._recover(left, interrupted, queued)
             except Exception:
                 self.log.failure("The task journal cannot be used; fetches are not journalled")
                 self._journal = None
@@ -515,11 +519,12 @@ class FetchQueue(Service):
                     self._journal_tail.callback(None)
         self._workers = [ensureDeferred(self._work()) for _ in range(self._concurrency)]
 
-    async def _recover(self, journal: Journal) -> None:
-        for record in await journal.recent():
+    async def _recover(
+        self, left: list[TaskRecord], interrupted: list[TaskRecord], queued: list[TaskRecord]
+    ) -> None:
+        for record in left:
             if record.state.final:
                 self.tasks.setdefault(record.id, FetchTask.from_record(record))
-        interrupted, queued = await journal.recover(self._clock.seconds())
         for record in interrupted:
             task = self.tasks[record.id] = FetchTask.from_record(record)
             self.log.info("Fetch {task_id} was interrupted by a stop", task_id=record.id)

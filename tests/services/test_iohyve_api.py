@@ -366,6 +366,33 @@ async def test_fetchiso_replies_once_the_queued_task_is_journalled(
 
 
 @async_test
+async def test_a_fetch_asked_for_while_the_queue_starts_is_kept_once(
+    tmp_path: Path, http: HTTPServer
+) -> None:
+    """The start-up recovery reads only what an earlier run left: a fetch queued before
+    the journal opened gets no cancelled twin and can be killed."""
+    (tmp_path / "files").mkdir()
+    journal = Journal(tmp_path / "tasks.sqlite", reactor)
+    stack = Stack(tmp_path / "sim", "0.7.9", [tmp_path / "files"], journal=journal)
+    http.files.files["early.iso"] = b"e" * 100_000
+    http.files.stall.add("early.iso")
+    try:
+        # Straight after the start, before the journal has opened.
+        task = stack.fetches.submit(http.url("early.iso"), "early.iso")
+        await stack.fetches.written()
+        await settle(0.5)
+        assert stack.fetches.tasks[task.id] is task
+        assert [t.id for t in stack.fetches.listing()] == [task.id]
+        assert task.state is TaskState.RUNNING
+        assert stack.fetches.kill([task.id]) == [task.id]
+        assert await stack.finished(task.id) is TaskState.CANCELLED
+    finally:
+        http.files.release()
+        await stack.fetches.stopService()
+        await stack.runner.stop_all()
+
+
+@async_test
 async def test_fetchiso_file_url(stack: Stack, tmp_path: Path) -> None:
     """file:// URLs work for files below the allowed directories, and only there."""
     (tmp_path / "files" / "local.iso").write_bytes(b"local")
