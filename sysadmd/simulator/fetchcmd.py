@@ -19,6 +19,7 @@ import os
 
 from sysadmd.simulator import fetch
 from sysadmd.simulator.context import SIMULATOR_ERROR, Context
+from sysadmd.simulator.getopt import OptionReader
 from sysadmd.simulator.output import Output
 from sysadmd.simulator.vmhost import host_path
 
@@ -50,35 +51,20 @@ class _Quiet(Output):
         return
 
 
-def cmd_fetch(ctx: Context, args: list[str]) -> int:  # noqa: PLR0911, PLR0912 - getopt, then fetch's checks
+def cmd_fetch(ctx: Context, args: list[str]) -> int:  # noqa: PLR0911 - fetch's checks, each its own answer
     """Run ``fetch <args>`` and return its status."""
     options: dict[str, str] = {}
-    index = 0
-    while index < len(args) and args[index].startswith("-") and args[index] != "-":
-        word = args[index]
-        index += 1
-        if word == "--":
-            break
-        position = 1
-        while position < len(word):
-            letter = word[position]
-            where = _OPTSTRING.find(letter)
-            if letter == ":" or where < 0:
-                ctx.output.err(f"fetch: illegal option -- {letter}")
-                return _usage(ctx)
-            if _OPTSTRING[where + 1 : where + 2] == ":":
-                value = word[position + 1 :]
-                if not value:
-                    if index >= len(args):
-                        ctx.output.err(f"fetch: option requires an argument -- {letter}")
-                        return _usage(ctx)
-                    value = args[index]
-                    index += 1
-                options[letter] = value
-                break
-            options[letter] = ""
-            position += 1
-    urls = args[index:]
+    reader = OptionReader(args, _OPTSTRING)
+    for letter, value, problem in reader:
+        if problem is not None:
+            ctx.output.err(
+                f"fetch: illegal option -- {letter}"
+                if problem == "illegal"
+                else f"fetch: option requires an argument -- {letter}"
+            )
+            return _usage(ctx)
+        options[letter] = value
+    urls = reader.operands
     unsimulated = sorted(set(options) - {"o", "q"})
     if unsimulated:
         ctx.output.err(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 
 from sysadmd.simulator.context import Context
+from sysadmd.simulator.getopt import OptionReader
 from sysadmd.simulator.vmhost import (
     RC_CONF,
     HostLock,
@@ -39,33 +40,18 @@ USAGE = "usage: sysrc [-cdDeFhinNqvx] [-f file] [--] name[[+|-]=value] ..."
 
 def _options(ctx: Context, args: list[str]) -> tuple[dict[str, str], list[str]] | None:
     options: dict[str, str] = {}
-    index = 0
-    while index < len(args):
-        word = args[index]
-        if word == "--":
-            index += 1
-            break
-        if not word.startswith("-") or word == "-":
-            break
-        index += 1
-        for position, letter in enumerate(word[1:], start=1):
-            if letter == "f":
-                value = word[position + 1 :]
-                if not value:
-                    if index >= len(args):
-                        ctx.output.err("sysrc: option requires an argument -- f")
-                        ctx.output.err(USAGE)
-                        return None
-                    value = args[index]
-                    index += 1
-                options["f"] = value
-                break
-            if letter not in "inqx":
-                ctx.output.err(f"sysrc: illegal option -- {letter}")
-                ctx.output.err(USAGE)
-                return None
-            options[letter] = ""
-    return options, args[index:]
+    reader = OptionReader(args, "f:inqx")
+    for letter, value, problem in reader:
+        if problem is not None:
+            ctx.output.err(
+                f"sysrc: illegal option -- {letter}"
+                if problem == "illegal"
+                else f"sysrc: option requires an argument -- {letter}"
+            )
+            ctx.output.err(USAGE)
+            return None
+        options[letter] = value
+    return options, reader.operands
 
 
 def _valid_name(name: str) -> bool:

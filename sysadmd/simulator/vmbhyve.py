@@ -38,6 +38,7 @@ import time
 from sysadmd.simulator import fetch
 from sysadmd.simulator.column import column_t
 from sysadmd.simulator.context import SIMULATOR_ERROR, Context
+from sysadmd.simulator.getopt import OptionReader
 from sysadmd.simulator.output import Output
 from sysadmd.simulator.vmhost import (
     Datastore,
@@ -211,40 +212,19 @@ class Vm:
         commands with a ``*) util::usage`` branch) it ends in the usage, else it is skipped.
         """
         options: dict[str, str] = {}
-        index = 0
-        while index < len(args):
-            word = args[index]
-            if word == "--":
-                index += 1
-                break
-            if not word.startswith("-") or word == "-":
-                break
-            index += 1
-            position = 1
-            while position < len(word):
-                letter = word[position]
-                position += 1
-                at = spec.find(letter)
-                if letter == ":" or at < 0:
-                    self.ctx.output.err(f"Illegal option -{letter}")
-                    if strict:
-                        raise self.usage()
-                    continue
-                if at + 1 < len(spec) and spec[at + 1] == ":":
-                    if position < len(word):
-                        options[letter] = word[position:]
-                    elif index < len(args):
-                        options[letter] = args[index]
-                        index += 1
-                    else:
-                        self.ctx.output.err(f"No arg for -{letter} option")
-                        if strict:
-                            raise self.usage()
-                        break
-                    position = len(word)
-                else:
-                    options[letter] = ""
-        return options, args[index:]
+        reader = OptionReader(args, spec)
+        for letter, value, problem in reader:
+            if problem is not None:
+                self.ctx.output.err(
+                    f"Illegal option -{letter}"
+                    if problem == "illegal"
+                    else f"No arg for -{letter} option"
+                )
+                if strict:
+                    raise self.usage()
+                continue
+            options[letter] = value
+        return options, reader.operands
 
     def confirm(self, question: str) -> bool:
         """``util::confirm``: y/n lines from stdin; at its end the answer is yes."""

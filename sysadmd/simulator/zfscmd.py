@@ -25,6 +25,7 @@ import os
 
 from sysadmd.simulator import datasets, zfs, zfsops
 from sysadmd.simulator.context import SIMULATOR_ERROR, Context
+from sysadmd.simulator.getopt import OptionReader
 from sysadmd.simulator.state import Store
 
 _CREATE_USAGE = (
@@ -84,40 +85,20 @@ def _options(
     for a flag) and the operands, or the status after zfs's complaint. Letters zfs takes
     but ``simulated`` lacks are refused with the simulator's message."""
     options: dict[str, str] = {}
-    index = 0
-    while index < len(args):
-        word = args[index]
-        if word == "--":
-            index += 1
-            break
-        if not word.startswith("-") or word == "-":
-            break
-        index += 1
-        position = 1
-        while position < len(word):
-            letter = word[position]
-            where = optstring.find(letter)
-            if letter == ":" or where < 0:
-                ctx.output.err(f"invalid option '{letter}'")
-                return _usage(ctx, usage)
-            takes_value = optstring[where + 1 : where + 2] == ":"
-            if takes_value:
-                value = word[position + 1 :]
-                if not value:
-                    if index >= len(args):
-                        ctx.output.err(f"missing argument for '{letter}' option")
-                        return _usage(ctx, usage)
-                    value = args[index]
-                    index += 1
-                position = len(word)
-            else:
-                value = ""
-                position += 1
-            if letter not in simulated:
-                ctx.output.err(f"iohyve-sim: zfs option '-{letter}' not provided by the simulator")
-                return SIMULATOR_ERROR
-            options[letter] = value
-    return options, args[index:]
+    reader = OptionReader(args, optstring)
+    for letter, value, problem in reader:
+        if problem is not None:
+            ctx.output.err(
+                f"invalid option '{letter}'"
+                if problem == "illegal"
+                else f"missing argument for '{letter}' option"
+            )
+            return _usage(ctx, usage)
+        if letter not in simulated:
+            ctx.output.err(f"iohyve-sim: zfs option '-{letter}' not provided by the simulator")
+            return SIMULATOR_ERROR
+        options[letter] = value
+    return options, reader.operands
 
 
 def _usage(ctx: Context, lines: tuple[str, ...]) -> int:
