@@ -11,6 +11,7 @@ is the WebSocket endpoint, so one listener serves both protocols.
 from __future__ import annotations
 
 import math
+import re
 from io import BytesIO
 from json.encoder import encode_basestring as _encode_string
 from typing import Any, Final, cast
@@ -142,6 +143,13 @@ def _render(request: IRequest, status: int, body: Any, encoded: bytes | None = N
 
 def _error(request: IRequest, error: ApiError) -> bytes:
     return _render(request, error.code, {"args": envelope.error_body(error)})
+
+
+def _not_found(request: IRequest) -> bytes:
+    return _error(
+        request,
+        ApiError(404, "no such path; the API is at /<namespace>/<name>, the WebSocket at /"),
+    )
 
 
 def _require_json(request: IRequest) -> None:
@@ -322,28 +330,30 @@ class _Reply:
 
 
 class _RestRoot(Resource):
-    """The root of the REST transport: API calls straight to the call handler, every other
-    path through the Klein router.
+    """The root of the REST transport: API calls and unknown paths answered directly, every
+    other path through the Klein router.
 
     Routing a request through Klein builds objects in reference cycles (a closure that refers
     to itself, the router's matcher) which only the cyclic collector frees: many per request.
     The calls, nearly all the traffic, skip the router: a path of two plain segments
     (no percent-encoding, valid UTF-8) whose first segment no other route claims goes to
-    :meth:`RestApi.call`; anything else, including every error the router answers, goes to
-    Klein exactly as before.
+    :meth:`RestApi.call`. So does the not-found answer: a path no route can match (by the
+    routes' shapes, see :class:`_Shapes`) gets the router's 404 bytes without the router, so
+    that a scan of random paths leaves nothing for the collector either. Anything else goes
+    to Klein exactly as before.
     """
 
     isLeaf = True
 
-    def __init__(self, rest: RestApi, routed: IResource, claimed: frozenset[bytes] | None) -> None:
+    def __init__(self, rest: RestApi, routed: IResource, shapes: _Shapes) -> None:
         super().__init__()
         self._rest = rest
         self._routed = routed
-        self._claimed = claimed
+        self._shapes = shapes
+        self._claimed = shapes.claimed
 
-    def _call_path(self, request: IRequest) -> tuple[str, str] | None:
-        path = cast(Request, request).postpath
-        if self._claimed is None or path is None or len(path) != 2:
+    def _call_path(self, path: list[bytes]) -> tuple[str, str] | None:
+        if self._claimed is None or len(path) != 2:
             return None
         namespace, name = path
         if not namespace or not name or namespace in self._claimed:
@@ -356,14 +366,71 @@ class _RestRoot(Resource):
             return None
 
     def render(self, request: IRequest) -> bytes | int:
-        call = self._call_path(request)
-        if call is None:
-            result: bytes | int = self._routed.render(request)
-            return result
-        if request.method not in _CALL_METHODS_BYTES:
-            return _wrong_method(request)
-        _Reply(request, ensureDeferred(self._rest.call(request, *call)))
-        return NOT_DONE_YET
+        path = cast(Request, request).postpath or []
+        call = self._call_path(path)
+        if call is not None:
+            if request.method not in _CALL_METHODS_BYTES:
+                return _wrong_method(request)
+            _Reply(request, ensureDeferred(self._rest.call(request, *call)))
+            return NOT_DONE_YET
+        if self._shapes.unmatched(path):
+            # Written as the router writes its answers (no Content-Length: chunked over
+            # HTTP/1.1), so that the bytes on the wire are the router's.
+            request.write(_not_found(request))
+            request.finish()
+            return NOT_DONE_YET
+        result: bytes | int = self._routed.render(request)
+        return result
+
+
+class _Shapes:
+    """What the router's rules can match, told from their shapes without matching.
+
+    A rule is a list of segments, fixed or variable (a segment with a ``<...>`` placeholder
+    matches any one segment). The router joins the path's segments (a decoded ``%2F`` is a
+    slash to it) and merges repeated slashes before it matches, redirecting to the merged
+    path when that matches. So a path that is valid UTF-8 and whose merged segments have a
+    shape no rule has is one the router can only answer with its 404. A rule whose
+    placeholder may span segments (``<path:...>``, or a converter not known to stay in one)
+    could match anything: then no path is taken for unmatched.
+    """
+
+    __slots__ = ("_rules", "claimed")
+
+    def __init__(self, app: Klein) -> None:
+        rules: list[tuple[bytes | None, ...]] | None = []
+        for rule in app.url_map.iter_rules():
+            segments = [s for s in rule.rule.split("/") if s]
+            converters = (_CONVERTER.fullmatch(s) for s in segments if "<" in s)
+            if rules is None or not all(m and m.group(1) in _ONE_SEGMENT for m in converters):
+                rules = None
+                continue
+            rules.append(tuple(None if "<" in s else s.encode() for s in segments))
+        self._rules = None if rules is None else frozenset(rules)
+        self.claimed = _claimed_segments(app)
+
+    def unmatched(self, path: list[bytes]) -> bool:
+        """Whether no rule can match ``path`` (Twisted's decoded segments after the root)."""
+        if self._rules is None:
+            return False
+        joined = b"/".join(path)
+        try:
+            joined.decode()
+        except UnicodeDecodeError:
+            return False  # the router answers 400
+        segments = [s for s in joined.split(b"/") if s]
+        for rule in self._rules:
+            if len(rule) == len(segments) and all(
+                fixed is None or fixed == given for fixed, given in zip(rule, segments, strict=True)
+            ):
+                return False
+        return True
+
+
+#: A segment with one placeholder, and its converter (werkzeug's syntax).
+_CONVERTER: Final = re.compile(r"[^<>]*<(?:(\w+)(?:\([^)]*\))?:)?\w+>[^<>]*")
+#: werkzeug's converters that match within one segment (None: the default, ``string``).
+_ONE_SEGMENT: Final = frozenset({None, "string", "int", "float", "uuid", "any"})
 
 
 def _claimed_segments(app: Klein) -> frozenset[bytes] | None:
@@ -399,7 +466,7 @@ class RestApi:
     def resource(self) -> IResource:
         """The resource to serve from a :class:`twisted.web.server.Site`."""
         routed: IResource = self.app.resource()
-        return _RestRoot(self, routed, _claimed_segments(self.app))
+        return _RestRoot(self, routed, _Shapes(self.app))
 
     @app.route("/", branch=False)
     def websocket(self, request: IRequest) -> IResource:
@@ -462,7 +529,4 @@ class RestApi:
     @app.handle_errors(NotFound)
     def unknown(self, request: IRequest, failure: Failure) -> bytes:
         """Anything else is not part of the API."""
-        return _error(
-            request,
-            ApiError(404, "no such path; the API is at /<namespace>/<name>, the WebSocket at /"),
-        )
+        return _not_found(request)
