@@ -156,10 +156,10 @@ class Daemon:
             "--listen=ssl:0:interface=127.0.0.1",
             f"--backend={backend}",
         ]
-        # From /, as an rc script starts it: the runner spawns children directly only when
-        # their directory (/) is the daemon's own.
+        # The repository on the path: the daemon works in / once it listens, and its children
+        # (the simulator) import sysadmd from there.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        self.process = subprocess.Popen(argv, cwd="/", env=env, stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
         self.urls = self._wait_for_listeners()
         self.psutil = psutil.Process(self.process.pid)
         self.cafile = str(self.state / "tls" / "cert.pem")

@@ -19,7 +19,7 @@ import txaio
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.threads import deferToThreadPool
@@ -201,6 +201,24 @@ class _ChildProcesses(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         return self._runner.stop_all()
+
+
+class _WorkInRoot(Service):
+    """Makes ``/`` the daemon's working directory once the listeners are bound.
+
+    twistd leaves the daemon where it was started (``--rundir`` defaults to ``.``, with or
+    without ``--nodaemon``). Children run in ``/``, and the process runner starts them with
+    a bare ``posix_spawn`` (no Python helper in between) only when that is the daemon's own
+    directory, so the daemon moves there: in every mode, a child costs one exec. Everything
+    that could name a path relative to the start directory is resolved before: the
+    configuration's paths when it is read, twistd's pid and log files by twistd, a relative
+    ``unix:`` listener when its endpoint is made (:func:`_endpoints`). Added after the
+    listeners, so it runs once they are bound.
+    """
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        os.chdir("/")
 
 
 class _CloseWebSockets(Service):
@@ -385,7 +403,12 @@ def _endpoints(
         try:
             tls_listener = tls.split_tls_endpoint(description)
             tcp, options = tls_listener if tls_listener else (description, None)
-            endpoints.append((shown, serverFromString(reactor, tcp), options))
+            endpoint = serverFromString(reactor, tcp)
+            if isinstance(endpoint, UNIXServerEndpoint):
+                # The daemon works in / once it listens (_WorkInRoot): the socket file
+                # is removed by this path when the listener stops.
+                endpoint._address = os.path.abspath(endpoint._address)
+            endpoints.append((shown, endpoint, options))
         except tls.TLSError as e:
             raise ConfigError(f"daemon.listen: {shown!r}: {e}") from None
         except (ValueError, TypeError, KeyError, OSError) as e:
@@ -506,6 +529,21 @@ def _describe_backend(config: Config, backend: str, executable: str) -> str:
         else config.iohyve_simulator_profile
     )
     return f"simulated {backend} {version}"
+
+
+def _add_listeners(
+    top: MultiService,
+    endpoints: list[tuple[str, IStreamServerEndpoint, CertificateOptions | None]],
+    connections: ConnectionCounter,
+    site: ApiSite,
+    reactor: Any,
+) -> None:
+    """A Listener per endpoint, then the move to ``/`` (once they are bound)."""
+    for description, endpoint, tls_options in endpoints:
+        # Limits outermost, so that a refused connection costs no TLS handshake.
+        factory = TLSMemoryBIOFactory(tls_options, False, site) if tls_options else site
+        Listener(description, endpoint, connections.wrap(factory), reactor).setServiceParent(top)
+    _WorkInRoot().setServiceParent(top)
 
 
 def make_service(config: Config, reactor: Any) -> IService:
@@ -639,10 +677,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         _CloseWebSockets(site.consoles).setServiceParent(top)
     ControlService(config.state_dir / CONTROL_SOCKET, auth.lockout, reactor).setServiceParent(top)
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
-    for description, endpoint, tls_options in endpoints:
-        # Limits outermost, so that a refused connection costs no TLS handshake.
-        factory = TLSMemoryBIOFactory(tls_options, False, site) if tls_options else site
-        Listener(description, endpoint, connections.wrap(factory), reactor).setServiceParent(top)
+    _add_listeners(top, endpoints, connections, site, reactor)
     if fleet is not None:
         fleet.setServiceParent(top)  # leaves the router first, before the listeners close
     log.info(

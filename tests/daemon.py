@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -28,7 +29,9 @@ class Daemon:
         *extra: str,
         log_name: str | None = None,
         listen: Sequence[str] = ("ssl:0:interface=127.0.0.1",) * 2,
+        cwd: Path | None = None,
     ) -> None:
+        """``cwd``: start twistd there, naming the state directory relative to it."""
         self.state_dir = state_dir
         self.log = state_dir.parent / (log_name or f"{state_dir.name}.log")
         self.addresses: list[tuple[str, str]] = []
@@ -39,11 +42,13 @@ class Daemon:
             f"--logfile={self.log}",
             "sysadmd",
             "--simulate",
-            f"--state-dir={state_dir}",
+            f"--state-dir={state_dir if cwd is None else os.path.relpath(state_dir, cwd)}",
             *(f"--listen={description}" for description in listen),
             *extra,
         ]
-        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd
+        )
         self._wait_for_listeners(len(listen))
 
     def _wait_for_listeners(self, count: int) -> None:
