@@ -8,6 +8,7 @@ printed before the daemon came is read too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import termios
 import tty
@@ -63,6 +64,23 @@ class ConsoleDevice(abstract.FileDescriptor):
             return main.CONNECTION_DONE
         self._received(data)
         return None
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` at once when nothing waits in the buffer, the rest as usual.
+
+        A file descriptor's ``write`` only buffers: the bytes go out in a later reactor turn,
+        once the reactor has polled the descriptor writable. For a keystroke that is one more
+        poll and turn between the frame and the guest on every key; written here, it reaches
+        the guest in the turn that read it. What the device does not take now (it is full,
+        or failed) goes through the buffer, which retries it and reports a failure.
+        """
+        idle = not self._tempDataLen and self.offset == len(self.dataBuffer)
+        if data and idle and self.connected and not self.disconnecting:
+            with contextlib.suppress(OSError):
+                data = data[os.write(self._fd, data) :]
+            if not data:
+                return
+        super().write(data)
 
     def writeSomeData(self, data: bytes) -> int | BaseException:
         try:
