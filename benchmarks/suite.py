@@ -60,10 +60,53 @@ class Mode:
     subscribers: int
     workers: int = 2
     guests: tuple[int, ...] = ()
+    #: One event to this many subscribers, each point in turn (the fan-out curve).
+    fan_out: tuple[int, ...] = ()
+    #: Fetches queued behind a running one (the fetch queue's curve).
+    queued: int = 100
+    #: Console: keystrokes, the burst in MiB, viewers of the burst, idle viewers.
+    keystrokes: int = 300
+    burst_mib: float = 10
+    viewers: int = 50
+    idle_viewers: int = 100
+    #: Fleet: simulated hosts, calls one at a time each way, seconds of load.
+    hosts: int = 20
+    fleet_calls: int = 300
+    fleet_seconds: float = 5
 
 
-FULL = Mode("full", (1, 16, 128), 5, 200, 10, 1024 * MIB, 10_000, 1_000, guests=(10, 100, 1000))
-SMOKE = Mode("smoke", (1,), 1, 4, 2, 10 * MIB, 100, 50, guests=(10,))
+FULL = Mode(
+    "full",
+    (16, 128),  # the targets' client counts; --clients 1 adds the single client
+    3,
+    200,
+    10,
+    1024 * MIB,
+    10_000,
+    1_000,
+    guests=(10, 100, 1000),
+    fan_out=(1, 100, 1_000, 10_000),
+)
+SMOKE = Mode(
+    "smoke",
+    (1,),
+    1,
+    4,
+    2,
+    10 * MIB,
+    100,
+    50,
+    guests=(10,),
+    fan_out=(1, 50),
+    queued=5,
+    keystrokes=20,
+    burst_mib=0.25,
+    viewers=3,
+    idle_viewers=5,
+    hosts=2,
+    fleet_calls=20,
+    fleet_seconds=1,
+)
 
 
 def log(message: str) -> None:
@@ -137,6 +180,7 @@ class Daemon:
             "login_timeout = 3600\nidle_timeout = 86400\n"
             "[auth]\nlockout_failures = 1000\n"
             f"[iohyve]\nlist_cache = {list_cache}\n"
+            "[fetch]\nqueue_size = 1000\n"
         )
         env = dict(os.environ)
         if spawn_log is not None:
@@ -632,13 +676,69 @@ def cold_lists(work: Path, mode: Mode) -> list[dict[str, Any]]:
     return rows
 
 
-#: Sections of issue 20 not measured by this suite yet: printed, with the reason.
-NOT_YET: dict[str, str] = {
-    "console": "sysadmd has no console yet (keystroke-to-echo, viewer throughput, RSS/viewer)",
-    "dashboard": "sysadmd has no dashboard yet (first-load bytes, time to the guest list)",
-    "fleet": "the fleet router is not wired into this suite yet (Crossbar call against a "
-    "direct call, 20 simulated hosts)",
-}
+# Console, dashboard, fleet
+
+
+def console_section(mode: Mode) -> dict[str, Any]:
+    """benchmarks/console.py's measures, against a daemon of its own (see that module)."""
+    from benchmarks import console  # noqa: PLC0415
+
+    lines = console.lines_for(int(mode.burst_mib * MIB))
+    return console.run(mode.keystrokes, lines, mode.viewers, mode.idle_viewers)
+
+
+def dashboard_section(daemon: Daemon) -> dict[str, Any] | str:
+    """First-load bytes and time to the guest list in headless Chromium (benchmarks/
+    dashboard.py, which the dashboard's browser tests use too); the reason if it cannot run."""
+    from benchmarks import dashboard  # noqa: PLC0415
+
+    reason = dashboard.missing()
+    if reason is not None:
+        return reason
+    url = daemon.urls["https"].removesuffix("/sysadm/iohyve") + "/ui/"
+    figures = dashboard.measure(url, "admin", daemon.password, "guest0", loads=3)
+    return {
+        "first_load_bytes": figures["first_load"]["bytes"],
+        "first_load_responses": figures["first_load"]["responses"],
+        "guest_list_after_load_s": min(figures["after_load_s"]),
+        "guest_list_after_load_s_all": figures["after_load_s"],
+        "guest_list_after_log_in_s": min(figures["after_log_in_s"]),
+    }
+
+
+def crossbar_venv() -> Path | None:
+    """The pinned router's environment (./dev/crossbar makes it), if it is there: the suite
+    never installs it."""
+    pinned = re.search(r"CROSSBAR_VERSION=(\S+)", (REPO / "dev" / "crossbar").read_text())
+    named = os.environ.get("SYSADMD_CROSSBAR_VENV")
+    if named:
+        venv = Path(named)
+    elif pinned:
+        venv = REPO / ".cache" / f"crossbar-venv-{pinned.group(1)}"
+    else:
+        return None
+    return venv if (venv / ".complete").exists() else None
+
+
+def fleet_section(mode: Mode) -> dict[str, Any] | str:
+    """benchmarks/fleet.py (the router and ``mode.hosts`` simulated hosts); the reason if the
+    pinned router environment is absent."""
+    venv = crossbar_venv()
+    if venv is None:
+        return (
+            "the pinned Crossbar.io router environment is absent (.cache/crossbar-venv-*, or "
+            "SYSADMD_CROSSBAR_VENV; ./dev/crossbar makes it)"
+        )
+    argv = [PYTHON, "-m", "benchmarks.fleet", f"--hosts={mode.hosts}"]
+    argv += [f"--calls={mode.fleet_calls}", f"--seconds={mode.fleet_seconds}"]
+    env = {**os.environ, "SYSADMD_CROSSBAR_VENV": str(venv)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmarks.fleet failed:\n{done.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(done.stdout)
+    figures["router_adds_p50_ms"] = figures["router"]["p50_ms"] - figures["direct"]["p50_ms"]
+    return figures
 
 
 def _max_in_flight(runs: list[tuple[float, float, str]]) -> int:
@@ -808,41 +908,38 @@ def idle(daemon: Daemon, mode: Mode) -> dict[str, Any]:
     }
 
 
-def fanout(daemon: Daemon, work: Path, mode: Mode) -> dict[str, Any]:
-    """Item 6: one dispatcher event to every subscribed connection.
+def fanout(daemon: Daemon, work: Path, mode: Mode) -> list[dict[str, Any]]:
+    """Item 6, as a curve: one dispatcher event to each number of subscribed connections in
+    ``mode.fan_out``.
 
-    A slow fetch runs (fetch.concurrency is 1), a second one waits in the queue, and
-    ``rpc/dispatcher kill`` of the waiting one publishes its ``cancelled`` event within that
-    request, with no process in between. The time is measured from the moment the kill is
-    sent to the moment the last subscriber has the event: an upper bound of the fan-out.
+    A slow fetch runs (fetch.concurrency is 1); for each point a fetch waits in the queue, the
+    subscribers connect, and ``rpc/dispatcher kill`` of the waiting one publishes its
+    ``cancelled`` event within that request, with no process in between. The time is measured
+    from the moment the kill is sent to the moment the last subscriber has the event: an upper
+    bound of the fan-out. A point that cannot be reached (descriptors, connections) says why.
     """
     files = work / "slow"
     files.mkdir()
     _make_file(files / "running.iso", 64 * MIB)
-    _make_file(files / "waiting.iso", MIB)
     server, ports = start_server("fileserver", str(files), str(64 * 1024))
     base = f"http://127.0.0.1:{ports['http']}/slow"
     url = daemon.urls["ws"]
-    marks = ('"waiting.iso"', '"cancelled"')
+    points = []
     try:
         with Control(url, token=daemon.token) as control:
             control.call("events", "subscribe", ["dispatcher"])
             control.call("sysadm", "iohyve", {"action": "fetchiso", "url": f"{base}/running.iso"})
             control.wait_event(fetch_state("running.iso", "running"), 60)
-            queued = control.call(
-                "sysadm", "iohyve", {"action": "fetchiso", "url": f"{base}/waiting.iso"}
-            )
-            workers = (wsload.fanout_worker, mode.subscribers, mode.workers)
-            with _workers(*workers, url, daemon.token, None, marks) as (ready, stop_event, n):
-                subscribed = sum(_gather(ready, n, "open", 600))
-                time.sleep(1.0)
-                sent = time.monotonic()
-                job = queued.get("fetchiso", queued)["queueid"]
-                control.call("rpc", "dispatcher", {"action": "kill", "job_id": job})
-                replied = time.monotonic()
-                time.sleep(2.0)
-                stop_event.set()
-                received = [t for part in _gather(ready, n, "received", 120) for t in part]
+            for count in mode.fan_out:
+                log(f"fan-out to {count} subscribers")
+                reason = _unreachable(count)
+                if reason is None:
+                    try:
+                        points.append(_fan_point(control, daemon, base, count, mode))
+                        continue
+                    except (RuntimeError, OSError) as e:
+                        reason = f"the subscribers could not all connect: {e}"[:300]
+                points.append({"subscribers_asked": count, "not_reached": reason})
             running = [
                 e["args"]["process_details"]["process_id"]
                 for _, e in control.events
@@ -851,15 +948,129 @@ def fanout(daemon: Daemon, work: Path, mode: Mode) -> dict[str, Any]:
             control.call("rpc", "dispatcher", {"action": "kill", "job_id": running[:1]})
     finally:
         stop(server)
+    return points
+
+
+def _unreachable(count: int) -> str | None:
+    """Why ``count`` subscribers cannot be opened here, or None. The subscribers' processes
+    share the suite's descriptor limit (raised to the hard limit at start); the daemon raises
+    its own the same way (launch.py), and its connection caps are set to 30,000."""
+    import resource  # noqa: PLC0415
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = count + 200  # the daemon's own descriptors: listeners, logs, journal, children
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        return f"RLIMIT_NOFILE's hard limit is {hard}, the daemon needs about {needed}"
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        return f"RLIMIT_NOFILE is {soft} here (could not be raised), about {needed} needed"
+    if count > 30_000:
+        return "above the benchmark daemon's limits.connections (30,000)"
+    return None
+
+
+def _fan_point(
+    control: Control, daemon: Daemon, base: str, count: int, mode: Mode
+) -> dict[str, Any]:
+    name = f"waiting-{count}.iso"
+    queued = control.call("sysadm", "iohyve", {"action": "fetchiso", "url": f"{base}/{name}"})
+    job = queued.get("fetchiso", queued)["queueid"]
+    marks = (f'"{name}"', '"cancelled"')
+    workers = (wsload.fanout_worker, count, min(mode.workers, count))
+    rss_before = daemon.rss()
+    began = time.monotonic()
+    with _workers(*workers, daemon.urls["ws"], daemon.token, None, marks) as (ready, stop_event, n):
+        subscribed = sum(_gather(ready, n, "open", 900))
+        setup = time.monotonic() - began
+        time.sleep(1.0)
+        rss_subscribed = daemon.rss()
+        sent = time.monotonic()
+        control.call("rpc", "dispatcher", {"action": "kill", "job_id": job})
+        replied = time.monotonic()
+        time.sleep(2.0)
+        stop_event.set()
+        received = [t for part in _gather(ready, n, "received", 120) for t in part]
     got = [t - sent for t in received if t is not None]
+    last = max(got) * 1000 if got else None
     return {
+        "subscribers_asked": count,
         "subscribers": subscribed,
         "received": len(got),
         "missing": len(received) - len(got),
+        "seconds_to_connect_and_subscribe": setup,
         "kill_reply_ms": (replied - sent) * 1000,
         "first_ms": min(got) * 1000 if got else None,
-        "last_ms": max(got) * 1000 if got else None,
         "median_ms": percentile(got, 0.5) * 1000 if got else None,
+        "last_ms": last,
+        "per_subscriber_us": last * 1000 / subscribed if last is not None and subscribed else None,
+        "rss_per_subscriber_kib": (rss_subscribed - rss_before) / 1024 / max(1, subscribed),
+    }
+
+
+def fetch_queue(daemon: Daemon, work: Path, mode: Mode) -> dict[str, Any]:
+    """The fetch queue with ``mode.queued`` tasks waiting behind a running one: the time to
+    accept them (one fetchiso after the other, each answered "Task Queued"), the daemon's
+    memory per queued task, and ``rpc/dispatcher list`` (reply time and size) with one task
+    and with all of them. Then every task is killed."""
+    files = work / "queue"
+    files.mkdir()
+    _make_file(files / "queue-running.iso", 64 * MIB)
+    server, ports = start_server("fileserver", str(files), str(64 * 1024))
+    base = f"http://127.0.0.1:{ports['http']}/slow"
+
+    def listing(control: Control, rounds: int = 20) -> tuple[float, int, int]:
+        times, size, jobs = [], 0, 0
+        for _ in range(rounds):
+            began = time.monotonic()
+            reply = control.call("rpc", "dispatcher", {"action": "list"})
+            times.append(time.monotonic() - began)
+            size = len(json.dumps(reply, separators=(",", ":")))
+            jobs = len(reply["jobs"]["no_queue"])
+        return percentile(times, 0.5) * 1000, size, jobs
+
+    try:
+        with Control(daemon.urls["ws"], token=daemon.token) as control:
+            control.call("events", "subscribe", ["dispatcher"])
+            control.call(
+                "sysadm", "iohyve", {"action": "fetchiso", "url": f"{base}/queue-running.iso"}
+            )
+            control.wait_event(fetch_state("queue-running.iso", "running"), 60)
+            one_ms, one_bytes, one_jobs = listing(control)
+            rss_before = daemon.rss()
+            accepted, ids = [], []
+            began = time.monotonic()
+            for index in range(mode.queued):
+                sent = time.monotonic()
+                url = f"{base}/queued{index}.iso"
+                reply = control.call("sysadm", "iohyve", {"action": "fetchiso", "url": url})
+                accepted.append(time.monotonic() - sent)
+                ids.append(reply.get("fetchiso", reply)["queueid"])
+            accept_s = time.monotonic() - began
+            rss_after = daemon.rss()
+            many_ms, many_bytes, many_jobs = listing(control)
+            running = [
+                e["args"]["process_details"]["process_id"]
+                for _, e in control.events
+                if e["args"].get("filename") == "queue-running.iso"
+            ]
+            began = time.monotonic()
+            control.call("rpc", "dispatcher", {"action": "kill", "job_id": ids})
+            kill_s = time.monotonic() - began
+            control.call("rpc", "dispatcher", {"action": "kill", "job_id": running[:1]})
+    finally:
+        stop(server)
+    return {
+        "queued": len(ids),
+        "seconds_to_accept_all": accept_s,
+        "accept_p50_ms": percentile(accepted, 0.5) * 1000,
+        "accept_p99_ms": percentile(accepted, 0.99) * 1000,
+        "list_ms_with_one_task": one_ms,
+        "list_bytes_with_one_task": one_bytes,
+        "list_jobs_with_one_task": one_jobs,
+        "list_ms_with_all": many_ms,
+        "list_bytes_with_all": many_bytes,
+        "list_jobs_with_all": many_jobs,
+        "rss_per_queued_task_kib": (rss_after - rss_before) / 1024 / max(1, len(ids)),
+        "kill_all_queued_s": kill_s,
     }
 
 
@@ -901,12 +1112,43 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         check(
             "vm-bhyve: processes added from the fewest guests to 1,000", growth, 0, at_least=False
         )
-    if "fanout" not in result:
-        return checks
-    fan = result["fanout"]
-    last = fan["last_ms"] if fan["missing"] == 0 else None
-    check(f"fan-out to {fan['subscribers']} subscribers (ms)", last, 100, at_least=False)
+    if "fanout" in result:
+        fan = result["fanout"]
+        last = fan.get("last_ms") if fan.get("missing") == 0 else None
+        asked = fan["subscribers_asked"]
+        check(f"fan-out to {asked} subscribers (ms)", last, 100, at_least=False)
+    _feature_targets(result, check)
     return checks
+
+
+def _feature_targets(result: dict[str, Any], check: Callable[..., None]) -> None:
+    """The console's, the dashboard's and the fleet's targets (issue 20)."""
+    if "console" in result:
+        console = result["console"]
+        p99 = console["keystroke_to_echo_ms"]["p99"]
+        check("console: keystroke to echo p99, TLS (ms)", p99, 5, at_least=False)
+        viewers = console["throughput"][-1]["viewers"]
+        check(
+            f"console: burst rate per viewer, {viewers} viewers / 1 viewer",
+            console["many_to_one_rate"],
+            0.5,
+            at_least=True,
+        )
+        if "idle" in console:
+            per_viewer = console["idle"]["rss_per_viewer_kib"]
+            check("console: RSS per idle viewer (KiB)", per_viewer, 64, at_least=False)
+    if "dashboard" in result:
+        board = result["dashboard"]
+        check("dashboard: first load (KiB)", board["first_load_bytes"] / 1024, 300, at_least=False)
+        check(
+            "dashboard: load to the guest list (s)",
+            board["guest_list_after_load_s"],
+            1.0,
+            at_least=False,
+        )
+    if "fleet" in result:
+        fleet = result["fleet"]
+        check("fleet: the router adds at p50 (ms)", fleet["router_adds_p50_ms"], 2, at_least=False)
 
 
 def machine() -> dict[str, Any]:
@@ -932,6 +1174,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _flat(values: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``values`` one line a figure: nested dicts and lists of dicts as dotted keys."""
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _flat(value, f"{name}.")
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for index, item in enumerate(value):
+                yield from _flat(item, f"{name}[{index}].")
+        else:
+            yield name, value
+
+
 def _show_curves(console: Console, result: dict[str, Any]) -> None:
     if "cold_lists" in result:
         curve = Table(title="cold listvms: cost against the number of guests")
@@ -939,6 +1194,24 @@ def _show_curves(console: Console, result: dict[str, Any]) -> None:
         for column in keys:
             curve.add_column(column)
         for row in result["cold_lists"]:
+            curve.add_row(*(_fmt(row.get(k, "")) for k in keys))
+        console.print(curve)
+    if "fanout_curve" in result:
+        curve = Table(title="one event to N subscribers: kill sent to the last delivery")
+        keys = (
+            "subscribers_asked",
+            "subscribers",
+            "missing",
+            "first_ms",
+            "median_ms",
+            "last_ms",
+            "per_subscriber_us",
+            "rss_per_subscriber_kib",
+            "not_reached",
+        )
+        for column in keys:
+            curve.add_column(column)
+        for row in result["fanout_curve"]:
             curve.add_row(*(_fmt(row.get(k, "")) for k in keys))
         console.print(curve)
     for section, reason in result.get("skipped", {}).items():
@@ -993,11 +1266,20 @@ def show(result: dict[str, Any]) -> None:
         )
         ratios.add_row(*(_fmt(row[k]) for k in keys))
     console.print(ratios)
-    for section in ("spawns", "spawn_latency", "fetch", "idle", "fanout"):
+    for section in (
+        "spawns",
+        "spawn_latency",
+        "fetch",
+        "fetch_queue",
+        "idle",
+        "console",
+        "dashboard",
+        "fleet",
+    ):
         if section not in result:
             continue
         detail = Table(title=section, show_header=False)
-        for key, value in result[section].items():
+        for key, value in _flat(result[section]):
             detail.add_row(key, _fmt(value))
         console.print(detail)
     _show_curves(console, result)
@@ -1011,7 +1293,67 @@ def show(result: dict[str, Any]) -> None:
     console.print(verdicts)
 
 
-SECTIONS = ("throughput", "spawns", "spawn_latency", "curves", "fetch", "idle", "fanout")
+SECTIONS = (
+    "throughput",
+    "spawns",
+    "spawn_latency",
+    "dashboard",
+    "curves",
+    "fetch",
+    "fetch_queue",
+    "idle",
+    "fanout",
+    "console",
+    "fleet",
+)
+
+
+def _with_first_daemon(  # noqa: PLR0917
+    result: dict[str, Any],
+    wanted: set[str],
+    mode: Mode,
+    work: Path,
+    window: float,
+    generator: str,
+) -> None:
+    """The sections that share the first daemon (its iohyve processes counted)."""
+    log("starting the daemon")
+    daemon = Daemon(work, "daemon", spawn_log=work / "spawns.log", list_cache=window)
+    try:
+        if "throughput" in wanted:
+            result["throughput"], result["ratios"] = throughput(daemon, work, mode, generator)
+        if "spawns" in wanted:
+            log(f"{mode.spawn_clients} listvms callers for {mode.spawn_duration} s")
+            result["spawns"] = spawns(daemon, mode, window, generator)
+        if "spawn_latency" in wanted:
+            log("start: request to exec, against a bare posix_spawn")
+            result["spawn_latency"] = spawn_latency(daemon, work, mode)
+        if "dashboard" in wanted:
+            log("dashboard: first load and time to the guest list in headless Chromium")
+            _section(result, "dashboard", dashboard_section(daemon))
+    finally:
+        daemon.stop()
+
+
+def _with_connections_daemon(
+    result: dict[str, Any], wanted: set[str], mode: Mode, work: Path
+) -> None:
+    """The sections that share the daemon of many connections and queued fetches."""
+    daemon = Daemon(work, "connections")
+    try:
+        if "fetch_queue" in wanted:
+            log(f"the fetch queue with {mode.queued} tasks waiting")
+            result["fetch_queue"] = fetch_queue(daemon, work, mode)
+        if "idle" in wanted:
+            log(f"{mode.idle} idle WebSockets")
+            result["idle"] = idle(daemon, mode)
+        if "fanout" in wanted:
+            result["fanout_curve"] = fanout(daemon, work, mode)
+            at = [p for p in result["fanout_curve"] if p["subscribers_asked"] == mode.subscribers]
+            if at:
+                result["fanout"] = at[0]
+    finally:
+        daemon.stop()
 
 
 def run(
@@ -1023,40 +1365,36 @@ def run(
     result["rest_load"] = generator
     result["machine"] = machine()
     began = time.monotonic()
-    if wanted & {"throughput", "spawns", "spawn_latency"}:
-        log("starting the daemon")
-        daemon = Daemon(work, "daemon", spawn_log=work / "spawns.log", list_cache=window)
-        try:
-            if "throughput" in wanted:
-                result["throughput"], result["ratios"] = throughput(daemon, work, mode, generator)
-            if "spawns" in wanted:
-                log(f"{mode.spawn_clients} listvms callers for {mode.spawn_duration} s")
-                result["spawns"] = spawns(daemon, mode, window, generator)
-            if "spawn_latency" in wanted:
-                log("start: request to exec, against a bare posix_spawn")
-                result["spawn_latency"] = spawn_latency(daemon, work, mode)
-        finally:
-            daemon.stop()
+    result["skipped"] = {}
+    if wanted & {"throughput", "spawns", "spawn_latency", "dashboard"}:
+        _with_first_daemon(result, wanted, mode, work, window, generator)
     if "curves" in wanted:
         result["cold_lists"] = cold_lists(work, mode)
-    result["skipped"] = dict(NOT_YET)
     if "fetch" in wanted:
         log(f"fetchiso of {mode.fetch_size // MIB} MiB against curl")
         result["fetch"] = fetch(work, mode)
-    if wanted & {"idle", "fanout"}:
-        daemon = Daemon(work, "connections")
-        try:
-            if "idle" in wanted:
-                log(f"{mode.idle} idle WebSockets")
-                result["idle"] = idle(daemon, mode)
-            if "fanout" in wanted:
-                log(f"fan-out to {mode.subscribers} subscribers")
-                result["fanout"] = fanout(daemon, work, mode)
-        finally:
-            daemon.stop()
+    if wanted & {"idle", "fanout", "fetch_queue"}:
+        _with_connections_daemon(result, wanted, mode, work)
+    if "console" in wanted:
+        log(
+            f"console: {mode.keystrokes} keystrokes, {mode.burst_mib} MiB to {mode.viewers} viewers"
+        )
+        result["console"] = console_section(mode)
+    if "fleet" in wanted:
+        log(f"fleet: the router against direct calls, {mode.hosts} simulated hosts")
+        _section(result, "fleet", fleet_section(mode))
     result["seconds"] = time.monotonic() - began
     result["targets"] = targets(result)
     return result
+
+
+def _section(result: dict[str, Any], name: str, figures: dict[str, Any] | str) -> None:
+    """Figures go under ``name``; a reason (the section could not run here) under skipped."""
+    if isinstance(figures, str):
+        log(f"{name}: skipped: {figures}")
+        result["skipped"][name] = figures
+    else:
+        result[name] = figures
 
 
 def main(argv: list[str] | None = None) -> int:

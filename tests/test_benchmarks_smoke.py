@@ -1,8 +1,10 @@
 """The benchmark suite runs: ``benchmarks/run --smoke`` completes and writes every section.
 
 Smoke figures mean nothing (one client, one second, tiny sizes), so nothing here checks a
-value or a PASS/FAIL (only that the REST load generator got answers); the full suite is run
-by hand (see benchmarks/RESULTS.md). The run hides wrk from PATH: the suite must work with its
+value or a PASS/FAIL (only that the load generators got answers and every subscriber its
+event); the full suite is run by hand (see benchmarks/RESULTS.md). The dashboard and fleet
+sections run where Chromium with the built page, and the pinned router, are there, and are
+skipped with the reason elsewhere. The run hides wrk from PATH: the suite must work with its
 Python REST load generator on a machine without wrk.
 """
 
@@ -29,8 +31,14 @@ SECTIONS = (
     "fetch",
     "idle",
     "fanout",
+    "fanout_curve",
+    "fetch_queue",
+    "console",
     "targets",
 )
+#: Sections that need what a machine may lack (Chromium and the built page, the pinned
+#: router): each is measured, or skipped with the reason.
+OPTIONAL = ("dashboard", "fleet")
 
 
 def _path_without(program: str, shadow: Path) -> str:
@@ -92,9 +100,26 @@ def test_the_benchmark_suite_runs_in_smoke_mode_without_wrk(tmp_path: Path) -> N
     assert result["fetch"]["bytes"] > 0
     assert result["idle"]["connections"] > 0
     assert result["fanout"]["subscribers"] > 0
+    assert [p["subscribers_asked"] for p in result["fanout_curve"]] == [1, 50]
+    assert all(p["missing"] == 0 for p in result["fanout_curve"]), result["fanout_curve"]
+    queue = result["fetch_queue"]
+    assert queue["queued"] == queue["list_jobs_with_all"] - 1 > 0, queue
+    console = result["console"]
+    assert console["keystroke_to_echo_ms"]["samples"] > 0
+    assert console["direct_pty_ms"]["samples"] > 0
+    assert [t["viewers"] for t in console["throughput"]] == [1, 3]
+    assert console["idle"]["viewers"] > 0
+    for section in OPTIONAL:
+        assert (section in result) != bool(result["skipped"].get(section)), (section, result)
+    if "dashboard" in result:
+        assert result["dashboard"]["first_load_bytes"] > 0
+    if "fleet" in result:
+        assert result["fleet"]["throughput"]["errors"] == 0
     assert {t["target"] for t in result["targets"]} >= {
         "iohyve processes in flight at a time",
         "fetchiso / curl throughput",
+        "console: keystroke to echo p99, TLS (ms)",
+        "console: RSS per idle viewer (KiB)",
     }
 
 
