@@ -3,15 +3,20 @@
 Before handing over to twistd it raises RLIMIT_NOFILE to its hard limit (10,000 WebSockets
 need more than the usual 1024 descriptors) and, if ``BENCH_SPAWN_LOG`` is set, puts
 spawnlog.py in front of the iohyve command so that every iohyve process is counted from
-outside. Nothing else of the daemon changes.
+outside. With ``BENCH_GC_LOG`` set, every run of the cyclic garbage collector is appended to
+that file (``<monotonic start> <seconds> <generation> <collected>``), to see where a pause
+comes from. Nothing else of the daemon changes.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 
 def raise_nofile() -> int:
@@ -37,8 +42,25 @@ def _count_spawns(log: str) -> None:
     app.iohyve_command = counted  # type: ignore[assignment]
 
 
+def _log_collections(path: str) -> None:
+    started = [0.0]
+    out = open(path, "a", buffering=1)  # noqa: SIM115 (open for the life of the process)
+
+    def noted(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.monotonic()
+        else:
+            took = time.monotonic() - started[0]
+            out.write(f"{started[0]:.6f} {took:.6f} {info['generation']} {info['collected']}\n")
+
+    gc.callbacks.append(noted)
+
+
 def main() -> None:
     raise_nofile()
+    gc_log = os.environ.pop("BENCH_GC_LOG", "")
+    if gc_log:
+        _log_collections(gc_log)
     log = os.environ.pop("BENCH_SPAWN_LOG", "")
     if log:
         _count_spawns(log)
