@@ -71,14 +71,14 @@ class Mode:
     idle_viewers: int = 100
     #: Fleet: simulated hosts, calls one at a time each way, seconds of load.
     hosts: int = 20
-    fleet_calls: int = 300
-    fleet_seconds: float = 5
+    fleet_calls: int = 200
+    fleet_seconds: float = 3
 
 
 FULL = Mode(
     "full",
     (16, 128),  # the targets' client counts; --clients 1 adds the single client
-    3,
+    2,
     200,
     10,
     1024 * MIB,
@@ -696,7 +696,7 @@ def dashboard_section(daemon: Daemon) -> dict[str, Any] | str:
     if reason is not None:
         return reason
     url = daemon.urls["https"].removesuffix("/sysadm/iohyve") + "/ui/"
-    figures = dashboard.measure(url, "admin", daemon.password, "guest0", loads=3)
+    figures = dashboard.measure(url, "admin", daemon.password, "guest0", loads=2)
     return {
         "first_load_bytes": figures["first_load"]["bytes"],
         "first_load_responses": figures["first_load"]["responses"],
@@ -930,7 +930,10 @@ def fanout(daemon: Daemon, work: Path, mode: Mode) -> list[dict[str, Any]]:
             control.call("events", "subscribe", ["dispatcher"])
             control.call("sysadm", "iohyve", {"action": "fetchiso", "url": f"{base}/running.iso"})
             control.wait_event(fetch_state("running.iso", "running"), 60)
-            for count in mode.fan_out:
+            # The largest first: connections closed by an earlier point leave freed memory
+            # that later ones reuse, which would hide their RSS (the largest point's RSS is
+            # the idle connections' figure when both sections run, see run()).
+            for count in sorted(mode.fan_out, reverse=True):
                 log(f"fan-out to {count} subscribers")
                 reason = _unreachable(count)
                 if reason is None:
@@ -949,7 +952,7 @@ def fanout(daemon: Daemon, work: Path, mode: Mode) -> list[dict[str, Any]]:
             control.call("rpc", "dispatcher", {"action": "kill", "job_id": running[:1]})
     finally:
         stop(server)
-    return points
+    return sorted(points, key=lambda point: int(point["subscribers_asked"]))
 
 
 def _unreachable(count: int) -> str | None:
@@ -983,15 +986,15 @@ def _fan_point(
     with _workers(*workers, daemon.urls["ws"], daemon.token, None, marks) as (ready, stop_event, n):
         subscribed = sum(_gather(ready, n, "open", 900))
         setup = time.monotonic() - began
-        time.sleep(1.0)
-        rss_subscribed = daemon.rss()
+        time.sleep(2.0 if count >= 1000 else 0.5)
+        rss_subscribed, fds = daemon.rss(), daemon.psutil.num_fds()
         # A fresh connection for the kill: the long-lived one may have been dropped while
         # thousands of subscribers connected (its pings unanswered in time).
         with Control(daemon.urls["ws"], token=daemon.token) as killer:
             sent = time.monotonic()
             killer.call("rpc", "dispatcher", {"action": "kill", "job_id": job})
             replied = time.monotonic()
-        time.sleep(2.0)
+        time.sleep(0.5 + count / 5000)
         stop_event.set()
         received = [t for part in _gather(ready, n, "received", 120) for t in part]
     got = [t - sent for t in received if t is not None]
@@ -1009,6 +1012,9 @@ def _fan_point(
         "last_ms": last,
         "per_subscriber_us": last * 1000 / subscribed if last is not None and subscribed else None,
         "rss_per_subscriber_kib": (rss_subscribed - rss_before) / 1024 / max(1, subscribed),
+        "rss_before_mib": rss_before / MIB,
+        "rss_after_mib": rss_subscribed / MIB,
+        "daemon_fds": fds,
     }
 
 
@@ -1352,7 +1358,11 @@ def _with_connections_daemon(
         if "fetch_queue" in wanted:
             log(f"the fetch queue with {mode.queued} tasks waiting")
             result["fetch_queue"] = fetch_queue(daemon, work, mode)
-        if "idle" in wanted:
+        # Opening 10,000 connections twice would cost most of a minute: when the fan-out curve
+        # has a point of mode.idle subscribers, those connections (logged in, subscribed,
+        # idle) give the RSS per idle WebSocket.
+        shared = "fanout" in wanted and mode.idle in mode.fan_out
+        if "idle" in wanted and not shared:
             log(f"{mode.idle} idle WebSockets")
             result["idle"] = idle(daemon, mode)
         if "fanout" in wanted:
@@ -1360,6 +1370,18 @@ def _with_connections_daemon(
             at = [p for p in result["fanout_curve"] if p["subscribers_asked"] == mode.subscribers]
             if at:
                 result["fanout"] = at[0]
+            largest = [p for p in result["fanout_curve"] if p["subscribers_asked"] == mode.idle]
+            if "idle" in wanted and shared and "subscribers" in largest[0]:
+                point = largest[0]
+                result["idle"] = {
+                    "connections": point["subscribers"],
+                    "subscribed_to": "dispatcher",
+                    "seconds_to_open_and_log_in": point["seconds_to_connect_and_subscribe"],
+                    "rss_before_mib": point["rss_before_mib"],
+                    "rss_after_mib": point["rss_after_mib"],
+                    "daemon_fds": point["daemon_fds"],
+                    "rss_per_connection_kib": point["rss_per_subscriber_kib"],
+                }
     finally:
         daemon.stop()
 
