@@ -166,6 +166,7 @@ class Daemon:
         list_cache: float = 1.0,
         guests: int = GUESTS,
         backend: str = "iohyve",
+        console_interval: float = 2.0,
     ) -> None:
         self.state = work / name
         self.log = work / f"{name}.log"
@@ -181,6 +182,7 @@ class Daemon:
             "[auth]\nlockout_failures = 1000\n"
             f"[iohyve]\nlist_cache = {list_cache}\n"
             "[fetch]\nqueue_size = 1000\n"
+            f"[console]\ninterval = {console_interval}\n"
         )
         env = dict(os.environ)
         if spawn_log is not None:
@@ -273,7 +275,11 @@ class Control:
     """A synchronous WebSocket client for setting things up and watching events."""
 
     def __init__(self, url: str, *, password: str | None = None, token: str | None = None) -> None:
-        self.ws = sync_connect(url, compression=None, max_size=None, open_timeout=60)
+        # No keepalive pings: while thousands of connections log in, the daemon may take longer
+        # than a ping's timeout to answer, and this connection must outlive that.
+        self.ws = sync_connect(
+            url, compression=None, max_size=None, open_timeout=60, ping_interval=None
+        )
         self.events: list[tuple[float, dict[str, Any]]] = []
         if password is not None:
             self.token = str(
@@ -643,20 +649,27 @@ def _count_guests(listing: Any) -> int | None:
 
 
 def cold_lists(work: Path, mode: Mode) -> list[dict[str, Any]]:
-    """A cold listvms (a daemon just started, nothing cached) for each number of guests, with
-    the processes it spawned, per backend."""
+    """A cold listvms (a daemon just started, nothing cached: the list runs for this call) for
+    each number of guests, with the processes it spawned, per backend."""
     rows: list[dict[str, Any]] = []
     for backend, guests in itertools.product(("iohyve", "vm-bhyve"), mode.guests):
         log(f"cold listvms with {guests} guests ({backend}, simulated)")
         spawn_log = work / f"spawns-{backend}-{guests}.log"
+        # No list cache, and the consoles' look at the guests once, at the start: otherwise that
+        # look (it lists the guests) leaves a fresh list for listvms to answer from.
         daemon = Daemon(
             work,
             f"{backend}-{guests}",
             spawn_log=spawn_log,
             guests=guests,
             backend=backend,
+            list_cache=0,
+            console_interval=3600,
         )
         try:
+            deadline = time.monotonic() + 60
+            while not _spawn_runs(spawn_log, 0) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the consoles' first look has ended
             with Control(daemon.urls["ws"], token=daemon.token) as control:
                 began = time.monotonic()
                 listing = control.call("sysadm", "iohyve", {"action": "listvms"}, timeout=120)
