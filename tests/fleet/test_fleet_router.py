@@ -194,6 +194,8 @@ async def test_fleet_hosts_lists_every_joined_host(fleet: Fleet) -> None:
         await olga.close()
     assert [h.host for h in hosts] == ["h1", "h2", "h3"]
     assert all(h.backend == "simulated iohyve 0.7.9" and h.version and h.joined for h in hosts)
+    # Each host publishes its own dashboard's address ([fleet] url) for the console links.
+    assert [h.url for h in hosts] == [fleet.url(name) for name in ("h1", "h2", "h3")]
 
 
 def sysadm(fleet: Fleet, user: str, *argv: str) -> subprocess.CompletedProcess[str]:
