@@ -133,6 +133,19 @@ def test_an_operators_start_is_refused_in_the_routers_words(browser: Browser, fl
     page.context.close()
 
 
+def test_the_host_list_follows_hosts_leaving_and_joining(browser: Browser, fleet: Fleet) -> None:
+    page = open_host(browser, fleet, "h1")
+    connect(page, fleet, "alice")
+    expect(host_row(page, "h3")).to_be_visible()
+    fleet.hosts["h3"].crash()
+    # The router's session meta-events redraw the list: no reload, no polling.
+    expect(host_row(page, "h3")).to_have_count(0, timeout=15_000)
+    expect(host_row(page, "h2")).to_be_visible()
+    fleet.start("h3")
+    expect(host_row(page, "h3")).to_be_visible(timeout=15_000)
+    page.context.close()
+
+
 def test_a_wrong_ticket_is_refused(browser: Browser, fleet: Fleet) -> None:
     page = open_host(browser, fleet, "h1")
     page.get_by_role("button", name="Fleet", exact=True).click()
