@@ -203,3 +203,21 @@ def test_without_a_router_there_is_no_fleet_entry(tmp_path: Path, browser: Brows
         page.context.close()
     finally:
         alone.stop()
+
+
+def test_the_view_connects_again_when_the_router_comes_back(browser: Browser, fleet: Fleet) -> None:
+    """Last in this module: it restarts the router the other tests share."""
+    page = open_host(browser, fleet, "h1")
+    connect(page, fleet, "alice")
+    page.get_by_role("button", name="Open h2").click()
+    expect(guest_row(page, "h2", "guest-h2")).to_be_visible()
+    fleet.router.stop()
+    expect(page.get_by_text("connecting again")).to_be_visible(timeout=15_000)
+    fleet.router.start()
+    # With the ticket it kept in memory, the page logs in again by itself, and the hosts,
+    # which join again too, come back into the list.
+    expect(page.get_by_text("Connected to")).to_be_visible(timeout=40_000)
+    for host in ("h1", "h2", "h3"):
+        expect(host_row(page, host)).to_be_visible(timeout=40_000)
+    expect(guest_row(page, "h2", "guest-h2")).to_be_visible(timeout=15_000)
+    page.context.close()

@@ -143,10 +143,13 @@ function connect(config: FleetConfig, user: string, ticket: string): Promise<voi
       use_es6_promises: true,
     });
     made.onopen = (opening) => {
+      const again = opened; // Autobahn connected again after losing the router
       opened = true;
       session = opening;
+      problem = "";
       void subscribePresence(opening);
       if (chosen) void followHost(chosen);
+      if (again && where?.isConnected && connection === made) void renderFleet();
       resolve();
     };
     made.onclose = (reason, details) => {
