@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from daemon import Daemon
 from fleetkit import Fleet, fleet
-from test_dashboard import AXE, DESKTOP, SCREENSHOTS, browser, log_in
+from test_dashboard import AXE, DESKTOP, PHONE, SCREENSHOTS, browser, log_in
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Locator, Page, expect  # noqa: E402
@@ -25,11 +25,18 @@ def dashboard(fleet: Fleet, host: str) -> str:
     return f"{fleet.url(host)}/ui/"
 
 
-def open_host(browser: Browser, fleet: Fleet, host: str, *, bypass_csp: bool = False) -> Page:
+def open_host(
+    browser: Browser,
+    fleet: Fleet,
+    host: str,
+    *,
+    bypass_csp: bool = False,
+    size: dict[str, int] = DESKTOP,
+) -> Page:
     """``host``'s own dashboard, logged in as its local admin."""
     context = browser.new_context(
         ignore_https_errors=True,
-        viewport=DESKTOP,  # type: ignore[arg-type]
+        viewport=size,  # type: ignore[arg-type]
         bypass_csp=bypass_csp,
     )
     page = context.new_page()
@@ -71,6 +78,7 @@ def test_the_fleet_view_manages_three_hosts_through_the_router(
     page = open_host(browser, fleet, "h1")
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     connect(page, fleet, "alice")
+    expect(page.get_by_role("status").first).to_contain_text("as alice (router role admin)")
     for host in ("h1", "h2", "h3"):
         row = host_row(page, host)
         expect(row).to_contain_text("simulated iohyve")
@@ -157,12 +165,13 @@ def test_a_wrong_ticket_is_refused(browser: Browser, fleet: Fleet) -> None:
     page.context.close()
 
 
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_the_fleet_view_has_no_serious_accessibility_violation(
-    browser: Browser, fleet: Fleet
+    browser: Browser, fleet: Fleet, size: dict[str, int]
 ) -> None:
     if not AXE.exists():
         pytest.fail(f"axe-core is missing ({AXE}); ./dev/test installs it")
-    page = open_host(browser, fleet, "h1", bypass_csp=True)
+    page = open_host(browser, fleet, "h1", bypass_csp=True, size=size)
     problems: list[str] = []
 
     def check(view: str) -> None:
@@ -187,6 +196,8 @@ def test_the_fleet_view_has_no_serious_accessibility_violation(
     expect(guest_row(page, "h1", "guest-h1")).to_be_visible()
     expect(page.get_by_role("table", name="Tasks of h1")).to_be_visible()
     check("fleet host")
+    if os.environ.get("SYSADMD_SCREENSHOTS") == "1" and size == PHONE:
+        page.screenshot(path=str(SCREENSHOTS / "fleet-phone.png"), full_page=True)
     assert problems == [], problems
     page.context.close()
 

@@ -18,6 +18,7 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 let connection: Connection | null = null;
 let session: Session | null = null;
 let who = "";
+let role = "";
 let hosts: HostInfo[] = [];
 let chosen: string | null = null;
 let guests: Record<string, Guest> = {};
@@ -142,7 +143,8 @@ function connect(config: FleetConfig, user: string, ticket: string): Promise<voi
       retry_if_unreachable: true,
       use_es6_promises: true,
     });
-    made.onopen = (opening) => {
+    made.onopen = (opening, details) => {
+      role = details.authrole ?? "";
       const again = opened; // Autobahn connected again after losing the router
       opened = true;
       session = opening;
@@ -211,7 +213,7 @@ const hostList = h("div", {});
 const hostPane = h("div", {});
 
 function renderStatus(): void {
-  status.textContent = problem || (settings ? `Connected to ${settings.router} as ${who}.` : "");
+  status.textContent = problem || (settings ? `Connected to ${settings.router} as ${who}${role ? ` (router role ${role})` : ""}.` : "");
   status.classList.toggle("error", problem !== "");
 }
 
@@ -232,9 +234,9 @@ function renderHosts(): void {
       "tr",
       { "data-host": info.host, "aria-current": info.host === chosen ? "true" : undefined },
       h("th", { scope: "row" }, info.host),
-      h("td", {}, info.backend),
-      h("td", {}, info.version),
-      h("td", {}, info.joined),
+      h("td", { "data-label": "Backend" }, info.backend),
+      h("td", { "data-label": "Version" }, info.version),
+      h("td", { "data-label": "Joined since" }, info.joined),
       h("td", {}, h("button", { class: "secondary", "aria-label": `Open ${info.host}`, onclick: () => void choose(info.host) }, "Open")),
     ),
   );
