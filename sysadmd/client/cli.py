@@ -2,8 +2,10 @@
 
 ``sysadm login HOST[:PORT]`` logs in and keeps the session's token (never the password) in
 the configuration directory (``~/.config/sysadm``, or ``--config-dir`` /
-``$SYSADM_CONFIG_DIR``), mode 0600; the other commands use that session. Every command
-prints its result on stdout and exits 0, or prints one line on stderr and exits non-zero:
+``$SYSADM_CONFIG_DIR``), mode 0600; the other commands use that session. In fleet mode
+(``--router URL`` or a profile kept by ``sysadm router save``, ``--profile NAME``) they reach
+the host ``-H NAME`` through a WAMP router instead. Every command prints its result on
+stdout and exits 0, or prints one line on stderr and exits non-zero:
 
 * 1: the daemon refused the request (its code and message), or a fetch failed;
 * 2: the command line is wrong;
@@ -466,7 +468,7 @@ CONTEXT: Final = {"help_option_names": ["-h", "--help"], "max_content_width": 10
     "--host",
     "fleet_host",
     metavar="NAME",
-    help="With --router: the host a command acts on (`-H all vm list`: every host).",
+    help="With --router or --profile: the host a command acts on (`-H all vm list`: every host).",
 )
 @click.version_option(package_name="sysadmd", prog_name="sysadm")
 @click.pass_context
