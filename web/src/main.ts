@@ -3,12 +3,11 @@
 import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import { Api, ApiError, siteUrl } from "./api";
-import { busy, field, formatBytes, h, message, objectTable, uid } from "./dom";
+import { busy, field, h, message, objectTable, uid } from "./dom";
 import { consoleFromHash, fleetConfigured, leaveFleet, loadFleetConfig, showFleet } from "./fleetnav";
+import { type Fetch, type Task, fetchFromEvent, fetchItem, isoRow, isoTable as libraryTable, taskTable } from "./tasks-shared";
 
 type Guest = { description: string; rcboot: string; running: string; vmm: string };
-type Task = Record<string, unknown> & { status?: string; iso?: string; percent?: number };
-type Fetch = { id: string; iso: string; state: string; percent?: number; rate?: number; done?: number; total?: number | null };
 
 const TOKEN_KEY = "sysadmd.token";
 const api = new Api();
@@ -274,22 +273,9 @@ function deleteGuest(name: string): HTMLElement {
 // ---- ISOs and fetches ----------------------------------------------------------------
 
 function dispatcherEvent(args: Record<string, unknown>): void {
-  const details = (args.process_details ?? {}) as Record<string, unknown>;
-  const id = String(details.process_id ?? "");
-  if (!id) return;
-  const fetch: Fetch = {
-    id,
-    iso: String(args.filename ?? ""),
-    state: String(args.state ?? ""),
-    percent: typeof args.percent === "number" ? args.percent : undefined,
-    rate: typeof args.rate === "number" ? args.rate : undefined,
-    done: typeof args.bytes_done === "number" ? args.bytes_done : undefined,
-    total: typeof args.bytes_total === "number" ? args.bytes_total : null,
-  };
-  if (fetch.state === "finished") {
-    fetch.state = String(args.result ?? "finished");
-    if (fetch.state === "succeeded") fetch.percent = 100;
-  }
+  const fetch = fetchFromEvent(args);
+  if (!fetch) return;
+  const id = fetch.id;
   const known = fetches.has(id);
   fetches.set(id, fetch);
   // The task list follows each task's changes of state (not every progress event).
@@ -301,70 +287,20 @@ function dispatcherEvent(args: Record<string, unknown>): void {
 }
 
 function renderFetches(): void {
-  const items = [...fetches.values()].map((f) => {
-    const percent = f.percent ?? 0;
-    const left = f.rate && f.total && f.done !== undefined ? Math.max(0, (f.total - f.done) / f.rate) : null;
-    const running = f.state === "running" || f.state === "pending";
-    const note = message();
-    const cancel = h("button", { class: "secondary" }, "Cancel");
-    cancel.addEventListener("click", () => void busy(cancel, note, () => api.call("rpc", "dispatcher", { action: "kill", job_id: f.id })));
-    return h(
-      "li",
-      { "data-iso": f.iso },
-      h("span", { class: "iso-name" }, f.iso),
-      h("div", { class: "bar", role: "progressbar", "aria-label": `Fetching ${f.iso}`, "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": Math.round(percent), "aria-valuetext": f.percent === undefined ? `${formatBytes(f.done ?? 0)} so far` : `${Math.round(percent)}%` }, fillTo(percent)),
-      h("span", {}, f.percent === undefined ? formatBytes(f.done ?? 0) : `${Math.round(percent)}%`),
-      h("span", {}, f.rate ? `${formatBytes(f.rate)}/s` : ""),
-      h("span", {}, left !== null ? `${Math.round(left)} s left` : ""),
-      h("span", { class: "state" }, f.state),
-      running && canWrite ? cancel : null,
-      note,
-    );
-  });
+  const kill = (id: string) => () => api.call("rpc", "dispatcher", { action: "kill", job_id: id });
+  const items = [...fetches.values()].map((f) => fetchItem(f, canWrite ? kill(f.id) : null));
   live.replaceChildren(items.length ? h("h2", {}, "Fetches") : "", h("ul", { class: "fetches" }, items));
 }
 
 const isoTable = h("div", {});
 
-function fillTo(percent: number): HTMLElement {
-  const fill = h("div", { class: "fill" });
-  fill.style.width = `${Math.min(100, Math.max(0, percent))}%`;
-  return fill;
-}
-
 async function listIsos(): Promise<void> {
   const listisos = await api.iohyve<string[]>("listisos");
-  const rows = listisos.sort().map((iso) => isoRow(iso));
-  isoTable.replaceChildren(
-    h("table", { class: "isos" }, h("caption", {}, "ISO library"), h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Actions"))), h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 2 }, "No ISOs yet.")))),
-  );
-}
-
-function isoRow(iso: string): HTMLElement {
-  const note = message();
-  const cell = h("td", { class: "actions" });
-  const idle = () => {
-    if (!canWrite) return cell.replaceChildren(note);
-    const rename = h("button", { class: "secondary", onclick: () => renaming() }, "Rename");
-    const remove = h("button", { class: "danger", onclick: () => removing() }, "Remove");
-    cell.replaceChildren(rename, remove, note);
+  const calls = {
+    rename: async (source: string, target: string) => { await api.iohyve("renameiso", { source, target }); await listIsos(); },
+    remove: async (target: string) => { await api.iohyve("rmiso", { target }); await listIsos(); },
   };
-  const renaming = () => {
-    const [row, target] = field(`New name for ${iso}`, { value: iso });
-    const save = h("button", { type: "submit" }, "Rename");
-    const form = h("form", { class: "inline" }, row, save, h("button", { type: "button", class: "secondary", onclick: idle }, "Keep"), note);
-    form.addEventListener("submit", (event) => { event.preventDefault(); void busy(save, note, async () => { await api.iohyve("renameiso", { source: iso, target: target.value }); await listIsos(); }); });
-    cell.replaceChildren(form);
-    target.select();
-  };
-  const removing = () => {
-    const yes = h("button", { class: "danger" }, "Remove");
-    yes.addEventListener("click", () => void busy(yes, note, async () => { await api.iohyve("rmiso", { target: iso }); await listIsos(); }));
-    cell.replaceChildren(h("span", {}, `Remove ${iso}?`), yes, h("button", { class: "secondary", onclick: idle }, "Keep"), note);
-    yes.focus();
-  };
-  idle();
-  return h("tr", { "data-iso": iso }, h("th", { scope: "row" }, iso), cell);
+  isoTable.replaceChildren(libraryTable("ISO library", listisos.sort().map((iso) => isoRow(iso, canWrite ? calls : null))));
 }
 
 async function renderIsos(): Promise<void> {
@@ -386,14 +322,8 @@ async function renderTasks(): Promise<void> {
   await busy(null, note, async () => {
     const reply = await api.call<{ jobs?: { no_queue?: Record<string, Task> } }>("rpc", "dispatcher", { action: "list" });
     const tasks = Object.entries(reply.jobs?.no_queue ?? {});
-    const rows = tasks.map(([id, task]) => {
-      const rowNote = message();
-      const kill = h("button", { class: "danger" }, "Kill");
-      kill.addEventListener("click", () => void busy(kill, rowNote, async () => { await api.call("rpc", "dispatcher", { action: "kill", job_id: id }); await renderTasks(); }));
-      const open = task.status === "queued" || task.status === "running";
-      return h("tr", {}, h("th", { scope: "row" }, String(task.iso ?? id)), h("td", {}, String(task.status ?? "")), h("td", {}, task.percent !== undefined && task.percent !== null ? `${Math.round(Number(task.percent))}%` : ""), h("td", {}, String(task.message ?? "")), h("td", {}, open && canWrite ? kill : null, rowNote));
-    });
-    content.append(h("table", {}, h("caption", {}, "Fetch tasks"), h("thead", {}, h("tr", {}, ["ISO", "Status", "Done", "Message", "Actions"].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 5 }, "No tasks.")))));
+    const kill = async (id: string) => { await api.call("rpc", "dispatcher", { action: "kill", job_id: id }); await renderTasks(); };
+    content.append(taskTable("Fetch tasks", tasks, canWrite ? kill : null));
   });
 }
 
