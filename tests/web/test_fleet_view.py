@@ -3,8 +3,11 @@ hosts joined to it, and one host's dashboard reaching all three through the rout
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +68,57 @@ def guest_row(page: Page, host: str, guest: str) -> Locator:
     )
 
 
+def iso_row(page: Page, host: str, iso: str) -> Locator:
+    return page.get_by_role("table", name=f"ISOs of {host}").locator(
+        "tbody tr", has=page.get_by_role("rowheader", name=iso, exact=True)
+    )
+
+
+def task_row(page: Page, host: str, iso: str) -> Locator:
+    return page.get_by_role("table", name=f"Tasks of {host}").locator(
+        "tbody tr", has=page.get_by_role("rowheader", name=iso, exact=True)
+    )
+
+
+def iso_dir(fleet: Fleet, host: str, iso: str) -> Path:
+    """Where the simulated ``host`` keeps the ISO ``iso`` (its dataset's directory)."""
+    return fleet.state(host) / "simulator" / "iohyve" / "ISO" / iso
+
+
+def seed_iso(fleet: Fleet, host: str, iso: str) -> None:
+    """Puts ``iso`` in ``host``'s library, as a finished fetch leaves it."""
+    where = iso_dir(fleet, host, iso)
+    where.mkdir(parents=True)
+    (where / iso).write_bytes(b"\0" * 4096)
+
+
+@contextlib.contextmanager
+def iso_server(name: str, size: int, *, stall: bool = False) -> Iterator[str]:
+    """``name`` served over HTTP on loopback (half of it, then nothing, with ``stall``)."""
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("isoserver.py")),
+            name,
+            str(size),
+            *(["stall"] if stall else []),
+        ],
+        stdout=subprocess.PIPE,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    try:
+        assert server.stdout is not None
+        yield f"http://127.0.0.1:{int(server.stdout.readline())}/{name}"
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def fetch(page: Page, url: str) -> None:
+    page.get_by_label("URL").fill(url)
+    page.get_by_role("button", name="Fetch", exact=True).click()
+
+
 @pytest.fixture
 def errors() -> Iterator[list[str]]:
     seen: list[str] = []
@@ -99,9 +153,6 @@ def test_the_fleet_view_manages_three_hosts_through_the_router(
     # The row changes live, from h2's guests event through the router.
     expect(row).to_contain_text("running", timeout=15_000)
     assert page.evaluate("window.__same") is True
-    if os.environ.get("SYSADMD_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "fleet-desktop.png"), full_page=True)
     row.get_by_role("button", name="Force stop").click()
     expect(row).to_contain_text("stopped", timeout=15_000)
     page.context.close()
@@ -138,6 +189,107 @@ def test_an_operators_start_is_refused_in_the_routers_words(browser: Browser, fl
     expect(refusal).to_contain_text("wamp.error.not_authorized")
     expect(refusal).to_contain_text("sysadmd.h3.sysadm.iohyve.start")
     expect(row).to_contain_text("stopped")
+    page.context.close()
+
+
+def test_fetch_an_iso_on_one_host_through_the_router(browser: Browser, fleet: Fleet) -> None:
+    with iso_server("fleet-fetched.iso", 4 * 1024 * 1024) as url:
+        page = open_host(browser, fleet, "h1")
+        connect(page, fleet, "alice")
+        page.get_by_role("button", name="Open h2").click()
+        expect(page.get_by_role("table", name="ISOs of h2")).to_be_visible()
+        # A URL h2 refuses: its words, beside the form.
+        fetch(page, "http://127.0.0.1:9/")  # no file name to keep the ISO under
+        form = page.get_by_role("form", name="Fetch an ISO on h2")
+        expect(form.get_by_role("status")).to_contain_text("sysadmd.error.400")
+        fetch(page, url)
+        expect(form.get_by_role("status")).to_have_text("")
+        # The bar follows h2's dispatcher events, published through the router.
+        bar = page.get_by_role("progressbar", name="Fetching fleet-fetched.iso")
+        expect(bar).to_have_attribute("aria-valuenow", "100", timeout=20_000)
+        expect(iso_row(page, "h2", "fleet-fetched.iso")).to_be_visible(timeout=10_000)
+        expect(task_row(page, "h2", "fleet-fetched.iso")).to_contain_text("succeeded")
+    assert (iso_dir(fleet, "h2", "fleet-fetched.iso") / "fleet-fetched.iso").is_file()
+    # h2's fetch went to h2 only.
+    assert not iso_dir(fleet, "h1", "fleet-fetched.iso").exists()
+    page.get_by_role("button", name="Open h1").click()
+    expect(page.get_by_role("table", name="ISOs of h1")).to_be_visible()
+    expect(iso_row(page, "h1", "fleet-fetched.iso")).to_have_count(0)
+    expect(page.get_by_role("progressbar")).to_have_count(0)
+    page.context.close()
+
+
+@pytest.mark.parametrize("where", ["task", "fetch"])
+def test_kill_a_running_fetch_through_the_router(
+    browser: Browser, fleet: Fleet, where: str
+) -> None:
+    iso = f"fleet-slow-{where}.iso"
+    with iso_server(iso, 4 * 1024 * 1024, stall=True) as url:
+        page = open_host(browser, fleet, "h1")
+        connect(page, fleet, "alice")
+        page.get_by_role("button", name="Open h3").click()
+        fetch(page, url)
+        bar = page.get_by_role("progressbar", name=f"Fetching {iso}")
+        expect(bar).to_have_attribute("aria-valuenow", "50", timeout=20_000)
+        task = task_row(page, "h3", iso)
+        expect(task).to_contain_text("running")
+        if where == "task":
+            task.get_by_role("button", name=f"Kill {iso}").click()
+        else:
+            page.get_by_role("button", name=f"Cancel fetching {iso}").click()
+        item = page.locator("ul.fetches li", has_text=iso)
+        expect(item).to_contain_text("cancelled", timeout=15_000)
+        expect(item.get_by_role("button")).to_have_count(0)
+        expect(task).to_contain_text("cancelled")
+        expect(task).to_contain_text("killed")
+        expect(task.get_by_role("button")).to_have_count(0)
+        expect(iso_row(page, "h3", iso)).to_have_count(0)
+    assert not iso_dir(fleet, "h3", iso).exists()
+    page.context.close()
+
+
+def test_rename_and_remove_an_iso_through_the_router(browser: Browser, fleet: Fleet) -> None:
+    seed_iso(fleet, "h3", "fleet-old.iso")
+    page = open_host(browser, fleet, "h1")
+    connect(page, fleet, "alice")
+    page.get_by_role("button", name="Open h3").click()
+    row = iso_row(page, "h3", "fleet-old.iso")
+    row.get_by_role("button", name="Rename").click()
+    row.get_by_label("New name for fleet-old.iso").fill("fleet-new.iso")
+    row.get_by_role("button", name="Rename").click()
+    renamed = iso_row(page, "h3", "fleet-new.iso")
+    expect(renamed).to_be_visible()
+    expect(row).to_have_count(0)
+    assert iso_dir(fleet, "h3", "fleet-new.iso").is_dir()
+    assert not iso_dir(fleet, "h3", "fleet-old.iso").exists()
+    # Remove asks again; Keep keeps it.
+    renamed.get_by_role("button", name="Remove").click()
+    expect(renamed).to_contain_text("Remove fleet-new.iso?")
+    renamed.get_by_role("button", name="Keep").click()
+    expect(renamed.get_by_role("button", name="Rename")).to_be_visible()
+    assert iso_dir(fleet, "h3", "fleet-new.iso").is_dir()
+    renamed.get_by_role("button", name="Remove").click()
+    renamed.get_by_role("button", name="Remove").click()
+    expect(renamed).to_have_count(0)
+    assert not iso_dir(fleet, "h3", "fleet-new.iso").exists()
+    page.context.close()
+
+
+def test_an_operators_remove_is_refused_in_the_routers_words(
+    browser: Browser, fleet: Fleet
+) -> None:
+    seed_iso(fleet, "h1", "fleet-kept.iso")
+    page = open_host(browser, fleet, "h1")
+    connect(page, fleet, "olga")
+    page.get_by_role("button", name="Open h1").click()
+    row = iso_row(page, "h1", "fleet-kept.iso")
+    row.get_by_role("button", name="Remove").click()
+    row.get_by_role("button", name="Remove").click()
+    refusal = row.get_by_role("status")
+    expect(refusal).to_contain_text("wamp.error.not_authorized")
+    expect(refusal).to_contain_text("sysadmd.h1.sysadm.iohyve.rmiso")
+    expect(row).to_be_visible()
+    assert (iso_dir(fleet, "h1", "fleet-kept.iso") / "fleet-kept.iso").is_file()
     page.context.close()
 
 
@@ -194,10 +346,22 @@ def test_the_fleet_view_has_no_serious_accessibility_violation(
     page.get_by_role("button", name="Connect").click()
     page.get_by_role("button", name="Open h1").click()
     expect(guest_row(page, "h1", "guest-h1")).to_be_visible()
-    expect(page.get_by_role("table", name="Tasks of h1")).to_be_visible()
-    check("fleet host")
-    if os.environ.get("SYSADMD_SCREENSHOTS") == "1" and size == PHONE:
-        page.screenshot(path=str(SCREENSHOTS / "fleet-phone.png"), full_page=True)
+    # With an ISO row (Rename, Remove), a task and its progress bar (Cancel, Kill).
+    iso = f"fleet-axe-{size['width']}.iso"
+    seed_iso(fleet, "h1", f"fleet-axe-library-{size['width']}.iso")
+    with iso_server(iso, 4 * 1024 * 1024, stall=True) as url:
+        fetch(page, url)
+        bar = page.get_by_role("progressbar", name=f"Fetching {iso}")
+        expect(bar).to_have_attribute("aria-valuenow", "50", timeout=20_000)
+        expect(task_row(page, "h1", iso)).to_contain_text("running")
+        expect(iso_row(page, "h1", f"fleet-axe-library-{size['width']}.iso")).to_be_visible()
+        check("fleet host")
+        if os.environ.get("SYSADMD_SCREENSHOTS") == "1":
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            tag = "phone" if size == PHONE else "desktop"
+            page.screenshot(path=str(SCREENSHOTS / f"fleet-{tag}.png"), full_page=True)
+        page.get_by_role("button", name=f"Cancel fetching {iso}").click()
+        expect(task_row(page, "h1", iso)).to_contain_text("cancelled", timeout=15_000)
     assert problems == [], problems
     page.context.close()
 

@@ -6,10 +6,10 @@ import autobahn from "autobahn-browser";
 import type { Connection, Session, Subscription } from "autobahn-browser";
 import { busy, field, h, message } from "./dom";
 import type { FleetConfig } from "./fleetnav";
+import { type Fetch, type Task, fetchFromEvent, fetchItem, isoRow, isoTable, taskTable } from "./tasks-shared";
 
 type Guest = { description?: string; rcboot?: string; running?: string; vmm?: string };
 type HostInfo = { host: string; backend: string; version: string; joined: string; url: string };
-type Task = Record<string, unknown> & { status?: string; iso?: string; percent?: number; message?: string };
 
 /** The role the router gives the hosts (sysadmd-admin fleet router-config). */
 const HOST_ROLE = "host";
@@ -22,6 +22,8 @@ let role = "";
 let hosts: HostInfo[] = [];
 let chosen: string | null = null;
 let guests: Record<string, Guest> = {};
+/** The chosen host's fetches, from its dispatcher events since it was opened. */
+let fetches = new Map<string, Fetch>();
 let hostSubscriptions: Subscription[] = [];
 let where: HTMLElement | null = null;
 let settings: FleetConfig | null = null;
@@ -259,6 +261,7 @@ function renderHosts(): void {
 }
 
 async function choose(host: string): Promise<void> {
+  if (chosen !== host) fetches = new Map();
   chosen = host;
   renderHosts();
   await followHost(host);
@@ -283,8 +286,13 @@ async function followHost(host: string): Promise<void> {
     }),
     live.subscribe(uri(host, "events", "dispatcher"), (args) => {
       if (chosen !== host) return;
-      const body = (args[0] ?? {}) as { state?: string };
-      if (body.state !== "running") void renderTasks(host);
+      const body = (args[0] ?? {}) as Record<string, unknown>;
+      const fetch = fetchFromEvent(body);
+      const known = fetch !== null && fetches.has(fetch.id);
+      if (fetch) fetches.set(fetch.id, fetch);
+      renderFetches(host);
+      // The task list follows each task's changes of state, not every progress event.
+      if (!known || body.state !== "running") void renderTasks(host);
       if (body.state === "finished") void renderIsos(host);
     }),
   ]);
@@ -298,6 +306,10 @@ const taskBox = h("section", { "aria-labelledby": "fleet-tasks" });
 async function renderHost(host: string): Promise<void> {
   const note = message();
   hostPane.replaceChildren(h("h2", {}, `Host ${host}`), note, guestBox, isoBox, taskBox);
+  renderIsoBox(host);
+  renderFetches(host);
+  taskBox.replaceChildren(h("h3", { id: "fleet-tasks" }, "Tasks"), taskList);
+  taskList.replaceChildren(h("p", {}, "Loading…"));
   guestBox.replaceChildren(h("h3", { id: "fleet-guests" }, "Guests"), h("p", {}, "Loading…"));
   await busy(null, note, async () => {
     guests = await iohyve<Record<string, Guest>>(host, "listvms");
@@ -353,41 +365,66 @@ function renderGuests(host: string): void {
   );
 }
 
+const fetchList = h("div", { "aria-live": "polite" });
+const isoList = h("div", {});
+const taskList = h("div", {});
+
+/** The fetch form, the host's fetches with their bars, and its ISO library. */
+function renderIsoBox(host: string): void {
+  const note = message();
+  const [urlRow, url] = field("URL", { type: "url", placeholder: "https://…/image.iso", required: true });
+  const go = h("button", { type: "submit" }, "Fetch");
+  const form = h("form", { class: "inline", "aria-label": `Fetch an ISO on ${host}` }, urlRow, go, note);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    void busy(go, note, async () => {
+      await iohyve(host, "fetchiso", { url: url.value });
+      url.value = "";
+    });
+  });
+  fetchList.replaceChildren();
+  isoList.replaceChildren(h("p", {}, "Loading…"));
+  isoBox.replaceChildren(h("h3", { id: "fleet-isos" }, "ISOs"), form, fetchList, isoList);
+}
+
+function renderFetches(host: string): void {
+  if (chosen !== host) return;
+  const kill = (id: string) => () => call(host, "rpc.dispatcher.kill", { job_id: id });
+  const items = [...fetches.values()].map((f) => fetchItem(f, kill(f.id)));
+  fetchList.replaceChildren(items.length ? h("h4", {}, `Fetches on ${host}`) : "", h("ul", { class: "fetches" }, items));
+}
+
 async function renderIsos(host: string): Promise<void> {
   const note = message();
-  const list = h("ul", { class: "plain" });
+  const calls = {
+    rename: async (source: string, target: string) => {
+      await iohyve(host, "renameiso", { source, target });
+      await renderIsos(host);
+    },
+    remove: async (target: string) => {
+      await iohyve(host, "rmiso", { target });
+      await renderIsos(host);
+    },
+  };
+  let table: HTMLElement | null = null;
   await busy(null, note, async () => {
     const isos = await iohyve<string[]>(host, "listisos");
-    list.replaceChildren(...(isos.length ? [...isos].sort().map((iso) => h("li", {}, iso)) : [h("li", {}, "No ISOs.")]));
+    // Shown to every router user: the router grants or refuses renameiso and rmiso by URI.
+    table = isoTable(`ISOs of ${host}`, [...isos].sort().map((iso) => isoRow(iso, calls)));
   });
-  if (chosen === host) isoBox.replaceChildren(h("h3", { id: "fleet-isos" }, "ISOs"), list, note);
+  if (chosen === host) isoList.replaceChildren(...(table ? [h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": `ISO table of ${host}` }, table)] : []), note);
 }
 
 async function renderTasks(host: string): Promise<void> {
   const note = message();
-  const body = h("div", {});
+  let table: HTMLElement | null = null;
   await busy(null, note, async () => {
     const reply = await call<{ jobs?: { no_queue?: Record<string, Task> } }>(host, "rpc.dispatcher.list", { action: "list" });
-    const tasks = Object.entries(reply.jobs?.no_queue ?? {});
-    const rows = tasks.map(([id, task]) =>
-      h(
-        "tr",
-        {},
-        h("th", { scope: "row" }, String(task.iso ?? id)),
-        h("td", {}, String(task.status ?? "")),
-        h("td", {}, task.percent !== undefined && task.percent !== null ? `${Math.round(Number(task.percent))}%` : ""),
-        h("td", {}, String(task.message ?? "")),
-      ),
-    );
-    body.replaceChildren(
-      h(
-        "table",
-        {},
-        h("caption", {}, `Tasks of ${host}`),
-        h("thead", {}, h("tr", {}, ["ISO", "Status", "Done", "Message"].map((c) => h("th", { scope: "col" }, c)))),
-        h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 4 }, "No tasks."))),
-      ),
-    );
+    const kill = async (id: string) => {
+      await call(host, "rpc.dispatcher.kill", { job_id: id });
+      await renderTasks(host);
+    };
+    table = taskTable(`Tasks of ${host}`, Object.entries(reply.jobs?.no_queue ?? {}), kill);
   });
-  if (chosen === host) taskBox.replaceChildren(h("h3", { id: "fleet-tasks" }, "Tasks"), body, note);
+  if (chosen === host) taskList.replaceChildren(...(table ? [h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": `Task table of ${host}` }, table)] : []), note);
 }
