@@ -424,8 +424,18 @@ async def test_a_restart_during_an_upload_fails_it_and_leaves_nothing(
             connection.close()
     second = Daemon(state, *extra, log_name="second.log")
     try:
-        code, listed = await rest(second, {"action": "list"}, path="rpc/dispatcher")
-        job = listed["args"]["jobs"]["no_queue"][task_id]
+        # The daemon answers while its start-up recovery runs: wait for it to end.
+        for _ in range(200):
+            code, listed = await rest(second, {"action": "list"}, path="rpc/dispatcher")
+            job = listed["args"]["jobs"]["no_queue"].get(task_id)
+            if job is not None and job["state"] == "finished":
+                leftovers = _temporaries(store) or (
+                    backend == "iohyve" and (store / "cut.iso").exists()
+                )
+                if not leftovers:
+                    break
+            await deferToThread(time.sleep, 0.05)
+        assert job is not None, listed
         assert (job["status"], job["state"]) == ("failed", "finished"), job
         assert job["message"] == INTERRUPTED_UPLOAD
         assert "send it again" in job["message"]
