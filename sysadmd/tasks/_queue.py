@@ -136,6 +136,8 @@ class FetchTask:
     upload: bool = False
     #: Ends an upload while its body arrives (a kill then has no process to stop).
     on_kill: Callable[[], object] | None = field(default=None, repr=False)
+    #: Ends an upload while its body arrives because the daemon stops.
+    on_stop: Callable[[], Deferred[None]] | None = field(default=None, repr=False)
     #: When the last progress event of an upload was sent.
     last_event: float = field(default=0.0, repr=False)
     #: Fired when the task ends (an upload's request waits for its ISO to be stored).
@@ -448,6 +450,7 @@ class FetchQueue(Service):
             raise ApiError(500, f"the upload could not be started: {e.strerror}") from None
         task.progress = Progress(0, size, 0.0)
         task.on_kill = lambda: upload.abort("killed")
+        task.on_stop = lambda: upload.abort(INTERRUPTED_UPLOAD, TaskState.FAILED)
         self.tasks[task.id] = task
         self._changed(task)
         self.log.info("Upload {task_id} of {name} started", task_id=task.id, name=name)
@@ -464,7 +467,7 @@ class FetchQueue(Service):
 
     def upload_storing(self, task: FetchTask) -> None:
         """An upload has arrived whole and is being given its ISO's name."""
-        task.on_kill = None
+        task.on_kill = task.on_stop = None
         task.stage = "storing"
         self._emit(task)
 
@@ -479,7 +482,7 @@ class FetchQueue(Service):
 
     def end_upload(self, task: FetchTask, state: TaskState, message: str) -> None:
         """End an upload that did not become the ISO."""
-        task.on_kill = None
+        task.on_kill = task.on_stop = None
         task.stage = None
         self._finish(task, state, message)
 
@@ -599,6 +602,11 @@ class FetchQueue(Service):
     async def _stop(self) -> None:
         self._stopping = True
         await self._started
+        # An upload's body cannot be asked for again: it fails, and what it wrote goes.
+        await DeferredList(
+            [t.on_stop() for t in list(self.tasks.values()) if t.on_stop is not None],
+            consumeErrors=True,
+        )
         for waiting in list(self._waiting):
             waiting.cancel()
         running = [t for t in self.tasks.values() if t.process is not None]

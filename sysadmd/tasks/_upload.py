@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.logger import Logger
 
 from sysadmd.api import ApiError
@@ -179,11 +179,12 @@ class IsoUpload:
         self._queue.upload_stored(task, computed, self.size)
         return {"name": task.name, "size": task.size, "digest": task.digest}
 
-    def abort(self, reason: str) -> None:
-        """The client went away, stalled or the task was killed: remove what arrived and
-        what the backend prepared, then end the task cancelled."""
+    def abort(self, reason: str, state: TaskState = TaskState.CANCELLED) -> Deferred[None]:
+        """The client went away or stalled, the task was killed or the daemon stops:
+        remove what arrived and what the backend prepared, then end the task in ``state``
+        (cancelled unless told). The Deferred fires once that is done."""
         if self._ended:
-            return
+            return succeed(None)
         self._aborted = reason
         self._close()
 
@@ -192,9 +193,9 @@ class IsoUpload:
                 await self._discard()
             finally:
                 if not self.task.state.final:
-                    self._queue.end_upload(self.task, TaskState.CANCELLED, reason)
+                    self._queue.end_upload(self.task, state, reason)
 
-        ensureDeferred(discard()).addErrback(
+        return ensureDeferred(discard()).addErrback(
             lambda f: log.failure("Upload {task_id}: cleaning up failed", f, task_id=self.task.id)
         )
 

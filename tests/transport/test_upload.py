@@ -384,64 +384,83 @@ def _partial_upload(daemon: Daemon, name: str, size: int, sent: bytes) -> socket
     return tls
 
 
+def _left(store: Path, backend: str) -> list[Path]:
+    """What an upload of ``cut.iso`` left: temporaries and (iohyve) its dataset."""
+    dataset = store / "cut.iso"
+    return _temporaries(store) + ([dataset] if backend == "iohyve" and dataset.exists() else [])
+
+
+async def _upload_arriving(daemon: Daemon, store: Path) -> tuple[socket.socket, str]:
+    """An upload of ``cut.iso`` whose body is a third there: its connection and task id."""
+    connection = await deferToThread(_partial_upload, daemon, "cut.iso", 1_000_000, b"c" * 300_000)
+    for _ in range(200):
+        arriving = [p for p in store.rglob("*") if "cut.iso" in str(p) and p.is_file()]
+        arriving += _temporaries(store)
+        if arriving and arriving[0].stat().st_size > 0:
+            break
+        await deferToThread(time.sleep, 0.05)
+    assert arriving and arriving[0].stat().st_size > 0, list(store.rglob("*"))
+    code, listed = await rest(daemon, {"action": "list"}, path="rpc/dispatcher")
+    assert code == 200, listed
+    (task_id,) = [
+        job_id
+        for job_id, job in listed["args"]["jobs"]["no_queue"].items()
+        if job["commands"] == ["upload cut.iso"]
+    ]
+    return connection, task_id
+
+
+async def _recovered(daemon: Daemon, task_id: str, store: Path, backend: str) -> Any:
+    """The task as the restarted daemon lists it once its start-up recovery has ended."""
+    job = None
+    for _ in range(200):
+        code, listed = await rest(daemon, {"action": "list"}, path="rpc/dispatcher")
+        assert code == 200, listed
+        job = listed["args"]["jobs"]["no_queue"].get(task_id)
+        if job is not None and job["state"] == "finished" and not _left(store, backend):
+            break
+        await deferToThread(time.sleep, 0.05)
+    return job
+
+
+@pytest.mark.parametrize("end", ["kill -9", "SIGTERM"])
 @pytest.mark.parametrize("backend", ["iohyve", "vm-bhyve"])
 @async_test
 async def test_a_restart_during_an_upload_fails_it_and_leaves_nothing(
-    tmp_path: Path, backend: str
+    tmp_path: Path, backend: str, end: str
 ) -> None:
-    """kill -9 while the body arrives: the next start shows the task failed, saying the
-    upload was interrupted and must be sent again; no temporary, no dataset, not listed."""
+    """The daemon killed (or stopped: then it cleans up itself) while the body arrives:
+    after the next start the task shows failed, saying the upload was interrupted and must
+    be sent again; no temporary, no dataset, not listed, and the name takes a new upload."""
     state = tmp_path / "state"
     extra: tuple[str, ...] = ()
+    store = state / "simulator" / "iohyve" / "ISO"
     if backend == "vm-bhyve":
         seed_vm_bhyve(state, tmp_path)
         extra = ("--backend", "vm-bhyve")
         store = state / "simulator" / "vm" / ".iso"
-    else:
-        store = state / "simulator" / "iohyve" / "ISO"
     first = Daemon(state, *extra)
     connection = None
     try:
-        connection = await deferToThread(
-            _partial_upload, first, "cut.iso", 1_000_000, b"c" * 300_000
-        )
-        for _ in range(200):
-            arriving = [p for p in store.rglob("*") if "cut.iso" in str(p) and p.is_file()]
-            arriving += _temporaries(store)
-            if arriving and arriving[0].stat().st_size > 0:
-                break
-            await deferToThread(time.sleep, 0.05)
-        assert arriving and arriving[0].stat().st_size > 0, list(store.rglob("*"))
-        code, listed = await rest(first, {"action": "list"}, path="rpc/dispatcher")
-        (task_id,) = [
-            job_id
-            for job_id, job in listed["args"]["jobs"]["no_queue"].items()
-            if job["commands"] == ["upload cut.iso"]
-        ]
+        connection, task_id = await _upload_arriving(first, store)
     finally:
-        first.crash()
+        if end == "kill -9":
+            first.crash()
+        else:
+            assert first.stop()
         if connection is not None:
             connection.close()
+    if end == "SIGTERM":
+        # A clean stop ends the upload itself and removes what it wrote.
+        assert _left(store, backend) == []
     second = Daemon(state, *extra, log_name="second.log")
     try:
-        # The daemon answers while its start-up recovery runs: wait for it to end.
-        for _ in range(200):
-            code, listed = await rest(second, {"action": "list"}, path="rpc/dispatcher")
-            job = listed["args"]["jobs"]["no_queue"].get(task_id)
-            if job is not None and job["state"] == "finished":
-                leftovers = _temporaries(store) or (
-                    backend == "iohyve" and (store / "cut.iso").exists()
-                )
-                if not leftovers:
-                    break
-            await deferToThread(time.sleep, 0.05)
-        assert job is not None, listed
+        job = await _recovered(second, task_id, store, backend)
+        assert job is not None
         assert (job["status"], job["state"]) == ("failed", "finished"), job
         assert job["message"] == INTERRUPTED_UPLOAD
         assert "send it again" in job["message"]
-        assert _temporaries(store) == []
-        if backend == "iohyve":
-            assert not (store / "cut.iso").exists()
+        assert _left(store, backend) == []
         code, isos = await rest(second, {"action": "listisos"})
         assert "cut.iso" not in isos["args"]["listisos"]
         code, reply = await _put(second, "cut.iso", b"whole" * 1000)
