@@ -15,9 +15,9 @@ copied); the directory is flushed too. A failure, a kill or a client that goes a
 removes the temporary file and what the backend prepared
 (:meth:`~sysadmd.backends.VMBackend.discard_partial`).
 
-The task is journalled like a fetch. A daemon that stops or dies while an upload arrives
-cannot ask for its body again: the next start ends the task ``failed``
-(:data:`INTERRUPTED_UPLOAD`) and removes what it left, and :func:`remove_left_overs`
+The task is journalled like a fetch, but its body cannot be asked for again: a daemon that
+stops while an upload arrives ends it ``failed`` (:data:`INTERRUPTED_UPLOAD`) and removes
+what it wrote; after a crash the next start does the same, and :func:`remove_left_overs`
 removes every upload temporary no task owns (and the staging directory earlier versions
 used), nothing else.
 """
