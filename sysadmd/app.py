@@ -472,7 +472,7 @@ def _fleet_member(
         host=config.fleet_host,
         key=key,
         tls=tls,
-        info={"backend": backend, "version": __version__},
+        info={"backend": backend, "version": __version__, "url": config.fleet_url},
         reactor=reactor,
         in_flight=config.limits_in_flight,
         message_size=config.limits_message_size,
@@ -613,7 +613,7 @@ def make_service(config: Config, reactor: Any) -> IService:
             b"livez": Livez(),
             b"readyz": Readyz(checks, guard),
         },
-        dashboard=Dashboard(),
+        dashboard=Dashboard(router=config.fleet_router, realm=config.fleet_realm),
     )
     connections = _connection_counter(config, reactor)
     # A connection that has not sent its first request line in time is closed: its
