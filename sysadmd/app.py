@@ -337,6 +337,8 @@ def make_backend(
         slow_timeout=config.iohyve_timeout + 30,
         # The simulator's guests link their consoles where /dev/nmdm<N>B would be.
         device_root=simulator / "dev" if config.iohyve_simulate else Path("/dev"),
+        # An upload creates its ISO's dataset as iohyve fetch does: with zfs.
+        zfs=(*command, "zfs") if config.iohyve_simulate else ("/sbin/zfs",),
     )
 
 

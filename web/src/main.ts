@@ -3,11 +3,13 @@
 import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import { Api, ApiError, siteUrl } from "./api";
-import { busy, field, h, message, objectTable, uid } from "./dom";
+import { busy, field, formatBytes, h, message, objectTable, uid } from "./dom";
 import { consoleFromHash, fleetConfigured, leaveFleet, loadFleetConfig, showFleet } from "./fleetnav";
 import { type Fetch, type Task, fetchFromEvent, fetchItem, isoRow, isoTable as libraryTable, taskTable } from "./tasks-shared";
+import { uploadForm } from "./upload";
 
 type Guest = { description: string; rcboot: string; running: string; vmm: string };
+type IsoEntry = { size: number; datastore?: string; digest?: string };
 
 const TOKEN_KEY = "sysadmd.token";
 const api = new Api();
@@ -21,6 +23,10 @@ let view: "guests" | "isos" | "tasks" | "host" | "fleet" = "guests";
 let detailsOf: string | null = null;
 let consoleOf: string | null = null;
 let closeConsole: (() => void) | null = null;
+/** The ISO this page is uploading: its own form shows the progress, not the task list. */
+let uploadingHere: string | null = null;
+/** rpc/identify's host name, once known. */
+let hostName = "";
 
 function stateOf(guest: Guest): string {
   if (guest.running === "YES") return "running";
@@ -78,6 +84,8 @@ async function logOut(): Promise<void> {
 async function started(): Promise<void> {
   const rights = await api.call<Record<string, string>>("rpc", "query", {});
   canWrite = rights["sysadm/iohyve"] === "read/write";
+  // The title follows the host's name; the guest list need not wait for it.
+  identify().catch(() => undefined);
   guests = await api.iohyve<Record<string, Guest>>("listvms");
   await api.call("events", "subscribe", ["guests", "dispatcher"]);
   await loadFleetConfig();
@@ -273,9 +281,9 @@ function deleteGuest(name: string): HTMLElement {
 // ---- ISOs and fetches ----------------------------------------------------------------
 
 function dispatcherEvent(args: Record<string, unknown>): void {
-  const fetch = fetchFromEvent(args);
+  const id = String(((args.process_details ?? {}) as Record<string, unknown>).process_id ?? "");
+  const fetch = fetchFromEvent(args, fetches.get(id));
   if (!fetch) return;
-  const id = fetch.id;
   const known = fetches.has(id);
   fetches.set(id, fetch);
   // The task list follows each task's changes of state (not every progress event).
@@ -288,19 +296,35 @@ function dispatcherEvent(args: Record<string, unknown>): void {
 
 function renderFetches(): void {
   const kill = (id: string) => () => api.call("rpc", "dispatcher", { action: "kill", job_id: id });
-  const items = [...fetches.values()].map((f) => fetchItem(f, canWrite ? kill(f.id) : null));
-  live.replaceChildren(items.length ? h("h2", {}, "Fetches") : "", h("ul", { class: "fetches" }, items));
+  const items = [...fetches.values()].filter((f) => !(f.upload && f.iso === uploadingHere)).map((f) => fetchItem(f, canWrite ? kill(f.id) : null));
+  live.replaceChildren(items.length ? h("h2", {}, "Fetches and uploads") : "", h("ul", { class: "fetches" }, items));
 }
 
 const isoTable = h("div", {});
 
 async function listIsos(): Promise<void> {
-  const listisos = await api.iohyve<string[]>("listisos");
+  const library = await api.iohyve<Record<string, IsoEntry>>("isolibrary");
   const calls = {
     rename: async (source: string, target: string) => { await api.iohyve("renameiso", { source, target }); await listIsos(); },
     remove: async (target: string) => { await api.iohyve("rmiso", { target }); await listIsos(); },
   };
-  isoTable.replaceChildren(libraryTable("ISO library", listisos.sort().map((iso) => isoRow(iso, canWrite ? calls : null))));
+  const rows = Object.keys(library).sort().map((iso) => isoRow(iso, canWrite ? calls : null, sizeCell(library[iso] as IsoEntry)));
+  isoTable.replaceChildren(libraryTable("ISO library", rows, ["Name", "Size", "Actions"]));
+}
+
+/** The size in binary units, with the exact byte count for assistive technology (and as
+ * a tooltip). */
+function sizeCell(entry: IsoEntry): HTMLElement {
+  const exact = `${entry.size.toLocaleString("en")} bytes`;
+  const where = entry.datastore ? ` · ${entry.datastore}` : "";
+  return h(
+    "td",
+    { "data-label": "Size", class: "size" },
+    h("span", { title: exact, "aria-hidden": "true" }, formatBytes(entry.size)),
+    h("span", { class: "visually-hidden" }, `${exact} (${formatBytes(entry.size)})`),
+    where ? h("span", { class: "muted" }, where) : null,
+    entry.digest ? h("span", { class: "muted digest", title: entry.digest }, ` · ${entry.digest.slice(0, entry.digest.indexOf(":") + 13)}…`) : null,
+  );
 }
 
 async function renderIsos(): Promise<void> {
@@ -309,7 +333,10 @@ async function renderIsos(): Promise<void> {
   const go = h("button", { type: "submit" }, "Fetch");
   const form = h("form", { class: "inline", "aria-label": "Fetch an ISO" }, urlRow, go, note);
   form.addEventListener("submit", (event) => { event.preventDefault(); void busy(go, note, async () => { await api.iohyve("fetchiso", { url: url.value }); url.value = ""; }); });
-  content.replaceChildren(h("h1", {}, "ISOs"), canWrite ? form : "", live, isoTable);
+  const upload = canWrite
+    ? uploadForm(() => token ?? "", () => listIsos(), (name) => { uploadingHere = name; renderFetches(); })
+    : "";
+  content.replaceChildren(h("h1", {}, "ISOs"), canWrite ? form : "", upload, live, isoTable);
   renderFetches();
   await busy(null, note, listIsos);
 }
@@ -323,11 +350,19 @@ async function renderTasks(): Promise<void> {
     const reply = await api.call<{ jobs?: { no_queue?: Record<string, Task> } }>("rpc", "dispatcher", { action: "list" });
     const tasks = Object.entries(reply.jobs?.no_queue ?? {});
     const kill = async (id: string) => { await api.call("rpc", "dispatcher", { action: "kill", job_id: id }); await renderTasks(); };
-    content.append(taskTable("Fetch tasks", tasks, canWrite ? kill : null));
+    content.append(taskTable("Fetches and uploads", tasks, canWrite ? kill : null));
   });
 }
 
 // ---- host ------------------------------------------------------------------------------
+
+/** The host's name as the daemon gives it (rpc/identify), also shown in the page title. */
+async function identify(): Promise<string> {
+  const reply = await api.call<{ hostname?: unknown }>("rpc", "identify", {});
+  hostName = typeof reply.hostname === "string" ? reply.hostname : "";
+  document.title = hostName ? `${hostName} · sysadmd` : "sysadmd";
+  return hostName;
+}
 
 function backendLine(reply: unknown): string {
   if (typeof reply === "string") return reply;
@@ -344,7 +379,7 @@ async function renderHost(): Promise<void> {
     settle(api.iohyve<unknown>("version")),
     settle(api.call<{ list_pools?: Record<string, unknown> }>("sysadm", "zfs", { action: "list_pools" })),
     settle(api.call<Record<string, unknown>>("sysadm", "network", { action: "list-devices" })),
-    settle(api.call<Record<string, unknown>>("rpc", "identify", {})),
+    settle(identify()),
   ]);
   const shown = <T,>(value: T | ApiError, make: (v: T) => Node): Node => (value instanceof ApiError ? h("p", { class: "message error" }, value.message) : make(value));
   let ready: Node;
@@ -356,7 +391,7 @@ async function renderHost(): Promise<void> {
   }
   note.textContent = "";
   content.append(
-    h("dl", {}, h("dt", {}, "Host name"), h("dd", {}, window.location.hostname), h("dt", {}, "Backend"), h("dd", {}, shown(version, (v) => document.createTextNode(backendLine(v)))), h("dt", {}, "Identity"), h("dd", {}, shown(identity, (v) => document.createTextNode(JSON.stringify(v))))),
+    h("dl", {}, h("dt", {}, "Host name"), h("dd", {}, shown(identity, (v) => document.createTextNode(v))), h("dt", {}, "Backend"), h("dd", {}, shown(version, (v) => document.createTextNode(backendLine(v)))), h("dt", {}, "Address"), h("dd", {}, window.location.host)),
     shown(pools, (v) => objectTable("ZFS pools", (v.list_pools ?? v) as Record<string, unknown>)),
     shown(devices, (v) => objectTable("Network devices", ((v as Record<string, unknown>)["list-devices"] ?? v) as Record<string, unknown>)),
     h("h2", {}, "Daemon health (/readyz)"),

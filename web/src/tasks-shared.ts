@@ -5,10 +5,13 @@
 import { busy, field, formatBytes, h, message } from "./dom";
 
 export type Task = Record<string, unknown> & { status?: string; iso?: string; percent?: number; message?: string };
-export type Fetch = { id: string; iso: string; state: string; percent?: number; rate?: number; done?: number; total?: number | null };
+export type Fetch = { id: string; iso: string; state: string; percent?: number; rate?: number; done?: number; total?: number | null; upload: boolean };
 
-/** The fetch a ``dispatcher`` event speaks of, or null when it names no task. */
-export function fetchFromEvent(args: Record<string, unknown>): Fetch | null {
+/**
+ * The fetch or upload a ``dispatcher`` event speaks of, or null when it names no task;
+ * ``before`` is what the previous event of the same task said.
+ */
+export function fetchFromEvent(args: Record<string, unknown>, before?: Fetch): Fetch | null {
   const details = (args.process_details ?? {}) as Record<string, unknown>;
   const id = String(details.process_id ?? "");
   if (!id) return null;
@@ -20,6 +23,7 @@ export function fetchFromEvent(args: Record<string, unknown>): Fetch | null {
     rate: typeof args.rate === "number" ? args.rate : undefined,
     done: typeof args.bytes_done === "number" ? args.bytes_done : undefined,
     total: typeof args.bytes_total === "number" ? args.bytes_total : null,
+    upload: args.stage === "uploading" || args.stage === "storing" || before?.upload === true,
   };
   if (fetch.state === "finished") {
     fetch.state = String(args.result ?? "finished");
@@ -39,10 +43,11 @@ export function fetchItem(f: Fetch, cancel: (() => Promise<unknown>) | null): HT
   const percent = f.percent ?? 0;
   const left = f.rate && f.total && f.done !== undefined ? Math.max(0, (f.total - f.done) / f.rate) : null;
   const running = f.state === "running" || f.state === "pending";
+  const doing = f.upload ? "Uploading" : "Fetching";
   const note = message();
   let button: HTMLButtonElement | null = null;
   if (running && cancel) {
-    const made = h("button", { class: "secondary", "aria-label": `Cancel fetching ${f.iso}` }, "Cancel");
+    const made = h("button", { class: "secondary", "aria-label": `Cancel ${doing.toLowerCase()} ${f.iso}` }, "Cancel");
     made.addEventListener("click", () => void busy(made, note, cancel));
     button = made;
   }
@@ -55,7 +60,7 @@ export function fetchItem(f: Fetch, cancel: (() => Promise<unknown>) | null): HT
       {
         class: "bar",
         role: "progressbar",
-        "aria-label": `Fetching ${f.iso}`,
+        "aria-label": `${doing} ${f.iso}`,
         "aria-valuemin": 0,
         "aria-valuemax": 100,
         "aria-valuenow": Math.round(percent),
@@ -85,8 +90,11 @@ export function confirmInline(cell: HTMLElement, question: string, label: string
 
 export type IsoCalls = { rename: (source: string, target: string) => Promise<unknown>; remove: (iso: string) => Promise<unknown> };
 
-/** An ISO's row: Rename (a new name) and Remove (asked again); ``calls`` null shows neither. */
-export function isoRow(iso: string, calls: IsoCalls | null): HTMLElement {
+/**
+ * An ISO's row: its name, ``cells`` (its size…), then Rename (a new name) and Remove (asked
+ * again); ``calls`` null shows neither.
+ */
+export function isoRow(iso: string, calls: IsoCalls | null, ...cells: HTMLElement[]): HTMLElement {
   const note = message();
   const cell = h("td", { class: "actions" });
   const idle = () => {
@@ -107,17 +115,17 @@ export function isoRow(iso: string, calls: IsoCalls | null): HTMLElement {
     target.select();
   };
   idle();
-  return h("tr", { "data-iso": iso }, h("th", { scope: "row" }, iso), cell);
+  return h("tr", { "data-iso": iso }, h("th", { scope: "row" }, iso), cells, cell);
 }
 
-/** The ISO library's table. */
-export function isoTable(caption: string, rows: HTMLElement[]): HTMLElement {
+/** The ISO library's table, whose ``columns`` are the rows' (name first, actions last). */
+export function isoTable(caption: string, rows: HTMLElement[], columns: string[] = ["Name", "Actions"]): HTMLElement {
   return h(
     "table",
     { class: "isos" },
     h("caption", {}, caption),
-    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Actions"))),
-    h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 2 }, "No ISOs yet."))),
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: columns.length }, "No ISOs yet."))),
   );
 }
 
