@@ -296,13 +296,18 @@ def test_an_operators_remove_is_refused_in_the_routers_words(
 def test_the_host_list_follows_hosts_leaving_and_joining(browser: Browser, fleet: Fleet) -> None:
     page = open_host(browser, fleet, "h1")
     connect(page, fleet, "alice")
-    expect(host_row(page, "h3")).to_be_visible()
+    page.get_by_role("button", name="Open h3").click()
+    expect(guest_row(page, "h3", "guest-h3")).to_be_visible()
     fleet.hosts["h3"].crash()
     # The router's session meta-events redraw the list: no reload, no polling.
     expect(host_row(page, "h3")).to_have_count(0, timeout=15_000)
+    expect(page.get_by_text("h3 left the router.")).to_be_visible()
     expect(host_row(page, "h2")).to_be_visible()
     fleet.start("h3")
     expect(host_row(page, "h3")).to_be_visible(timeout=15_000)
+    # The host opened comes back with it.
+    expect(guest_row(page, "h3", "guest-h3")).to_be_visible(timeout=15_000)
+    expect(page.get_by_role("table", name="ISOs of h3")).to_be_visible()
     page.context.close()
 
 

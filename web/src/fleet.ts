@@ -21,6 +21,8 @@ let who = "";
 let role = "";
 let hosts: HostInfo[] = [];
 let chosen: string | null = null;
+/** Whether the chosen host's pane says that it left the router. */
+let chosenLeft = false;
 let guests: Record<string, Guest> = {};
 /** The chosen host's fetches, from its dispatcher events since it was opened. */
 let fetches = new Map<string, Fetch>();
@@ -256,7 +258,11 @@ function renderHosts(): void {
     ),
   );
   if (chosen && !hosts.some((info) => info.host === chosen)) {
+    chosenLeft = true;
     hostPane.replaceChildren(h("p", { class: "message error" }, `${chosen} left the router.`));
+  } else if (chosen && chosenLeft) {
+    // It joined again: its pane comes back (the subscriptions to its topics stayed).
+    void renderHost(chosen);
   }
 }
 
@@ -304,6 +310,7 @@ const isoBox = h("section", { "aria-labelledby": "fleet-isos" });
 const taskBox = h("section", { "aria-labelledby": "fleet-tasks" });
 
 async function renderHost(host: string): Promise<void> {
+  chosenLeft = false;
   const note = message();
   hostPane.replaceChildren(h("h2", {}, `Host ${host}`), note, guestBox, isoBox, taskBox);
   renderIsoBox(host);
