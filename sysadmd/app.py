@@ -337,6 +337,9 @@ def make_backend(
         slow_timeout=config.iohyve_timeout + 30,
         # The simulator's guests link their consoles where /dev/nmdm<N>B would be.
         device_root=simulator / "dev" if config.iohyve_simulate else Path("/dev"),
+        # fetch(1) continues interrupted downloads; the simulator's is a dialect of its own.
+        fetch=(*command, SIMULATED_FETCH) if config.iohyve_simulate else ("/usr/bin/fetch",),
+        host_root=simulator if config.iohyve_simulate else Path("/"),
     )
 
 
@@ -533,6 +536,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         ),
         publish=hub.publish,
         requeue=config.fetch_requeue,
+        retries=config.fetch_retries,
         end_left_overs=_in_threads(reactor),
     )
     GuestWatcher(iohyve, hub, reactor, interval=config.events_guests_interval)

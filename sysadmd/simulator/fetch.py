@@ -416,9 +416,17 @@ class _Download:
     """One run of fetch's ``fetch()``: the file it writes and how it ends."""
 
     def __init__(
-        self, url: str, destination: str, shown: str, output: Output, resume: bool
+        self,
+        url: str,
+        destination: str,
+        shown: str,
+        output: Output,
+        *,
+        resume: bool,
+        check_mtime: bool = True,
     ) -> None:
         self.url = url
+        self.check_mtime = check_mtime
         self.destination = destination
         self.shown = shown
         self.output = output
@@ -444,7 +452,7 @@ class _Download:
             raise self.fail(str(exc)) from exc
         if self.resume and self.local is not None:
             size, mtime = self.local
-            if source.mtime is not None and mtime != int(source.mtime):
+            if self.check_mtime and source.mtime is not None and mtime != int(source.mtime):
                 pass  # no match: fetched again below
             elif source.offset > size:
                 self.output.err(f"fetch: {self.url}: gap in resume mode")
@@ -521,10 +529,17 @@ class _Download:
 
 
 def download(
-    url: str, destination: str, shown: str, output: Output, *, resume: bool = False
+    url: str,
+    destination: str,
+    shown: str,
+    output: Output,
+    *,
+    resume: bool = False,
+    check_mtime: bool = True,
 ) -> tuple[int, int | None]:
     """Download ``url`` to ``destination`` as fetch(1)'s ``fetch()`` does (``usr.bin/fetch/
-    fetch.c``); ``resume`` is its ``-r``. ``shown`` is the path printed. Return fetch's
+    fetch.c``); ``resume`` is its ``-r`` and ``check_mtime=False`` its ``-F``. ``shown`` is
+    the path printed. Return fetch's
     status (0, or 1 after its error line) and the signal (SIGTERM, SIGINT) that ended the
     transfer, if one did.
 
@@ -534,17 +549,19 @@ def download(
     * ``resume`` with a regular file at ``destination`` asks for the rest
       (``Range: bytes=<its size>-``). The partial file is continued where the answer
       starts (a 206 at its ``Content-Range``; a 200 from the first byte, over the old
-      bytes) unless the remote ``Last-Modified`` differs from the file's mtime, the answer
+      bytes) unless the remote ``Last-Modified`` differs from the file's mtime (not checked
+      with ``-F``), the answer
       starts past its end (``gap in resume mode``) or the size is unknown: then the whole
       file is fetched again into a temporary file. A file as large as the remote one is
       complete (nothing is transferred); a larger one is an error.
     * The file's mtime is set from ``Last-Modified`` once the transfer ended, even after an
-      interruption, so that a later ``-r`` can compare it.
+      interruption, so that a later ``-r`` can compare it; a killed fetch sets none, so
+      only ``-F -r`` continues its file.
     * A transfer that ends short of the announced size keeps what it wrote (``appears to be
       truncated``); other failures and SIGINT remove it, unless ``resume``. SIGTERM ends the
       command as it ends fetch, which leaves its file where it was.
     """
-    run = _Download(url, destination, shown, output, resume)
+    run = _Download(url, destination, shown, output, resume=resume, check_mtime=check_mtime)
     with SignalGuard() as guard:
         try:
             try:

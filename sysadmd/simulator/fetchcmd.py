@@ -1,12 +1,14 @@
 """FreeBSD's fetch(1) as a tool of its own: ``iohyve-sim [--root DIR] /usr/bin/fetch [-q] [-r]
--o PATH URL`` (named by its path: the word ``fetch`` is iohyve's own command, ``iohyve fetch``).
+[-F] -o PATH URL`` (named by its path: the word ``fetch`` is iohyve's own command, ``iohyve
+fetch``).
 
 The download is :func:`sysadmd.simulator.fetch.download`, the one vm-bhyve's ``fetch`` uses:
 ``file://``, ``http://``, ``https://`` and ``ftp://`` URLs, streamed into the target (into a
 temporary ``.fetch.XXXXXX.<name>`` beside it when a file is already there, renamed into place
 when complete), the statistics line on stderr (none with ``-q``), ``fetch: <URL>: <reason>`` and
 status 1 when it fails. A transfer cut short keeps what it wrote, as fetch(1) does; other
-failures remove it. ``-r`` continues a partial file with a range request (see
+failures remove it. ``-r`` continues a partial file with a range request, ``-F`` without
+comparing its mtime with the remote ``Last-Modified`` (see
 :func:`~sysadmd.simulator.fetch.download` for what fetch(1) does with each answer). ``PATH`` is a
 path of the simulated host (below the root); a directory receives the URL's last component, as
 fetch(1) does. A SIGTERM ends the command with that signal, as it ends fetch.
@@ -67,7 +69,7 @@ def cmd_fetch(ctx: Context, args: list[str]) -> int:  # noqa: PLR0911 - fetch's 
             return _usage(ctx)
         options[letter] = value
     urls = reader.operands
-    unsimulated = sorted(set(options) - {"o", "q", "r"})
+    unsimulated = sorted(set(options) - {"F", "o", "q", "r"})
     if unsimulated:
         ctx.output.err(
             f"iohyve-sim: fetch option '-{unsimulated[0]}' not provided by the simulator"
@@ -87,7 +89,12 @@ def cmd_fetch(ctx: Context, args: list[str]) -> int:  # noqa: PLR0911 - fetch's 
         shown = os.path.join(shown, fetch.output_file_name(url))
     output = _Quiet(ctx.output) if "q" in options else ctx.output
     status, signum = fetch.download(
-        url, host_path(ctx.root, shown), shown, output, resume="r" in options
+        url,
+        host_path(ctx.root, shown),
+        shown,
+        output,
+        resume="r" in options,
+        check_mtime="F" not in options,
     )
     if signum is not None:
         ctx.terminated = signum

@@ -207,3 +207,20 @@ def test_without_r_an_existing_file_is_replaced_through_a_temporary_file(
     assert kept == "disc1.iso"
     assert re.fullmatch(r"\.fetch\.[A-Za-z0-9]{6}\.disc1\.iso", temp)
     assert target(sim).read_bytes() == b"old"
+
+
+def test_a_killed_attempt_sets_no_mtime_so_only_F_continues_it(
+    sim: Sim, server: tuple[str, Behaviour]
+) -> None:
+    """fetch(1) sets the mtime when it ends the transfer itself; a killed one leaves the
+    file with the time of its last write, which ``-r`` alone takes for a changed file
+    (the whole file again), and ``-F -r`` continues."""
+    url, how = server
+    target(sim).write_bytes(PAYLOAD[:100_000])  # as a killed fetch leaves it
+    assert sim(FETCH, "-r", "-q", "-o", "/vm/disc1.iso", url) == (0, "", "")
+    assert how.asked == ["bytes=100000-", None]
+    assert target(sim).read_bytes() == PAYLOAD
+    target(sim).write_bytes(PAYLOAD[:100_000])
+    assert sim(FETCH, "-F", "-r", "-q", "-o", "/vm/disc1.iso", url) == (0, "", "")
+    assert how.asked[2:] == ["bytes=100000-"]
+    assert target(sim).read_bytes() == PAYLOAD

@@ -110,7 +110,13 @@ def start_host(
     if backend in VM_BHYVE_PROFILES:
         iohyve = simulated_vm_bhyve(root, runner, backend.removeprefix("vm-bhyve-"))
     else:
-        iohyve = Iohyve(runner, command, iso_root=root / "iohyve" / "ISO")
+        iohyve = Iohyve(
+            runner,
+            command,
+            iso_root=root / "iohyve" / "ISO",
+            fetch=(*command, "/usr/bin/fetch"),
+            host_root=root,
+        )
     journal_path = tmp_path / "tasks.sqlite"
     fetches = FetchQueue(iohyve, reactor, journal=Journal(journal_path, reactor), **queue)
     fetches.startService()
