@@ -832,6 +832,8 @@ class FetchQueue(Service):
                 if not task.ranges
                 else "the source has no validator"
                 if task.validator is None
+                else "no validator was recorded"
+                if recorded is None
                 else "the source's file changed"
             )
             self.log.info(
@@ -909,6 +911,10 @@ class FetchQueue(Service):
         task.source_found = info.found
         if info.found:
             task.etag, task.last_modified, task.ranges = info.etag, info.last_modified, info.ranges
+            if task.process is not None:
+                # Journalled now: a daemon that crashes before the next change of state
+                # must find what to compare when it resumes the download.
+                self._save(task)
         total = info.size
         if total is None:
             return
@@ -1104,6 +1110,11 @@ class FetchQueue(Service):
 
     def _changed(self, task: FetchTask) -> None:
         """Journal the task's state and tell the subscribers."""
+        self._save(task)
+        self._emit(task)
+
+    def _save(self, task: FetchTask) -> None:
+        """Journal the task as it is now (an upload is never journalled)."""
         if self._journal is not None and not task.upload:
             journal, record = self._journal, task.record()
 
@@ -1111,7 +1122,6 @@ class FetchQueue(Service):
                 self.log.failure("Could not journal fetch {task_id}", failure, task_id=record.id)
 
             self._journal_tail.addCallback(lambda _: journal.save(record)).addErrback(failed)
-        self._emit(task)
 
     def _emit(self, task: FetchTask) -> None:
         if self._publish is None:
