@@ -16,7 +16,7 @@ import pytest
 from daemon import Daemon
 from httpserver import HTTPServer
 from support import async_test
-from test_e2e import rest, run_simulator, ws
+from test_e2e import rest, run_simulator, seed_vm_bhyve, ws
 from twisted.internet.threads import deferToThread
 from wsclient import WsClient, settle
 
@@ -165,10 +165,11 @@ async def _until_finished(daemon: Daemon, task_id: str) -> dict[str, Any]:
     raise AssertionError(f"task {task_id} did not finish")
 
 
-async def _until_on_disk(daemon: Daemon, name: str) -> None:
-    """Until the held download has data on disk: the fetch has then printed its first
-    line, so it will not die writing to a killed daemon's pipe."""
-    partial = _iso_store(daemon) / name
+async def _until_on_disk(daemon: Daemon, name: str, partial: Path | None = None) -> None:
+    """Until the held download has data on disk (in ``partial``, by default iohyve's
+    dataset): the fetch has then printed its first line, so it will not die writing to a
+    killed daemon's pipe."""
+    partial = partial or _iso_store(daemon) / name
     for _ in range(100):
         if any(p.stat().st_size for p in partial.glob(f"*{name}")):
             return
@@ -208,6 +209,40 @@ async def test_crash_during_a_fetch_then_restart(tmp_path: Path, http: HTTPServe
         assert (await _until_finished(second, waiting_id))["status"] == "succeeded"
         waited = state / "simulator" / "iohyve" / "ISO" / "waiting.iso" / "waiting.iso"
         assert waited.read_bytes() == b"w" * 1000
+    finally:
+        assert second.stop()
+
+
+@async_test
+async def test_crash_during_a_fetch_then_restart_on_vm_bhyve(
+    tmp_path: Path, http: HTTPServer
+) -> None:
+    """The same on the vm-bhyve backend: its download directory keeps fetch(1)'s partial
+    file, which the next start continues with ``fetch -F -r``; the ISO lands in the store."""
+    data = bytes(range(256)) * 1200
+    http.files.files["crash.iso"] = data
+    http.files.stall.add("crash.iso")
+    state = tmp_path / "state"
+    seed_vm_bhyve(state, tmp_path)
+    first = Daemon(state, "--backend", "vm-bhyve", "--config", str(_config(tmp_path)))
+    downloads = state / "simulator" / "vm" / ".iso" / ".fetch" / "crash.iso"
+    try:
+        _, reply = await rest(first, {"action": "fetchiso", "url": http.url("crash.iso")})
+        task_id = reply["args"]["fetchiso"]["queueid"]
+        await _until_on_disk(first, "crash.iso", downloads)
+    finally:
+        first.crash()
+    http.files.stall.discard("crash.iso")  # the held response stays held
+    second = Daemon(
+        state, "--backend", "vm-bhyve", "--config", str(_config(tmp_path)), log_name="second.log"
+    )
+    try:
+        job = await _until_finished(second, task_id)
+        assert (job["status"], job["attempts"]) == ("succeeded", 1), job
+        ranges = [asked for name, asked in http.files.asked if name == "crash.iso"]
+        assert ranges == [None, f"bytes={len(data) // 2}-"]
+        assert (state / "simulator" / "vm" / ".iso" / "crash.iso").read_bytes() == data
+        assert not downloads.exists()
     finally:
         assert second.stop()
 
