@@ -1062,7 +1062,7 @@ class FetchQueue(Service):
     def _requeued(self, task: FetchTask, message: str) -> None:
         task.state = TaskState.QUEUED
         task.resume = True
-        task.message = message
+        task.message = redact_urls(message)
         task.process = None
         task.process_group = task.process_started = None
         self._changed(task)
