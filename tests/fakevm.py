@@ -243,3 +243,9 @@ class FakeBackend:
 
     def discard_partial(self, name: str) -> Deferred[None]:
         return succeed(None)
+
+    def prepare_upload(self, name: str) -> Deferred[Path]:
+        return fail(BackendFailed("upload", "the in-memory backend stores no file"))
+
+    def upload_places(self) -> Deferred[list[tuple[Path, str | None]]]:
+        return succeed([])

@@ -20,11 +20,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NotRequired, Protocol, TypedDict
+from typing import Final, NotRequired, Protocol, TypedDict
 
 from twisted.internet.defer import Deferred
 
 from sysadmd.backends._runner import RunningProcess
+
+#: How the name of an upload's temporary file begins (then the task's id): a hidden name,
+#: which no ISO name can be (they start with a letter or digit) and no ISO list shows.
+UPLOAD_TEMPORARY_PREFIX: Final = ".sysadmd-upload-"
 
 
 class GuestSummary(TypedDict):
@@ -240,4 +244,18 @@ class VMBackend(Protocol):
 
     def discard_partial(self, name: str) -> Deferred[None]:
         """Remove what a failed or cancelled download left under ``name``."""
+        ...
+
+    # Uploads of ISOs (the body of ``PUT /iso/<name>`` is written in place)
+
+    def prepare_upload(self, name: str) -> Deferred[Path]:
+        """Make ISO ``name``'s place in the store (iohyve: its dataset) and return the
+        directory an upload of it streams into; the ISO is then the file ``<name>`` in that
+        directory. Conflict if the ISO exists. ``discard_partial`` removes the place again."""
+        ...
+
+    def upload_places(self) -> Deferred[list[tuple[Path, str | None]]]:
+        """Every directory uploads stream into, each with the ISO whose own place it is
+        (``None`` for a store shared by all ISOs): where a stopped daemon's upload
+        temporaries are looked for at start."""
         ...

@@ -97,7 +97,12 @@ from sysadmd.tasks._progress import (
     remote_info,
     remote_size,
 )
-from sysadmd.tasks._upload import STAGING_DIRECTORY, IsoUpload, upload_ended
+from sysadmd.tasks._upload import (
+    INTERRUPTED_UPLOAD,
+    UPLOAD_URL_PREFIX,
+    IsoUpload,
+    remove_left_overs,
+)
 
 __all__ = ["EndLeftOvers", "FetchQueue", "FetchTask", "Publish", "TaskState", "local_time"]
 
@@ -147,11 +152,13 @@ class FetchTask:
     preparing: Deferred[Digest | None] | None = field(default=None, repr=False)
     #: Set when a kill or a stop cancels :attr:`preparing`.
     preparing_ended: bool = field(default=False, repr=False)
-    #: An upload (``PUT /iso/<name>``) rather than a download: not journalled, since its
-    #: body cannot be asked for again after a restart.
+    #: An upload (``PUT /iso/<name>``) rather than a download. Journalled, but its body
+    #: cannot be asked for again: a restart ends it ``failed``.
     upload: bool = False
     #: Ends an upload while its body arrives (a kill then has no process to stop).
     on_kill: Callable[[], object] | None = field(default=None, repr=False)
+    #: Ends an upload while its body arrives because the daemon stops.
+    on_stop: Callable[[], Deferred[None]] | None = field(default=None, repr=False)
     #: When the last progress event of an upload was sent.
     last_event: float = field(default=0.0, repr=False)
     #: Fired when the task ends (an upload's request waits for its ISO to be stored).
@@ -240,6 +247,7 @@ class FetchTask:
             attempts=record.attempts,
             resume=record.resume,
             resumed_from=record.resumed_from,
+            upload=record.url.startswith(UPLOAD_URL_PREFIX),
         )
 
 
@@ -345,6 +353,7 @@ class FetchQueue(Service):
         self._owners: dict[str, FetchTask] = {}
         # Journal writes run one after another on this chain, opened first.
         self._journal_tail: Deferred[None] = Deferred()
+        self._started: Deferred[None] = succeed(None)
         #: Told how many more bytes a running fetch has on disk at each sample.
         self.on_bytes: Callable[[int], object] | None = None
 
@@ -453,10 +462,12 @@ class FetchQueue(Service):
         """Start an upload of ``size`` bytes into ISO ``name``, decided from the size alone.
 
         409 if a task owns the name or the ISO exists; 507 if ``size`` exceeds ``limit``
-        or the ISO store's free space (less what other tasks claim) cannot hold it twice
-        (the received file, then the stored ISO); 503 while stopping. Only then is the
-        staging file created.
+        or the ISO store's free space (less what other tasks claim); 503 while stopping.
+        Only then does the backend prepare the ISO's place and the temporary file is
+        created in it (see :mod:`sysadmd.tasks._upload`); the task is journalled before
+        this returns, so a restart finds it.
         """
+        await settled(self._started)
         self.ensure_free(name)
         if self._stopping:
             raise ApiError(503, "the daemon is shutting down; no new uploads are taken")
@@ -465,23 +476,20 @@ class FetchQueue(Service):
                 507, f"ISO '{name}' is {size} bytes; uploads may be at most {limit} bytes"
             )
         await self._iohyve.check_iso_absent(name)
-        directory = self._iohyve.iso_directory(name)
-        free = await self._in_thread(self._free_space, directory)
+        free = await self._in_thread(self._free_space, self._iohyve.iso_directory(name))
         if free is not None:
             room = free - self.claimed()
-            if 2 * size > room:
+            if size > room:
                 raise ApiError(
                     507,
-                    f"ISO '{name}' is {size} bytes; storing an upload takes twice that (the "
-                    f"received file, then the ISO) and the ISO store has {max(room, 0)} "
-                    "bytes free",
+                    f"ISO '{name}' is {size} bytes; the ISO store has {max(room, 0)} bytes free",
                 )
         # Checked again: the name may have been taken while the checks above ran.
         self.ensure_free(name)
         expected = parse_checksum(checksum) if checksum is not None else None
         task = FetchTask(
             self._new_id(),
-            f"upload:{name}",
+            f"{UPLOAD_URL_PREFIX}{name}",
             name,
             self._clock.seconds(),
             user,
@@ -492,22 +500,39 @@ class FetchQueue(Service):
             stage="uploading",
             upload=True,
         )
-        staged = directory.parent / STAGING_DIRECTORY / task.id.strip("{}") / name
-        upload = IsoUpload(
-            self,
-            task,
-            staged=staged,
-            size=size,
-            algorithm=expected.algorithm if expected is not None else "sha256",
-            expected=expected,
-            now=self._clock.seconds,
-        )
+        # The task owns the name while the backend prepares its place.
+        self._owners[name] = task
+        try:
+            directory = await self._iohyve.prepare_upload(name)
+        except BaseException:
+            del self._owners[name]
+            raise
+        try:
+            upload = IsoUpload(
+                self,
+                task,
+                directory=directory,
+                size=size,
+                algorithm=expected.algorithm if expected is not None else "sha256",
+                expected=expected,
+                now=self._clock.seconds,
+                in_thread=self._in_thread,
+                backend=self._iohyve,
+            )
+        except OSError as e:
+            try:
+                await self._iohyve.discard_partial(name)
+            finally:
+                del self._owners[name]
+            raise ApiError(500, f"the upload could not be started: {e.strerror}") from None
         task.progress = Progress(0, size, 0.0)
         task.on_kill = lambda: upload.abort("killed")
+        task.on_stop = lambda: upload.abort(INTERRUPTED_UPLOAD, TaskState.FAILED)
         self.tasks[task.id] = task
-        self._owners[name] = task
         self._changed(task)
         self.log.info("Upload {task_id} of {name} started", task_id=task.id, name=name)
+        # Journalled before any byte is taken: a restart then ends it and removes its file.
+        await self.written()
         return upload
 
     def upload_progress(self, task: FetchTask) -> None:
@@ -517,20 +542,25 @@ class FetchQueue(Service):
             task.last_event = now
             self._emit(task)
 
-    async def store_upload(self, task: FetchTask, staged: Path, digest: Digest) -> None:
-        """Have the backend store an arrived upload as the ISO (its digest checked again on
-        the stored copy); returns when the task has ended."""
-        task.on_kill = None
-        task.url = staged.as_uri()
-        task.verify = str(digest)
+    def upload_storing(self, task: FetchTask) -> None:
+        """An upload has arrived whole and is being given its ISO's name."""
+        task.on_kill = task.on_stop = None
         task.stage = "storing"
-        task.progress = None
-        ended = upload_ended(task)
-        await self._run(task)
-        await ended
+        self._emit(task)
+
+    def upload_stored(self, task: FetchTask, digest: Digest, size: int) -> None:
+        """An upload is the ISO now: record its digest, end its task succeeded."""
+        task.arrived = True
+        task.size = size
+        task.digest = str(digest)
+        task.stage = None
+        self._record_digest(task.name, task.digest, size)
+        self._finish(task, TaskState.SUCCEEDED, None)
 
     def end_upload(self, task: FetchTask, state: TaskState, message: str) -> None:
-        """End an upload that never reached the backend."""
+        """End an upload that did not become the ISO."""
+        task.on_kill = task.on_stop = None
+        task.stage = None
         self._finish(task, state, message)
 
     def written(self) -> Deferred[None]:
@@ -572,7 +602,7 @@ class FetchQueue(Service):
                 task.preparing.cancel()
             elif task.on_kill is not None:
                 task.on_kill()
-            else:
+            elif not task.upload:
                 # Between its steps (asking the source, gathering its partial file): the
                 # attempt ends itself when the step returns.
                 task.message = "killed"
@@ -621,6 +651,8 @@ class FetchQueue(Service):
                 self._journal = None
                 if not self._journal_tail.called:
                     self._journal_tail.callback(None)
+        # What uploads left that no task removed (their tasks' were removed above).
+        await remove_left_overs(self._iohyve, self._in_thread, self.busy)
         self._workers = [ensureDeferred(self._work()) for _ in range(self._concurrency)]
 
     async def _recover(
@@ -631,8 +663,11 @@ class FetchQueue(Service):
                 self.tasks.setdefault(record.id, FetchTask.from_record(record))
         for record in interrupted:
             task = self.tasks[record.id] = FetchTask.from_record(record)
+            if task.upload:
+                # Its body cannot be asked for again: it failed (its file goes below).
+                self._finish(task, TaskState.FAILED, INTERRUPTED_UPLOAD)
             self.log.info("Fetch {task_id} was interrupted by a stop", task_id=record.id)
-            resumable = self._requeue and task.attempts < self._retries
+            resumable = not task.upload and self._requeue and task.attempts < self._retries
             # The name stays owned (409 to fetchiso, renameiso and rmiso) until what the
             # task left is gone or queued again: the daemon answers requests meanwhile.
             self._owners.setdefault(record.name, task)
@@ -685,6 +720,11 @@ class FetchQueue(Service):
     async def _stop(self) -> None:
         self._stopping = True
         await self._started
+        # An upload's body cannot be asked for again: it fails, and what it wrote goes.
+        await DeferredList(
+            [t.on_stop() for t in list(self.tasks.values()) if t.on_stop is not None],
+            consumeErrors=True,
+        )
         for waiting in list(self._waiting):
             waiting.cancel()
         for task in self.tasks.values():
@@ -1114,8 +1154,8 @@ class FetchQueue(Service):
         self._emit(task)
 
     def _save(self, task: FetchTask) -> None:
-        """Journal the task as it is now (an upload is never journalled)."""
-        if self._journal is not None and not task.upload:
+        """Journal the task as it is now."""
+        if self._journal is not None:
             journal, record = self._journal, task.record()
 
             def failed(failure: Failure) -> None:

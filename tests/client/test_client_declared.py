@@ -444,6 +444,9 @@ CLI_GENERIC: dict[str, str] = {
     "fleet hosts": "asks the router (its session list), then each host's fleet.info",
     "known-hosts list": "reads the local known_hosts file",
     "known-hosts remove": "edits the local known_hosts file",
+    "router save": "writes the local routers.json (tests/client/test_cli_profiles.py)",
+    "router list": "reads the local routers.json",
+    "router forget": "edits the local routers.json",
 }
 
 

@@ -41,6 +41,25 @@ def test_zfs_create_makes_a_mounted_filesystem(sim: Sim) -> None:
     assert made_datasets(sim) == {"tank/vm": None}
 
 
+def test_zfs_create_of_an_iso_dataset_is_iohyves_iso(sim: Sim) -> None:
+    """``zfs create <pool>/iohyve/ISO/<name>`` (as iohyve fetch runs it) makes an ISO
+    dataset mounted at ``/iohyve/ISO/<name>``: isolist shows it, rmiso destroys it."""
+    assert sim("zfs", "create", "tank/iohyve/ISO/up.iso") == (0, "", "")
+    assert sim.iso("up.iso").is_dir()
+    assert sim("zfs", "get", "-H", "-o", "value", "mountpoint", "tank/iohyve/ISO/up.iso") == (
+        0,
+        "/iohyve/ISO/up.iso\n",
+        "",
+    )
+    assert "up.iso" in sim.ok("isolist").splitlines()
+    assert sim("zfs", "create", "tank/iohyve/ISO/up.iso")[2] == (
+        "cannot create 'tank/iohyve/ISO/up.iso': dataset already exists\n"
+    )
+    sim.ok("rmiso", "up.iso")
+    assert not sim.iso("up.iso").exists()
+    assert "up.iso" not in sim.ok("isolist").splitlines()
+
+
 def test_zfs_create_refusals(sim: Sim) -> None:
     sim.ok("zfs", "create", "tank/vm")
     assert sim("zfs", "create", "tank/vm") == (

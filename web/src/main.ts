@@ -4,6 +4,7 @@ import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import { Api, ApiError, siteUrl } from "./api";
 import { busy, field, formatBytes, h, message, objectTable, uid } from "./dom";
+import { consoleFromHash, fleetConfigured, leaveFleet, loadFleetConfig, showFleet } from "./fleetnav";
 
 type Guest = { description: string; rcboot: string; running: string; vmm: string };
 type Task = Record<string, unknown> & { status?: string; iso?: string; percent?: number };
@@ -17,7 +18,7 @@ let token: string | null = sessionStorage.getItem(TOKEN_KEY);
 let canWrite = false;
 let guests: Record<string, Guest> = {};
 const fetches = new Map<string, Fetch>();
-let view: "guests" | "isos" | "tasks" | "host" = "guests";
+let view: "guests" | "isos" | "tasks" | "host" | "fleet" = "guests";
 let detailsOf: string | null = null;
 let consoleOf: string | null = null;
 let closeConsole: (() => void) | null = null;
@@ -69,6 +70,7 @@ async function logOut(): Promise<void> {
     sessionStorage.removeItem(TOKEN_KEY);
     token = null;
     canWrite = false;
+    leaveFleet();
     api.close();
     showLogin();
   }
@@ -79,7 +81,10 @@ async function started(): Promise<void> {
   canWrite = rights["sysadm/iohyve"] === "read/write";
   guests = await api.iohyve<Record<string, Guest>>("listvms");
   await api.call("events", "subscribe", ["guests", "dispatcher"]);
+  await loadFleetConfig();
   render();
+  const linked = consoleFromHash(); // a console link from another host's fleet view
+  if (linked) openConsole(linked);
 }
 
 api.onEvent = (name, args) => {
@@ -107,7 +112,7 @@ function render(): void {
     "header",
     {},
     h("span", { class: "brand" }, "sysadmd"),
-    h("nav", { "aria-label": "Sections" }, tab("guests", "Guests"), tab("isos", "ISOs"), tab("tasks", "Tasks"), tab("host", "Host")),
+    h("nav", { "aria-label": "Sections" }, tab("guests", "Guests"), tab("isos", "ISOs"), tab("tasks", "Tasks"), tab("host", "Host"), fleetConfigured() ? tab("fleet", "Fleet") : null),
     h("span", { class: "role" }, canWrite ? "admin" : "operator (read only)"),
     h("button", { class: "secondary", onclick: () => void logOut() }, "Log out"),
   );
@@ -115,6 +120,7 @@ function render(): void {
   if (view === "guests") renderGuests();
   else if (view === "isos") void renderIsos();
   else if (view === "tasks") void renderTasks();
+  else if (view === "fleet") void showFleet(content);
   else void renderHost();
 }
 

@@ -821,6 +821,33 @@ class VmBhyve:
 
         return self._order.read(run)
 
+    # Uploads (written into the store itself, under a hidden name, then renamed)
+
+    def prepare_upload(self, name: str) -> Deferred[Path]:
+        """The ``default`` datastore's ISO store, ``$vm_dir/.iso`` (created as ``vm init``
+        does if missing): an upload is written there under a hidden name, which
+        :meth:`list_isos` skips, and renamed to ``name`` in the same directory. Conflict
+        if the ISO exists."""
+
+        async def run() -> Path:
+            layout, path = await self._iso_path(name)
+            if path is not None:
+                raise Conflict(f"ISO '{name}' already exists; remove or rename it first")
+            store = dict(layout.iso_dirs)["default"]
+            await deferToThread(store.mkdir, mode=0o755, exist_ok=True)
+            return store
+
+        return self._order.write(run)
+
+    def upload_places(self) -> Deferred[list[tuple[Path, str | None]]]:
+        """The ``default`` datastore's ISO store, shared by all ISOs."""
+
+        async def run() -> list[tuple[Path, str | None]]:
+            layout = await self._layout()
+            return [(dict(layout.iso_dirs)["default"], None)]
+
+        return self._order.read(run)
+
     def discard_partial(self, name: str) -> Deferred[None]:
         """Remove a failed or cancelled download's directory."""
 
