@@ -5,9 +5,10 @@ has no terminal and prints no progress at all (protocol reference §6.3), so the
 ``percent_done``/``download_rate`` were nearly always absent. sysadmd measures instead:
 
 * **done** is the size of the largest regular file directly in the ISO's dataset directory
-  ``/iohyve/ISO/<name>/`` (:func:`bytes_on_disk`). fetch(1) (and the bundled simulator) writes a
-  growing temporary file ``.fetch.XXXXXX.<name>`` there and renames it to ``<name>`` at the end,
-  so the largest file covers the transfer before and after the rename.
+  ``/iohyve/ISO/<name>/`` (:func:`bytes_on_disk`). fetch(1) writes ``<name>`` itself, or a
+  temporary ``.fetch.XXXXXX.<name>`` renamed to ``<name>`` at the end when a file of that name
+  was there (iohyve's simulated fetch always does the latter), so the largest file covers the
+  transfer before and after a rename.
 * **total** comes from the source (:func:`remote_size`): the ``Content-Length`` of an HTTP(S)
   ``HEAD``, the ``stat(2)`` size of a ``file://`` URL, unknown for ``ftp://`` and on any failure.
   The same request gives what a resumed fetch compares (:func:`remote_info`): the ``ETag``,

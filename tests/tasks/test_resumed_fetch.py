@@ -89,6 +89,24 @@ async def test_a_download_cut_midway_resumes_and_matches_the_digest(host: Host) 
 
 
 @async_test
+async def test_a_resumed_download_that_does_not_match_fails_and_leaves_no_file(
+    host: Host,
+) -> None:
+    """The digest of a resumed download covers the whole file: a wrong checksum still
+    fails naming both digests, and neither the ISO nor a partial file stays."""
+    wrong = "sha256:" + "0" * 64
+    host.http.files.files[NAME] = DATA
+    host.http.files.cuts[NAME] = [CUT]
+    task = await until_final(await host.fetch(NAME, checksum=wrong))
+    assert task.state is TaskState.FAILED
+    assert (task.attempts, task.resumed_from) == (1, CUT)
+    assert task.message is not None
+    assert wrong in task.message and f"sha256:{SHA256}" in task.message
+    assert host.iso_files(NAME) == []
+    assert NAME not in await host.call("listisos")
+
+
+@async_test
 async def test_a_server_without_ranges_starts_again(host: Host) -> None:
     """No ``Accept-Ranges``: the partial file is removed and the whole file fetched again,
     without a range request."""
