@@ -266,16 +266,21 @@ def free_space(directory: Path) -> int | None:
     return None
 
 
+def _last_fetch_error(task: FetchTask) -> str | None:
+    """fetch(1)'s last ``fetch: ...`` line in the task's output, if any."""
+    errors = [line for line in task.output.splitlines() if line.startswith("fetch: ")]
+    return errors[-1] if errors else None
+
+
 def _lost_the_source(task: FetchTask) -> bool:
     """Whether fetch(1)'s last error is about the transfer rather than the local file: it
     names the URL (``fetch: <URL>: <reason>``: a read error, a refused connection) or says
     the data stopped early (``appears to be truncated``, ``may be truncated``, ``transfer
     timed out``). Errors naming the local path (a full disk, ``open()``, ``rename()``) are
     not the network's."""
-    errors = [line for line in task.output.splitlines() if line.startswith("fetch: ")]
-    if not errors:
+    last = _last_fetch_error(task)
+    if last is None:
         return False
-    last = errors[-1]
     if last.startswith(f"fetch: {task.url}: ") and "size of remote file is not known" not in last:
         return True
     return " appears to be truncated: " in last or last.endswith(
@@ -1077,10 +1082,12 @@ class FetchQueue(Service):
             return False
         task.attempts += 1
         delay = self._retry_backoff * 2 ** (task.attempts - 1)
+        reason = (_last_fetch_error(task) if result.signal is None else None) or describe_failure(
+            result
+        )
         self._requeued(
             task,
-            f"{describe_failure(result)}; to be resumed in {delay:g} s"
-            f" (attempt {task.attempts} of {self._retries})",
+            f"{reason}; to be resumed in {delay:g} s (attempt {task.attempts} of {self._retries})",
         )
         task.retry = self._clock.callLater(delay, self._resume_now, task)
         self.log.info(

@@ -15,6 +15,7 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from httpserver import HTTPServer
@@ -86,6 +87,50 @@ async def test_a_download_cut_midway_resumes_and_matches_the_digest(host: Host) 
     assert task.digest == f"sha256:{SHA256}"
     assert hashlib.sha256(stored(host, NAME)).hexdigest() == SHA256
     assert (await host.call("isodigests"))[NAME]["digest"] == f"sha256:{SHA256}"
+
+
+#: The keys of sysadm's process log in each state of a dispatcher event (beside the
+#: command's own output and return code keys).
+SYSADM_DETAILS = {
+    "pending": {"cmd_list", "process_id", "state"},
+    "running": {"cmd_list", "process_id", "state", "time_started", "current_cmd"},
+    "finished": {"cmd_list", "process_id", "state", "time_started", "time_finished"},
+}
+
+
+@async_test
+async def test_the_events_of_a_resumed_fetch_keep_sysadms_shape(host: Host) -> None:
+    """pending, running, pending again (``resume``, ``attempts`` and the reason), running,
+    finished: every event keeps sysadm's keys and process log, and the resumed attempt's
+    events say from which byte it continued."""
+    events: list[dict[str, Any]] = []
+    host.fetches._publish = lambda topic, args: events.append(dict(args))
+    host.http.files.files[NAME] = DATA
+    host.http.files.cuts[NAME] = [CUT]
+    task = await until_final(await host.fetch(NAME))
+    assert task.state is TaskState.SUCCEEDED, task.message
+    command = task.command
+    for event in events:
+        details = event["process_details"]
+        assert event["event_system"] == "sysadm/iohyve" and event["filename"] == NAME
+        assert details["cmd_list"] == [command] and details["process_id"] == task.id
+        extra = set(details) - SYSADM_DETAILS[event["state"]]
+        if event["state"] == "pending":
+            assert extra == set()
+        elif event["state"] == "running":
+            assert extra == {command}
+        else:
+            assert extra == {command, f"return_codes/{command}"}
+    states = [e["state"] for e in events]
+    assert states[0] == "pending" and states[-1] == "finished"
+    again = states.index("pending", 1)
+    assert "running" in states[:again] and "running" in states[again:]
+    waiting = events[again]
+    assert (waiting["resume"], waiting["attempts"]) == (True, 1)
+    assert "appears to be truncated" in waiting["message"] and "resumed in" in waiting["message"]
+    assert all("resume" not in e for e in events[:again])
+    final = events[-1]
+    assert (final["result"], final["resumed_from"], final["size"]) == ("succeeded", CUT, len(DATA))
 
 
 @async_test
