@@ -30,6 +30,8 @@ class FakeBackend:
         self.guest_disks: dict[str, dict[str, DiskInfo]] = {}
         self.props: dict[str, dict[str, str]] = {}
         self.isos: list[str] = []
+        #: The size of each ISO's file, where a test gives one (0 otherwise).
+        self.iso_bytes: dict[str, int] = {}
         self.set_up: tuple[str, str] | None = None
         #: The name of an operation that fails with BackendFailed.
         self.fail: str | None = None
@@ -184,6 +186,11 @@ class FakeBackend:
 
     def list_isos(self) -> Deferred[list[IsoInfo]]:
         return self._answer(lambda: [IsoInfo(name, "default") for name in self.isos])
+
+    def iso_files(self) -> Deferred[list[tuple[IsoInfo, int]]]:
+        return self._answer(
+            lambda: [(IsoInfo(name, "default"), self.iso_bytes.get(name, 0)) for name in self.isos]
+        )
 
     def rename_iso(
         self, source: str, target: str, *, busy: Callable[[str], bool]

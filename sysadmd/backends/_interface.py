@@ -187,6 +187,11 @@ class VMBackend(Protocol):
         """Every ISO, in the manager's order."""
         ...
 
+    def iso_files(self) -> Deferred[list[tuple[IsoInfo, int]]]:
+        """Every ISO with its file's size in bytes, in the manager's order (one stat per
+        ISO, off the reactor thread); an ISO whose file went away meanwhile is left out."""
+        ...
+
     def rename_iso(
         self, source: str, target: str, *, busy: Callable[[str], bool]
     ) -> Deferred[None]:

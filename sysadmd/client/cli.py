@@ -1115,12 +1115,27 @@ def iso() -> None:
 
 
 @iso.command("list")
+@click.option(
+    "--sizes",
+    "-l",
+    is_flag=True,
+    help="Show each ISO's size (and its datastore where there are several).",
+)
 @_json_option
 @click.pass_obj
-def iso_list(settings: Settings, as_json: bool) -> None:
+def iso_list(settings: Settings, sizes: bool, as_json: bool) -> None:
     """List the ISOs, one per line."""
 
     async def action(client: Client) -> None:
+        if sizes:
+            library = await client.iso_library()
+            if as_json:
+                _print_json({"isolibrary": library})
+                return
+            for name, entry in sorted(library.items()):
+                store = f"  {entry['datastore']}" if "datastore" in entry else ""
+                click.echo(f"{_binary_size(entry['size']):>10}  {name}{store}")
+            return
         isos = await client.list_isos()
         if as_json:
             _print_json({"listisos": isos})
@@ -1162,6 +1177,16 @@ def _size(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1000
     return f"{count:.1f} TB"
+
+
+def _binary_size(count: int) -> str:
+    """A byte count in binary units, as the dashboard shows it: ``1.2 GiB``."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{count} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
 
 
 @iso.command("fetch")

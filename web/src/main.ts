@@ -5,10 +5,12 @@ import "./style.css";
 import { Api, ApiError, siteUrl } from "./api";
 import { busy, field, formatBytes, h, message, objectTable, uid } from "./dom";
 import { consoleFromHash, fleetConfigured, leaveFleet, loadFleetConfig, showFleet } from "./fleetnav";
+import { uploadForm } from "./upload";
 
 type Guest = { description: string; rcboot: string; running: string; vmm: string };
 type Task = Record<string, unknown> & { status?: string; iso?: string; percent?: number };
-type Fetch = { id: string; iso: string; state: string; percent?: number; rate?: number; done?: number; total?: number | null };
+type Fetch = { id: string; iso: string; state: string; percent?: number; rate?: number; done?: number; total?: number | null; upload: boolean };
+type IsoEntry = { size: number; datastore?: string; digest?: string };
 
 const TOKEN_KEY = "sysadmd.token";
 const api = new Api();
@@ -22,6 +24,10 @@ let view: "guests" | "isos" | "tasks" | "host" | "fleet" = "guests";
 let detailsOf: string | null = null;
 let consoleOf: string | null = null;
 let closeConsole: (() => void) | null = null;
+/** The ISO this page is uploading: its own form shows the progress, not the task list. */
+let uploadingHere: string | null = null;
+/** rpc/identify's host name, once known. */
+let hostName = "";
 
 function stateOf(guest: Guest): string {
   if (guest.running === "YES") return "running";
@@ -79,6 +85,8 @@ async function logOut(): Promise<void> {
 async function started(): Promise<void> {
   const rights = await api.call<Record<string, string>>("rpc", "query", {});
   canWrite = rights["sysadm/iohyve"] === "read/write";
+  // The title follows the host's name; the guest list need not wait for it.
+  identify().catch(() => undefined);
   guests = await api.iohyve<Record<string, Guest>>("listvms");
   await api.call("events", "subscribe", ["guests", "dispatcher"]);
   await loadFleetConfig();
@@ -285,6 +293,7 @@ function dispatcherEvent(args: Record<string, unknown>): void {
     rate: typeof args.rate === "number" ? args.rate : undefined,
     done: typeof args.bytes_done === "number" ? args.bytes_done : undefined,
     total: typeof args.bytes_total === "number" ? args.bytes_total : null,
+    upload: args.stage === "uploading" || args.stage === "storing" || fetches.get(id)?.upload === true,
   };
   if (fetch.state === "finished") {
     fetch.state = String(args.result ?? "finished");
@@ -301,7 +310,7 @@ function dispatcherEvent(args: Record<string, unknown>): void {
 }
 
 function renderFetches(): void {
-  const items = [...fetches.values()].map((f) => {
+  const items = [...fetches.values()].filter((f) => !(f.upload && f.iso === uploadingHere)).map((f) => {
     const percent = f.percent ?? 0;
     const left = f.rate && f.total && f.done !== undefined ? Math.max(0, (f.total - f.done) / f.rate) : null;
     const running = f.state === "running" || f.state === "pending";
@@ -312,7 +321,7 @@ function renderFetches(): void {
       "li",
       { "data-iso": f.iso },
       h("span", { class: "iso-name" }, f.iso),
-      h("div", { class: "bar", role: "progressbar", "aria-label": `Fetching ${f.iso}`, "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": Math.round(percent), "aria-valuetext": f.percent === undefined ? `${formatBytes(f.done ?? 0)} so far` : `${Math.round(percent)}%` }, fillTo(percent)),
+      h("div", { class: "bar", role: "progressbar", "aria-label": `${f.upload ? "Uploading" : "Fetching"} ${f.iso}`, "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": Math.round(percent), "aria-valuetext": f.percent === undefined ? `${formatBytes(f.done ?? 0)} so far` : `${Math.round(percent)}%` }, fillTo(percent)),
       h("span", {}, f.percent === undefined ? formatBytes(f.done ?? 0) : `${Math.round(percent)}%`),
       h("span", {}, f.rate ? `${formatBytes(f.rate)}/s` : ""),
       h("span", {}, left !== null ? `${Math.round(left)} s left` : ""),
@@ -321,7 +330,7 @@ function renderFetches(): void {
       note,
     );
   });
-  live.replaceChildren(items.length ? h("h2", {}, "Fetches") : "", h("ul", { class: "fetches" }, items));
+  live.replaceChildren(items.length ? h("h2", {}, "Fetches and uploads") : "", h("ul", { class: "fetches" }, items));
 }
 
 const isoTable = h("div", {});
@@ -333,14 +342,30 @@ function fillTo(percent: number): HTMLElement {
 }
 
 async function listIsos(): Promise<void> {
-  const listisos = await api.iohyve<string[]>("listisos");
-  const rows = listisos.sort().map((iso) => isoRow(iso));
+  const library = await api.iohyve<Record<string, IsoEntry>>("isolibrary");
+  const rows = Object.keys(library).sort().map((iso) => isoRow(iso, library[iso] as IsoEntry));
+  const heads = ["Name", "Size", "Actions"].map((c) => h("th", { scope: "col" }, c));
   isoTable.replaceChildren(
-    h("table", { class: "isos" }, h("caption", {}, "ISO library"), h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Actions"))), h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 2 }, "No ISOs yet.")))),
+    h("table", { class: "isos" }, h("caption", {}, "ISO library"), h("thead", {}, h("tr", {}, heads)), h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 3 }, "No ISOs yet.")))),
   );
 }
 
-function isoRow(iso: string): HTMLElement {
+/** The size in binary units, with the exact byte count for assistive technology (and as
+ * a tooltip). */
+function sizeCell(entry: IsoEntry): HTMLElement {
+  const exact = `${entry.size.toLocaleString("en")} bytes`;
+  const where = entry.datastore ? ` · ${entry.datastore}` : "";
+  return h(
+    "td",
+    { "data-label": "Size", class: "size" },
+    h("span", { title: exact, "aria-hidden": "true" }, formatBytes(entry.size)),
+    h("span", { class: "visually-hidden" }, `${exact} (${formatBytes(entry.size)})`),
+    where ? h("span", { class: "muted" }, where) : null,
+    entry.digest ? h("span", { class: "muted digest", title: entry.digest }, ` · ${entry.digest.slice(0, entry.digest.indexOf(":") + 13)}…`) : null,
+  );
+}
+
+function isoRow(iso: string, entry: IsoEntry): HTMLElement {
   const note = message();
   const cell = h("td", { class: "actions" });
   const idle = () => {
@@ -364,7 +389,7 @@ function isoRow(iso: string): HTMLElement {
     yes.focus();
   };
   idle();
-  return h("tr", { "data-iso": iso }, h("th", { scope: "row" }, iso), cell);
+  return h("tr", { "data-iso": iso }, h("th", { scope: "row" }, iso), sizeCell(entry), cell);
 }
 
 async function renderIsos(): Promise<void> {
@@ -373,7 +398,10 @@ async function renderIsos(): Promise<void> {
   const go = h("button", { type: "submit" }, "Fetch");
   const form = h("form", { class: "inline", "aria-label": "Fetch an ISO" }, urlRow, go, note);
   form.addEventListener("submit", (event) => { event.preventDefault(); void busy(go, note, async () => { await api.iohyve("fetchiso", { url: url.value }); url.value = ""; }); });
-  content.replaceChildren(h("h1", {}, "ISOs"), canWrite ? form : "", live, isoTable);
+  const upload = canWrite
+    ? uploadForm(() => token ?? "", () => listIsos(), (name) => { uploadingHere = name; renderFetches(); })
+    : "";
+  content.replaceChildren(h("h1", {}, "ISOs"), canWrite ? form : "", upload, live, isoTable);
   renderFetches();
   await busy(null, note, listIsos);
 }
@@ -393,11 +421,19 @@ async function renderTasks(): Promise<void> {
       const open = task.status === "queued" || task.status === "running";
       return h("tr", {}, h("th", { scope: "row" }, String(task.iso ?? id)), h("td", {}, String(task.status ?? "")), h("td", {}, task.percent !== undefined && task.percent !== null ? `${Math.round(Number(task.percent))}%` : ""), h("td", {}, String(task.message ?? "")), h("td", {}, open && canWrite ? kill : null, rowNote));
     });
-    content.append(h("table", {}, h("caption", {}, "Fetch tasks"), h("thead", {}, h("tr", {}, ["ISO", "Status", "Done", "Message", "Actions"].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 5 }, "No tasks.")))));
+    content.append(h("table", {}, h("caption", {}, "Fetches and uploads"), h("thead", {}, h("tr", {}, ["ISO", "Status", "Done", "Message", "Actions"].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 5 }, "No tasks.")))));
   });
 }
 
 // ---- host ------------------------------------------------------------------------------
+
+/** The host's name as the daemon gives it (rpc/identify), also shown in the page title. */
+async function identify(): Promise<string> {
+  const reply = await api.call<{ hostname?: unknown }>("rpc", "identify", {});
+  hostName = typeof reply.hostname === "string" ? reply.hostname : "";
+  document.title = hostName ? `${hostName} · sysadmd` : "sysadmd";
+  return hostName;
+}
 
 function backendLine(reply: unknown): string {
   if (typeof reply === "string") return reply;
@@ -414,7 +450,7 @@ async function renderHost(): Promise<void> {
     settle(api.iohyve<unknown>("version")),
     settle(api.call<{ list_pools?: Record<string, unknown> }>("sysadm", "zfs", { action: "list_pools" })),
     settle(api.call<Record<string, unknown>>("sysadm", "network", { action: "list-devices" })),
-    settle(api.call<Record<string, unknown>>("rpc", "identify", {})),
+    settle(identify()),
   ]);
   const shown = <T,>(value: T | ApiError, make: (v: T) => Node): Node => (value instanceof ApiError ? h("p", { class: "message error" }, value.message) : make(value));
   let ready: Node;
@@ -426,7 +462,7 @@ async function renderHost(): Promise<void> {
   }
   note.textContent = "";
   content.append(
-    h("dl", {}, h("dt", {}, "Host name"), h("dd", {}, window.location.hostname), h("dt", {}, "Backend"), h("dd", {}, shown(version, (v) => document.createTextNode(backendLine(v)))), h("dt", {}, "Identity"), h("dd", {}, shown(identity, (v) => document.createTextNode(JSON.stringify(v))))),
+    h("dl", {}, h("dt", {}, "Host name"), h("dd", {}, shown(identity, (v) => document.createTextNode(v))), h("dt", {}, "Backend"), h("dd", {}, shown(version, (v) => document.createTextNode(backendLine(v)))), h("dt", {}, "Address"), h("dd", {}, window.location.host)),
     shown(pools, (v) => objectTable("ZFS pools", (v.list_pools ?? v) as Record<string, unknown>)),
     shown(devices, (v) => objectTable("Network devices", ((v as Record<string, unknown>)["list-devices"] ?? v) as Record<string, unknown>)),
     h("h2", {}, "Daemon health (/readyz)"),

@@ -250,6 +250,17 @@ class Iohyve:
 
         return self._order.read(run)
 
+    def iso_files(self) -> Deferred[list[tuple[IsoInfo, int]]]:
+        """The ISOs with their sizes: ``isolist``, then a stat of each dataset's file."""
+
+        async def run() -> list[tuple[IsoInfo, int]]:
+            names = await self._list_isos()
+            return await deferToThread(
+                sized_isos, [(IsoInfo(n), self.iso_directory(n) / n) for n in names]
+            )
+
+        return self._order.read(run)
+
     async def _list_isos(self) -> list[str]:
         return _parsed("isolist", parse.parse_isolist, await self._read("isolist", "isolist"))
 
@@ -834,3 +845,15 @@ def _refuse_busy(busy: Callable[[str], bool], *names: str) -> None:
     for name in names:
         if busy(name):
             raise Conflict(f"ISO '{name}' is being fetched; wait for the fetch to finish")
+
+
+def sized_isos(isos: list[tuple[IsoInfo, Path]]) -> list[tuple[IsoInfo, int]]:
+    """Each ISO with its file's size; one whose file is gone is left out (blocking: run
+    it in a thread)."""
+    found = []
+    for iso, path in isos:
+        try:
+            found.append((iso, path.stat().st_size))
+        except OSError:
+            continue
+    return found

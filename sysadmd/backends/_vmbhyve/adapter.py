@@ -29,7 +29,7 @@ from twisted.logger import Logger
 
 from sysadmd.backends._errors import BackendFailed, Conflict, NotFound, Unsupported
 from sysadmd.backends._interface import DiskInfo, GuestSpec, GuestSummary, IsoInfo
-from sysadmd.backends._iohyve.adapter import _Order
+from sysadmd.backends._iohyve.adapter import _Order, sized_isos
 from sysadmd.backends._output import describe_failure, text
 from sysadmd.backends._partial import gather_partial
 from sysadmd.backends._runner import ProcessResult, ProcessRunner, RunningProcess
@@ -652,6 +652,17 @@ class VmBhyve:
 
         async def run() -> list[IsoInfo]:
             return [IsoInfo(name, store) for store, name in (await self._isos())[1]]
+
+        return self._order.read(run)
+
+    def iso_files(self) -> Deferred[list[tuple[IsoInfo, int]]]:
+        """The ISOs with their datastores and sizes (a stat of each store's file)."""
+
+        async def run() -> list[tuple[IsoInfo, int]]:
+            layout, files = await self._isos()
+            directories = dict(layout.iso_dirs)
+            isos = [(IsoInfo(name, store), directories[store] / name) for store, name in files]
+            return await deferToThread(sized_isos, isos)
 
         return self._order.read(run)
 
