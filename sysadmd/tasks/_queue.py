@@ -104,6 +104,9 @@ from sysadmd.tasks._upload import (
     remove_left_overs,
 )
 
+#: How an upload that became its ISO just before the daemon died ends at the next start.
+STORED_BEFORE_THE_STOP = "stored before the daemon stopped; its end was not recorded"
+
 __all__ = ["EndLeftOvers", "FetchQueue", "FetchTask", "Publish", "TaskState", "local_time"]
 
 Publish = Callable[[str, Mapping[str, object]], object]
@@ -501,6 +504,7 @@ class FetchQueue(Service):
             state=TaskState.RUNNING,
             started=self._clock.seconds(),
             announced=size,
+            size=size,
             verify=str(expected) if expected is not None else None,
             stage="uploading",
             upload=True,
@@ -551,7 +555,7 @@ class FetchQueue(Service):
         """An upload has arrived whole and is being given its ISO's name."""
         task.on_kill = task.on_stop = None
         task.stage = "storing"
-        self._emit(task)
+        self._changed(task)  # the journal keeps its digest, should the daemon die now
 
     def upload_stored(self, task: FetchTask, digest: Digest, size: int) -> None:
         """An upload is the ISO now: record its digest, end its task succeeded."""
@@ -667,28 +671,7 @@ class FetchQueue(Service):
             if record.state.final:
                 self.tasks.setdefault(record.id, FetchTask.from_record(record))
         for record in interrupted:
-            task = self.tasks[record.id] = FetchTask.from_record(record)
-            if task.upload:
-                # Its body cannot be asked for again: it failed (its file goes below).
-                self._finish(task, TaskState.FAILED, INTERRUPTED_UPLOAD)
-            self.log.info("Fetch {task_id} was interrupted by a stop", task_id=record.id)
-            resumable = not task.upload and self._requeue and task.attempts < self._retries
-            # The name stays owned (409 to fetchiso, renameiso and rmiso) until what the
-            # task left is gone or queued again: the daemon answers requests meanwhile.
-            self._owners.setdefault(record.name, task)
-            try:
-                await self._end_left_over(record)
-                if not resumable:
-                    await self._iohyve.discard_partial(record.name)
-            finally:
-                if self._owners.get(record.name) is task:
-                    del self._owners[record.name]
-            if resumable:
-                task.attempts += 1
-                task.state, task.finished, task.resume = TaskState.QUEUED, None, True
-                task.message = "the daemon stopped while it ran; to be resumed"
-                task.process_group = task.process_started = None
-                self._enqueue(task)
+            await self._recover_interrupted(record)
         for record in queued:
             task = FetchTask.from_record(record)
             if not self._requeue or self.busy(task.name):
@@ -703,6 +686,52 @@ class FetchQueue(Service):
                 continue
             self._enqueue(task)
         self._forget_old()
+
+    async def _recover_interrupted(self, record: TaskRecord) -> None:
+        """A task the previous run left running: resume it, or end it and remove its file."""
+        task = self.tasks[record.id] = FetchTask.from_record(record)
+        if task.upload:
+            if await self._stored_before_the_stop(task):
+                return
+            # Its body cannot be asked for again: it failed (its file goes below).
+            self._finish(task, TaskState.FAILED, INTERRUPTED_UPLOAD)
+        self.log.info("Fetch {task_id} was interrupted by a stop", task_id=record.id)
+        resumable = not task.upload and self._requeue and task.attempts < self._retries
+        # The name stays owned (409 to fetchiso, renameiso and rmiso) until what the
+        # task left is gone or queued again: the daemon answers requests meanwhile.
+        self._owners.setdefault(record.name, task)
+        try:
+            await self._end_left_over(record)
+            if not resumable:
+                await self._iohyve.discard_partial(record.name)
+        finally:
+            if self._owners.get(record.name) is task:
+                del self._owners[record.name]
+        if resumable:
+            task.attempts += 1
+            task.state, task.finished, task.resume = TaskState.QUEUED, None, True
+            task.message = "the daemon stopped while it ran; to be resumed"
+            task.process_group = task.process_started = None
+            self._enqueue(task)
+
+    async def _stored_before_the_stop(self, task: FetchTask) -> bool:
+        """Whether an upload the previous run did not see end had already become its ISO.
+
+        An upload takes its ISO's name only once it is whole, on disk and verified, and
+        it owned that name from its start: a file under the name with the announced size is
+        that upload, renamed just before the daemon died. It ends succeeded and is kept
+        (its temporary, if the crash came between link and unlink, goes with the others).
+        """
+        size = await self._in_thread(self._iohyve.iso_size, task.name)
+        if size is None or size != task.size:
+            return False
+        if task.digest is not None:
+            self._record_digest(task.name, task.digest, size)
+        self._finish(task, TaskState.SUCCEEDED, STORED_BEFORE_THE_STOP)
+        self.log.info(
+            "Upload {task_id} of {name} was stored before the stop", task_id=task.id, name=task.name
+        )
+        return True
 
     async def _end_left_over(self, record: TaskRecord) -> None:
         """End what the previous daemon left running of ``record``'s command, if anything."""
