@@ -355,6 +355,11 @@ def make_backend(
         slow_timeout=config.iohyve_timeout + 30,
         # The simulator's guests link their consoles where /dev/nmdm<N>B would be.
         device_root=simulator / "dev" if config.iohyve_simulate else Path("/dev"),
+        # An upload creates its ISO's dataset as iohyve fetch does: with zfs.
+        zfs=(*command, "zfs") if config.iohyve_simulate else ("/sbin/zfs",),
+        # fetch(1) continues interrupted downloads; the simulator's is a dialect of its own.
+        fetch=(*command, SIMULATED_FETCH) if config.iohyve_simulate else ("/usr/bin/fetch",),
+        host_root=simulator if config.iohyve_simulate else Path("/"),
     )
 
 
@@ -493,7 +498,7 @@ def _fleet_member(
         host=config.fleet_host,
         key=key,
         tls=tls,
-        info={"backend": backend, "version": __version__},
+        info={"backend": backend, "version": __version__, "url": config.fleet_url},
         reactor=reactor,
         in_flight=config.limits_in_flight,
         message_size=config.limits_message_size,
@@ -571,6 +576,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         ),
         publish=hub.publish,
         requeue=config.fetch_requeue,
+        retries=config.fetch_retries,
         end_left_overs=_in_threads(reactor),
     )
     GuestWatcher(iohyve, hub, reactor, interval=config.events_guests_interval)
@@ -649,7 +655,7 @@ def make_service(config: Config, reactor: Any) -> IService:
             b"livez": Livez(),
             b"readyz": Readyz(checks, guard),
         },
-        dashboard=Dashboard(),
+        dashboard=Dashboard(router=config.fleet_router, realm=config.fleet_realm),
     )
     connections = _connection_counter(config, reactor)
     # A connection that has not sent its first request line in time is closed: its

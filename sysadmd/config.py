@@ -182,6 +182,25 @@ def _router_url(value: Any, key: str) -> str:
     return value
 
 
+def _public_url(value: Any, key: str) -> str:
+    if value == "":
+        return ""
+    matched = (
+        re.fullmatch(r"https?://[A-Za-z0-9._-]+(?::([0-9]{1,5}))?(/[A-Za-z0-9._~/-]*)?", value)
+        if isinstance(value, str) and len(value) <= 512
+        else None
+    )
+    if matched is None:
+        raise ConfigError(
+            f"{key}: must be empty or this host's public base URL, such as "
+            "'https://bhyve1.example:12150' (http or https, a host name or IPv4 address, an "
+            "optional port and path)"
+        )
+    if matched.group(1) is not None and not 0 < int(matched.group(1)) < 65536:
+        raise ConfigError(f"{key}: the port must be from 1 to 65535")
+    return str(value).rstrip("/")
+
+
 def _realm(value: Any, key: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*", value):
         raise ConfigError(f"{key}: must be a WAMP realm name such as 'sysadmd'")
@@ -513,7 +532,7 @@ class Config:
             30,
             _seconds(0, 3600),
             "Seconds running fetches get to finish when the daemon stops, before they are ended "
-            "(they are then journalled as interrupted).",
+            "(they are then journalled to be resumed at the next start).",
         )
     )
     fetch_requeue: bool = field(
@@ -522,6 +541,15 @@ class Config:
             True,
             _bool,
             "Queue again, at start, the fetches that were still queued when the daemon stopped.",
+        )
+    )
+    fetch_retries: int = field(
+        metadata=_key(
+            "fetch",
+            3,
+            _int(0, 100),
+            "Times an interrupted fetch (a network failure, its download process killed, the "
+            "daemon restarted) is resumed or started again before it fails.",
         )
     )
     fetch_history: int = field(
@@ -659,6 +687,17 @@ class Config:
             "This host's name in the fleet, and its cryptosign authid: its procedures are "
             "sysadmd.<host>.<namespace>.<name>. Letters, digits, '_' and '-'; defaults to "
             "this machine's name up to its first dot.",
+        )
+    )
+    fleet_url: str = field(
+        metadata=_key(
+            "fleet",
+            "",
+            _public_url,
+            "This host's public base URL (http or https), such as "
+            "'https://bhyve1.example:12150': published with the host's fleet.info, so that the "
+            "fleet view links each guest to its console on this host's own dashboard; empty: "
+            "no link.",
         )
     )
     fleet_ca_file: Path | None = field(

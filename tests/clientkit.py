@@ -68,9 +68,13 @@ def sysadm(
     stdin: str = "",
     timeout: float = 60,
     columns: int = 200,
+    env: dict[str, str] | None = None,
 ) -> Result:
-    """Run the installed ``sysadm`` script with ``config_dir``; never a traceback."""
+    """Run the installed ``sysadm`` script with ``config_dir`` (and the ``SYSADM_…``
+    variables of ``env`` only); never a traceback."""
+    given = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYSADM_")}
+    env.update(given)
     env["SYSADM_CONFIG_DIR"] = str(config_dir)
     env["COLUMNS"] = str(columns)
     if password is not None:

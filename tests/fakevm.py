@@ -30,6 +30,8 @@ class FakeBackend:
         self.guest_disks: dict[str, dict[str, DiskInfo]] = {}
         self.props: dict[str, dict[str, str]] = {}
         self.isos: list[str] = []
+        #: The size of each ISO's file, where a test gives one (0 otherwise).
+        self.iso_bytes: dict[str, int] = {}
         self.set_up: tuple[str, str] | None = None
         #: The name of an operation that fails with BackendFailed.
         self.fail: str | None = None
@@ -185,6 +187,11 @@ class FakeBackend:
     def list_isos(self) -> Deferred[list[IsoInfo]]:
         return self._answer(lambda: [IsoInfo(name, "default") for name in self.isos])
 
+    def iso_files(self) -> Deferred[list[tuple[IsoInfo, int]]]:
+        return self._answer(
+            lambda: [(IsoInfo(name, "default"), self.iso_bytes.get(name, 0)) for name in self.isos]
+        )
+
     def rename_iso(
         self, source: str, target: str, *, busy: Callable[[str], bool]
     ) -> Deferred[None]:
@@ -219,6 +226,19 @@ class FakeBackend:
     ) -> RunningProcess:
         raise AssertionError("the in-memory backend downloads nothing")
 
+    def resume_fetch(
+        self,
+        url: str,
+        name: str,
+        *,
+        timeout: float,
+        on_output: Callable[[str, bytes], None] | None = None,
+    ) -> RunningProcess:
+        raise AssertionError("the in-memory backend downloads nothing")
+
+    def gather_partial(self, name: str) -> Deferred[int]:
+        return succeed(0)
+
     def iso_directory(self, name: str) -> Path:
         return Path("/nonexistent") / name
 
@@ -230,3 +250,9 @@ class FakeBackend:
 
     def discard_partial(self, name: str) -> Deferred[None]:
         return succeed(None)
+
+    def prepare_upload(self, name: str) -> Deferred[Path]:
+        return fail(BackendFailed("upload", "the in-memory backend stores no file"))
+
+    def upload_places(self) -> Deferred[list[tuple[Path, str | None]]]:
+        return succeed([])

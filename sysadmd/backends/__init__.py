@@ -14,7 +14,13 @@ May import: ``sysadmd.api``, ``sysadmd.config``, ``sysadmd.shared``.
 
 from sysadmd.backends._errors import maps_backend_errors
 from sysadmd.backends._hosttools import HostTools
-from sysadmd.backends._interface import SYSADM_GUEST_FIELDS, GuestSpec, GuestSummary, VMBackend
+from sysadmd.backends._interface import (
+    SYSADM_GUEST_FIELDS,
+    UPLOAD_TEMPORARY_PREFIX,
+    GuestSpec,
+    GuestSummary,
+    VMBackend,
+)
 from sysadmd.backends._iohyve.adapter import Iohyve
 from sysadmd.backends._output import describe_failure
 from sysadmd.backends._runner import (
@@ -28,6 +34,7 @@ from sysadmd.backends._vmbhyve.adapter import VmBhyve
 
 __all__ = [
     "SYSADM_GUEST_FIELDS",
+    "UPLOAD_TEMPORARY_PREFIX",
     "GuestSpec",
     "GuestSummary",
     "HostTools",

@@ -20,11 +20,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NotRequired, Protocol, TypedDict
+from typing import Final, NotRequired, Protocol, TypedDict
 
 from twisted.internet.defer import Deferred
 
 from sysadmd.backends._runner import RunningProcess
+
+#: How the name of an upload's temporary file begins (then the task's id): a hidden name,
+#: which no ISO name can be (they start with a letter or digit) and no ISO list shows.
+UPLOAD_TEMPORARY_PREFIX: Final = ".sysadmd-upload-"
 
 
 class GuestSummary(TypedDict):
@@ -183,6 +187,11 @@ class VMBackend(Protocol):
         """Every ISO, in the manager's order."""
         ...
 
+    def iso_files(self) -> Deferred[list[tuple[IsoInfo, int]]]:
+        """Every ISO with its file's size in bytes, in the manager's order (one stat per
+        ISO, off the reactor thread); an ISO whose file went away meanwhile is left out."""
+        ...
+
     def rename_iso(
         self, source: str, target: str, *, busy: Callable[[str], bool]
     ) -> Deferred[None]:
@@ -206,6 +215,26 @@ class VMBackend(Protocol):
         """Start downloading ``url`` into the ISO store; the caller follows the process."""
         ...
 
+    def resume_fetch(
+        self,
+        url: str,
+        name: str,
+        *,
+        timeout: float,
+        on_output: Callable[[str, bytes], None] | None = None,
+    ) -> RunningProcess:
+        """Continue the partial download of ISO ``name`` from ``url`` with the host's
+        ``fetch -F -r``, in the file a first attempt (:meth:`start_fetch`) writes; the
+        caller has checked that the source is unchanged, and follows the process.
+        Unsupported when the host has no fetch command."""
+        ...
+
+    def gather_partial(self, name: str) -> Deferred[int]:
+        """Keep the largest file an interrupted download of ``name`` left (fetch(1)'s
+        temporary names included) where :meth:`resume_fetch` continues it; its size, 0 if
+        there is none."""
+        ...
+
     def iso_directory(self, name: str) -> Path:
         """The directory a download of ISO ``name`` writes into."""
         ...
@@ -220,4 +249,18 @@ class VMBackend(Protocol):
 
     def discard_partial(self, name: str) -> Deferred[None]:
         """Remove what a failed or cancelled download left under ``name``."""
+        ...
+
+    # Uploads of ISOs (the body of ``PUT /iso/<name>`` is written in place)
+
+    def prepare_upload(self, name: str) -> Deferred[Path]:
+        """Make ISO ``name``'s place in the store (iohyve: its dataset) and return the
+        directory an upload of it streams into; the ISO is then the file ``<name>`` in that
+        directory. Conflict if the ISO exists. ``discard_partial`` removes the place again."""
+        ...
+
+    def upload_places(self) -> Deferred[list[tuple[Path, str | None]]]:
+        """Every directory uploads stream into, each with the ISO whose own place it is
+        (``None`` for a store shared by all ISOs): where a stopped daemon's upload
+        temporaries are looked for at start."""
         ...

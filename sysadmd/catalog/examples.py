@@ -62,6 +62,10 @@ EXAMPLES: Final = (
         {"bsdguest": {"description": ANY, "rcboot": "NO", "running": "NO", "vmm": "NO"}}),
     _ok("List ISOs", "``listisos`` gives the ISO names.",
         {"action": "listisos"}, list(STARTING_ISOS)),
+    _ok("ISO library", "``isolibrary`` gives each ISO's size in bytes (and, on vm-bhyve, "
+        "the ``datastore`` holding it; ``digest`` for an ISO a verified fetch stored).",
+        {"action": "isolibrary"},
+        {name: {"size": len(name), MORE: MORE} for name in STARTING_ISOS}),
     _ok("Fetch ISO", "``fetchiso`` queues a download and replies at once.",
         {"action": "fetchiso", "url": FETCH_URL},
         {"command": f"iohyve fetch {FETCH_URL}", "comment": "Task Queued", "queueid": ANY}),

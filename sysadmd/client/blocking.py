@@ -204,6 +204,7 @@ class BlockingClient:
     list_isos = _blocking(Client.list_isos)
     fetch_iso = _blocking_task(Client.fetch_iso)
     iso_digests = _blocking(Client.iso_digests)
+    iso_library = _blocking(Client.iso_library)
     rename_iso = _blocking(Client.rename_iso)
     remove_iso = _blocking(Client.remove_iso)
     create = _blocking(Client.create)

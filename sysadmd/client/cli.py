@@ -2,8 +2,10 @@
 
 ``sysadm login HOST[:PORT]`` logs in and keeps the session's token (never the password) in
 the configuration directory (``~/.config/sysadm``, or ``--config-dir`` /
-``$SYSADM_CONFIG_DIR``), mode 0600; the other commands use that session. Every command
-prints its result on stdout and exits 0, or prints one line on stderr and exits non-zero:
+``$SYSADM_CONFIG_DIR``), mode 0600; the other commands use that session. In fleet mode
+(``--router URL`` or a profile kept by ``sysadm router save``, ``--profile NAME``) they reach
+the host ``-H NAME`` through a WAMP router instead. Every command prints its result on
+stdout and exits 0, or prints one line on stderr and exits non-zero:
 
 * 1: the daemon refused the request (its code and message), or a fetch failed;
 * 2: the command line is wrong;
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 import click
+from cryptography import x509
 from rich import box
 from rich.console import Console
 from rich.live import Live
@@ -63,6 +66,14 @@ from sysadmd.client.errors import (
     UnknownHost,
 )
 from sysadmd.client.fleet import FleetClient, HostThroughRouter, read_key
+from sysadmd.client.profiles import (
+    ProfileError,
+    Profiles,
+    RouterProfile,
+    check_profile_name,
+    check_realm,
+    check_router_url,
+)
 from sysadmd.client.tls import (
     CATLS,
     KnownHosts,
@@ -434,6 +445,13 @@ CONTEXT: Final = {"help_option_names": ["-h", "--help"], "max_content_width": 10
     "--router-user", metavar="NAME", envvar="SYSADM_ROUTER_USER", help="Who logs in to the router."
 )
 @click.option(
+    "--profile",
+    metavar="NAME",
+    envvar="SYSADM_PROFILE",
+    help="Fleet mode with a router profile kept by `sysadm router save`; --router, --realm, "
+    "--router-user, --router-ca-file and --router-key given on the command line override it.",
+)
+@click.option(
     "--router-ca-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Verify a wss:// router against this CA certificate (PEM) instead of the system's.",
@@ -450,7 +468,7 @@ CONTEXT: Final = {"help_option_names": ["-h", "--help"], "max_content_width": 10
     "--host",
     "fleet_host",
     metavar="NAME",
-    help="With --router: the host a command acts on (`-H all vm list`: every host).",
+    help="With --router or --profile: the host a command acts on (`-H all vm list`: every host).",
 )
 @click.version_option(package_name="sysadmd", prog_name="sysadm")
 @click.pass_context
@@ -465,6 +483,7 @@ def cli(
     router_user: str | None,
     router_ca_file: Path | None,
     router_key: Path | None,
+    profile: str | None,
     fleet_host: str | None,
 ) -> None:
     """Manage bhyve guests and ISOs on a sysadmd host.
@@ -476,10 +495,25 @@ def cli(
     Shell completion: eval "$(_SYSADM_COMPLETE=bash_source sysadm)" (or zsh_source,
     fish_source). See docs/client.md.
     """
+    config_dir = config_dir or default_config_dir()
+    if profile is not None:
+        try:
+            saved = Profiles(config_dir).get(profile)
+        except ProfileError as e:
+            _fail(str(e), EXIT_USAGE)
+
+        def given(name: str) -> bool:
+            return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+
+        router = router if given("router") else saved.router
+        realm = realm if given("realm") else saved.realm
+        router_user = router_user if given("router_user") else saved.router_user
+        router_ca_file = router_ca_file if given("router_ca_file") else saved.router_ca_file
+        router_key = router_key if given("router_key") else saved.router_key
     if fleet_host is not None and router is None:
-        raise click.UsageError("-H/--host needs --router")
+        raise click.UsageError("-H/--host needs --router or --profile")
     ctx.obj = Settings(
-        config_dir=config_dir or default_config_dir(),
+        config_dir=config_dir,
         known_hosts_file=known_hosts,
         timeout=timeout,
         router=router,
@@ -759,6 +793,132 @@ def fleet_hosts(settings: Settings, as_json: bool) -> None:
     run(work)
 
 
+@cli.group("router")
+def router_group() -> None:
+    """Saved router profiles: how to reach a fleet's router, for `--profile NAME`."""
+
+
+def _checked(check: Callable[[str], str]) -> Callable[[click.Context, click.Parameter, str], str]:
+    def callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        try:
+            return check(value)
+        except ProfileError as e:
+            raise click.BadParameter(str(e)) from None
+
+    return callback
+
+
+def _check_ca_file(path: Path) -> None:
+    try:
+        found = x509.load_pem_x509_certificates(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise ProfileError(f"{path}: is not a PEM certificate ({e})") from None
+    if not found:
+        raise ProfileError(f"{path}: holds no PEM certificate")
+
+
+@router_group.command("save")
+@click.argument("name", callback=_checked(check_profile_name))
+@click.option(
+    "--router",
+    "router_url",
+    metavar="URL",
+    required=True,
+    callback=_checked(check_router_url),
+    help="The router's WebSocket URL (ws:// or wss://).",
+)
+@click.option(
+    "--realm",
+    default="sysadmd",
+    show_default=True,
+    callback=_checked(check_realm),
+    help="The router's realm.",
+)
+@click.option("--router-user", metavar="USER", required=True, help="Who logs in to the router.")
+@click.option(
+    "--router-ca-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Verify a wss:// router against this CA certificate (PEM).",
+)
+@click.option(
+    "--router-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Log in with this Ed25519 key file (64 hex digits, mode 0600) instead of a ticket.",
+)
+@click.pass_obj
+def router_save(
+    settings: Settings,
+    *,
+    name: str,
+    router_url: str,
+    realm: str,
+    router_user: str,
+    router_ca_file: Path | None,
+    router_key: Path | None,
+) -> None:
+    """Keep how to reach a router as NAME (never a ticket: it is asked for each time)."""
+    try:
+        if router_key is not None:
+            read_key(router_key)  # refused now, not at its first use
+        if router_ca_file is not None:
+            _check_ca_file(router_ca_file)
+        profile = RouterProfile(
+            router=router_url,
+            realm=realm,
+            router_user=router_user,
+            router_ca_file=router_ca_file.resolve() if router_ca_file else None,
+            router_key=router_key.resolve() if router_key else None,
+        )
+    except ClientError as e:
+        _fail(str(e), EXIT_USAGE)
+    profiles = Profiles(settings.config_dir)
+    try:
+        profiles.save(name, profile)
+    except ProfileError as e:
+        _fail(str(e), EXIT_API)
+    click.echo(f"Saved the router profile {name} in {profiles.path}; use it with --profile {name}.")
+
+
+@router_group.command("list")
+@_json_option
+@click.pass_obj
+def router_list(settings: Settings, as_json: bool) -> None:
+    """List the saved router profiles."""
+    try:
+        profiles = Profiles(settings.config_dir).all()
+    except ProfileError as e:
+        _fail(str(e), EXIT_API)
+    if as_json:
+        _print_json({name: p.as_json() for name, p in sorted(profiles.items())})
+        return
+    if not profiles:
+        click.echo("No router profiles; save one with `sysadm router save NAME --router URL …`.")
+        return
+    table = _table("NAME", "ROUTER", "REALM", "USER", "CA FILE", "KEY")
+    for name, p in sorted(profiles.items()):
+        table.add_row(
+            name,
+            p.router,
+            p.realm,
+            p.router_user,
+            str(p.router_ca_file or ""),
+            str(p.router_key or ""),
+        )
+    _out.print(table)
+
+
+@router_group.command("forget")
+@click.argument("name", callback=_checked(check_profile_name))
+@click.pass_obj
+def router_forget(settings: Settings, name: str) -> None:
+    """Remove the saved router profile NAME."""
+    try:
+        Profiles(settings.config_dir).forget(name)
+    except ProfileError as e:
+        _fail(str(e), EXIT_API)
+    click.echo(f"Forgot the router profile {name}.")
+
+
 @vm.command("create")
 @click.argument("name")
 @click.argument("size")
@@ -955,12 +1115,27 @@ def iso() -> None:
 
 
 @iso.command("list")
+@click.option(
+    "--sizes",
+    "-l",
+    is_flag=True,
+    help="Show each ISO's size (and its datastore where there are several).",
+)
 @_json_option
 @click.pass_obj
-def iso_list(settings: Settings, as_json: bool) -> None:
+def iso_list(settings: Settings, sizes: bool, as_json: bool) -> None:
     """List the ISOs, one per line."""
 
     async def action(client: Client) -> None:
+        if sizes:
+            library = await client.iso_library()
+            if as_json:
+                _print_json({"isolibrary": library})
+                return
+            for name, entry in sorted(library.items()):
+                store = f"  {entry['datastore']}" if "datastore" in entry else ""
+                click.echo(f"{_binary_size(entry['size']):>10}  {name}{store}")
+            return
         isos = await client.list_isos()
         if as_json:
             _print_json({"listisos": isos})
@@ -1002,6 +1177,16 @@ def _size(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1000
     return f"{count:.1f} TB"
+
+
+def _binary_size(count: int) -> str:
+    """A byte count in binary units, as the dashboard shows it: ``1.2 GiB``."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{count} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
 
 
 @iso.command("fetch")

@@ -499,6 +499,11 @@ class Client:
         reply = await self.iohyve("fetchiso", url=url, **extra)
         return self._task(reply["queueid"], iso=url.rstrip("/").rsplit("/", 1)[-1])
 
+    async def iso_library(self) -> dict[str, dict[str, Any]]:
+        """The ISOs with their sizes: ``{iso: {size, datastore?, digest?}}``."""
+        reply: dict[str, dict[str, Any]] = await self.iohyve("isolibrary")
+        return reply
+
     async def iso_digests(self) -> dict[str, dict[str, Any]]:
         """The digests verified fetches recorded: ``{iso: {digest, size, verified}}``."""
         reply: dict[str, dict[str, Any]] = await self.iohyve("isodigests")

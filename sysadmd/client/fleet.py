@@ -66,6 +66,8 @@ class FleetHost:
     backend: str
     version: str
     joined: str
+    #: The host's own dashboard (``[fleet] url``), "" when it publishes none.
+    url: str = ""
 
 
 class _UserSession(ApplicationSession):  # type: ignore[misc]
@@ -256,6 +258,7 @@ class FleetClient:
                         str(info.get("backend", "")),
                         str(info.get("version", "")),
                         str(info.get("joined", "")),
+                        str(info.get("url", "")),
                     )
                 )
             else:  # left between the session list and its info

@@ -549,6 +549,44 @@ class IohyveActions:
     @action(
         NAMESPACE,
         CLASS,
+        "isolibrary",
+        summary=(
+            "The ISOs with their sizes in bytes, by name (sysadmd's addition; listisos "
+            "keeps sysadm's list of names). 'datastore' names the store holding the ISO "
+            "where the backend has several (vm-bhyve); 'digest' is there for an ISO a "
+            "verified fetch or upload stored, while its size is the verified one."
+        ),
+        role=Role.OPERATOR,
+        reply={
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "size": {"type": "integer", "minimum": 0},
+                    "datastore": {"type": "string"},
+                    "digest": {"type": "string", "pattern": schema_pattern(CHECKSUM_PATTERN)},
+                },
+                "required": ["size"],
+                "additionalProperties": False,
+            },
+        },
+    )
+    async def isolibrary(self, call: Call) -> Any:
+        digests = self._fetches.digests
+        reply: dict[str, dict[str, Any]] = {}
+        for iso, size in await self._vm.iso_files():
+            entry: dict[str, Any] = {"size": size}
+            if iso.datastore is not None:
+                entry["datastore"] = iso.datastore
+            verified = digests.get(iso.name)
+            if verified is not None and verified[1] == size:
+                entry["digest"] = verified[0]
+            reply[iso.name] = entry
+        return reply
+
+    @action(
+        NAMESPACE,
+        CLASS,
         "version",
         summary=(
             "The VM manager's version string, and which manager answers: 'backend' is "

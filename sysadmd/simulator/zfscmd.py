@@ -4,7 +4,10 @@
 manager's backend runs beside its own tool (vm-bhyve's backend: ``setup``, zvol disks):
 
 * ``zfs create [-s] [-V size] <dataset>``: a filesystem (mounted at ``/<dataset>``, the
-  directory ``ROOT/<dataset>``) or a volume; its parent must exist and be a filesystem;
+  directory ``ROOT/<dataset>``) or a volume; its parent must exist and be a filesystem.
+  A filesystem ``<pool>/iohyve/ISO/<iso>`` is an ISO's dataset, mounted at
+  ``/iohyve/ISO/<iso>`` (the directory ``ROOT/iohyve/ISO/<iso>``), as ``iohyve fetch``
+  creates it;
 * ``zfs get [-Hp] [-o field[,...]] <property[,...]> [dataset|path ...]`` with the properties
   ``name``, ``mountpoint``, ``volsize`` and user properties, the fields ``name``,
   ``property``, ``value`` and ``source``;
@@ -146,6 +149,9 @@ def _create(ctx: Context, args: list[str]) -> int:  # noqa: PLR0911 - zfs's chec
             return 1
         if "V" in options:
             store.host.datasets[name] = size
+        elif name.rpartition("/")[0] == ctx.dataset("ISO"):
+            # An ISO's dataset (as iohyve fetch creates it): an ISO directory of the root.
+            os.mkdir(ctx.root.iso_dataset(name.rpartition("/")[2]))
         else:
             os.makedirs(zfsops.mounted_path(ctx, name), exist_ok=True)
             store.host.datasets[name] = None

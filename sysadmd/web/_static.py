@@ -5,15 +5,22 @@ directory (written by ``web/build.mjs``). Only the files found there are served:
 request path is looked up in that table, never joined to a file-system path, so no
 request can reach another file. Precompressed ``.br`` and ``.gz`` siblings written by
 the build are sent to clients that accept them.
+
+With a fleet router configured (``[fleet] router``), the page learns it from
+``/ui/fleet.json`` (``{"router": URL, "realm": REALM}``; ``{"router": null}`` without
+one), and the Content-Security-Policy's ``connect-src`` admits that router's origin, and
+no other, beside the daemon's own.
 """
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
@@ -29,6 +36,34 @@ CONTENT_SECURITY_POLICY: Final = (
     "img-src 'self' data:; font-src 'self'; connect-src 'self'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
+
+#: What the page reads at start to learn the fleet's router (generated, not built).
+FLEET_JSON: Final = "fleet.json"
+
+
+def router_origin(router: str) -> str:
+    """The origin (``wss://host:port``) of a ``ws://`` or ``wss://`` router URL, as a
+    Content-Security-Policy source; ValueError if it is not one."""
+    parts = urlsplit(router)
+    if (
+        parts.scheme not in ("ws", "wss")
+        or not parts.hostname
+        or not re.fullmatch(r"[A-Za-z0-9._:-]+", parts.netloc)
+        or "@" in parts.netloc
+    ):
+        raise ValueError(f"{router!r} is not a ws:// or wss:// router URL")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def content_security_policy(router: str = "") -> str:
+    """The page's policy: :data:`CONTENT_SECURITY_POLICY`, whose ``connect-src`` also admits
+    the origin of ``router`` when one is given."""
+    if not router:
+        return CONTENT_SECURITY_POLICY
+    return CONTENT_SECURITY_POLICY.replace(
+        "connect-src 'self';", f"connect-src 'self' {router_origin(router)};"
+    )
+
 
 #: Assets whose names carry their content hash never change: cache them for a year.
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
@@ -104,9 +139,13 @@ class Dashboard(Resource):
 
     isLeaf = True
 
-    def __init__(self, assets: dict[str, Asset] | None = None) -> None:
+    def __init__(
+        self, assets: dict[str, Asset] | None = None, *, router: str = "", realm: str = ""
+    ) -> None:
         super().__init__()
         self._assets = load_assets() if assets is None else assets
+        self._policy = content_security_policy(router).encode()
+        self._fleet = json.dumps({"router": router, "realm": realm} if router else {"router": None})
 
     @property
     def built(self) -> bool:
@@ -116,7 +155,7 @@ class Dashboard(Resource):
     def render(self, request: IRequest) -> bytes:
         headers = request.responseHeaders
         headers.setRawHeaders(b"X-Content-Type-Options", [b"nosniff"])
-        headers.setRawHeaders(b"Content-Security-Policy", [CONTENT_SECURITY_POLICY.encode()])
+        headers.setRawHeaders(b"Content-Security-Policy", [self._policy])
         headers.setRawHeaders(b"Referrer-Policy", [b"no-referrer"])
         headers.setRawHeaders(b"X-Frame-Options", [b"DENY"])
         if request.method not in (b"GET", b"HEAD"):
@@ -131,6 +170,10 @@ class Dashboard(Resource):
             headers.setRawHeaders(b"Location", [last + b"/"])
             return self._text(request, b"moved to ui/\n")
         name = "/".join(p.decode("utf-8", "replace") for p in postpath) or "index.html"
+        if name == FLEET_JSON:
+            headers.setRawHeaders(b"Content-Type", [b"application/json"])
+            headers.setRawHeaders(b"Cache-Control", [REVALIDATE.encode()])
+            return self._fleet.encode()
         asset = self._assets.get(name)
         if asset is None:
             if not self.built:

@@ -112,6 +112,7 @@ def test_schemas_accept_valid_and_refuse_invalid_arguments() -> None:
             "getprops",
             "install",
             "isodigests",
+            "isolibrary",
             "issetup",
             "listdisks",
             "listisos",

@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from sysadmd.backends import ProcessResult, ProcessRunner
 from sysadmd.backends._errors import BackendFailed, Conflict, NotFound, Unsupported
 from sysadmd.backends._interface import DiskInfo, GuestSpec, IsoInfo
+from sysadmd.backends._iohyve.adapter import sized_isos
 from sysadmd.backends._vmbhyve import parse
 from sysadmd.backends._vmbhyve.adapter import Commands, VmBhyve
 from sysadmd.backends._vmbhyve.host import read_settings
@@ -347,6 +348,30 @@ async def test_isos_are_files_renamed_and_removed_unless_in_use(world: Host) -> 
     await vm.remove_iso("c.iso", busy=free)
     assert [p.name for p in iso.iterdir()] == ["b.iso"]
     assert not any(tool == "vm" for tool in world.tools())
+
+
+@async_test
+async def test_iso_files_gives_each_stores_files_with_their_sizes(world: Host) -> None:
+    """Every ISO store's files with their datastores and sizes, read by stat alone (no
+    tool runs); a file that goes away between the listing and its stat is left out."""
+    extra = world.root / "isos"
+    extra.mkdir()
+    (world.vm_dir / ".config" / "system.conf").write_text(
+        f'datastore_list="default isos"\npath_isos="iso:{extra}"\n'
+    )
+    with (world.vm_dir / ".iso" / "big.iso").open("wb") as sparse:
+        sparse.truncate(5 * 1024**3)
+    (extra / "small.iso").write_bytes(b"s" * 1000)
+    vm = world.backend()
+    assert await vm.iso_files() == [
+        (IsoInfo("big.iso", "default"), 5 * 1024**3),
+        (IsoInfo("small.iso", "isos"), 1000),
+    ]
+    assert world.calls == []
+    gone = world.root / "gone.iso"
+    assert sized_isos([(IsoInfo("gone.iso"), gone), (IsoInfo("x.iso"), extra / "small.iso")]) == [
+        (IsoInfo("x.iso"), 1000)
+    ]
 
 
 @async_test

@@ -44,7 +44,7 @@ from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.threads import deferToThread
 from wsclient import settle
 
-from sysadmd.client.cli import CommandError, cli, resolve_task_id, short_ids
+from sysadmd.client.cli import CommandError, _binary_size, cli, resolve_task_id, short_ids
 from sysadmd.transport._tls import ensure_certificate
 
 pytestmark = pytest.mark.e2e
@@ -286,11 +286,30 @@ async def test_vm_commands(logged_in: Path) -> None:
 # ISOs, tasks, raw calls
 
 
+def test_sizes_are_shown_in_binary_units_within_ten_columns() -> None:
+    assert [_binary_size(n) for n in (0, 1023, 1024, 790_626_304, 1_327_169_536)] == [
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "754.0 MiB",
+        "1.2 GiB",
+    ]
+    assert len(_binary_size(1023 * 1024**4)) <= 10
+
+
 def test_iso_commands(logged_in: Path) -> None:
     assert sysadm(logged_in, "iso", "list").stdout.splitlines() == sorted([BOOTONLY, "test.iso"])
     assert json.loads(sysadm(logged_in, "iso", "list", "--json").stdout) == {
         "listisos": sorted([BOOTONLY, "test.iso"])
     }
+    # --sizes: each ISO's size in binary units before its name (the seeded ISOs are small).
+    library = json.loads(sysadm(logged_in, "iso", "list", "--sizes", "--json").stdout)
+    sizes = {name: entry["size"] for name, entry in library["isolibrary"].items()}
+    assert sorted(sizes) == sorted([BOOTONLY, "test.iso"])
+    assert all(0 < size < 1024 for size in sizes.values()), sizes
+    assert sysadm(logged_in, "iso", "list", "--sizes").stdout.splitlines() == [
+        f"{f'{sizes[name]} B':>10}  {name}" for name in sorted(sizes)
+    ]
     assert sysadm(logged_in, "iso", "rename", BOOTONLY, "boot.iso").stdout == (
         f"Renamed {BOOTONLY} to boot.iso.\n"
     )

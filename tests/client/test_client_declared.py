@@ -69,6 +69,7 @@ _REPLIES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
         "web": {"description": "a guest", "rcboot": "NO", "running": "YES", "vmm": "YES"}
     },
     "sysadm/iohyve listisos": lambda args: ["test.iso"],
+    "sysadm/iohyve isolibrary": lambda args: {"test.iso": {"size": 2048}},
     "sysadm/iohyve fetchiso": lambda args: {
         "command": "fetch",
         "comment": "Task Queued",
@@ -200,6 +201,7 @@ CLIENT_CALLS: dict[str, list[tuple[str, tuple[Any, ...], dict[str, Any]]]] = {
         ("fetch_iso", ("http://127.0.0.1:9/test.iso",), {"verify": "auto"}),
     ],
     "sysadm/iohyve isodigests": [("iso_digests", (), {})],
+    "sysadm/iohyve isolibrary": [("iso_library", (), {})],
     "sysadm/iohyve getprops": [("get_props", ("web",), {})],
     "sysadm/iohyve install": [("install", ("web", "test.iso"), {})],
     "sysadm/iohyve issetup": [("is_setup", (), {})],
@@ -398,6 +400,7 @@ CLI_COMMANDS: dict[str, list[list[str]]] = {
         ["iso", "fetch", "http://127.0.0.1:9/test.iso", "--verify", "auto"],
     ],
     "sysadm/iohyve isodigests": [["iso", "digests"], ["iso", "digests", "--json"]],
+    "sysadm/iohyve isolibrary": [["iso", "list", "--sizes"], ["iso", "list", "-l", "--json"]],
     "sysadm/iohyve getprops": [["vm", "props", "web"], ["vm", "props", "web", "--json"]],
     "sysadm/iohyve install": [["vm", "install", "web", "test.iso"]],
     "sysadm/iohyve listdisks": [["vm", "disks", "web"]],
@@ -444,6 +447,9 @@ CLI_GENERIC: dict[str, str] = {
     "fleet hosts": "asks the router (its session list), then each host's fleet.info",
     "known-hosts list": "reads the local known_hosts file",
     "known-hosts remove": "edits the local known_hosts file",
+    "router save": "writes the local routers.json (tests/client/test_cli_profiles.py)",
+    "router list": "reads the local routers.json",
+    "router forget": "edits the local routers.json",
 }
 
 

@@ -105,14 +105,22 @@ class Fleet:
     tickets: dict[str, str]
     base: Path
     hosts: dict[str, Daemon] = field(default_factory=dict)
+    #: Each host's HTTPS port, chosen at its first start and kept across restarts, so that
+    #: its ``[fleet] url`` stays true.
+    ports: dict[str, int] = field(default_factory=dict)
 
     def state(self, host: str) -> Path:
         return self.base / host
+
+    def url(self, host: str) -> str:
+        """The host's own base URL, as its ``[fleet] url`` publishes it."""
+        return f"https://127.0.0.1:{self.ports[host]}"
 
     def config(self, host: str) -> Path:
         path = self.base / f"{host}.toml"
         path.write_text(
             f'[fleet]\nrouter = "{self.router.url}"\nrealm = "sysadmd"\nhost = "{host}"\n'
+            f'url = "{self.url(host)}"\n'
             "[events]\nguests_interval = 0.5\n"
         )
         return path
@@ -120,7 +128,13 @@ class Fleet:
     def start(self, host: str) -> Daemon:
         log = self.base / f"{host}.log"
         before = log.read_text().count("Fleet: joined") if log.exists() else 0
-        daemon = Daemon(self.state(host), f"--config={self.config(host)}", log_name=f"{host}.log")
+        port = self.ports.setdefault(host, free_port())
+        daemon = Daemon(
+            self.state(host),
+            f"--config={self.config(host)}",
+            log_name=f"{host}.log",
+            listen=(f"ssl:{port}:interface=127.0.0.1",),
+        )
         self.hosts[host] = daemon
         wait_for(lambda: daemon.log_text().count("Fleet: joined") > before, f"{host} to join")
         return daemon

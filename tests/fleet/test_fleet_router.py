@@ -3,11 +3,14 @@ the fleet client calling them through the router."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +19,8 @@ from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.serializer import JsonSerializer
 from autobahn.wamp.types import ComponentConfig
+from clientkit import SYSADM
+from clientkit import sysadm as sysadm_in
 from fleetkit import INTRUDER, KEY_USER, Fleet, fleet, wait_for
 from support import async_test
 from twisted.internet import reactor
@@ -194,6 +199,8 @@ async def test_fleet_hosts_lists_every_joined_host(fleet: Fleet) -> None:
         await olga.close()
     assert [h.host for h in hosts] == ["h1", "h2", "h3"]
     assert all(h.backend == "simulated iohyve 0.7.9" and h.version and h.joined for h in hosts)
+    # Each host publishes its own dashboard's address ([fleet] url) for the console links.
+    assert [h.url for h in hosts] == [fleet.url(name) for name in ("h1", "h2", "h3")]
 
 
 def sysadm(fleet: Fleet, user: str, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -224,6 +231,63 @@ def test_one_command_line_manages_every_host(fleet: Fleet) -> None:
     assert "the router refused sysadmd.h1.sysadm.iohyve.rmiso" in refused.stderr
     gone = sysadm(fleet, "alice", "-H", "nosuch", "vm", "list")
     assert gone.returncode != 0 and "host nosuch is not joined" in gone.stderr
+
+
+def test_a_saved_profile_manages_every_host(fleet: Fleet, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    saved = sysadm_in(config, "router", "save", "lab", "--router", fleet.router.url,
+                      "--router-user", "olga")  # fmt: skip
+    assert saved.status == 0, saved
+    ticket = {"SYSADM_ROUTER_TICKET": fleet.tickets["olga"]}
+    hosts = sysadm_in(config, "--profile", "lab", "fleet", "hosts", "--json", env=ticket)
+    assert hosts.status == 0, hosts
+    assert [h["host"] for h in json.loads(hosts.stdout)] == ["h1", "h2", "h3"]
+    every = sysadm_in(config, "--profile", "lab", "-H", "all", "vm", "list", env=ticket)
+    assert every.status == 0, every
+    rows = [line.split()[:2] for line in every.stdout.splitlines()[2:] if line.strip()]
+    assert {host for host, _ in rows} == {"h1", "h2", "h3"}
+    assert ["h2", "guest-h2"] in rows
+    # The profile's user is olga, an operator: the router refuses her rmiso.
+    refused = sysadm_in(config, "--profile", "lab", "-H", "h1", "iso", "rm", "x.iso", env=ticket)
+    assert refused.status == 1
+    assert "the router refused sysadmd.h1.sysadm.iohyve.rmiso" in refused.stderr
+    # --router-user on the command line overrides the profile's user: alice's ticket works.
+    as_alice = {"SYSADM_ROUTER_TICKET": fleet.tickets["alice"]}
+    alice = sysadm_in(config, "--profile", "lab", "--router-user", "alice", "-H", "h1", "vm",
+                      "list", "--json", env=as_alice)  # fmt: skip
+    assert alice.status == 0, alice
+    assert fleet.tickets["olga"] not in (config / "routers.json").read_text()
+
+
+def test_a_profile_asks_for_the_ticket_on_a_terminal(fleet: Fleet, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    saved = sysadm_in(config, "router", "save", "lab", "--router", fleet.router.url,
+                      "--router-user", "olga")  # fmt: skip
+    assert saved.status == 0, saved
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYSADM_")}
+    env.update(SYSADM_CONFIG_DIR=str(config), SYSADM_PROFILE="lab", COLUMNS="200")
+    with subprocess.Popen(
+        [SYSADM, "fleet", "hosts"], stdin=slave, stdout=slave, stderr=slave, env=env,
+        start_new_session=True,
+    ) as process:  # fmt: skip
+        os.close(slave)
+        output = bytearray()
+        deadline = time.monotonic() + 30
+        while b"Ticket for olga at " not in output and time.monotonic() < deadline:
+            output += os.read(master, 4096)
+        assert f"Ticket for olga at {fleet.router.url}".encode() in output, output
+        os.write(master, fleet.tickets["olga"].encode() + b"\n")
+        with contextlib.suppress(OSError):  # EIO once the program has closed the terminal
+            while chunk := os.read(master, 65536):
+                output += chunk
+        os.close(master)
+        assert process.wait(timeout=60) == 0, output
+    text = output.decode()
+    assert all(f"{host} " in text for host in ("h1", "h2", "h3")), text
+    # The ticket is not echoed, and not saved.
+    assert fleet.tickets["olga"] not in text
+    assert all(fleet.tickets["olga"] not in p.read_text() for p in config.iterdir())
 
 
 def test_a_user_logs_in_with_a_key(fleet: Fleet) -> None:

@@ -80,6 +80,26 @@ def test_fleet_keys_are_checked_and_named(tmp_path: Path) -> None:
     assert pinned.fleet_fingerprint == "ab" * 32
 
 
+def test_the_hosts_public_url_is_checked() -> None:
+    assert config.load().fleet_url == ""
+    given = config.load(None, {"fleet.url": "https://bhyve1.example:12150/"})
+    assert given.fleet_url == "https://bhyve1.example:12150"
+    assert config.load(None, {"fleet.url": "http://10.0.0.5/sysadm"}).fleet_url == (
+        "http://10.0.0.5/sysadm"
+    )
+    for bad in (
+        "wss://router:8443",
+        "https://host:99999",
+        "https://user@host",
+        'https://host/"><script>',
+        "javascript:alert(1)",
+        "https://host?x=1",
+        7,
+    ):
+        with pytest.raises(config.ConfigError, match=r"fleet\.url: "):
+            config.load(None, {"fleet.url": bad})
+
+
 def test_every_action_has_its_uri_and_multiplexed_classes_one_per_action() -> None:
     uris = {p.uri: p for p in procedures("h1", all_specs())}
     assert uris["sysadmd.h1.sysadm.iohyve"].action is None

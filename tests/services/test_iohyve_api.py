@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import sys
 from collections.abc import AsyncIterator
@@ -52,7 +53,9 @@ class Stack:
         )
         command = [sys.executable, "-m", "sysadmd.simulator", "--root", str(root)]
         self.command = [*command, "--profile", profile]
-        self.iohyve: Iohyve | VmBhyve = Iohyve(self.runner, self.command, rc_conf=self.rc_conf)
+        self.iohyve: Iohyve | VmBhyve = Iohyve(
+            self.runner, self.command, rc_conf=self.rc_conf, iso_root=root / "iohyve" / "ISO"
+        )
         self.fetches = FetchQueue(self.iohyve, reactor, max_queued=2, journal=journal)
         if run_fetches:
             self.fetches.startService()
@@ -281,6 +284,35 @@ async def test_rmiso(stack: Stack, tmp_path: Path) -> None:
     assert (await stack.error("rmiso", target="../keep.iso"))[0] == 400
     assert stack.runner.spawned == spawned
     assert stack.iso("keep.iso") == b"contents of keep.iso\n"
+
+
+@async_test
+async def test_isolibrary_gives_each_isos_size_and_listisos_keeps_its_shape(
+    stack: Stack, tmp_path: Path, http: HTTPServer
+) -> None:
+    """isolibrary: the bytes of each ISO's file, the datastore where the backend has
+    several (vm-bhyve), the digest of a verified one; listisos stays a list of names."""
+    assert await stack.call("isolibrary") == {}
+    _seed_isos(stack, tmp_path, "a.iso", "longer-name.iso")
+    data = bytes(range(256)) * 300
+    http.files.files["checked.iso"] = data
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    reply = await stack.call("fetchiso", url=http.url("checked.iso"), checksum=digest)
+    assert await stack.finished(reply["queueid"]) is TaskState.SUCCEEDED
+    store = {"datastore": "default"} if isinstance(stack, VmBhyveStack) else {}
+    library = await stack.call("isolibrary")
+    assert library == {
+        "a.iso": {"size": len(b"contents of a.iso\n"), **store},
+        "longer-name.iso": {"size": len(b"contents of longer-name.iso\n"), **store},
+        "checked.iso": {"size": len(data), "digest": digest, **store},
+    }
+    jsonschema.validate({"isolibrary": library}, SPECS["isolibrary"].reply_schema())
+    listed = await stack.call("listisos")
+    assert sorted(listed) == ["a.iso", "checked.iso", "longer-name.iso"]
+    assert all(isinstance(name, str) for name in listed)
+    # A renamed ISO keeps its size and loses the digest recorded under its old name.
+    await stack.call("renameiso", source="checked.iso", target="renamed.iso")
+    assert (await stack.call("isolibrary"))["renamed.iso"] == {"size": len(data), **store}
 
 
 @async_test

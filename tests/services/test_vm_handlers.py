@@ -182,3 +182,17 @@ def test_the_handlers_module_builds_no_command_and_reads_no_output() -> None:
         for name in imported
         if name in forbidden or name.startswith("sysadmd.backends._iohyve.")
     }
+
+
+@async_test
+async def test_isolibrary_asks_the_backend_for_sizes_and_listisos_stays_names() -> None:
+    """isolibrary answers from the backend's iso_files (no process); listisos keeps
+    sysadm's reply, a list of names."""
+    h = Handlers()
+    h.vm.isos.extend(["b.iso", "a.iso"])
+    h.vm.iso_bytes.update({"a.iso": 1234, "b.iso": 5_000_000_000})
+    assert await h.call("isolibrary") == {
+        "b.iso": {"size": 5_000_000_000, "datastore": "default"},
+        "a.iso": {"size": 1234, "datastore": "default"},
+    }
+    assert await h.call("listisos") == ["b.iso", "a.iso"]

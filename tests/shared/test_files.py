@@ -24,6 +24,7 @@ from sysadmd.auth._accounts import AccountError, LocalAccounts
 from sysadmd.auth._keys import KeyStore, KeyStoreError
 from sysadmd.client.cli import SavedSession, Settings
 from sysadmd.client.errors import ClientError
+from sysadmd.client.profiles import Profiles, RouterProfile
 from sysadmd.client.tls import KnownHosts
 from sysadmd.shared._files import FileStore, NotRegularFile, json_document
 
@@ -210,6 +211,11 @@ def _session(path: Path) -> Callable[[], object]:
     return lambda: settings.save_session(SavedSession("localhost", 12150, "alice", "t"))
 
 
+def _router_profiles(path: Path) -> Callable[[], object]:
+    profile = RouterProfile(router="wss://router.example/ws", realm="sysadmd", router_user="o")
+    return lambda: Profiles(path.parent).save("lab", profile)
+
+
 @pytest.mark.parametrize(
     ("name", "make"),
     [
@@ -217,6 +223,7 @@ def _session(path: Path) -> Callable[[], object]:
         ("ssl_keys.json", _keys),
         ("known_hosts", _known_hosts),
         ("session.json", _session),
+        ("routers.json", _router_profiles),
     ],
 )
 def test_every_store_writes_under_its_lock(

@@ -41,6 +41,25 @@ def test_zfs_create_makes_a_mounted_filesystem(sim: Sim) -> None:
     assert made_datasets(sim) == {"tank/vm": None}
 
 
+def test_zfs_create_of_an_iso_dataset_is_iohyves_iso(sim: Sim) -> None:
+    """``zfs create <pool>/iohyve/ISO/<name>`` (as iohyve fetch runs it) makes an ISO
+    dataset mounted at ``/iohyve/ISO/<name>``: isolist shows it, rmiso destroys it."""
+    assert sim("zfs", "create", "tank/iohyve/ISO/up.iso") == (0, "", "")
+    assert sim.iso("up.iso").is_dir()
+    assert sim("zfs", "get", "-H", "-o", "value", "mountpoint", "tank/iohyve/ISO/up.iso") == (
+        0,
+        "/iohyve/ISO/up.iso\n",
+        "",
+    )
+    assert "up.iso" in sim.ok("isolist").splitlines()
+    assert sim("zfs", "create", "tank/iohyve/ISO/up.iso")[2] == (
+        "cannot create 'tank/iohyve/ISO/up.iso': dataset already exists\n"
+    )
+    sim.ok("rmiso", "up.iso")
+    assert not sim.iso("up.iso").exists()
+    assert "up.iso" not in sim.ok("isolist").splitlines()
+
+
 def test_zfs_create_refusals(sim: Sim) -> None:
     sim.ok("zfs", "create", "tank/vm")
     assert sim("zfs", "create", "tank/vm") == (
@@ -156,14 +175,18 @@ def test_fetch_over_http(sim: Sim, http: tuple[str, dict[str, bytes]]) -> None:
     assert (sim.root / "vm" / "disc1.iso").read_bytes() == PAYLOAD
 
 
-def test_fetch_failures_leave_nothing(sim: Sim, http: tuple[str, dict[str, bytes]]) -> None:
+def test_fetch_failures(sim: Sim, http: tuple[str, dict[str, bytes]]) -> None:
+    """An error before the transfer leaves nothing; a transfer cut short keeps what it
+    wrote, under the target's own name (fetch.c's ``failure_keep``)."""
     (sim.root / "vm").mkdir(parents=True)
     url = f"{http[0]}/missing.iso"
     assert sim(FETCH, "-o", "/vm/missing.iso", url) == (1, "", f"fetch: {url}: Not Found\n")
+    assert list((sim.root / "vm").iterdir()) == []
     status, _, err = sim(FETCH, "-o", "/vm/short.iso", f"{http[0]}/short.iso")
     assert status == 1
     assert err.endswith("fetch: /vm/short.iso appears to be truncated: 1000/307200 bytes\n")
-    assert list((sim.root / "vm").iterdir()) == []
+    assert [p.name for p in (sim.root / "vm").iterdir()] == ["short.iso"]
+    assert (sim.root / "vm" / "short.iso").read_bytes() == PAYLOAD[:1000]
     assert sim(FETCH, "-o", "/nowhere/x.iso", url.replace("missing", "x")) == (
         1,
         "",

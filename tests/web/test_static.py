@@ -4,6 +4,7 @@ what is and is not served, and the WebSocket's same-origin check (no browser nee
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 from typing import Any, cast
 
@@ -12,7 +13,12 @@ from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
 from sysadmd.transport import ApiServerFactory, OriginCheckedResource
 from sysadmd.web import Dashboard
-from sysadmd.web._static import CONTENT_SECURITY_POLICY, STATIC_DIR, load_assets
+from sysadmd.web._static import (
+    CONTENT_SECURITY_POLICY,
+    STATIC_DIR,
+    content_security_policy,
+    load_assets,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,6 +68,40 @@ def test_every_answer_carries_the_strict_headers(tmp_path: Path) -> None:
     assert "script-src 'self';" in CONTENT_SECURITY_POLICY
     assert "connect-src 'self';" in CONTENT_SECURITY_POLICY
     assert "unsafe-eval" not in CONTENT_SECURITY_POLICY
+
+
+def connect_sources(policy: str) -> list[str]:
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";") if d.strip())
+    return directives["connect-src"].split()
+
+
+def test_connect_src_admits_the_configured_router_origin_only(tmp_path: Path) -> None:
+    assets = load_assets(built(tmp_path))
+    dashboard = Dashboard(assets, router="wss://router.example:8443/ws", realm="lab")
+    for path in ([b""], [b"assets", b"main-ABCDEFGH.js"], [b"fleet.json"]):
+        policy = header(get(dashboard, *path), b"content-security-policy") or ""
+        assert connect_sources(policy) == ["'self'", "wss://router.example:8443"], path
+        # Only connect-src changes: no script, frame or other source is added.
+        assert policy.replace(" wss://router.example:8443", "") == CONTENT_SECURITY_POLICY
+    # Without a router, the page may talk to its own origin only.
+    plain = header(get(Dashboard(assets), b""), b"content-security-policy")
+    assert plain is not None and connect_sources(plain) == ["'self'"]
+    # The origin is the router's scheme, host and port, never its path.
+    assert connect_sources(content_security_policy("ws://127.0.0.1:9000/ws")) == [
+        "'self'",
+        "ws://127.0.0.1:9000",
+    ]
+
+
+def test_fleet_json_tells_the_page_its_router(tmp_path: Path) -> None:
+    assets = load_assets(built(tmp_path))
+    answer = get(Dashboard(assets, router="ws://r:1/ws", realm="lab"), b"fleet.json")
+    assert status(answer) in (None, 200)  # None: the request's default, 200
+    assert header(answer, b"content-type") == "application/json"
+    assert header(answer, b"cache-control") == "no-cache"
+    assert json.loads(b"".join(answer.written)) == {"router": "ws://r:1/ws", "realm": "lab"}
+    without = get(Dashboard(assets), b"fleet.json")
+    assert json.loads(b"".join(without.written)) == {"router": None}
 
 
 def test_the_page_is_revalidated_and_hashed_assets_are_cached_for_a_year(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ export function message(): HTMLElement {
 }
 
 export function formatBytes(value: number): string {
-  const units = ["B", "KB", "MB", "GB", "TB"];
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let n = value;
   let unit = 0;
   while (n >= 1024 && unit < units.length - 1) {

@@ -4,10 +4,11 @@ import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import { Api, ApiError, siteUrl } from "./api";
 import { busy, field, formatBytes, h, message, objectTable, uid } from "./dom";
+import { consoleFromHash, fleetConfigured, leaveFleet, loadFleetConfig, showFleet } from "./fleetnav";
+import { type Fetch, type IsoEntry, type Task, fetchFromEvent, fetchItem, isoRow, isoTable as libraryTable, sizeCell, taskTable } from "./tasks-shared";
+import { uploadForm } from "./upload";
 
 type Guest = { description: string; rcboot: string; running: string; vmm: string };
-type Task = Record<string, unknown> & { status?: string; iso?: string; percent?: number };
-type Fetch = { id: string; iso: string; state: string; percent?: number; rate?: number; done?: number; total?: number | null };
 
 const TOKEN_KEY = "sysadmd.token";
 const api = new Api();
@@ -17,10 +18,14 @@ let token: string | null = sessionStorage.getItem(TOKEN_KEY);
 let canWrite = false;
 let guests: Record<string, Guest> = {};
 const fetches = new Map<string, Fetch>();
-let view: "guests" | "isos" | "tasks" | "host" = "guests";
+let view: "guests" | "isos" | "tasks" | "host" | "fleet" = "guests";
 let detailsOf: string | null = null;
 let consoleOf: string | null = null;
 let closeConsole: (() => void) | null = null;
+/** The ISO this page is uploading: its own form shows the progress, not the task list. */
+let uploadingHere: string | null = null;
+/** rpc/identify's host name, once known. */
+let hostName = "";
 
 function stateOf(guest: Guest): string {
   if (guest.running === "YES") return "running";
@@ -69,6 +74,7 @@ async function logOut(): Promise<void> {
     sessionStorage.removeItem(TOKEN_KEY);
     token = null;
     canWrite = false;
+    leaveFleet();
     api.close();
     showLogin();
   }
@@ -77,9 +83,14 @@ async function logOut(): Promise<void> {
 async function started(): Promise<void> {
   const rights = await api.call<Record<string, string>>("rpc", "query", {});
   canWrite = rights["sysadm/iohyve"] === "read/write";
+  // The title follows the host's name; the guest list need not wait for it.
+  identify().catch(() => undefined);
   guests = await api.iohyve<Record<string, Guest>>("listvms");
   await api.call("events", "subscribe", ["guests", "dispatcher"]);
+  await loadFleetConfig();
   render();
+  const linked = consoleFromHash(); // a console link from another host's fleet view
+  if (linked) openConsole(linked);
 }
 
 api.onEvent = (name, args) => {
@@ -107,7 +118,7 @@ function render(): void {
     "header",
     {},
     h("span", { class: "brand" }, "sysadmd"),
-    h("nav", { "aria-label": "Sections" }, tab("guests", "Guests"), tab("isos", "ISOs"), tab("tasks", "Tasks"), tab("host", "Host")),
+    h("nav", { "aria-label": "Sections" }, tab("guests", "Guests"), tab("isos", "ISOs"), tab("tasks", "Tasks"), tab("host", "Host"), fleetConfigured() ? tab("fleet", "Fleet") : null),
     h("span", { class: "role" }, canWrite ? "admin" : "operator (read only)"),
     h("button", { class: "secondary", onclick: () => void logOut() }, "Log out"),
   );
@@ -115,6 +126,7 @@ function render(): void {
   if (view === "guests") renderGuests();
   else if (view === "isos") void renderIsos();
   else if (view === "tasks") void renderTasks();
+  else if (view === "fleet") void showFleet(content);
   else void renderHost();
 }
 
@@ -268,22 +280,9 @@ function deleteGuest(name: string): HTMLElement {
 // ---- ISOs and fetches ----------------------------------------------------------------
 
 function dispatcherEvent(args: Record<string, unknown>): void {
-  const details = (args.process_details ?? {}) as Record<string, unknown>;
-  const id = String(details.process_id ?? "");
-  if (!id) return;
-  const fetch: Fetch = {
-    id,
-    iso: String(args.filename ?? ""),
-    state: String(args.state ?? ""),
-    percent: typeof args.percent === "number" ? args.percent : undefined,
-    rate: typeof args.rate === "number" ? args.rate : undefined,
-    done: typeof args.bytes_done === "number" ? args.bytes_done : undefined,
-    total: typeof args.bytes_total === "number" ? args.bytes_total : null,
-  };
-  if (fetch.state === "finished") {
-    fetch.state = String(args.result ?? "finished");
-    if (fetch.state === "succeeded") fetch.percent = 100;
-  }
+  const id = String(((args.process_details ?? {}) as Record<string, unknown>).process_id ?? "");
+  const fetch = fetchFromEvent(args, fetches.get(id));
+  if (!fetch) return;
   const known = fetches.has(id);
   fetches.set(id, fetch);
   // The task list follows each task's changes of state (not every progress event).
@@ -295,70 +294,21 @@ function dispatcherEvent(args: Record<string, unknown>): void {
 }
 
 function renderFetches(): void {
-  const items = [...fetches.values()].map((f) => {
-    const percent = f.percent ?? 0;
-    const left = f.rate && f.total && f.done !== undefined ? Math.max(0, (f.total - f.done) / f.rate) : null;
-    const running = f.state === "running" || f.state === "pending";
-    const note = message();
-    const cancel = h("button", { class: "secondary" }, "Cancel");
-    cancel.addEventListener("click", () => void busy(cancel, note, () => api.call("rpc", "dispatcher", { action: "kill", job_id: f.id })));
-    return h(
-      "li",
-      { "data-iso": f.iso },
-      h("span", { class: "iso-name" }, f.iso),
-      h("div", { class: "bar", role: "progressbar", "aria-label": `Fetching ${f.iso}`, "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": Math.round(percent), "aria-valuetext": f.percent === undefined ? `${formatBytes(f.done ?? 0)} so far` : `${Math.round(percent)}%` }, fillTo(percent)),
-      h("span", {}, f.percent === undefined ? formatBytes(f.done ?? 0) : `${Math.round(percent)}%`),
-      h("span", {}, f.rate ? `${formatBytes(f.rate)}/s` : ""),
-      h("span", {}, left !== null ? `${Math.round(left)} s left` : ""),
-      h("span", { class: "state" }, f.state),
-      running && canWrite ? cancel : null,
-      note,
-    );
-  });
-  live.replaceChildren(items.length ? h("h2", {}, "Fetches") : "", h("ul", { class: "fetches" }, items));
+  const kill = (id: string) => () => api.call("rpc", "dispatcher", { action: "kill", job_id: id });
+  const items = [...fetches.values()].filter((f) => !(f.upload && f.iso === uploadingHere)).map((f) => fetchItem(f, canWrite ? kill(f.id) : null));
+  live.replaceChildren(items.length ? h("h2", {}, "Fetches and uploads") : "", h("ul", { class: "fetches" }, items));
 }
 
 const isoTable = h("div", {});
 
-function fillTo(percent: number): HTMLElement {
-  const fill = h("div", { class: "fill" });
-  fill.style.width = `${Math.min(100, Math.max(0, percent))}%`;
-  return fill;
-}
-
 async function listIsos(): Promise<void> {
-  const listisos = await api.iohyve<string[]>("listisos");
-  const rows = listisos.sort().map((iso) => isoRow(iso));
-  isoTable.replaceChildren(
-    h("table", { class: "isos" }, h("caption", {}, "ISO library"), h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Actions"))), h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 2 }, "No ISOs yet.")))),
-  );
-}
-
-function isoRow(iso: string): HTMLElement {
-  const note = message();
-  const cell = h("td", { class: "actions" });
-  const idle = () => {
-    if (!canWrite) return cell.replaceChildren(note);
-    const rename = h("button", { class: "secondary", onclick: () => renaming() }, "Rename");
-    const remove = h("button", { class: "danger", onclick: () => removing() }, "Remove");
-    cell.replaceChildren(rename, remove, note);
+  const library = await api.iohyve<Record<string, IsoEntry>>("isolibrary");
+  const calls = {
+    rename: async (source: string, target: string) => { await api.iohyve("renameiso", { source, target }); await listIsos(); },
+    remove: async (target: string) => { await api.iohyve("rmiso", { target }); await listIsos(); },
   };
-  const renaming = () => {
-    const [row, target] = field(`New name for ${iso}`, { value: iso });
-    const save = h("button", { type: "submit" }, "Rename");
-    const form = h("form", { class: "inline" }, row, save, h("button", { type: "button", class: "secondary", onclick: idle }, "Keep"), note);
-    form.addEventListener("submit", (event) => { event.preventDefault(); void busy(save, note, async () => { await api.iohyve("renameiso", { source: iso, target: target.value }); await listIsos(); }); });
-    cell.replaceChildren(form);
-    target.select();
-  };
-  const removing = () => {
-    const yes = h("button", { class: "danger" }, "Remove");
-    yes.addEventListener("click", () => void busy(yes, note, async () => { await api.iohyve("rmiso", { target: iso }); await listIsos(); }));
-    cell.replaceChildren(h("span", {}, `Remove ${iso}?`), yes, h("button", { class: "secondary", onclick: idle }, "Keep"), note);
-    yes.focus();
-  };
-  idle();
-  return h("tr", { "data-iso": iso }, h("th", { scope: "row" }, iso), cell);
+  const rows = Object.keys(library).sort().map((iso) => isoRow(iso, canWrite ? calls : null, sizeCell(library[iso] as IsoEntry)));
+  isoTable.replaceChildren(libraryTable("ISO library", rows, ["Name", "Size", "Actions"]));
 }
 
 async function renderIsos(): Promise<void> {
@@ -367,7 +317,10 @@ async function renderIsos(): Promise<void> {
   const go = h("button", { type: "submit" }, "Fetch");
   const form = h("form", { class: "inline", "aria-label": "Fetch an ISO" }, urlRow, go, note);
   form.addEventListener("submit", (event) => { event.preventDefault(); void busy(go, note, async () => { await api.iohyve("fetchiso", { url: url.value }); url.value = ""; }); });
-  content.replaceChildren(h("h1", {}, "ISOs"), canWrite ? form : "", live, isoTable);
+  const upload = canWrite
+    ? uploadForm(() => token ?? "", () => listIsos(), (name) => { uploadingHere = name; renderFetches(); })
+    : "";
+  content.replaceChildren(h("h1", {}, "ISOs"), canWrite ? form : "", upload, live, isoTable);
   renderFetches();
   await busy(null, note, listIsos);
 }
@@ -380,18 +333,20 @@ async function renderTasks(): Promise<void> {
   await busy(null, note, async () => {
     const reply = await api.call<{ jobs?: { no_queue?: Record<string, Task> } }>("rpc", "dispatcher", { action: "list" });
     const tasks = Object.entries(reply.jobs?.no_queue ?? {});
-    const rows = tasks.map(([id, task]) => {
-      const rowNote = message();
-      const kill = h("button", { class: "danger" }, "Kill");
-      kill.addEventListener("click", () => void busy(kill, rowNote, async () => { await api.call("rpc", "dispatcher", { action: "kill", job_id: id }); await renderTasks(); }));
-      const open = task.status === "queued" || task.status === "running";
-      return h("tr", {}, h("th", { scope: "row" }, String(task.iso ?? id)), h("td", {}, String(task.status ?? "")), h("td", {}, task.percent !== undefined && task.percent !== null ? `${Math.round(Number(task.percent))}%` : ""), h("td", {}, String(task.message ?? "")), h("td", {}, open && canWrite ? kill : null, rowNote));
-    });
-    content.append(h("table", {}, h("caption", {}, "Fetch tasks"), h("thead", {}, h("tr", {}, ["ISO", "Status", "Done", "Message", "Actions"].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 5 }, "No tasks.")))));
+    const kill = async (id: string) => { await api.call("rpc", "dispatcher", { action: "kill", job_id: id }); await renderTasks(); };
+    content.append(taskTable("Fetches and uploads", tasks, canWrite ? kill : null));
   });
 }
 
 // ---- host ------------------------------------------------------------------------------
+
+/** The host's name as the daemon gives it (rpc/identify), also shown in the page title. */
+async function identify(): Promise<string> {
+  const reply = await api.call<{ hostname?: unknown }>("rpc", "identify", {});
+  hostName = typeof reply.hostname === "string" ? reply.hostname : "";
+  document.title = hostName ? `${hostName} · sysadmd` : "sysadmd";
+  return hostName;
+}
 
 function backendLine(reply: unknown): string {
   if (typeof reply === "string") return reply;
@@ -408,7 +363,7 @@ async function renderHost(): Promise<void> {
     settle(api.iohyve<unknown>("version")),
     settle(api.call<{ list_pools?: Record<string, unknown> }>("sysadm", "zfs", { action: "list_pools" })),
     settle(api.call<Record<string, unknown>>("sysadm", "network", { action: "list-devices" })),
-    settle(api.call<Record<string, unknown>>("rpc", "identify", {})),
+    settle(identify()),
   ]);
   const shown = <T,>(value: T | ApiError, make: (v: T) => Node): Node => (value instanceof ApiError ? h("p", { class: "message error" }, value.message) : make(value));
   let ready: Node;
@@ -420,7 +375,7 @@ async function renderHost(): Promise<void> {
   }
   note.textContent = "";
   content.append(
-    h("dl", {}, h("dt", {}, "Host name"), h("dd", {}, window.location.hostname), h("dt", {}, "Backend"), h("dd", {}, shown(version, (v) => document.createTextNode(backendLine(v)))), h("dt", {}, "Identity"), h("dd", {}, shown(identity, (v) => document.createTextNode(JSON.stringify(v))))),
+    h("dl", {}, h("dt", {}, "Host name"), h("dd", {}, shown(identity, (v) => document.createTextNode(v))), h("dt", {}, "Backend"), h("dd", {}, shown(version, (v) => document.createTextNode(backendLine(v)))), h("dt", {}, "Address"), h("dd", {}, window.location.host)),
     shown(pools, (v) => objectTable("ZFS pools", (v.list_pools ?? v) as Record<string, unknown>)),
     shown(devices, (v) => objectTable("Network devices", ((v as Record<string, unknown>)["list-devices"] ?? v) as Record<string, unknown>)),
     h("h2", {}, "Daemon health (/readyz)"),

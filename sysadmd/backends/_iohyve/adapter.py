@@ -28,6 +28,7 @@ a list, and no answer is older than two windows.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -40,9 +41,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sysadmd.backends._errors import BackendFailed, Conflict, NotFound, Unsupported
-from sysadmd.backends._interface import DiskInfo, GuestSpec, GuestSummary, IsoInfo
+from sysadmd.backends._interface import (
+    UPLOAD_TEMPORARY_PREFIX,
+    DiskInfo,
+    GuestSpec,
+    GuestSummary,
+    IsoInfo,
+)
 from sysadmd.backends._iohyve import parse, rcconf
 from sysadmd.backends._output import describe_failure, text
+from sysadmd.backends._partial import gather_partial
 from sysadmd.backends._runner import ProcessResult, ProcessRunner, RunningProcess
 from sysadmd.shared import OneShotObserver, settled
 
@@ -135,15 +143,24 @@ class Iohyve:
         rc_conf: Path = Path("/etc/rc.conf"),
         slow_timeout: float | None = None,
         device_root: Path = Path("/dev"),
+        zfs: Sequence[str] = ("/sbin/zfs",),
+        fetch: Sequence[str] | None = ("/usr/bin/fetch",),
+        host_root: Path = Path("/"),
     ) -> None:
         """``list_cache`` is how many seconds a guest list is reused (0: only shared while
         it runs); its age is read from ``clock`` (the reactor unless given). ``iso_root``
         is where iohyve's ISO datasets are mounted, ``rc_conf`` the file that holds
         ``iohyve_flags``. ``slow_timeout`` bounds ``delete -f``, which waits 10 s first
         (default: ``timeout`` + 30 s). ``device_root`` is where the consoles' null-modem
-        devices are (``/dev``; the simulator's own directory in simulate mode)."""
-        if not command:
-            raise ValueError("the iohyve command must not be empty")
+        devices are (``/dev``; the simulator's own directory in simulate mode). ``zfs`` is the
+        argv that runs ``zfs`` (an upload creates its ISO's dataset with it). ``fetch`` is
+        the host's fetch(1) (its argv prefix), which continues an interrupted download (``None``:
+        downloads always start again), and ``host_root`` where the host's ``/`` is (``/`` but
+        for a simulated host): the path fetch is given is the host's."""
+        if not command or not zfs:
+            raise ValueError("the iohyve and zfs commands must not be empty")
+        if fetch is not None and (not fetch or not os.path.isabs(fetch[0])):
+            raise ValueError("the fetch command must start with an absolute path")
         if list_cache < 0:
             raise ValueError("list_cache must not be negative")
         if clock is None:
@@ -160,6 +177,9 @@ class Iohyve:
         self._slow_timeout = timeout + 30 if slow_timeout is None else slow_timeout
         self._rc_conf = rc_conf
         self._device_root = device_root
+        self._zfs = tuple(zfs)
+        self._fetch = tuple(fetch) if fetch is not None else None
+        self._host_root = host_root
         self._order = _Order()
         self._listing: _Shared | None = None
         #: The list that ``_listing`` replaces, answered while ``_listing`` runs.
@@ -220,10 +240,24 @@ class Iohyve:
         return _parsed("list", parse.parse_list, await self._read("list", "list"))
 
     def list_isos(self) -> Deferred[list[IsoInfo]]:
-        """The ISOs, from ``iohyve isolist`` (iohyve has one ISO store)."""
+        """The ISOs, from ``iohyve isolist`` (iohyve has one ISO store), less the datasets
+        an upload is still writing into (they hold its temporary file)."""
 
         async def run() -> list[IsoInfo]:
-            return [IsoInfo(name) for name in await self._list_isos()]
+            names = await self._list_isos()
+            uploading = await deferToThread(_holding_uploads, self.iso_root, names)
+            return [IsoInfo(name) for name in names if name not in uploading]
+
+        return self._order.read(run)
+
+    def iso_files(self) -> Deferred[list[tuple[IsoInfo, int]]]:
+        """The ISOs with their sizes: ``isolist``, then a stat of each dataset's file."""
+
+        async def run() -> list[tuple[IsoInfo, int]]:
+            names = await self._list_isos()
+            return await deferToThread(
+                sized_isos, [(IsoInfo(n), self.iso_directory(n) / n) for n in names]
+            )
 
         return self._order.read(run)
 
@@ -570,6 +604,38 @@ class Iohyve:
             self._executable, (*self._prefix, "fetch", url), timeout=timeout, on_output=on_output
         )
 
+    def resume_fetch(
+        self,
+        url: str,
+        name: str,
+        *,
+        timeout: float,
+        on_output: Callable[[str, bytes], None] | None = None,
+    ) -> RunningProcess:
+        """``fetch -F -r -o /iohyve/ISO/<name>/<name> <url>``: the file ``iohyve fetch``
+        writes, in the dataset its first attempt created. ``-F``: the caller has compared the
+        source's validator itself, and fetch(1) sets the file's mtime only when it ends the
+        transfer itself, so after a kill its own ``Last-Modified`` check would fail."""
+        if self._fetch is None:
+            raise Unsupported("this host has no fetch command: downloads cannot be resumed")
+        target = self.iso_directory(name) / name
+        host = "/" + str(target.relative_to(self._host_root)).removeprefix(".").lstrip("/")
+        return self._runner.start(
+            self._fetch[0],
+            (*self._fetch[1:], "-F", "-r", "-o", host, url),
+            timeout=timeout,
+            on_output=on_output,
+        )
+
+    def gather_partial(self, name: str) -> Deferred[int]:
+        """The largest partial file in ISO ``name``'s dataset, kept as ``<name>``."""
+
+        async def run() -> int:
+            size: int = await deferToThread(gather_partial, self.iso_directory(name), name)
+            return size
+
+        return self._order.write(run)
+
     def iso_directory(self, name: str) -> Path:
         """Where ISO ``name``'s dataset is mounted (iohyve's layout: ``ISO/<name>/<name>``)."""
         return self.iso_root / name
@@ -603,6 +669,82 @@ class Iohyve:
             return name in await self._list_isos()
 
         return self._order.read(run)
+
+    # Uploads of ISOs
+
+    def prepare_upload(self, name: str) -> Deferred[Path]:
+        """``zfs create <pool>/iohyve/ISO/<name>``, as ``iohyve fetch`` does, and return
+        where it is mounted: each ISO is a dataset of its own, so the upload is written
+        there and renamed within it. Conflict if the dataset exists."""
+
+        async def run() -> Path:
+            if name in await self._list_isos():
+                raise Conflict(f"ISO '{name}' already exists; remove or rename it first")
+            dataset = f"{await self._iso_parent()}/{name}"
+            result = await self._runner.run(
+                self._zfs[0], (*self._zfs[1:], "create", dataset), timeout=self._timeout
+            )
+            if not result.ok:
+                if text(result.stderr).rstrip().endswith(": dataset already exists"):
+                    raise Conflict(f"ISO '{name}' already exists; remove or rename it first")
+                raise BackendFailed("zfs create", describe_failure(result), result)
+            directory = self.iso_directory(name)
+            if not await deferToThread(directory.is_dir):
+                raise BackendFailed("zfs create", f"'{dataset}' is not mounted at {directory}")
+            return directory
+
+        return self._order.write(run)
+
+    async def _iso_parent(self) -> str:
+        """The dataset that holds the ISO datasets: ``<pool>/iohyve/ISO`` of the first
+        pool (in ``zfs list`` order) that has one, as iohyve's ISO commands choose it."""
+        result = await self._runner.run(
+            self._zfs[0],
+            (*self._zfs[1:], "get", "-H", "-o", "name", "mountpoint"),
+            timeout=self._timeout,
+        )
+        if not result.ok:
+            raise BackendFailed("zfs get", describe_failure(result), result)
+        for line in text(result.stdout).splitlines():
+            if _ISO_PARENT.fullmatch(line.strip()):
+                return line.strip()
+        raise BackendFailed("zfs get", "no dataset <pool>/iohyve/ISO: is iohyve set up?")
+
+    def upload_places(self) -> Deferred[list[tuple[Path, str | None]]]:
+        """Every ISO dataset's directory, with its ISO's name."""
+
+        def places() -> list[tuple[Path, str | None]]:
+            try:
+                entries = sorted(os.scandir(self.iso_root), key=lambda entry: entry.name)
+            except OSError:
+                return []
+            return [
+                (Path(entry.path), entry.name)
+                for entry in entries
+                if entry.is_dir(follow_symlinks=False)
+            ]
+
+        async def run() -> list[tuple[Path, str | None]]:
+            return await deferToThread(places)
+
+        return self._order.read(run)
+
+
+#: The dataset that holds iohyve's ISO datasets.
+_ISO_PARENT: Final = re.compile(r"[^/@\s]+/iohyve/ISO")
+
+
+def _holding_uploads(root: Path, names: list[str]) -> set[str]:
+    """Those of ``names`` whose directory below ``root`` holds an upload's temporary file."""
+    holding = set()
+    for name in names:
+        try:
+            with os.scandir(root / name) as entries:
+                if any(entry.name.startswith(UPLOAD_TEMPORARY_PREFIX) for entry in entries):
+                    holding.add(name)
+        except OSError:
+            continue
+    return holding
 
 
 def console_device_path(name: str, con: str, root: Path = Path("/dev")) -> Path:
@@ -703,3 +845,15 @@ def _refuse_busy(busy: Callable[[str], bool], *names: str) -> None:
     for name in names:
         if busy(name):
             raise Conflict(f"ISO '{name}' is being fetched; wait for the fetch to finish")
+
+
+def sized_isos(isos: list[tuple[IsoInfo, Path]]) -> list[tuple[IsoInfo, int]]:
+    """Each ISO with its file's size; one whose file is gone is left out (blocking: run
+    it in a thread)."""
+    found = []
+    for iso, path in isos:
+        try:
+            found.append((iso, path.stat().st_size))
+        except OSError:
+            continue
+    return found

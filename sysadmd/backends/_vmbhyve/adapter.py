@@ -29,8 +29,9 @@ from twisted.logger import Logger
 
 from sysadmd.backends._errors import BackendFailed, Conflict, NotFound, Unsupported
 from sysadmd.backends._interface import DiskInfo, GuestSpec, GuestSummary, IsoInfo
-from sysadmd.backends._iohyve.adapter import _Order
+from sysadmd.backends._iohyve.adapter import _Order, sized_isos
 from sysadmd.backends._output import describe_failure, text
+from sysadmd.backends._partial import gather_partial
 from sysadmd.backends._runner import ProcessResult, ProcessRunner, RunningProcess
 from sysadmd.backends._vmbhyve import host, parse
 
@@ -654,6 +655,17 @@ class VmBhyve:
 
         return self._order.read(run)
 
+    def iso_files(self) -> Deferred[list[tuple[IsoInfo, int]]]:
+        """The ISOs with their datastores and sizes (a stat of each store's file)."""
+
+        async def run() -> list[tuple[IsoInfo, int]]:
+            layout, files = await self._isos()
+            directories = dict(layout.iso_dirs)
+            isos = [(IsoInfo(name, store), directories[store] / name) for store, name in files]
+            return await deferToThread(sized_isos, isos)
+
+        return self._order.read(run)
+
     async def _iso_path(self, name: str) -> tuple[host.Layout, Path | None]:
         layout, files = await self._isos()
         directories = dict(layout.iso_dirs)
@@ -754,6 +766,36 @@ class VmBhyve:
             on_output=on_output,
         )
 
+    def resume_fetch(
+        self,
+        url: str,
+        name: str,
+        *,
+        timeout: float,
+        on_output: Callable[[str, bytes], None] | None = None,
+    ) -> RunningProcess:
+        """``fetch -F -r -o <download directory>/<name> <url>``: the file :meth:`start_fetch`
+        writes (``-F``: see :meth:`Iohyve.resume_fetch`)."""
+        command = self._commands.fetch
+        if command is None:
+            raise Unsupported("this host has no fetch command: ISOs cannot be downloaded")
+        directory = self.iso_directory(name)
+        return self._runner.start(
+            command[0],
+            (*command[1:], "-F", "-r", "-o", self._host_path(directory / name), url),
+            timeout=timeout,
+            on_output=on_output,
+        )
+
+    def gather_partial(self, name: str) -> Deferred[int]:
+        """The largest partial file in ``name``'s download directory, kept as ``<name>``."""
+
+        async def run() -> int:
+            size: int = await deferToThread(gather_partial, self.iso_directory(name), name)
+            return size
+
+        return self._order.write(run)
+
     def iso_size(self, name: str) -> int | None:
         """The size of the fetched ISO, in the store or still in its download directory."""
         for path in (
@@ -787,6 +829,33 @@ class VmBhyve:
                 raise BackendFailed("vm-bhyve", f"ISO '{final.name}': {e.strerror}") from None
             await deferToThread(_remove_tree, directory)
             return downloaded.name in {file for _, file in (await self._isos())[1]}
+
+        return self._order.read(run)
+
+    # Uploads (written into the store itself, under a hidden name, then renamed)
+
+    def prepare_upload(self, name: str) -> Deferred[Path]:
+        """The ``default`` datastore's ISO store, ``$vm_dir/.iso`` (created as ``vm init``
+        does if missing): an upload is written there under a hidden name, which
+        :meth:`list_isos` skips, and renamed to ``name`` in the same directory. Conflict
+        if the ISO exists."""
+
+        async def run() -> Path:
+            layout, path = await self._iso_path(name)
+            if path is not None:
+                raise Conflict(f"ISO '{name}' already exists; remove or rename it first")
+            store = dict(layout.iso_dirs)["default"]
+            await deferToThread(store.mkdir, mode=0o755, exist_ok=True)
+            return store
+
+        return self._order.write(run)
+
+    def upload_places(self) -> Deferred[list[tuple[Path, str | None]]]:
+        """The ``default`` datastore's ISO store, shared by all ISOs."""
+
+        async def run() -> list[tuple[Path, str | None]]:
+            layout = await self._layout()
+            return [(dict(layout.iso_dirs)["default"], None)]
 
         return self._order.read(run)
 

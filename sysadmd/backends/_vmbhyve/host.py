@@ -182,7 +182,8 @@ def size_text(count: int) -> str:
 
 def iso_files(layout: Layout) -> list[tuple[str, str]]:
     """``(datastore, file)`` for every regular file directly in an ISO store, as
-    ``vm iso`` lists them (here sorted by name within each store)."""
+    ``vm iso`` lists them (here sorted by name within each store), hidden files left out
+    (an upload's temporary file is one; no ISO name starts with a dot)."""
     found: list[tuple[str, str]] = []
     for store, directory in layout.iso_dirs:
         try:
