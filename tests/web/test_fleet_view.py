@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from daemon import Daemon
 from fleetkit import Fleet, fleet
-from test_dashboard import AXE, DESKTOP, PHONE, SCREENSHOTS, browser, log_in
+from test_dashboard import AXE, DESKTOP, PHONE, SCREENSHOTS, browser
+
+from benchmarks.dashboard import log_in
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Locator, Page, expect  # noqa: E402
