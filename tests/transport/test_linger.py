@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 from twisted.web.static import Data
 from zope.interface import implementer
 
+from sysadmd.transport._limits import ConnectionCounter
 from sysadmd.transport._linger import LINGER_BYTES, LINGER_SECONDS, LingeringChannel
 from sysadmd.transport._rest import ApiSite
 
@@ -114,3 +115,24 @@ def test_an_accepted_request_does_not_linger() -> None:
     assert not channel.lingering and not transport.write_closed
     clock.advance(LINGER_SECONDS)
     assert not transport.disconnecting and not transport.disconnected
+
+
+def test_a_lingering_connection_holds_its_place_under_the_caps() -> None:
+    """Until the lingering ends, the connection counts as open, as any other does."""
+    clock = Clock()
+    counter = ConnectionCounter(total=4, per_address=1, clock=clock)
+    page = Data(b"ok", "text/plain")
+    page.isLeaf = True
+    factory = counter.wrap(ApiSite(page, clock, max_body=1024, request_deadline=10))
+    transport = HalfClosingTransport(peerAddress=IPv4Address("TCP", "10.0.0.7", 4242))
+    wrapper = factory.buildProtocol(transport.getPeer())
+    assert wrapper is not None
+    wrapper.makeConnection(transport)
+    wrapper.dataReceived(HEAD)
+    assert transport.value().startswith(b"HTTP/1.1 413 ") and transport.write_closed
+    assert counter.open == 1
+    assert factory.buildProtocol(transport.getPeer()) is None  # the address's one place
+    clock.advance(LINGER_SECONDS)
+    assert _aborted(transport)
+    wrapper.connectionLost(Failure(ConnectionDone()))
+    assert counter.open == 0

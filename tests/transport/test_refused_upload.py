@@ -136,14 +136,16 @@ async def test_a_too_large_upload_s_507_reaches_a_client_still_sending(
     assert not (_store(daemon) / name).exists()
 
 
-def _trickle(daemon: Daemon, tls: bool, name: str) -> tuple[bytes, float]:
+def _trickle(daemon: Daemon, tls: bool, name: str) -> tuple[bytes, bool, float]:
     """After the headers of a refused upload, send the body a byte every 20 ms and read
-    what comes, until the daemon ends the connection; the answer, and the seconds from the
-    answer to the end of the connection (``inf`` if it was not ended within 10 s)."""
+    what comes, until the daemon ends the connection: the answer, whether the end of the
+    daemon's stream (its half-close) was read, and the seconds from the answer to the end
+    of the connection (``inf`` if it was not ended within 10 s)."""
     with _connect(daemon, tls) as connection:
         connection.sendall(_head(daemon, name, CAP + 1))
         connection.settimeout(0.02)
         answer = b""
+        half_closed = False
         answered: float | None = None
         started = time.monotonic()
         while time.monotonic() - started < 10:
@@ -156,14 +158,15 @@ def _trickle(daemon: Daemon, tls: bool, name: str) -> tuple[bytes, float]:
                 break
             if not chunk:
                 # The daemon's half-close: the answer is complete; go on sending.
+                half_closed = True
                 time.sleep(0.02)
             answer += chunk
             if answered is None and b"\r\n\r\n" in answer:
                 answered = time.monotonic()
         else:
-            return answer, float("inf")
+            return answer, half_closed, float("inf")
     assert answered is not None, answer
-    return answer, time.monotonic() - answered
+    return answer, half_closed, time.monotonic() - answered
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
@@ -171,10 +174,13 @@ def _trickle(daemon: Daemon, tls: bool, name: str) -> tuple[bytes, float]:
 async def test_a_client_trickling_after_a_refusal_is_closed_at_the_bound(
     daemon: Daemon, tls: bool
 ) -> None:
-    """The client gets its answer, and what it sends afterwards, however slowly, neither
-    ends the connection early nor keeps it open: the daemon ends it about ``LINGER_SECONDS``
-    (2 s) after the answer."""
+    """The client gets its answer and the end of the daemon's stream (a FIN, or TLS's
+    close_notify), and what it sends afterwards, however slowly, neither ends the
+    connection early nor keeps it open: the daemon ends it about ``LINGER_SECONDS`` (2 s)
+    after the answer."""
     name = f"trickle-{'tls' if tls else 'tcp'}.iso"
-    answer, lasted = await deferToThread(_trickle, daemon, tls, name)
+    answer, half_closed, lasted = await deferToThread(_trickle, daemon, tls, name)
     assert answer.startswith(b"HTTP/1.1 507 "), answer
+    assert f"at most {CAP} bytes" in _message(answer)
+    assert half_closed
     assert LINGER_SECONDS - 0.5 < lasted < LINGER_SECONDS + 1.5, lasted
