@@ -46,10 +46,10 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
 
 from sysadmd.api import address_in
 from sysadmd.config import Network
+from sysadmd.transport._linger import LingeringChannel
 
 #: IPv6 clients are counted by this prefix: one host usually holds a whole /64.
 IPV6_PREFIX = 64
@@ -220,7 +220,7 @@ class LimitedFactory(WrappingFactory):
             self._counter.release(host)
 
 
-class FirstRequestChannel(HTTPChannel):
+class FirstRequestChannel(LingeringChannel):
     """An HTTP channel whose first request line must arrive within ``first_line_timeout``
     seconds of the connection, or the connection is aborted.
 

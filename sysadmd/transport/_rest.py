@@ -39,6 +39,7 @@ from sysadmd.api import (
 )
 from sysadmd.auth import CHALLENGE_HEADER, RetryLater, credentials_from_header
 from sysadmd.catalog import openapi
+from sysadmd.transport._linger import LingeringChannel
 from sysadmd.transport._upload import UploadReceiver, Uploads
 
 CALL_METHODS: Final = ("PUT", "POST")
@@ -251,7 +252,12 @@ class LimitedRequest(Request):
             b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
             b"Connection: close\r\n\r\n%s" % (code, reason, len(body), body)
         )
-        transport.loseConnection()
+        # The client may still be sending the body: closing with it unread would reset the
+        # connection and destroy the answer before the client reads it.
+        if isinstance(self.channel, LingeringChannel):
+            self.channel.linger()
+        else:
+            transport.loseConnection()
         if self.upload is not None:
             self.upload.lost()
 
@@ -261,6 +267,9 @@ class ApiSite(Site):
     access log only when asked for (``access_log``)."""
 
     requestFactory = LimitedRequest
+    #: Refusals end their connection with a lingering close (see :mod:`._linger`). (A plain
+    #: HTTP/1.1 channel: the listeners offer no ALPN, so HTTP/2 is never spoken.)
+    protocol = LingeringChannel  # type: ignore[assignment]
     displayTracebacks = False
 
     def __init__(

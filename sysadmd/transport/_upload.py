@@ -4,7 +4,8 @@ The decision is taken from the request line and headers, before any byte of the 
 written anywhere: as soon as the headers are in (``Request.gotLength``), the connection
 stops reading, and the request goes through the dispatch as the action ``sysadm/isoupload``
 (authentication, the admin role, the name, 409 and 507 rules). A refusal answers at once
-and closes the connection; an acceptance sends ``100 Continue`` if the client waits for
+and ends the connection with a lingering close (:mod:`._linger`), so that a client still
+sending the body reads the answer; an acceptance sends ``100 Continue`` if the client waits for
 it and reads on. Every piece of the body then goes straight to the upload's temporary
 file in the ISO store (never into Twisted's own body buffer, never whole into memory). The
 JSON calls' body cap and request deadline do not apply; an upload that sends nothing for
