@@ -1,8 +1,9 @@
 """Why the fleet does not use Crossbar's router-to-router links (docs/fleet.md,
 "Router-to-router links"): two routers of the pinned version, linked, relay calls and events,
 but a callee's error reaches the caller as a null result, the caller's authid arrives as its
-role, and the relayed caller comes as ``forward_for``, which hosts refuse. Should a new pin
-change any of this, this test fails and the reasons given in the docs need looking at again.
+role, the relayed caller comes as ``forward_for``, which hosts refuse, and a router's session
+list (``fleet hosts``) shows only its own sessions. Should a new pin change any of this, this
+test fails and the reasons given in the docs need looking at again.
 """
 
 from __future__ import annotations
@@ -189,6 +190,10 @@ async def test_a_router_link_relays_calls_but_loses_errors_and_identities(
         assert refuse_forwarded(callee.invocations[-1]) is not None
         # The callee's error does not come back: the caller gets a result, null.
         assert await caller.call("t.refuse") is None
+        # Presence does not cross the link: B's session list is B's own sessions.
+        on_b = await caller.call("wamp.session.list")
+        assert caller._session_id in on_b
+        assert callee._session_id not in on_b
         # Events are relayed too.
         for _ in range(50):
             callee.publish("t.event", "from a")
