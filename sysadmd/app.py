@@ -339,6 +339,9 @@ def make_backend(
         device_root=simulator / "dev" if config.iohyve_simulate else Path("/dev"),
         # An upload creates its ISO's dataset as iohyve fetch does: with zfs.
         zfs=(*command, "zfs") if config.iohyve_simulate else ("/sbin/zfs",),
+        # fetch(1) continues interrupted downloads; the simulator's is a dialect of its own.
+        fetch=(*command, SIMULATED_FETCH) if config.iohyve_simulate else ("/usr/bin/fetch",),
+        host_root=simulator if config.iohyve_simulate else Path("/"),
     )
 
 
@@ -535,6 +538,7 @@ def make_service(config: Config, reactor: Any) -> IService:
         ),
         publish=hub.publish,
         requeue=config.fetch_requeue,
+        retries=config.fetch_retries,
         end_left_overs=_in_threads(reactor),
     )
     GuestWatcher(iohyve, hub, reactor, interval=config.events_guests_interval)

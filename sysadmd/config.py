@@ -532,7 +532,7 @@ class Config:
             30,
             _seconds(0, 3600),
             "Seconds running fetches get to finish when the daemon stops, before they are ended "
-            "(they are then journalled as interrupted).",
+            "(they are then journalled to be resumed at the next start).",
         )
     )
     fetch_requeue: bool = field(
@@ -541,6 +541,15 @@ class Config:
             True,
             _bool,
             "Queue again, at start, the fetches that were still queued when the daemon stopped.",
+        )
+    )
+    fetch_retries: int = field(
+        metadata=_key(
+            "fetch",
+            3,
+            _int(0, 100),
+            "Times an interrupted fetch (a network failure, its download process killed, the "
+            "daemon restarted) is resumed or started again before it fails.",
         )
     )
     fetch_history: int = field(

@@ -226,6 +226,19 @@ class FakeBackend:
     ) -> RunningProcess:
         raise AssertionError("the in-memory backend downloads nothing")
 
+    def resume_fetch(
+        self,
+        url: str,
+        name: str,
+        *,
+        timeout: float,
+        on_output: Callable[[str, bytes], None] | None = None,
+    ) -> RunningProcess:
+        raise AssertionError("the in-memory backend downloads nothing")
+
+    def gather_partial(self, name: str) -> Deferred[int]:
+        return succeed(0)
+
     def iso_directory(self, name: str) -> Path:
         return Path("/nonexistent") / name
 

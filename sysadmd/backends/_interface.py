@@ -215,6 +215,26 @@ class VMBackend(Protocol):
         """Start downloading ``url`` into the ISO store; the caller follows the process."""
         ...
 
+    def resume_fetch(
+        self,
+        url: str,
+        name: str,
+        *,
+        timeout: float,
+        on_output: Callable[[str, bytes], None] | None = None,
+    ) -> RunningProcess:
+        """Continue the partial download of ISO ``name`` from ``url`` with the host's
+        ``fetch -F -r``, in the file a first attempt (:meth:`start_fetch`) writes; the
+        caller has checked that the source is unchanged, and follows the process.
+        Unsupported when the host has no fetch command."""
+        ...
+
+    def gather_partial(self, name: str) -> Deferred[int]:
+        """Keep the largest file an interrupted download of ``name`` left (fetch(1)'s
+        temporary names included) where :meth:`resume_fetch` continues it; its size, 0 if
+        there is none."""
+        ...
+
     def iso_directory(self, name: str) -> Path:
         """The directory a download of ISO ``name`` writes into."""
         ...

@@ -39,6 +39,9 @@ def job(task: FetchTask) -> dict[str, Any]:
         "rate": progress.rate if progress else 0.0,
         "arrived": task.arrived,
         "size": task.size,
+        # A resumed fetch: attempts after interruptions, bytes on disk when this one began.
+        "attempts": task.attempts,
+        "resumed_from": task.resumed_from,
     }
 
 
@@ -55,7 +58,8 @@ class DispatcherActions:
         summary=(
             "The fetch tasks, queued, running and recently finished, by id, in sysadm's "
             "shape (commands, state pending/running/finished) with sysadmd's details: the "
-            "exact status, ISO, user, times, return code, message and progress."
+            "exact status, ISO, user, times, return code, message, progress and, for a "
+            "resumed fetch, its attempts."
         ),
         role=Role.OPERATOR,
         wrapped=False,

@@ -19,11 +19,13 @@ be watched.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from sysadmd.simulator.output import Output
 
@@ -43,6 +45,10 @@ _PREFIXES = " kMGTP"
 
 class FetchError(Exception):
     """The transfer failed; ``str()`` is the text fetch prints after ``fetch: ``."""
+
+
+class Truncated(FetchError):
+    """Fewer bytes arrived than announced: fetch(1) keeps what it wrote (``failure_keep``)."""
 
 
 class Interrupted(BaseException):
@@ -87,9 +93,10 @@ def stat_name(path: str) -> str:
 
 
 class Source:
-    """An open transfer: its announced size (-1 if unknown), mtime and a chunk reader."""
+    """An open transfer: the whole file's size (-1 if unknown), its mtime, the offset its
+    data starts at (libfetch's ``url->offset`` after the request) and a chunk reader."""
 
-    __slots__ = ("_close", "_read", "mtime", "size")
+    __slots__ = ("_close", "_read", "mtime", "offset", "size")
 
     def __init__(
         self,
@@ -97,13 +104,18 @@ class Source:
         close: Callable[[], None],
         size: int,
         mtime: float | None,
+        offset: int = 0,
     ) -> None:
         self._read = read
         self._close = close
-        #: Size announced by the server or found by stat(2); -1 if unknown.
+        #: Size of the whole remote file, announced by the server or found by stat(2); -1 if
+        #: unknown.
         self.size = size
         #: Modification time of the remote file (seconds since the epoch), if known.
         self.mtime = mtime
+        #: Where the data read starts in the remote file: the start of a 206's
+        #: ``Content-Range``, 0 for a 200 (a server that ignored the range).
+        self.offset = offset
 
     def read(self, size: int) -> bytes:
         """Return up to ``size`` bytes; ``b""`` at the end of the data."""
@@ -140,52 +152,111 @@ def _http_reason(code: int) -> str:
         return "Unknown HTTP error"
 
 
-def _open_file(url: str, path: str) -> Source:
+def _open_file(url: str, path: str, offset: int = 0) -> Source:
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed through Source.close
     except OSError as exc:
         raise FetchError(f"{url}: {_os_reason(exc)}") from exc
     stat = os.fstat(handle.fileno())
-    return Source(handle.read, handle.close, stat.st_size, stat.st_mtime)
+    # libfetch's file scheme seeks to the offset asked for (fseeko).
+    if offset:
+        handle.seek(offset)
+    return Source(handle.read, handle.close, stat.st_size, stat.st_mtime, offset)
 
 
-def _open_url(url: str) -> Source:
+def _content_range(value: str | None) -> tuple[int, int, int] | None:
+    """``bytes FIRST-LAST/SIZE`` (or ``bytes */SIZE``, first and last -1), as libfetch's
+    ``http_parse_range`` reads it; ``None`` if absent or malformed."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+)\s*", value)
+    if match is None:
+        return None
+    size = int(match.group(3))
+    if match.group(1) is None:
+        return -1, -1, size
+    first, last = int(match.group(1)), int(match.group(2))
+    if last < first:
+        return None
+    return first, last, size
+
+
+def _mtime(value: str | None) -> float | None:
+    if not value:
+        return None
+    from email.utils import parsedate_to_datetime  # noqa: PLC0415
+
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _open_url(url: str, offset: int = 0) -> Source:
+    """GET ``url``; from ``offset`` on with ``Range: bytes=<offset>-`` when it is not 0, and
+    the answer read as libfetch's ``http_request`` reads it: a 206 starts where its
+    ``Content-Range`` says, a 200 at 0 (the server ignored the range), a 416 whose size is
+    the offset is an empty success (the file is complete), any disagreement between the
+    lengths a ``Protocol error``."""
     import urllib.error  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
 
-    request = urllib.request.Request(url, headers={"User-Agent": "fetch libfetch/2.0"})  # noqa: S310
+    headers = {"User-Agent": "fetch libfetch/2.0"}
+    if offset > 0:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310
     try:
         response = urllib.request.urlopen(request, timeout=TIMEOUT)  # noqa: S310
     except urllib.error.HTTPError as exc:
+        code, answered = exc.code, exc.headers
         exc.close()
-        raise FetchError(f"{url}: {_http_reason(exc.code)}") from exc
+        if code == 416 and offset > 0:
+            found = _content_range(answered.get("Content-Range") if answered else None)
+            if found is not None and found[2] == offset:
+                # "asked for 0 bytes; fake it"
+                mtime = _mtime(answered.get("Last-Modified") if answered else None)
+                return Source(lambda _size: b"", lambda: None, offset, mtime, offset)
+        raise FetchError(f"{url}: {_http_reason(code)}") from exc
     except urllib.error.URLError as exc:
         reason = exc.reason
         text = _os_reason(reason) if isinstance(reason, BaseException) else str(reason)
         raise FetchError(f"{url}: {text}") from exc
     except (OSError, ValueError) as exc:
         raise FetchError(f"{url}: {_os_reason(exc)}") from exc
+    return _answer(url, offset, response)
+
+
+def _answer(url: str, offset: int, response: Any) -> Source:
+    """The :class:`Source` of a 200 or 206 answer, with libfetch's consistency checks of
+    ``Content-Length``, ``Content-Range`` and the offset asked for, in its order."""
     headers = response.headers
-    size = -1
+    clength = -1
     length = headers.get("Content-Length")
     if length is not None and length.strip().isdigit():
-        size = int(length)
-    mtime: float | None = None
-    modified = headers.get("Last-Modified")
-    if modified:
-        from email.utils import parsedate_to_datetime  # noqa: PLC0415
-
-        try:
-            mtime = parsedate_to_datetime(modified).timestamp()
-        except (TypeError, ValueError):
-            mtime = None
+        clength = int(length)
+    start, size, part = 0, -1, -1
+    if getattr(response, "status", 200) == 206:
+        found = _content_range(headers.get("Content-Range"))
+        if found is not None and found[0] >= 0:
+            start, part, size = found[0], found[1] - found[0] + 1, found[2]
+    if clength == -1:
+        clength = part
+    whole = start + clength if clength != -1 else -1
+    if size == -1:
+        size = whole
+    if (part not in (-1, clength)) or (whole not in (-1, size)) or (offset > 0 and start > offset):
+        response.close()
+        raise FetchError(f"{url}: Protocol error")
+    mtime = _mtime(headers.get("Last-Modified"))
     # read1: what has arrived (one receive at most), as fetch(1) writes what it gets; read
     # would wait for a whole chunk, and a stalled server would show no progress at all.
-    return Source(getattr(response, "read1", response.read), response.close, size, mtime)
+    return Source(getattr(response, "read1", response.read), response.close, size, mtime, start)
 
 
-def open_source(url: str) -> Source:
-    """Open ``url`` as fetch(1) would; raise :class:`FetchError` with fetch's reason.
+def open_source(url: str, offset: int = 0) -> Source:
+    """Open ``url`` as fetch(1) would, from byte ``offset`` on (a range request, which the
+    server may ignore: see :attr:`Source.offset`); raise :class:`FetchError` with fetch's
+    reason.
 
     Without a scheme, a path (``/x``, ``./x``, or a word with neither ``/`` nor ``:``) is a local
     file, and a host starting with ``ftp.``/``www.`` gets ``ftp://``/``http://``.
@@ -195,21 +266,21 @@ def open_source(url: str) -> Source:
     scheme, separator, rest = url.partition("://")
     if not separator:
         if url.startswith(("/", ".")) or ("/" not in url and ":" not in url):
-            return _open_file(url, url)
+            return _open_file(url, url, offset)
         host = url.split("/", 1)[0].lower()
         if host.startswith("ftp."):
-            return _open_url("ftp://" + url)
+            return _open_url("ftp://" + url, offset)
         if host.startswith("www."):
-            return _open_url("http://" + url)
+            return _open_url("http://" + url, offset)
         raise FetchError(f"{url}: Invalid URL scheme")
     scheme = scheme.lower()
     if scheme == "file":
         from urllib.parse import unquote  # noqa: PLC0415
 
         slash = rest.find("/")
-        return _open_file(url, unquote(rest[slash:] if slash >= 0 else "/"))
+        return _open_file(url, unquote(rest[slash:] if slash >= 0 else "/"), offset)
     if scheme in ("http", "https", "ftp"):
-        return _open_url(url)
+        return _open_url(url, offset)
     raise FetchError(f"{url}: Invalid URL scheme")
 
 
@@ -229,9 +300,12 @@ def transfer(source: Source, fd: int, url: str, display_path: str, output: Outpu
     """Copy ``source`` to the file descriptor ``fd`` and print fetch's stderr lines.
 
     Every chunk is written straight to the file, so its size on disk follows the progress.
-    Raise :class:`FetchError` (after the final statistics line, as fetch does) if the data
-    cannot be read or written or ends early. On SIGTERM (:class:`Interrupted`) nothing more is
-    printed, as fetch is killed; on SIGINT fetch prints its statistics first.
+    The count starts at :attr:`Source.offset` (fetch's ``count = url->offset``), so a
+    resumed transfer's rate counts only the new bytes and its truncation check the whole
+    file. Raise :class:`FetchError` (after the final statistics line, as fetch does) if the
+    data cannot be read or written, :class:`Truncated` if it ends early. On SIGTERM
+    (:class:`Interrupted`) nothing more is printed, as fetch is killed; on SIGINT fetch
+    prints its statistics first.
     """
     from http.client import HTTPException  # noqa: PLC0415
 
@@ -247,6 +321,9 @@ def transfer(source: Source, fd: int, url: str, display_path: str, output: Outpu
     def statistics() -> None:
         elapsed = time.monotonic() - started
         output.err(f"{' ' * 8}{stat_bytes(source.size)} {stat_rate(received, elapsed)}")
+
+    def count() -> int:
+        return source.offset + received
 
     try:
         while True:
@@ -274,8 +351,8 @@ def transfer(source: Source, fd: int, url: str, display_path: str, output: Outpu
     statistics()
     if failure is not None:
         raise failure
-    if source.size != -1 and received < source.size:
-        raise FetchError(f"{display_path} appears to be truncated: {received}/{source.size} bytes")
+    if source.size != -1 and count() < source.size:
+        raise Truncated(f"{display_path} appears to be truncated: {count()}/{source.size} bytes")
 
 
 class SignalGuard:
@@ -313,49 +390,209 @@ class SignalGuard:
         self._previous.clear()
 
 
-def download(url: str, destination: str, shown: str, output: Output) -> tuple[int, int | None]:
-    """Download ``url`` to ``destination`` as fetch(1) does: into a temporary
-    ``.fetch.XXXXXX.<name>`` beside it (:func:`temp_file`), renamed into place once
-    complete and removed otherwise. ``shown`` is the path printed. Return fetch's status
-    (0, or 1 after its error line) and the signal (SIGTERM, SIGINT) that ended the
-    transfer, if one did."""
-    directory, name = os.path.split(destination)
-    temp = ""
+def _mtime_of(path: str) -> tuple[int, int] | None:
+    """``(size, whole-second mtime)`` of a regular file at ``path``; ``None`` if there is
+    none (fetch's ``sb.st_size = -1``)."""
+    import stat  # noqa: PLC0415
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return info.st_size, int(info.st_mtime)
+
+
+class _Failed(Exception):
+    """fetch's ``goto failure`` (``keep``: ``failure_keep``), after its message."""
+
+    def __init__(self, *, keep: bool = False) -> None:
+        super().__init__()
+        self.keep = keep
+
+
+class _Download:
+    """One run of fetch's ``fetch()``: the file it writes and how it ends."""
+
+    def __init__(
+        self,
+        url: str,
+        destination: str,
+        shown: str,
+        output: Output,
+        *,
+        resume: bool,
+        check_mtime: bool = True,
+    ) -> None:
+        self.url = url
+        self.check_mtime = check_mtime
+        self.destination = destination
+        self.shown = shown
+        self.output = output
+        self.resume = resume
+        #: The regular file at the destination before the run: (size, mtime in seconds).
+        self.local = _mtime_of(destination)
+        self.source: Source | None = None
+        #: The file the data goes into (fetch's ``of``), once open, and its descriptor.
+        self.written = ""
+        self.fd = -1
+        self.temp = ""
+
+    def fail(self, text: str, *, keep: bool = False) -> _Failed:
+        self.output.err(f"fetch: {text}")
+        return _Failed(keep=keep)
+
+    def open(self) -> Source | None:
+        """Request the data and open the output; None when there is nothing to do."""
+        asked = self.local[0] if self.resume and self.local is not None else 0
+        try:
+            self.source = source = open_source(self.url, asked)
+        except FetchError as exc:
+            raise self.fail(str(exc)) from exc
+        if self.resume and self.local is not None:
+            size, mtime = self.local
+            if self.check_mtime and source.mtime is not None and mtime != int(source.mtime):
+                pass  # no match: fetched again below
+            elif source.offset > size:
+                self.output.err(f"fetch: {self.url}: gap in resume mode")
+            elif source.size != -1:
+                if source.size == size:
+                    return None  # nothing to do
+                if size > source.size:
+                    raise self.fail(
+                        f"{self.shown}: local file ({size} bytes) is longer than remote file"
+                        f" ({source.size} bytes)"
+                    )
+                self.fd = os.open(self.destination, os.O_RDWR)
+                os.lseek(self.fd, source.offset, os.SEEK_SET)
+                self.written = self.destination
+        if self.fd < 0:
+            self._open_anew(source)
+        return self.source
+
+    def _open_anew(self, source: Source) -> None:
+        if source.offset > 0:
+            # The resumption was given up: the whole file, from the start.
+            source.close()
+            self.source = None
+            try:
+                self.source = open_source(self.url, 0)
+            except FetchError as exc:
+                raise self.fail(str(exc)) from exc
+        if self.local is not None:
+            directory, name = os.path.split(self.destination)
+            try:
+                self.temp, self.fd = temp_file(directory, name)
+            except OSError as exc:
+                raise self.fail(f"{self.shown}: mkstemps(): {_os_reason(exc)}") from exc
+            self.written = self.temp
+            return
+        try:
+            self.fd = os.open(self.destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        except OSError as exc:
+            raise self.fail(f"{self.shown}: open(): {_os_reason(exc)}") from exc
+        self.written = self.destination
+
+    def receive(self, source: Source) -> None:
+        """The transfer; the file's mtime is set after it, whatever its outcome but a kill."""
+        try:
+            transfer(source, self.fd, self.url, self.shown, self.output)
+        except Interrupted as interrupted:
+            if interrupted.signum == signal.SIGINT:
+                _set_mtime(self.fd, source)
+            raise
+        except FetchError as exc:
+            _set_mtime(self.fd, source)
+            raise self.fail(str(exc), keep=isinstance(exc, Truncated)) from exc
+        _set_mtime(self.fd, source)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+
+    def commit(self) -> None:
+        if self.temp:
+            try:
+                os.replace(self.temp, self.destination)
+            except OSError as exc:
+                raise self.fail(f"{self.shown}: rename(): {_os_reason(exc)}", keep=True) from exc
+
+    def discard(self) -> None:
+        """fetch's ``failure``: the file it wrote is removed, unless ``-r``."""
+        if not self.resume and self.written and os.path.lexists(self.written):
+            os.unlink(self.written)
+
+
+def download(
+    url: str,
+    destination: str,
+    shown: str,
+    output: Output,
+    *,
+    resume: bool = False,
+    check_mtime: bool = True,
+) -> tuple[int, int | None]:
+    """Download ``url`` to ``destination`` as fetch(1)'s ``fetch()`` does (``usr.bin/fetch/
+    fetch.c``); ``resume`` is its ``-r`` and ``check_mtime=False`` its ``-F``. ``shown`` is
+    the path printed. Return fetch's
+    status (0, or 1 after its error line) and the signal (SIGTERM, SIGINT) that ended the
+    transfer, if one did.
+
+    * The data goes straight into ``destination`` when no regular file is there; over an
+      existing file it goes into a temporary ``.fetch.XXXXXX.<name>`` beside it
+      (:func:`temp_file`), renamed into place once complete.
+    * ``resume`` with a regular file at ``destination`` asks for the rest
+      (``Range: bytes=<its size>-``). The partial file is continued where the answer
+      starts (a 206 at its ``Content-Range``; a 200 from the first byte, over the old
+      bytes) unless the remote ``Last-Modified`` differs from the file's mtime (not checked
+      with ``-F``), the answer
+      starts past its end (``gap in resume mode``) or the size is unknown: then the whole
+      file is fetched again into a temporary file. A file as large as the remote one is
+      complete (nothing is transferred); a larger one is an error.
+    * The file's mtime is set from ``Last-Modified`` once the transfer ended, even after an
+      interruption, so that a later ``-r`` can compare it; a killed fetch sets none, so
+      only ``-F -r`` continues its file.
+    * A transfer that ends short of the announced size keeps what it wrote (``appears to be
+      truncated``); other failures and SIGINT remove it, unless ``resume``. SIGTERM ends the
+      command as it ends fetch, which leaves its file where it was.
+    """
+    run = _Download(url, destination, shown, output, resume=resume, check_mtime=check_mtime)
     with SignalGuard() as guard:
         try:
             try:
-                source = open_source(url)
-            except FetchError as exc:
-                output.err(f"fetch: {exc}")
-                return 1, None
-            try:
-                try:
-                    temp, fd = temp_file(directory, name)
-                except OSError as exc:
-                    output.err(f"fetch: {shown}: open(): {_os_reason(exc)}")
-                    return 1, None
-                try:
-                    transfer(source, fd, url, shown, output)
-                finally:
-                    os.close(fd)
-            except FetchError as exc:
-                output.err(f"fetch: {exc}")
-                return 1, None
+                source = run.open()
+                if source is not None:
+                    run.receive(source)
             finally:
-                source.close()
+                run.close()
             guard.committing = True
-            os.replace(temp, destination)
+            run.commit()
+        except _Failed as failed:
+            guard.committing = True
+            if not failed.keep:
+                run.discard()
+            return 1, None
         except Interrupted as interrupted:
-            guard.pending = interrupted.signum
-        finally:
             guard.committing = True
-            if temp and os.path.lexists(temp):
-                os.unlink(temp)
+            guard.pending = interrupted.signum
+            if interrupted.signum == signal.SIGINT:
+                run.discard()
     if guard.pending is not None:
         if guard.pending == signal.SIGINT:
             output.err("fetch: transfer interrupted")
         return 1, guard.pending
     return 0, None
+
+
+def _set_mtime(fd: int, source: Source) -> None:
+    """fetch's ``utimes`` after a transfer: the remote mtime, when the server sent one."""
+    if source.mtime is not None:
+        os.utime(fd, (int(source.mtime), int(source.mtime)))
 
 
 def temp_file(directory: str, file_name: str) -> tuple[str, int]:

@@ -1,13 +1,17 @@
-"""FreeBSD's fetch(1) as a tool of its own: ``iohyve-sim [--root DIR] /usr/bin/fetch [-q] -o
-PATH URL`` (named by its path: the word ``fetch`` is iohyve's own command, ``iohyve fetch``).
+"""FreeBSD's fetch(1) as a tool of its own: ``iohyve-sim [--root DIR] /usr/bin/fetch [-q] [-r]
+[-F] -o PATH URL`` (named by its path: the word ``fetch`` is iohyve's own command, ``iohyve
+fetch``).
 
-The download is :func:`sysadmd.simulator.fetch.download`, the one iohyve's and vm-bhyve's
-``fetch`` use: ``file://``, ``http://``, ``https://`` and ``ftp://`` URLs, streamed into a
-temporary ``.fetch.XXXXXX.<name>`` beside the target and renamed into place when complete, the
-statistics line on stderr (none with ``-q``), ``fetch: <URL>: <reason>`` and status 1 when it
-fails (nothing is left behind). ``PATH`` is a path of the simulated host (below the root); a
-directory receives the URL's last component, as fetch(1) does. A SIGTERM ends the command with
-that signal, as it ends fetch.
+The download is :func:`sysadmd.simulator.fetch.download`, the one vm-bhyve's ``fetch`` uses:
+``file://``, ``http://``, ``https://`` and ``ftp://`` URLs, streamed into the target (into a
+temporary ``.fetch.XXXXXX.<name>`` beside it when a file is already there, renamed into place
+when complete), the statistics line on stderr (none with ``-q``), ``fetch: <URL>: <reason>`` and
+status 1 when it fails. A transfer cut short keeps what it wrote, as fetch(1) does; other
+failures remove it. ``-r`` continues a partial file with a range request, ``-F`` without
+comparing its mtime with the remote ``Last-Modified`` (see
+:func:`~sysadmd.simulator.fetch.download` for what fetch(1) does with each answer). ``PATH`` is a
+path of the simulated host (below the root); a directory receives the URL's last component, as
+fetch(1) does. A SIGTERM ends the command with that signal, as it ends fetch.
 
 fetch's other options exist on the real tool but are not simulated: they print a line starting
 ``iohyve-sim:`` and exit 2.
@@ -65,7 +69,7 @@ def cmd_fetch(ctx: Context, args: list[str]) -> int:  # noqa: PLR0911 - fetch's 
             return _usage(ctx)
         options[letter] = value
     urls = reader.operands
-    unsimulated = sorted(set(options) - {"o", "q"})
+    unsimulated = sorted(set(options) - {"F", "o", "q", "r"})
     if unsimulated:
         ctx.output.err(
             f"iohyve-sim: fetch option '-{unsimulated[0]}' not provided by the simulator"
@@ -84,7 +88,14 @@ def cmd_fetch(ctx: Context, args: list[str]) -> int:  # noqa: PLR0911 - fetch's 
     if os.path.isdir(host_path(ctx.root, shown)):
         shown = os.path.join(shown, fetch.output_file_name(url))
     output = _Quiet(ctx.output) if "q" in options else ctx.output
-    status, signum = fetch.download(url, host_path(ctx.root, shown), shown, output)
+    status, signum = fetch.download(
+        url,
+        host_path(ctx.root, shown),
+        shown,
+        output,
+        resume="r" in options,
+        check_mtime="F" not in options,
+    )
     if signum is not None:
         ctx.terminated = signum
         return 128 + signum

@@ -9,6 +9,7 @@ datasets (``tank/iohyve/...``), never the simulator's root.
 from __future__ import annotations
 
 import os
+import signal
 
 from sysadmd.simulator import datasets, shell, zfs
 from sysadmd.simulator.context import Context, arg
@@ -144,6 +145,12 @@ class _Download:
         #: Its descriptor; the flock on it marks the dataset as busy.
         self.fd = -1
 
+    def keep(self) -> None:
+        """Put the temporary file's bytes under the final name, where fetch(1) wrote them."""
+        if self.temp and os.path.lexists(self.temp):
+            os.replace(self.temp, self.destination)
+        self.temp = ""
+
     def discard(self) -> None:
         """Delete the temporary file if it was not renamed, and close it."""
         if self.temp and os.path.lexists(self.temp):
@@ -203,6 +210,14 @@ def _receive(ctx: Context, download: _Download) -> int:
         return 1
     try:
         fetch.transfer(source, download.fd, download.url, download.shown, ctx.output)
+    except fetch.Truncated as exc:
+        ctx.output.err(f"fetch: {exc}")
+        # fetch(1) keeps a transfer cut short, with the remote mtime (for a later -r).
+        if source.mtime is not None:
+            os.utime(download.fd, (source.mtime, source.mtime))
+        with ctx.root.locked():
+            download.keep()
+        return 1
     except fetch.FetchError as exc:
         ctx.output.err(f"fetch: {exc}")
         return 1
@@ -231,7 +246,10 @@ def cmd_fetch(ctx: Context, args: list[str]) -> int:
     The state lock is held only to create the dataset and the temporary file, and again for the
     final rename, so other commands run during the download. The temporary file is locked while
     the download runs, which makes ``rmiso`` and ``renameiso`` of that ISO report a busy dataset.
-    SIGTERM or SIGINT during the download delete the temporary file; the dataset stays, empty.
+    What ends up on disk is what fetch(1) leaves, which writes straight into
+    ``/iohyve/ISO/<name>/<name>``: a transfer cut short (``appears to be truncated``) or ended by
+    SIGTERM leaves its bytes under the ISO's name (fetch keeps them, or is killed); SIGINT and
+    other failures delete them; the dataset stays.
     """
     url = arg(args, 0)
     if ctx.profile.argument_checks and not url:
@@ -261,12 +279,14 @@ def cmd_fetch(ctx: Context, args: list[str]) -> int:
                 status = _commit(ctx, download)
         except fetch.Interrupted as interrupted:
             guard.pending = interrupted.signum
+            if interrupted.signum != signal.SIGINT:
+                # Killed: fetch(1) leaves what it wrote where it wrote it.
+                guard.committing = True
+                download.keep()
         finally:
             guard.committing = True  # a signal now must not interrupt the clean-up
             download.discard()
     if guard.pending is not None:
-        import signal  # noqa: PLC0415
-
         if guard.pending == signal.SIGINT:
             ctx.output.err("fetch: transfer interrupted")
         ctx.terminated = guard.pending

@@ -16,7 +16,8 @@ The database
     version; an older file is brought up to date when it is opened (version 1 lacked the
     process group columns; versions 1 and 2 also kept a ``transitions`` table that nothing
     read, which is dropped; version 3 lacked the ``verify`` and ``digest`` columns of
-    verified fetches) and a file written by a newer schema is refused. A second table,
+    verified fetches; version 4 lacked the validators, attempts and resumption columns of
+    resumed fetches) and a file written by a newer schema is refused. A second table,
     ``iso_digests``, keeps the digest of each ISO a verified fetch stored (name, digest,
     size, when), which finished-task pruning does not touch.
 
@@ -106,7 +107,7 @@ log = Logger()
 PRUNE_EVERY = 50
 """Every this many saves, the save also prunes old finished tasks."""
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The ``PRAGMA user_version`` of the schema below."""
 
 #: Statements that bring a database of each older schema version up to the next one.
@@ -121,6 +122,15 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: (
         "ALTER TABLE tasks ADD COLUMN verify TEXT",
         "ALTER TABLE tasks ADD COLUMN digest TEXT",
+    ),
+    # Version 5 keeps what a resumed fetch compares and how far its attempts got.
+    4: (
+        "ALTER TABLE tasks ADD COLUMN etag TEXT",
+        "ALTER TABLE tasks ADD COLUMN last_modified TEXT",
+        "ALTER TABLE tasks ADD COLUMN ranges INTEGER",
+        "ALTER TABLE tasks ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE tasks ADD COLUMN resume INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE tasks ADD COLUMN resumed_from INTEGER",
     ),
 }
 
@@ -140,26 +150,27 @@ _FILE_MODE = 0o600
 _SELECT_ALL = """
     SELECT id, command, url, name, "user", state, created, started, finished, return_code,
            output_tail, bytes_fetched, size, message, process_group, process_started,
-           verify, digest
+           verify, digest, etag, last_modified, ranges, attempts, resume, resumed_from
     FROM tasks ORDER BY created DESC, rowid DESC
 """
 _SELECT_IN_STATE = """
     SELECT id, command, url, name, "user", state, created, started, finished, return_code,
            output_tail, bytes_fetched, size, message, process_group, process_started,
-           verify, digest
+           verify, digest, etag, last_modified, ranges, attempts, resume, resumed_from
     FROM tasks WHERE state = ? ORDER BY created, rowid
 """
 _CHECK_COLUMNS = """
     SELECT id, command, url, name, "user", state, created, started, finished, return_code,
            output_tail, bytes_fetched, size, message, process_group, process_started,
-           verify, digest
+           verify, digest, etag, last_modified, ranges, attempts, resume, resumed_from
     FROM tasks LIMIT 0
 """
 _UPSERT = """
     INSERT INTO tasks (id, command, url, name, "user", state, created, started, finished,
                        return_code, output_tail, bytes_fetched, size, message, process_group,
-                       process_started, verify, digest)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       process_started, verify, digest, etag, last_modified, ranges, attempts,
+                       resume, resumed_from)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET
         command = excluded.command, url = excluded.url, name = excluded.name,
         "user" = excluded."user", state = excluded.state, created = excluded.created,
@@ -167,7 +178,10 @@ _UPSERT = """
         return_code = excluded.return_code, output_tail = excluded.output_tail,
         bytes_fetched = excluded.bytes_fetched, size = excluded.size, message = excluded.message,
         process_group = excluded.process_group, process_started = excluded.process_started,
-        verify = excluded.verify, digest = excluded.digest
+        verify = excluded.verify, digest = excluded.digest, etag = excluded.etag,
+        last_modified = excluded.last_modified, ranges = excluded.ranges,
+        attempts = excluded.attempts, resume = excluded.resume,
+        resumed_from = excluded.resumed_from
 """
 _SCHEMA = (
     f"""
@@ -189,7 +203,13 @@ _SCHEMA = (
         process_group INTEGER,
         process_started REAL,
         verify TEXT,
-        digest TEXT
+        digest TEXT,
+        etag TEXT,
+        last_modified TEXT,
+        ranges INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        resume INTEGER NOT NULL DEFAULT 0,
+        resumed_from INTEGER
     )
     """,
     "CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, created)",
@@ -256,6 +276,18 @@ class TaskRecord:
     ``url:<checksum file URL>`` or ``auto``; ``None`` for an unverified fetch."""
     digest: str | None = None
     """The digest the fetch computed (``<algorithm>:<hex>``), once it finished."""
+    etag: str | None = None
+    """The ``ETag`` the source announced when the download started."""
+    last_modified: str | None = None
+    """The ``Last-Modified`` the source announced when the download started."""
+    ranges: bool | None = None
+    """Whether the source announced ``Accept-Ranges: bytes`` (``None``: not asked yet)."""
+    attempts: int = 0
+    """How many times the download was started again after an interruption."""
+    resume: bool = False
+    """Whether the queued task continues the partial file an interruption left."""
+    resumed_from: int | None = None
+    """How many bytes were on disk when the current attempt started (``None``: none yet)."""
 
 
 class JournalError(Exception):
@@ -312,12 +344,20 @@ def _row(record: TaskRecord) -> tuple[object, ...]:
         record.process_started,
         _redact(record.verify),
         record.digest,
+        record.etag,
+        record.last_modified,
+        None if record.ranges is None else int(record.ranges),
+        record.attempts,
+        int(record.resume),
+        record.resumed_from,
     )
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
     record = TaskRecord(*row)
     record.state = TaskState(record.state)
+    record.ranges = None if record.ranges is None else bool(record.ranges)
+    record.resume = bool(record.resume)
     return record
 
 

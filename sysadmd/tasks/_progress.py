@@ -5,11 +5,14 @@ has no terminal and prints no progress at all (protocol reference §6.3), so the
 ``percent_done``/``download_rate`` were nearly always absent. sysadmd measures instead:
 
 * **done** is the size of the largest regular file directly in the ISO's dataset directory
-  ``/iohyve/ISO/<name>/`` (:func:`bytes_on_disk`). fetch(1) (and the bundled simulator) writes a
-  growing temporary file ``.fetch.XXXXXX.<name>`` there and renames it to ``<name>`` at the end,
-  so the largest file covers the transfer before and after the rename.
+  ``/iohyve/ISO/<name>/`` (:func:`bytes_on_disk`). fetch(1) writes ``<name>`` itself, or a
+  temporary ``.fetch.XXXXXX.<name>`` renamed to ``<name>`` at the end when a file of that name
+  was there (iohyve's simulated fetch always does the latter), so the largest file covers the
+  transfer before and after a rename.
 * **total** comes from the source (:func:`remote_size`): the ``Content-Length`` of an HTTP(S)
   ``HEAD``, the ``stat(2)`` size of a ``file://`` URL, unknown for ``ftp://`` and on any failure.
+  The same request gives what a resumed fetch compares (:func:`remote_info`): the ``ETag``,
+  the ``Last-Modified`` and whether ``Accept-Ranges: bytes`` was announced.
 * **rate** is a sliding-window average (:class:`ProgressMeter`): bytes gained since the most
   recent sample taken at least ``window`` seconds ago (by default 5 s), divided by the time
   between the two samples.
@@ -28,6 +31,7 @@ import stat
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
@@ -48,10 +52,12 @@ __all__ = [
     "Progress",
     "ProgressMeter",
     "RefusedURL",
+    "RemoteInfo",
     "bytes_on_disk",
     "dispatcher_event",
     "format_percent",
     "format_rate",
+    "remote_info",
     "remote_size",
     "result_of",
     "sysadm_state",
@@ -233,13 +239,72 @@ def _sane_length(values: list[bytes] | None) -> int | None:
     return length if length <= _MAX_LENGTH else None
 
 
-def _file_size(path: str) -> int | None:
-    """``stat(2)`` size of a local file (symlinks followed, as fetch(1) does); regular only."""
+@dataclass(frozen=True)
+class RemoteInfo:
+    """What the source says of a download before it starts.
+
+    ``size`` is the whole file's size (``None`` if unknown); ``etag`` and ``last_modified``
+    are the validators as the server sent them (``None`` when absent), and ``ranges`` is
+    whether it announced ``Accept-Ranges: bytes``. A ``file://`` source is its ``stat(2)``:
+    ranges always, its mtime as ``Last-Modified``.
+    """
+
+    size: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    ranges: bool = False
+    #: Whether the source answered at all (a 200 to the ``HEAD``, a regular local file).
+    found: bool = False
+
+    @property
+    def validator(self) -> str | None:
+        """What tells one version of the file from another: the ``ETag`` if there is one
+        (a weak one included: the bytes are compared again by the digest of a verified
+        fetch), else ``Last-Modified``; ``None`` when the source sent neither."""
+        if self.etag is not None:
+            return f"etag:{self.etag}"
+        if self.last_modified is not None:
+            return f"modified:{self.last_modified}"
+        return None
+
+
+_VALIDATOR_TEXT: Final = re.compile(r"[\x20-\x7e]{1,512}")
+
+
+def _header(values: list[bytes] | None) -> str | None:
+    """One printable ASCII header value, or ``None`` if absent, repeated or unusable."""
+    if not values or len(values) != 1:
+        return None
+    try:
+        text = values[0].decode("ascii").strip()
+    except UnicodeDecodeError:
+        return None
+    return text if _VALIDATOR_TEXT.fullmatch(text) else None
+
+
+def _announces_ranges(values: list[bytes] | None) -> bool:
+    for value in values or []:
+        for part in value.split(b","):
+            if part.strip().lower() == b"bytes":
+                return True
+    return False
+
+
+def _file_info(path: str) -> RemoteInfo:
+    """``stat(2)`` of a local file (symlinks followed, as fetch(1) does); regular only."""
     try:
         info = os.stat(path)
     except (OSError, ValueError):
-        return None
-    return info.st_size if stat.S_ISREG(info.st_mode) else None
+        return RemoteInfo()
+    if not stat.S_ISREG(info.st_mode):
+        return RemoteInfo()
+    modified = formatdate(int(info.st_mtime), usegmt=True)
+    return RemoteInfo(info.st_size, None, modified, ranges=True, found=True)
+
+
+def _file_size(path: str) -> int | None:
+    """``stat(2)`` size of a local file (symlinks followed, as fetch(1) does); regular only."""
+    return _file_info(path).size
 
 
 def _classify(url: str) -> tuple[str, str]:
@@ -337,12 +402,19 @@ def _head_agent(reactor: Any, agent: IAgent | None) -> IAgent:
     return _SameMethodRedirects(_WebOnlyAgent(base), redirectLimit=MAX_REDIRECTS)
 
 
-async def _head_size(url: str, reactor: Any, agent: IAgent | None) -> int | None:
+async def _head(url: str, reactor: Any, agent: IAgent | None) -> RemoteInfo:
     """``HEAD`` ``url``, following at most :data:`MAX_REDIRECTS` redirects (always as ``HEAD``)."""
     response = await _head_agent(reactor, agent).request(b"HEAD", url.encode("ascii"))
     if response.code != 200:
-        return None
-    return _sane_length(response.headers.getRawHeaders(b"content-length"))
+        return RemoteInfo()
+    headers = response.headers
+    return RemoteInfo(
+        _sane_length(headers.getRawHeaders(b"content-length")),
+        _header(headers.getRawHeaders(b"etag")),
+        _header(headers.getRawHeaders(b"last-modified")),
+        _announces_ranges(headers.getRawHeaders(b"accept-ranges")),
+        found=True,
+    )
 
 
 def remote_size(
@@ -354,6 +426,23 @@ def remote_size(
 ) -> Deferred[int | None]:
     """Find the size of the download at ``url``; fire with ``None`` when it cannot be known.
 
+    The ``size`` of :func:`remote_info`, which says how it is found.
+    """
+    return remote_info(url, reactor, timeout=timeout, agent=agent).addCallback(
+        lambda info: info.size
+    )
+
+
+def remote_info(
+    url: str,
+    reactor: object,
+    *,
+    timeout: float = 10.0,
+    agent: IAgent | None = None,
+) -> Deferred[RemoteInfo]:
+    """Find what the source says of the download at ``url`` (:class:`RemoteInfo`); every
+    field is unknown when it cannot be asked.
+
     * ``http``/``https``: a ``HEAD`` request through Twisted's ``Agent`` wrapped in its
       ``RedirectAgent``: redirects (301, 302, 303, 307, 308) are followed, at most
       :data:`MAX_REDIRECTS`, always with ``HEAD``. Every request, the first and each
@@ -361,29 +450,31 @@ def remote_size(
       ``http``/``https`` URL of printable ASCII with a host; any other target ends the
       exchange. The answer is the ``Content-Length`` of the final 200 response if it is
       one decimal number (repeated values must agree). The whole exchange, redirects
-      included, must finish within ``timeout`` seconds or it is cancelled.
+      included, must finish within ``timeout`` seconds or it is cancelled. The validators
+      are the final response's ``ETag`` and ``Last-Modified`` (one printable value each),
+      and ranges are announced by an ``Accept-Ranges`` that lists ``bytes``.
     * ``file``: ``stat(2)`` of the path (nothing is read); only a regular file has a size.
-    * ``ftp`` and anything else: ``None``.
+    * ``ftp`` and anything else: nothing known.
 
     ``reactor`` must provide ``IReactorTime`` and ``IReactorTCP`` (and SSL for https). ``agent``
     replaces the default ``Agent`` (which verifies https certificates), e.g. one whose
     resolver pins an address the caller has validated; redirects and the check still wrap it.
-    The returned Deferred never fails; any error gives ``None``. Cancelling it cancels the
-    request.
+    The returned Deferred never fails; any error gives nothing known. Cancelling it cancels
+    the request.
     """
     try:
         kind, target = _classify(url)
         if kind == "file":
-            return succeed(_file_size(target))
+            return succeed(_file_info(target))
         if kind != "http" or not IReactorTime.providedBy(reactor):
-            return succeed(None)
-        request: Deferred[int | None] = ensureDeferred(_head_size(target, reactor, agent))
+            return succeed(RemoteInfo())
+        request: Deferred[RemoteInfo] = ensureDeferred(_head(target, reactor, agent))
         request.addTimeout(timeout, reactor)
     except Exception:
-        return succeed(None)
+        return succeed(RemoteInfo())
 
-    def unknown(_failure: Failure) -> None:
-        return None
+    def unknown(_failure: Failure) -> RemoteInfo:
+        return RemoteInfo()
 
     return request.addErrback(unknown)
 

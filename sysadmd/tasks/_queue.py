@@ -32,8 +32,22 @@ not fit in the ISO store less what queued and running fetches still claim; when 
 starts and its size is known, it is checked again against the running ones' claims, and a
 task that no longer fits is stopped and ends ``failed``.
 
+Resumed fetches: the size request also records the source's validators (``ETag``,
+``Last-Modified``) and whether it announced ``Accept-Ranges: bytes``. A download interrupted
+by a network failure or a kill of its process from outside (its command ended unsuccessfully
+without the queue asking it to stop) goes back to ``queued`` with :attr:`FetchTask.resume`
+set, after a back-off of ``retry_backoff`` seconds doubled at each attempt, at most
+``retries`` times; so does a download the daemon's stop ended (for the next start, without
+counting an attempt) and one a crashed daemon left running (at the next start). A resumed
+attempt asks again: when the source still announces ranges with the same validator and a
+partial file is there, the backend continues it with fetch(1)'s ``-r``
+(:meth:`~sysadmd.backends.VMBackend.resume_fetch`); otherwise the partial file is removed and
+the download starts again. A kill by a user, a timeout, a refusal for room or a checksum
+mismatch are never resumed.
+
 At stop, no new task is taken; running ones get ``grace`` seconds, then they are
-ended and journalled ``interrupted``; the journal is closed after its last write.
+ended and queued again to be resumed at the next start; the journal is closed after its
+last write.
 """
 
 from __future__ import annotations
@@ -55,7 +69,7 @@ from twisted.internet.defer import (
     ensureDeferred,
     succeed,
 )
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
@@ -75,13 +89,23 @@ from sysadmd.tasks._checksum import (
     parse_checksum,
 )
 from sysadmd.tasks._journal import Journal, TaskRecord
-from sysadmd.tasks._progress import Progress, ProgressMeter, dispatcher_event, remote_size
+from sysadmd.tasks._progress import (
+    Progress,
+    ProgressMeter,
+    RemoteInfo,
+    dispatcher_event,
+    remote_info,
+    remote_size,
+)
 from sysadmd.tasks._upload import (
     INTERRUPTED_UPLOAD,
     UPLOAD_URL_PREFIX,
     IsoUpload,
     remove_left_overs,
 )
+
+#: How an upload that became its ISO just before the daemon died ends at the next start.
+STORED_BEFORE_THE_STOP = "stored before the daemon stopped; its end was not recorded"
 
 __all__ = ["EndLeftOvers", "FetchQueue", "FetchTask", "Publish", "TaskState", "local_time"]
 
@@ -142,6 +166,27 @@ class FetchTask:
     last_event: float = field(default=0.0, repr=False)
     #: Fired when the task ends (an upload's request waits for its ISO to be stored).
     waiters: list[Deferred[None]] = field(default_factory=list, repr=False)
+    #: The source's validators and range support, as its size request found them.
+    etag: str | None = None
+    last_modified: str | None = None
+    ranges: bool | None = None
+    #: Whether the source answered the size request of the current attempt.
+    source_found: bool = field(default=False, repr=False)
+    #: How many times the download was started again after an interruption.
+    attempts: int = 0
+    #: Whether the queued task continues what an interrupted attempt left.
+    resume: bool = False
+    #: Bytes on disk when the current attempt started (what it did not transfer itself).
+    resumed_from: int | None = None
+    #: The back-off before a resumed attempt is queued again.
+    retry: IDelayedCall | None = field(default=None, repr=False)
+    #: Set when a kill ends a task that waits to be resumed (its partial file goes).
+    killed: bool = field(default=False, repr=False)
+
+    @property
+    def validator(self) -> str | None:
+        """The recorded validator: ``ETag`` if there was one, else ``Last-Modified``."""
+        return RemoteInfo(etag=self.etag, last_modified=self.last_modified).validator
 
     @property
     def command(self) -> str:
@@ -171,6 +216,12 @@ class FetchTask:
             process_started=self.process_started,
             verify=self.verify,
             digest=self.digest,
+            etag=self.etag,
+            last_modified=self.last_modified,
+            ranges=self.ranges,
+            attempts=self.attempts,
+            resume=self.resume,
+            resumed_from=self.resumed_from,
         )
 
     @classmethod
@@ -193,6 +244,12 @@ class FetchTask:
             process_started=record.process_started,
             verify=record.verify,
             digest=record.digest,
+            etag=record.etag,
+            last_modified=record.last_modified,
+            ranges=record.ranges,
+            attempts=record.attempts,
+            resume=record.resume,
+            resumed_from=record.resumed_from,
             upload=record.url.startswith(UPLOAD_URL_PREFIX),
         )
 
@@ -210,6 +267,28 @@ def free_space(directory: Path) -> int | None:
             return None
         return info.f_bavail * info.f_frsize
     return None
+
+
+def _last_fetch_error(task: FetchTask) -> str | None:
+    """fetch(1)'s last ``fetch: ...`` line in the task's output, if any."""
+    errors = [line for line in task.output.splitlines() if line.startswith("fetch: ")]
+    return errors[-1] if errors else None
+
+
+def _lost_the_source(task: FetchTask) -> bool:
+    """Whether fetch(1)'s last error is about the transfer rather than the local file: it
+    names the URL (``fetch: <URL>: <reason>``: a read error, a refused connection) or says
+    the data stopped early (``appears to be truncated``, ``may be truncated``, ``transfer
+    timed out``). Errors naming the local path (a full disk, ``open()``, ``rename()``) are
+    not the network's."""
+    last = _last_fetch_error(task)
+    if last is None:
+        return False
+    if last.startswith(f"fetch: {task.url}: ") and "size of remote file is not known" not in last:
+        return True
+    return " appears to be truncated: " in last or last.endswith(
+        (" may be truncated", "transfer timed out")
+    )
 
 
 def braced_uuid() -> str:
@@ -247,9 +326,13 @@ class FetchQueue(Service):
         end_left_overs: EndLeftOvers | None = None,
         in_thread: InThread = deferToThread,
         free_space: Callable[[Path], int | None] = free_space,
+        retries: int = 3,
+        retry_backoff: float = 5.0,
     ) -> None:
         if concurrency < 1 or max_queued < 1:
             raise ValueError("concurrency and max_queued must be at least 1")
+        if retries < 0 or retry_backoff < 0:
+            raise ValueError("retries and retry_backoff must not be negative")
         self._iohyve = iohyve
         self._clock = clock
         self._concurrency = concurrency
@@ -265,6 +348,8 @@ class FetchQueue(Service):
         self._end_left_overs = end_left_overs
         self._in_thread = in_thread
         self._free_space = free_space
+        self._retries = retries
+        self._retry_backoff = retry_backoff
         #: ISO name to (digest ``<algorithm>:<hex>``, size, when verified) of each ISO a
         #: verified fetch stored; journalled.
         self.digests: dict[str, tuple[str, int, float]] = {}
@@ -419,6 +504,7 @@ class FetchQueue(Service):
             state=TaskState.RUNNING,
             started=self._clock.seconds(),
             announced=size,
+            size=size,
             verify=str(expected) if expected is not None else None,
             stage="uploading",
             upload=True,
@@ -469,7 +555,7 @@ class FetchQueue(Service):
         """An upload has arrived whole and is being given its ISO's name."""
         task.on_kill = task.on_stop = None
         task.stage = "storing"
-        self._emit(task)
+        self._changed(task)  # the journal keeps its digest, should the daemon die now
 
     def upload_stored(self, task: FetchTask, digest: Digest, size: int) -> None:
         """An upload is the ISO now: record its digest, end its task succeeded."""
@@ -510,7 +596,11 @@ class FetchQueue(Service):
             if task is None or task.state.final:
                 continue
             killed.append(task_id)
-            if task.state is TaskState.QUEUED:
+            if task.killed:
+                continue  # already being ended
+            if task.state is TaskState.QUEUED and task.resume:
+                self._drop_resumable(task, "killed before it was resumed")
+            elif task.state is TaskState.QUEUED:
                 self._finish(task, TaskState.CANCELLED, "killed before it started")
             elif task.process is not None:
                 task.message = "killed"
@@ -521,7 +611,30 @@ class FetchQueue(Service):
                 task.preparing.cancel()
             elif task.on_kill is not None:
                 task.on_kill()
+            elif not task.upload:
+                # Between its steps (asking the source, gathering its partial file): the
+                # attempt ends itself when the step returns.
+                task.message = "killed"
+                task.killed = True
         return killed
+
+    def _drop_resumable(self, task: FetchTask, message: str) -> None:
+        """End a task that waits to be resumed: its partial file goes, then it is cancelled
+        (the name stays owned until the file is gone)."""
+        task.killed = True
+        if task.retry is not None and task.retry.active():
+            task.retry.cancel()
+        task.retry = None
+
+        async def drop() -> None:
+            try:
+                await self._iohyve.discard_partial(task.name)
+            finally:
+                self._finish(task, TaskState.CANCELLED, message)
+
+        ensureDeferred(drop()).addErrback(
+            lambda f: self.log.failure("Fetch {task_id}: could not end it", f, task_id=task.id)
+        )
 
     # Life cycle
 
@@ -558,28 +671,67 @@ class FetchQueue(Service):
             if record.state.final:
                 self.tasks.setdefault(record.id, FetchTask.from_record(record))
         for record in interrupted:
-            task = self.tasks[record.id] = FetchTask.from_record(record)
-            if task.upload:
-                # Its body cannot be asked for again: it failed (its file goes below).
-                self._finish(task, TaskState.FAILED, INTERRUPTED_UPLOAD)
-            self.log.info("Fetch {task_id} was interrupted by a stop", task_id=record.id)
-            # The name stays owned (409 to fetchiso, renameiso and rmiso) until what the
-            # task left is gone: the daemon answers requests while this runs.
-            self._owners.setdefault(record.name, task)
-            try:
-                await self._end_left_over(record)
-                await self._iohyve.discard_partial(record.name)
-            finally:
-                if self._owners.get(record.name) is task:
-                    del self._owners[record.name]
+            await self._recover_interrupted(record)
         for record in queued:
             task = FetchTask.from_record(record)
             if not self._requeue or self.busy(task.name):
+                if task.resume and not self.busy(task.name):
+                    self._owners[task.name] = task
+                    try:
+                        await self._iohyve.discard_partial(task.name)
+                    finally:
+                        del self._owners[task.name]
                 self._finish(task, TaskState.CANCELLED, "not queued again after a restart")
                 self.tasks[task.id] = task
                 continue
             self._enqueue(task)
         self._forget_old()
+
+    async def _recover_interrupted(self, record: TaskRecord) -> None:
+        """A task the previous run left running: resume it, or end it and remove its file."""
+        task = self.tasks[record.id] = FetchTask.from_record(record)
+        if task.upload:
+            if await self._stored_before_the_stop(task):
+                return
+            # Its body cannot be asked for again: it failed (its file goes below).
+            self._finish(task, TaskState.FAILED, INTERRUPTED_UPLOAD)
+        self.log.info("Fetch {task_id} was interrupted by a stop", task_id=record.id)
+        resumable = not task.upload and self._requeue and task.attempts < self._retries
+        # The name stays owned (409 to fetchiso, renameiso and rmiso) until what the
+        # task left is gone or queued again: the daemon answers requests meanwhile.
+        self._owners.setdefault(record.name, task)
+        try:
+            await self._end_left_over(record)
+            if not resumable:
+                await self._iohyve.discard_partial(record.name)
+        finally:
+            if self._owners.get(record.name) is task:
+                del self._owners[record.name]
+        if resumable:
+            task.attempts += 1
+            task.state, task.finished, task.resume = TaskState.QUEUED, None, True
+            task.message = "the daemon stopped while it ran; to be resumed"
+            task.process_group = task.process_started = None
+            self._enqueue(task)
+
+    async def _stored_before_the_stop(self, task: FetchTask) -> bool:
+        """Whether an upload the previous run did not see end had already become its ISO.
+
+        An upload takes its ISO's name only once it is whole, on disk and verified, and
+        it owned that name from its start: a file under the name with the announced size is
+        that upload, renamed just before the daemon died. It ends succeeded and is kept
+        (its temporary, if the crash came between link and unlink, goes with the others).
+        """
+        size = await self._in_thread(self._iohyve.iso_size, task.name)
+        if size is None or size != task.size:
+            return False
+        if task.digest is not None:
+            self._record_digest(task.name, task.digest, size)
+        self._finish(task, TaskState.SUCCEEDED, STORED_BEFORE_THE_STOP)
+        self.log.info(
+            "Upload {task_id} of {name} was stored before the stop", task_id=task.id, name=task.name
+        )
+        return True
 
     async def _end_left_over(self, record: TaskRecord) -> None:
         """End what the previous daemon left running of ``record``'s command, if anything."""
@@ -609,6 +761,11 @@ class FetchQueue(Service):
         )
         for waiting in list(self._waiting):
             waiting.cancel()
+        for task in self.tasks.values():
+            # Waiting to be resumed: the journal keeps them queued for the next start.
+            if task.retry is not None and task.retry.active():
+                task.retry.cancel()
+            task.retry = None
         running = [t for t in self.tasks.values() if t.process is not None]
         if running:
             self.log.info(
@@ -644,7 +801,7 @@ class FetchQueue(Service):
                 return
             finally:
                 self._waiting.remove(waiting)
-            if task.state is TaskState.QUEUED:
+            if task.state is TaskState.QUEUED and not task.killed:
                 await self._run(task)
 
     async def _run(self, task: FetchTask) -> None:
@@ -653,7 +810,9 @@ class FetchQueue(Service):
         task.meter = ProgressMeter(self._clock, self._iohyve.iso_directory(task.name))
         ticker = LoopingCall(self._tick, task)
         ticker.clock = self._clock
-        sizing = remote_size(task.url, self._http_reactor)
+        recorded = task.validator
+        task.source_found = False
+        sizing = remote_info(task.url, self._http_reactor)
         sizing.addCallback(self._sized, task)
         ready, expected = await self._prepare(task)
         if not ready:
@@ -667,8 +826,15 @@ class FetchQueue(Service):
                 self._in_thread,
             )
         try:
+            resumed: RunningProcess | None = None
+            if task.resume:
+                # Resuming depends on what the source says now: its answer comes first.
+                await settled(sizing)
+                resumed = await self._resume_or_restart(task, recorded)
+                if resumed is None:
+                    return
             try:
-                task.process = self._iohyve.start_fetch(
+                task.process = resumed or self._iohyve.start_fetch(
                     task.url,
                     timeout=self._timeout,
                     on_output=lambda _, data: self._output(task, data),
@@ -701,6 +867,73 @@ class FetchQueue(Service):
             if task.follower is not None:
                 task.follower.close()
                 task.follower = None
+
+    async def _resume_or_restart(
+        self, task: FetchTask, recorded: str | None
+    ) -> RunningProcess | None:
+        """Start a resumed attempt: ``fetch -r`` on the partial file when the source still
+        announces ranges with the validator recorded before, else the download afresh
+        (the partial file removed). ``None`` when a kill or a stop came meanwhile (the task
+        has then been dealt with)."""
+        partial = await self._iohyve.gather_partial(task.name)
+        if self._halted(task):
+            await self._between_steps(task)
+            return None
+        on_output: Callable[[str, bytes], None] = lambda _, data: self._output(task, data)  # noqa: E731
+        if (
+            partial > 0
+            and task.source_found
+            and task.ranges
+            and recorded is not None
+            and task.validator == recorded
+            and (task.announced is None or partial <= task.announced)
+        ):
+            task.resumed_from = partial
+            self.log.info(
+                "Fetch {task_id}: resuming {name} from byte {offset}",
+                task_id=task.id,
+                name=task.name,
+                offset=partial,
+            )
+            return self._iohyve.resume_fetch(
+                task.url, task.name, timeout=self._timeout, on_output=on_output
+            )
+        if partial > 0:
+            why = (
+                "the source did not answer"
+                if not task.source_found
+                else "the source announces no ranges"
+                if not task.ranges
+                else "the source has no validator"
+                if task.validator is None
+                else "no validator was recorded"
+                if recorded is None
+                else "the source's file changed"
+            )
+            self.log.info(
+                "Fetch {task_id}: {name} starts again ({why})",
+                task_id=task.id,
+                name=task.name,
+                why=why,
+            )
+        await self._iohyve.discard_partial(task.name)
+        if self._halted(task):
+            await self._between_steps(task)
+            return None
+        task.resumed_from = 0
+        return self._iohyve.start_fetch(task.url, timeout=self._timeout, on_output=on_output)
+
+    def _halted(self, task: FetchTask) -> bool:
+        """Whether a kill or a stop came for ``task`` while it waited for a step."""
+        return task.killed or self._stopping
+
+    async def _between_steps(self, task: FetchTask) -> None:
+        """A kill or a stop reached an attempt between its steps, before its command."""
+        if task.killed:
+            await self._iohyve.discard_partial(task.name)
+            self._finish(task, TaskState.CANCELLED, task.message or "killed")
+        else:
+            self._keep_for_next_start(task)
 
     async def _prepare(self, task: FetchTask) -> tuple[bool, Digest | None]:
         """Get what ``task``'s ISO must hash to; on failure finish the task, return False."""
@@ -748,7 +981,15 @@ class FetchQueue(Service):
             problems.append(f"{redact_urls(url)} has no line for {task.name}")
         raise ChecksumError("; ".join(problems))
 
-    def _sized(self, total: int | None, task: FetchTask) -> None:
+    def _sized(self, info: RemoteInfo, task: FetchTask) -> None:
+        task.source_found = info.found
+        if info.found:
+            task.etag, task.last_modified, task.ranges = info.etag, info.last_modified, info.ranges
+            if task.process is not None:
+                # Journalled now: a daemon that crashes before the next change of state
+                # must find what to compare when it resumes the download.
+                self._save(task)
+        total = info.size
         if total is None:
             return
         if task.meter is not None:
@@ -834,6 +1075,8 @@ class FetchQueue(Service):
                 self._forget_digest(task.name)
             self._finish(task, TaskState.SUCCEEDED, None)
             return
+        if not downloaded and self._keep_for_resumption(task, result):
+            return
         # The name was free when the task was queued and the task has owned it since,
         # so whatever iohyve left under it (an empty dataset, a partial file) is removed.
         await self._iohyve.discard_partial(task.name)
@@ -845,6 +1088,65 @@ class FetchQueue(Service):
             self._finish(task, TaskState.CANCELLED, task.message or "killed")
         else:
             self._finish(task, TaskState.FAILED, describe_failure(result))
+
+    def _keep_for_resumption(self, task: FetchTask, result: ProcessResult) -> bool:
+        """After an unsuccessful attempt: queue the task again to be resumed, if it may be.
+
+        A stop of the daemon keeps it for the next start; a network failure or a kill of
+        the command from outside queues it again after the back-off, ``retries`` times at
+        most: a signal ended the command, or the source answered its size request (a
+        missing file is not retried) and fetch(1) ended on the transfer, not on the local
+        file (a full disk is not retried). A kill by a user, a timeout and a refusal for
+        room end it.
+        """
+        if task.upload or task.stopped_because is not None or result.timed_out:
+            return False
+        if result.cancelled and not self._stopping:
+            return False  # killed by a user
+        if self._stopping:
+            return self._keep_for_next_start(task)
+        if task.attempts >= self._retries:
+            return False
+        if result.signal is None and not (task.source_found and _lost_the_source(task)):
+            return False
+        task.attempts += 1
+        delay = self._retry_backoff * 2 ** (task.attempts - 1)
+        reason = (_last_fetch_error(task) if result.signal is None else None) or describe_failure(
+            result
+        )
+        self._requeued(
+            task,
+            f"{reason}; to be resumed in {delay:g} s (attempt {task.attempts} of {self._retries})",
+        )
+        task.retry = self._clock.callLater(delay, self._resume_now, task)
+        self.log.info(
+            "Fetch {task_id} of {name} interrupted; resumed in {delay} s",
+            task_id=task.id,
+            name=task.name,
+            delay=delay,
+        )
+        return True
+
+    def _keep_for_next_start(self, task: FetchTask) -> bool:
+        """The daemon stops: the task is journalled queued, to be resumed at the next start
+        (without a journal nothing would remember it, and it ends ``interrupted``)."""
+        if self._journal is None or task.upload:
+            return False
+        self._requeued(task, "the daemon stopped while it ran; to be resumed at the next start")
+        return True
+
+    def _requeued(self, task: FetchTask, message: str) -> None:
+        task.state = TaskState.QUEUED
+        task.resume = True
+        task.message = redact_urls(message)
+        task.process = None
+        task.process_group = task.process_started = None
+        self._changed(task)
+
+    def _resume_now(self, task: FetchTask) -> None:
+        task.retry = None
+        if task.state is TaskState.QUEUED and not task.killed and not self._stopping:
+            self._queue.put(task)
 
     def _record_digest(self, name: str, digest: str, size: int) -> None:
         when = self._clock.seconds()
@@ -884,6 +1186,11 @@ class FetchQueue(Service):
 
     def _changed(self, task: FetchTask) -> None:
         """Journal the task's state and tell the subscribers."""
+        self._save(task)
+        self._emit(task)
+
+    def _save(self, task: FetchTask) -> None:
+        """Journal the task as it is now."""
         if self._journal is not None:
             journal, record = self._journal, task.record()
 
@@ -891,7 +1198,6 @@ class FetchQueue(Service):
                 self.log.failure("Could not journal fetch {task_id}", failure, task_id=record.id)
 
             self._journal_tail.addCallback(lambda _: journal.save(record)).addErrback(failed)
-        self._emit(task)
 
     def _emit(self, task: FetchTask) -> None:
         if self._publish is None:
@@ -927,6 +1233,14 @@ class FetchQueue(Service):
             if task.verify is not None:
                 extra["digest"] = task.digest
                 extra["verified"] = task.state is TaskState.SUCCEEDED
+        if task.resume or task.attempts:
+            # A resumed fetch: which attempt, and what this one did not transfer itself.
+            extra["resume"] = task.resume
+            extra["attempts"] = task.attempts
+            if task.resumed_from is not None and task.state is not TaskState.QUEUED:
+                extra["resumed_from"] = task.resumed_from
+            if task.state is TaskState.QUEUED and task.message:
+                extra["message"] = task.message
         return extra or None
 
     def _forget_old(self) -> None:

@@ -175,14 +175,18 @@ def test_fetch_over_http(sim: Sim, http: tuple[str, dict[str, bytes]]) -> None:
     assert (sim.root / "vm" / "disc1.iso").read_bytes() == PAYLOAD
 
 
-def test_fetch_failures_leave_nothing(sim: Sim, http: tuple[str, dict[str, bytes]]) -> None:
+def test_fetch_failures(sim: Sim, http: tuple[str, dict[str, bytes]]) -> None:
+    """An error before the transfer leaves nothing; a transfer cut short keeps what it
+    wrote, under the target's own name (fetch.c's ``failure_keep``)."""
     (sim.root / "vm").mkdir(parents=True)
     url = f"{http[0]}/missing.iso"
     assert sim(FETCH, "-o", "/vm/missing.iso", url) == (1, "", f"fetch: {url}: Not Found\n")
+    assert list((sim.root / "vm").iterdir()) == []
     status, _, err = sim(FETCH, "-o", "/vm/short.iso", f"{http[0]}/short.iso")
     assert status == 1
     assert err.endswith("fetch: /vm/short.iso appears to be truncated: 1000/307200 bytes\n")
-    assert list((sim.root / "vm").iterdir()) == []
+    assert [p.name for p in (sim.root / "vm").iterdir()] == ["short.iso"]
+    assert (sim.root / "vm" / "short.iso").read_bytes() == PAYLOAD[:1000]
     assert sim(FETCH, "-o", "/nowhere/x.iso", url.replace("missing", "x")) == (
         1,
         "",

@@ -186,7 +186,9 @@ def test_fetch_of_a_truncated_transfer_fails(sim: Sim, http: tuple[str, dict[str
     first, second = err.splitlines(keepends=True)
     assert stats_line(shown, " 300 kB").fullmatch(first)
     assert second == f"fetch: {shown} appears to be truncated: 1000/307200 bytes\n"
-    assert list(sim.iso("short.iso").iterdir()) == []
+    # fetch(1) keeps what it wrote, under the ISO's name.
+    assert [p.name for p in sim.iso("short.iso").iterdir()] == ["short.iso"]
+    assert (sim.iso("short.iso") / "short.iso").read_bytes() == PAYLOAD[:1000]
 
 
 def test_fetch_errors_of_file_urls(sim: Sim, tmp_path: Path) -> None:
@@ -403,12 +405,16 @@ def test_a_running_fetch_grows_its_file_blocks_nothing_and_dies_cleanly_on_sigte
         if process.poll() is None:
             process.kill()
         process.communicate()
-    assert list(dataset.iterdir()) == []
+    # Killed, fetch(1) leaves its bytes in place (a later fetch -r continues them).
+    [kept] = dataset.iterdir()
+    assert kept.name == source.name
+    assert 0 < kept.stat().st_size < len(PAYLOAD)
+    assert kept.read_bytes() == PAYLOAD[: kept.stat().st_size]
     assert run_process(root, "rmiso", source.name).returncode == 0
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signals_in_process_return_128_plus_the_signal_and_clean_up(
+def test_signals_in_process_return_128_plus_the_signal_and_leave_what_fetch_leaves(
     sim: Sim, source: Path, monkeypatch: pytest.MonkeyPatch, signum: int
 ) -> None:
     monkeypatch.setenv("IOHYVE_SIM_FETCH_BPS", "100000")
@@ -436,5 +442,8 @@ def test_signals_in_process_return_128_plus_the_signal_and_clean_up(
         # fetch stops reading, prints its statistics and complains.
         assert stats_line(name_field, " 300 kB").match(err)
         assert err.endswith("Bps\nfetch: transfer interrupted\n")
-    assert list(dataset.iterdir()) == []
+    if signum == signal.SIGTERM:
+        assert [p.name for p in dataset.iterdir()] == [source.name]
+    else:
+        assert list(dataset.iterdir()) == []
     assert signal.getsignal(signum) is handler

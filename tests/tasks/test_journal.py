@@ -648,7 +648,7 @@ async def test_a_version_1_journal_is_brought_up_to_date(journals: Journals) -> 
     interrupted, _ = await journal.recover(NOW + 10)
     assert {(r.id, r.process_group) for r in interrupted} == {("{old}", None), (record(2).id, 77)}
     with closing(sqlite3.connect(old)) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert tables(connection) == {"tasks", "iso_digests"}
 
 
@@ -713,3 +713,63 @@ def test_the_state_constraint_is_written_from_the_enum(tmp_path: Path) -> None:
                 "INSERT INTO tasks (id, command, url, name, state, created)"
                 " VALUES ('x', 'c', 'u', 'n', 'pending', 1.0)"
             )
+
+
+# -- resumed fetches --------------------------------------------------------------------------
+
+
+@async_test
+async def test_a_resumable_task_keeps_its_validators_and_attempts(journals: Journals) -> None:
+    """What a resumed fetch compares (ETag, Last-Modified, ranges) and how far its attempts
+    got come back from the journal as they were saved, booleans as booleans."""
+    journal = await journals.open()
+    saved = record(
+        1,
+        "queued",
+        etag='"abc"',
+        last_modified="Fri, 08 Jan 2016 20:15:33 GMT",
+        ranges=True,
+        attempts=2,
+        resume=True,
+        resumed_from=4096,
+    )
+    await journal.save(saved)
+    await journal.save(record(2, "running", ranges=False))
+    interrupted, queued = await journal.recover(NOW + 10)
+    assert queued == [saved]
+    assert (interrupted[0].ranges, interrupted[0].resume, interrupted[0].attempts) == (
+        False,
+        False,
+        0,
+    )
+
+
+@async_test
+async def test_a_version_4_journal_gains_the_resumption_columns(journals: Journals) -> None:
+    """A journal written before fetches were resumed opens with its tasks, which read as
+    never resumed."""
+    old = journals.directory / "old.db"
+    with closing(sqlite3.connect(old)) as connection:
+        connection.execute(_VERSION_1_TASKS)
+        for column in ("process_group INTEGER", "process_started REAL", "verify TEXT"):
+            connection.execute(f"ALTER TABLE tasks ADD COLUMN {column}")
+        connection.execute("ALTER TABLE tasks ADD COLUMN digest TEXT")
+        connection.execute(
+            "CREATE TABLE iso_digests (name TEXT PRIMARY KEY NOT NULL, digest TEXT NOT NULL,"
+            " size INTEGER NOT NULL, verified REAL NOT NULL)"
+        )
+        connection.execute(
+            "INSERT INTO tasks (id, command, url, name, state, created)"
+            " VALUES ('{old}', 'iohyve fetch u', 'u', 'old.iso', 'queued', 1.0)"
+        )
+        connection.execute("PRAGMA user_version = 4")
+        connection.commit()
+    journal = await journals.open(old)
+    _, [kept] = await journal.recover(NOW)
+    assert (kept.id, kept.attempts, kept.resume, kept.ranges, kept.etag) == (
+        "{old}",
+        0,
+        False,
+        None,
+        None,
+    )

@@ -31,10 +31,12 @@ from sysadmd.tasks._progress import (
     MAX_REDIRECTS,
     Progress,
     ProgressMeter,
+    RemoteInfo,
     bytes_on_disk,
     dispatcher_event,
     format_percent,
     format_rate,
+    remote_info,
     remote_size,
     result_of,
     sysadm_state,
@@ -274,6 +276,24 @@ async def test_remote_size_http_content_length(http: HTTPServer) -> None:
     assert await remote_size(http.url(NAME), reactor, timeout=2) == 12345
     assert await remote_size(http.url("empty.iso"), reactor, timeout=2) == 0
     assert await remote_size(http.url("missing.iso"), reactor, timeout=2) is None
+
+
+@async_test
+async def test_remote_info_has_the_validators_and_the_ranges(http: HTTPServer) -> None:
+    """The size request also tells what a resumed fetch compares: the ETag, Last-Modified
+    and whether ranges are announced; a source that does not answer tells nothing."""
+    http.files.files[NAME] = b"z" * 100
+    http.files.etags[NAME] = '"v1"'
+    info = await remote_info(http.url(NAME), reactor, timeout=2)
+    assert info == RemoteInfo(100, '"v1"', http.files.last_modified, ranges=True, found=True)
+    assert info.validator == 'etag:"v1"'
+    http.files.no_ranges.add(NAME)
+    assert not (await remote_info(http.url(NAME), reactor, timeout=2)).ranges
+    missing = await remote_info(http.url("missing.iso"), reactor, timeout=2)
+    assert missing == RemoteInfo() and missing.validator is None
+    assert RemoteInfo(last_modified="Fri, 08 Jan 2016 20:15:33 GMT").validator == (
+        "modified:Fri, 08 Jan 2016 20:15:33 GMT"
+    )
 
 
 @async_test

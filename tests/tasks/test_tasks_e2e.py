@@ -16,7 +16,7 @@ import pytest
 from daemon import Daemon
 from httpserver import HTTPServer
 from support import async_test
-from test_e2e import rest, run_simulator, ws
+from test_e2e import rest, run_simulator, seed_vm_bhyve, ws
 from twisted.internet.threads import deferToThread
 from wsclient import WsClient, settle
 
@@ -154,52 +154,95 @@ async def test_progress_then_kill(daemon: Daemon, http: HTTPServer) -> None:
     await client.close()
 
 
+async def _until_finished(daemon: Daemon, task_id: str) -> dict[str, Any]:
+    """The task's ``rpc/dispatcher list`` entry once it has finished."""
+    for _ in range(300):
+        _, listed = await rest(daemon, {"action": "list"}, path="rpc/dispatcher")
+        job: dict[str, Any] = listed["args"]["jobs"]["no_queue"][task_id]
+        if job["state"] == "finished":
+            return job
+        await settle(0.05)
+    raise AssertionError(f"task {task_id} did not finish")
+
+
+async def _until_on_disk(daemon: Daemon, name: str, partial: Path | None = None) -> None:
+    """Until the held download has data on disk (in ``partial``, by default iohyve's
+    dataset): the fetch has then printed its first line, so it will not die writing to a
+    killed daemon's pipe."""
+    partial = partial or _iso_store(daemon) / name
+    for _ in range(100):
+        if any(p.stat().st_size for p in partial.glob(f"*{name}")):
+            return
+        await settle(0.05)
+    raise AssertionError(f"nothing of {name} on disk")
+
+
 @async_test
 async def test_crash_during_a_fetch_then_restart(tmp_path: Path, http: HTTPServer) -> None:
-    """kill -9 mid-download: after a restart the task is interrupted, its remains are
-    gone, the task that was waiting runs, and the same fetch works again."""
-    http.files.files["crash.iso"] = b"c" * 300_000
+    """kill -9 mid-download: the next start queues the task again to be resumed (not
+    lost), the task that was waiting runs, and the resumed one asks only for the rest of
+    the file and completes it."""
+    data = bytes(range(256)) * 1200
+    http.files.files["crash.iso"] = data
     http.files.files["waiting.iso"] = b"w" * 1000
     http.files.stall.add("crash.iso")
     state = tmp_path / "state"
     first = Daemon(state, "--config", str(_config(tmp_path)))
     try:
-        code, reply = await rest(first, {"action": "fetchiso", "url": http.url("crash.iso")})
+        _, reply = await rest(first, {"action": "fetchiso", "url": http.url("crash.iso")})
         task_id = reply["args"]["fetchiso"]["queueid"]
-        code, reply = await rest(first, {"action": "fetchiso", "url": http.url("waiting.iso")})
+        _, reply = await rest(first, {"action": "fetchiso", "url": http.url("waiting.iso")})
         waiting_id = reply["args"]["fetchiso"]["queueid"]
-        for _ in range(100):
-            if http.files.stalled:
-                break
-            await settle(0.05)
-        assert http.files.stalled
+        await _until_on_disk(first, "crash.iso")
     finally:
         first.crash()
-    http.files.release()
-    http.files.stall.discard("crash.iso")
+    http.files.stall.discard("crash.iso")  # the held response stays held
     second = Daemon(state, "--config", str(_config(tmp_path)), log_name="second.log")
     try:
-        await settle(0.5)
-        code, listed = await rest(second, {"action": "list"}, path="rpc/dispatcher")
-        job = listed["args"]["jobs"]["no_queue"][task_id]
-        assert (job["status"], job["state"]) == ("interrupted", "finished")
-        assert not (state / "simulator" / "iohyve" / "ISO" / "crash.iso").exists()
-        for _ in range(200):
-            code, listed = await rest(second, {"action": "list"}, path="rpc/dispatcher")
-            if listed["args"]["jobs"]["no_queue"][waiting_id]["state"] == "finished":
-                break
-            await settle(0.05)
-        assert listed["args"]["jobs"]["no_queue"][waiting_id]["status"] == "succeeded"
+        job = await _until_finished(second, task_id)
+        assert (job["status"], job["attempts"]) == ("succeeded", 1), job
+        ranges = [asked for name, asked in http.files.asked if name == "crash.iso"]
+        assert ranges == [None, f"bytes={len(data) // 2}-"]
+        assert job["resumed_from"] == len(data) // 2 and job["size"] == len(data)
+        stored = state / "simulator" / "iohyve" / "ISO" / "crash.iso" / "crash.iso"
+        assert stored.read_bytes() == data
+        assert (await _until_finished(second, waiting_id))["status"] == "succeeded"
         waited = state / "simulator" / "iohyve" / "ISO" / "waiting.iso" / "waiting.iso"
         assert waited.read_bytes() == b"w" * 1000
-        code, reply = await rest(second, {"action": "fetchiso", "url": http.url("crash.iso")})
-        assert code == 200
-        for _ in range(200):
-            path = state / "simulator" / "iohyve" / "ISO" / "crash.iso" / "crash.iso"
-            if path.exists():
-                break
-            await settle(0.05)
-        assert path.read_bytes() == b"c" * 300_000
+    finally:
+        assert second.stop()
+
+
+@async_test
+async def test_crash_during_a_fetch_then_restart_on_vm_bhyve(
+    tmp_path: Path, http: HTTPServer
+) -> None:
+    """The same on the vm-bhyve backend: its download directory keeps fetch(1)'s partial
+    file, which the next start continues with ``fetch -F -r``; the ISO lands in the store."""
+    data = bytes(range(256)) * 1200
+    http.files.files["crash.iso"] = data
+    http.files.stall.add("crash.iso")
+    state = tmp_path / "state"
+    seed_vm_bhyve(state, tmp_path)
+    first = Daemon(state, "--backend", "vm-bhyve", "--config", str(_config(tmp_path)))
+    downloads = state / "simulator" / "vm" / ".iso" / ".fetch" / "crash.iso"
+    try:
+        _, reply = await rest(first, {"action": "fetchiso", "url": http.url("crash.iso")})
+        task_id = reply["args"]["fetchiso"]["queueid"]
+        await _until_on_disk(first, "crash.iso", downloads)
+    finally:
+        first.crash()
+    http.files.stall.discard("crash.iso")  # the held response stays held
+    second = Daemon(
+        state, "--backend", "vm-bhyve", "--config", str(_config(tmp_path)), log_name="second.log"
+    )
+    try:
+        job = await _until_finished(second, task_id)
+        assert (job["status"], job["attempts"]) == ("succeeded", 1), job
+        ranges = [asked for name, asked in http.files.asked if name == "crash.iso"]
+        assert ranges == [None, f"bytes={len(data) // 2}-"]
+        assert (state / "simulator" / "vm" / ".iso" / "crash.iso").read_bytes() == data
+        assert not downloads.exists()
     finally:
         assert second.stop()
 
@@ -208,29 +251,30 @@ async def test_crash_during_a_fetch_then_restart(tmp_path: Path, http: HTTPServe
 async def test_sigterm_ends_running_fetches_and_exits_zero(
     tmp_path: Path, http: HTTPServer
 ) -> None:
-    """SIGTERM: WebSockets closed with 1001, running fetches ended after the grace period,
-    journalled as interrupted, exit status 0."""
-    http.files.files["term.iso"] = b"t" * 300_000
+    """SIGTERM: WebSockets closed with 1001, running fetches ended after the grace period
+    and journalled queued to be resumed, exit status 0; the next start resumes them."""
+    data = b"t" * 300_000
+    http.files.files["term.iso"] = data
     http.files.stall.add("term.iso")
     state = tmp_path / "state"
     daemon = Daemon(state, "--config", str(_config(tmp_path)))
     client = await ws(daemon)
-    code, reply = await rest(daemon, {"action": "fetchiso", "url": http.url("term.iso")})
+    _, reply = await rest(daemon, {"action": "fetchiso", "url": http.url("term.iso")})
     task_id = reply["args"]["fetchiso"]["queueid"]
-    for _ in range(100):
-        if http.files.stalled:
-            break
-        await settle(0.05)
+    await _until_on_disk(daemon, "term.iso")
     assert daemon.stop()
     _, close_code, _ = await client.closed
     assert close_code == 1001
     assert _processes_with(http.url("term.iso")) == []
+    assert _journalled_state(state, task_id) == "queued"
+    http.files.stall.discard("term.iso")
     restarted = Daemon(state, "--config", str(_config(tmp_path)), log_name="again.log")
     try:
-        await settle(0.3)
-        code, listed = await rest(restarted, {"action": "list"}, path="rpc/dispatcher")
-        assert code == 200
-        assert listed["args"]["jobs"]["no_queue"][task_id]["status"] == "interrupted"
+        job = await _until_finished(restarted, task_id)
+        assert job["status"] == "succeeded", job
+        ranges = [asked for name, asked in http.files.asked if name == "term.iso"]
+        assert ranges == [None, f"bytes={len(data) // 2}-"]
+        assert (_iso_store(restarted) / "term.iso" / "term.iso").read_bytes() == data
     finally:
         assert restarted.stop()
 
@@ -240,8 +284,8 @@ async def test_crash_leaves_no_fetch_child_and_no_stuck_name(
     tmp_path: Path, http: HTTPServer
 ) -> None:
     """kill -9 of the daemon while a download is held: the fetch (in a process group of its
-    own) lives on. The restarted daemon ends it before it cleans up, so no empty ISO is
-    listed, the same fetch runs again, and the ISO can then be removed."""
+    own) lives on. The restarted daemon ends it before it resumes the task from what it
+    left, and the ISO can then be removed."""
     http.files.files["stuck.iso"] = data = b"k" * 300_000
     http.files.stall.add("stuck.iso")
     url = http.url("stuck.iso")
@@ -251,14 +295,7 @@ async def test_crash_leaves_no_fetch_child_and_no_stuck_name(
         code, reply = await rest(first, {"action": "fetchiso", "url": url})
         assert code == 200
         task_id = reply["args"]["fetchiso"]["queueid"]
-        # Until the download has data on disk: the fetch has then printed its first
-        # line, so it will not die writing to the killed daemon's pipe.
-        partial = _iso_store(first) / "stuck.iso"
-        for _ in range(100):
-            if any(p.stat().st_size for p in partial.glob(".fetch.*")):
-                break
-            await settle(0.05)
-        assert any(p.stat().st_size for p in partial.glob(".fetch.*"))
+        await _until_on_disk(first, "stuck.iso")
     finally:
         first.crash()
     await settle(0.3)
@@ -266,33 +303,10 @@ async def test_crash_leaves_no_fetch_child_and_no_stuck_name(
     http.files.stall.discard("stuck.iso")  # the held response stays held
     second = Daemon(state, "--config", str(_config(tmp_path)), log_name="second.log")
     try:
-        for _ in range(100):
-            if not _processes_with(url):
-                break
-            await settle(0.05)
+        job = await _until_finished(second, task_id)
+        assert job["status"] == "succeeded", job
+        assert (_iso_store(second) / "stuck.iso" / "stuck.iso").read_bytes() == data
         assert _processes_with(url) == []
-        code, listed = await rest(second, {"action": "list"}, path="rpc/dispatcher")
-        assert listed["args"]["jobs"]["no_queue"][task_id]["status"] == "interrupted"
-        for _ in range(100):  # the remains are removed once the group has ended
-            code, isos = await rest(second, {"action": "listisos"})
-            if "stuck.iso" not in isos["args"]["listisos"]:
-                break
-            await settle(0.05)
-        assert code == 200 and "stuck.iso" not in isos["args"]["listisos"]
-        code, reply = await rest(second, {"action": "fetchiso", "url": url})
-        assert code == 200, reply
-        stored = _iso_store(second) / "stuck.iso" / "stuck.iso"
-        for _ in range(200):
-            if stored.exists():
-                break
-            await settle(0.05)
-        assert stored.read_bytes() == data
-        for _ in range(100):
-            code, listed = await rest(second, {"action": "list"}, path="rpc/dispatcher")
-            jobs = listed["args"]["jobs"]["no_queue"]
-            if all(job["state"] == "finished" for job in jobs.values()):
-                break
-            await settle(0.05)
         code, removed = await rest(second, {"action": "rmiso", "target": "stuck.iso"})
         assert (code, removed) == (200, {"args": {"rmiso": {"target": "stuck.iso"}}})
         assert "Ended process group" in second.log_text()

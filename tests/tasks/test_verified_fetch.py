@@ -112,7 +112,14 @@ def start_host(
     else:
         # The simulator of this source tree (its zfs creates the ISO datasets of uploads).
         runner._env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-        iohyve = Iohyve(runner, command, iso_root=root / "iohyve" / "ISO", zfs=(*command, "zfs"))
+        iohyve = Iohyve(
+            runner,
+            command,
+            iso_root=root / "iohyve" / "ISO",
+            zfs=(*command, "zfs"),
+            fetch=(*command, "/usr/bin/fetch"),
+            host_root=root,
+        )
     journal_path = tmp_path / "tasks.sqlite"
     fetches = FetchQueue(iohyve, reactor, journal=Journal(journal_path, reactor), **queue)
     fetches.startService()

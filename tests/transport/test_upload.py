@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import socket
 import ssl
 import subprocess
@@ -29,6 +30,7 @@ from wsclient import WsClient
 from sysadmd.api import ApiError
 from sysadmd.backends import UPLOAD_TEMPORARY_PREFIX, Iohyve, ProcessRunner
 from sysadmd.tasks import FetchQueue, Journal
+from sysadmd.tasks._queue import STORED_BEFORE_THE_STOP, TaskState
 from sysadmd.tasks._upload import INTERRUPTED_UPLOAD
 
 pytestmark = pytest.mark.e2e
@@ -367,6 +369,39 @@ async def test_left_over_temporaries_are_removed_at_start_and_nothing_else(
             assert not (store / "orphan.iso").exists()
             listed = [iso.name for iso in await host.iohyve.list_isos()]
             assert "orphan.iso" not in listed and "kept.iso" in listed
+    finally:
+        await queue.stopService()
+
+
+@async_test
+async def test_an_upload_stored_just_before_a_crash_is_kept(
+    space_host: tuple[Host, Space],
+) -> None:
+    """The daemon died once the upload had taken its ISO's name (here between the link and
+    the unlink of the temporary) but before its end was journalled: the next start ends the
+    task succeeded, records its digest and keeps the whole, verified ISO."""
+    host, _ = space_host
+    upload = await host.fetches.begin_upload("late.iso", len(DATA), "admin", None, 10**12)
+    upload.write(DATA)
+    task = upload.task
+    # What finish() does up to the rename, then half of the rename.
+    upload._close()
+    task.digest = f"sha256:{hashlib.sha256(DATA).hexdigest()}"
+    host.fetches.upload_storing(task)
+    os.link(upload.temporary, _iso_path(host, "late.iso"))
+    await host.fetches.written()
+    await host.fetches.stopService()
+    queue = FetchQueue(host.iohyve, reactor, journal=Journal(host.journal_path, reactor))
+    queue.startService()
+    try:
+        await queue._started
+        recovered = queue.tasks[task.id]
+        assert recovered.state is TaskState.SUCCEEDED, recovered.message
+        assert recovered.message == STORED_BEFORE_THE_STOP
+        assert _iso_path(host, "late.iso").read_bytes() == DATA
+        assert _temporaries(_store_root(host)) == []
+        assert queue.digests["late.iso"][0] == task.digest
+        assert "late.iso" in [iso.name for iso in await host.iohyve.list_isos()]
     finally:
         await queue.stopService()
 

@@ -6,7 +6,7 @@ import autobahn from "autobahn-browser";
 import type { Connection, Session, Subscription } from "autobahn-browser";
 import { busy, field, h, message } from "./dom";
 import type { FleetConfig } from "./fleetnav";
-import { type Fetch, type Task, fetchFromEvent, fetchItem, isoRow, isoTable, taskTable } from "./tasks-shared";
+import { type Fetch, type IsoEntry, type Task, fetchFromEvent, fetchItem, isoRow, isoTable, sizeCell, taskTable } from "./tasks-shared";
 
 type Guest = { description?: string; rcboot?: string; running?: string; vmm?: string };
 type HostInfo = { host: string; backend: string; version: string; joined: string; url: string };
@@ -415,9 +415,10 @@ async function renderIsos(host: string): Promise<void> {
   };
   let table: HTMLElement | null = null;
   await busy(null, note, async () => {
-    const isos = await iohyve<string[]>(host, "listisos");
+    const library = await iohyve<Record<string, IsoEntry>>(host, "isolibrary");
     // Shown to every router user: the router grants or refuses renameiso and rmiso by URI.
-    table = isoTable(`ISOs of ${host}`, [...isos].sort().map((iso) => isoRow(iso, calls)));
+    const rows = Object.keys(library).sort().map((iso) => isoRow(iso, calls, sizeCell(library[iso] as IsoEntry)));
+    table = isoTable(`ISOs of ${host}`, rows, ["Name", "Size", "Actions"]);
   });
   if (chosen === host) isoList.replaceChildren(...(table ? [h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": `ISO table of ${host}` }, table)] : []), note);
 }

@@ -5,11 +5,10 @@ import "./style.css";
 import { Api, ApiError, siteUrl } from "./api";
 import { busy, field, formatBytes, h, message, objectTable, uid } from "./dom";
 import { consoleFromHash, fleetConfigured, leaveFleet, loadFleetConfig, showFleet } from "./fleetnav";
-import { type Fetch, type Task, fetchFromEvent, fetchItem, isoRow, isoTable as libraryTable, taskTable } from "./tasks-shared";
+import { type Fetch, type IsoEntry, type Task, fetchFromEvent, fetchItem, isoRow, isoTable as libraryTable, sizeCell, taskTable } from "./tasks-shared";
 import { uploadForm } from "./upload";
 
 type Guest = { description: string; rcboot: string; running: string; vmm: string };
-type IsoEntry = { size: number; datastore?: string; digest?: string };
 
 const TOKEN_KEY = "sysadmd.token";
 const api = new Api();
@@ -310,21 +309,6 @@ async function listIsos(): Promise<void> {
   };
   const rows = Object.keys(library).sort().map((iso) => isoRow(iso, canWrite ? calls : null, sizeCell(library[iso] as IsoEntry)));
   isoTable.replaceChildren(libraryTable("ISO library", rows, ["Name", "Size", "Actions"]));
-}
-
-/** The size in binary units, with the exact byte count for assistive technology (and as
- * a tooltip). */
-function sizeCell(entry: IsoEntry): HTMLElement {
-  const exact = `${entry.size.toLocaleString("en")} bytes`;
-  const where = entry.datastore ? ` · ${entry.datastore}` : "";
-  return h(
-    "td",
-    { "data-label": "Size", class: "size" },
-    h("span", { title: exact, "aria-hidden": "true" }, formatBytes(entry.size)),
-    h("span", { class: "visually-hidden" }, `${exact} (${formatBytes(entry.size)})`),
-    where ? h("span", { class: "muted" }, where) : null,
-    entry.digest ? h("span", { class: "muted digest", title: entry.digest }, ` · ${entry.digest.slice(0, entry.digest.indexOf(":") + 13)}…`) : null,
-  );
 }
 
 async function renderIsos(): Promise<void> {

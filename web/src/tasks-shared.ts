@@ -119,6 +119,24 @@ export function isoRow(iso: string, calls: IsoCalls | null, ...cells: HTMLElemen
 }
 
 /** The ISO library's table, whose ``columns`` are the rows' (name first, actions last). */
+/** One ISO as the ``isolibrary`` action describes it. */
+export type IsoEntry = { size: number; datastore?: string; digest?: string };
+
+/** The size in binary units, with the exact byte count for assistive technology (and as
+ * a tooltip). */
+export function sizeCell(entry: IsoEntry): HTMLElement {
+  const exact = `${entry.size.toLocaleString("en")} bytes`;
+  const where = entry.datastore ? ` · ${entry.datastore}` : "";
+  return h(
+    "td",
+    { "data-label": "Size", class: "size" },
+    h("span", { title: exact, "aria-hidden": "true" }, formatBytes(entry.size)),
+    h("span", { class: "visually-hidden" }, `${exact} (${formatBytes(entry.size)})`),
+    where ? h("span", { class: "muted" }, where) : null,
+    entry.digest ? h("span", { class: "muted digest", title: entry.digest }, ` · ${entry.digest.slice(0, entry.digest.indexOf(":") + 13)}…`) : null,
+  );
+}
+
 export function isoTable(caption: string, rows: HTMLElement[], columns: string[] = ["Name", "Actions"]): HTMLElement {
   return h(
     "table",

@@ -50,6 +50,7 @@ from sysadmd.backends._interface import (
 )
 from sysadmd.backends._iohyve import parse, rcconf
 from sysadmd.backends._output import describe_failure, text
+from sysadmd.backends._partial import gather_partial
 from sysadmd.backends._runner import ProcessResult, ProcessRunner, RunningProcess
 from sysadmd.shared import OneShotObserver, settled
 
@@ -143,6 +144,8 @@ class Iohyve:
         slow_timeout: float | None = None,
         device_root: Path = Path("/dev"),
         zfs: Sequence[str] = ("/sbin/zfs",),
+        fetch: Sequence[str] | None = ("/usr/bin/fetch",),
+        host_root: Path = Path("/"),
     ) -> None:
         """``list_cache`` is how many seconds a guest list is reused (0: only shared while
         it runs); its age is read from ``clock`` (the reactor unless given). ``iso_root``
@@ -150,9 +153,14 @@ class Iohyve:
         ``iohyve_flags``. ``slow_timeout`` bounds ``delete -f``, which waits 10 s first
         (default: ``timeout`` + 30 s). ``device_root`` is where the consoles' null-modem
         devices are (``/dev``; the simulator's own directory in simulate mode). ``zfs`` is the
-        argv that runs ``zfs`` (an upload creates its ISO's dataset with it)."""
+        argv that runs ``zfs`` (an upload creates its ISO's dataset with it). ``fetch`` is
+        the host's fetch(1) (its argv prefix), which continues an interrupted download (``None``:
+        downloads always start again), and ``host_root`` where the host's ``/`` is (``/`` but
+        for a simulated host): the path fetch is given is the host's."""
         if not command or not zfs:
             raise ValueError("the iohyve and zfs commands must not be empty")
+        if fetch is not None and (not fetch or not os.path.isabs(fetch[0])):
+            raise ValueError("the fetch command must start with an absolute path")
         if list_cache < 0:
             raise ValueError("list_cache must not be negative")
         if clock is None:
@@ -170,6 +178,8 @@ class Iohyve:
         self._rc_conf = rc_conf
         self._device_root = device_root
         self._zfs = tuple(zfs)
+        self._fetch = tuple(fetch) if fetch is not None else None
+        self._host_root = host_root
         self._order = _Order()
         self._listing: _Shared | None = None
         #: The list that ``_listing`` replaces, answered while ``_listing`` runs.
@@ -593,6 +603,38 @@ class Iohyve:
         return self._runner.start(
             self._executable, (*self._prefix, "fetch", url), timeout=timeout, on_output=on_output
         )
+
+    def resume_fetch(
+        self,
+        url: str,
+        name: str,
+        *,
+        timeout: float,
+        on_output: Callable[[str, bytes], None] | None = None,
+    ) -> RunningProcess:
+        """``fetch -F -r -o /iohyve/ISO/<name>/<name> <url>``: the file ``iohyve fetch``
+        writes, in the dataset its first attempt created. ``-F``: the caller has compared the
+        source's validator itself, and fetch(1) sets the file's mtime only when it ends the
+        transfer itself, so after a kill its own ``Last-Modified`` check would fail."""
+        if self._fetch is None:
+            raise Unsupported("this host has no fetch command: downloads cannot be resumed")
+        target = self.iso_directory(name) / name
+        host = "/" + str(target.relative_to(self._host_root)).removeprefix(".").lstrip("/")
+        return self._runner.start(
+            self._fetch[0],
+            (*self._fetch[1:], "-F", "-r", "-o", host, url),
+            timeout=timeout,
+            on_output=on_output,
+        )
+
+    def gather_partial(self, name: str) -> Deferred[int]:
+        """The largest partial file in ISO ``name``'s dataset, kept as ``<name>``."""
+
+        async def run() -> int:
+            size: int = await deferToThread(gather_partial, self.iso_directory(name), name)
+            return size
+
+        return self._order.write(run)
 
     def iso_directory(self, name: str) -> Path:
         """Where ISO ``name``'s dataset is mounted (iohyve's layout: ``ISO/<name>/<name>``)."""

@@ -31,6 +31,7 @@ from sysadmd.backends._errors import BackendFailed, Conflict, NotFound, Unsuppor
 from sysadmd.backends._interface import DiskInfo, GuestSpec, GuestSummary, IsoInfo
 from sysadmd.backends._iohyve.adapter import _Order, sized_isos
 from sysadmd.backends._output import describe_failure, text
+from sysadmd.backends._partial import gather_partial
 from sysadmd.backends._runner import ProcessResult, ProcessRunner, RunningProcess
 from sysadmd.backends._vmbhyve import host, parse
 
@@ -764,6 +765,36 @@ class VmBhyve:
             timeout=timeout,
             on_output=on_output,
         )
+
+    def resume_fetch(
+        self,
+        url: str,
+        name: str,
+        *,
+        timeout: float,
+        on_output: Callable[[str, bytes], None] | None = None,
+    ) -> RunningProcess:
+        """``fetch -F -r -o <download directory>/<name> <url>``: the file :meth:`start_fetch`
+        writes (``-F``: see :meth:`Iohyve.resume_fetch`)."""
+        command = self._commands.fetch
+        if command is None:
+            raise Unsupported("this host has no fetch command: ISOs cannot be downloaded")
+        directory = self.iso_directory(name)
+        return self._runner.start(
+            command[0],
+            (*command[1:], "-F", "-r", "-o", self._host_path(directory / name), url),
+            timeout=timeout,
+            on_output=on_output,
+        )
+
+    def gather_partial(self, name: str) -> Deferred[int]:
+        """The largest partial file in ``name``'s download directory, kept as ``<name>``."""
+
+        async def run() -> int:
+            size: int = await deferToThread(gather_partial, self.iso_directory(name), name)
+            return size
+
+        return self._order.write(run)
 
     def iso_size(self, name: str) -> int | None:
         """The size of the fetched ISO, in the store or still in its download directory."""
