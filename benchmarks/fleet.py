@@ -1,8 +1,8 @@
 """Fleet mode: the cost of a call through the Crossbar.io router, and what one router carries.
 
 ``python -m benchmarks.fleet [--hosts 20] [--calls 500] [--seconds 10] [--callers 4]
-[--depth 8]`` starts the pinned router (``dev/crossbar``) and that many simulated hosts on
-loopback, then measures:
+[--depth 8] [--routers 1] [--sweeps 50]`` starts the pinned router (``dev/crossbar``) and
+that many simulated hosts on loopback, then measures:
 
 1. latency: ``listvms`` on one host, one call at a time, ``--calls`` times directly over the
    host's own WebSocket (the sysadm client) and as many times through the router (the fleet
@@ -10,6 +10,12 @@ loopback, then measures:
 2. throughput: ``--callers`` router sessions, each keeping ``--depth`` calls outstanding to
    hosts taken in turn, for ``--seconds``; calls per second, and the errors if any
    (``listvms``, or with ``--query`` ``rpc/query``, which no iohyve process answers).
+
+With ``--routers N`` (N >= 2) it then stops them and starts N routers, each with its share
+of the same hosts and no link between them (the way past one router: see docs/fleet.md),
+and measures the same latency per router and throughput with the sessions dealt out over
+the routers; for both set-ups, also ``--sweeps`` times what ``sysadm -H all vm list`` asks:
+every router's host list and each host's guests, one session per router, all at once.
 
 It prints one JSON object. Every process runs on this machine, so the numbers are the
 router's cost on loopback plus the shared CPU's, not a network's.
@@ -33,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import task
+from twisted.internet import task, threads
 from twisted.internet.defer import DeferredList, ensureDeferred
 
 from sysadmd.client.client import Client
@@ -76,8 +82,25 @@ class Fleet:
     """The router and ``count`` hosts, in a temporary directory."""
 
     def __init__(self, base: Path, count: int) -> None:
+        self._boot(base, [f"host{i:02d}" for i in range(count)])
+
+    @classmethod
+    def named(cls, base: Path, names: list[str]) -> Fleet:
+        """A router of its own and the hosts ``names`` joined to it (one of several routers,
+        each with part of the hosts)."""
+        fleet = cls.__new__(cls)
+        fleet.processes = []
+        base.mkdir(parents=True, exist_ok=True)
+        try:
+            fleet._boot(base, names)
+        except BaseException:
+            fleet.stop()
+            raise
+        return fleet
+
+    def _boot(self, base: Path, names: list[str]) -> None:
         self.base = base
-        self.names = [f"host{i:02d}" for i in range(count)]
+        self.names = names
         self.processes: list[subprocess.Popen[bytes]] = []
         venv = subprocess.run(
             [str(REPO / "dev" / "crossbar")], capture_output=True, text=True, check=True
@@ -220,6 +243,145 @@ async def measure(reactor: Any, fleet: Fleet, args: argparse.Namespace) -> dict[
     return results
 
 
+async def _joined(reactor: Any, fleet: Fleet) -> FleetClient:
+    session = FleetClient(fleet.url, "sysadmd", "bench", fleet.ticket, reactor=reactor)
+    await session.connect()
+    return session
+
+
+async def sweep(reactor: Any, fleets: list[Fleet], rounds: int) -> dict[str, Any]:
+    """What ``sysadm -H all vm list`` costs over ``fleets`` (one router each): one session per
+    router lists the hosts joined to it (the session meta API) and asks each for its guests,
+    all routers at once; p50/p99 of a whole sweep over ``rounds`` sweeps."""
+    sessions = [await _joined(reactor, fleet) for fleet in fleets]
+    expected = sum(len(fleet.names) for fleet in fleets)
+    short = [0]
+
+    async def one(session: FleetClient) -> int:
+        hosts = await session.hosts()
+        replies = await DeferredList(
+            [
+                ensureDeferred(session.call(h.host, "sysadm", "iohyve", action="listvms"))
+                for h in hosts
+            ],
+            consumeErrors=True,
+        )
+        return sum(1 for ok, _ in replies if ok)
+
+    async def whole() -> None:
+        answered = await DeferredList([ensureDeferred(one(s)) for s in sessions])
+        if sum(count for _, count in answered) != expected:
+            short[0] += 1
+
+    for _ in range(3):  # warm up
+        await whole()
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        await whole()
+        times.append(time.perf_counter() - started)
+    for session in sessions:
+        await session.close()
+    return {"routers": len(fleets), "hosts": expected, "rounds": rounds, **_summary(times),
+            "sweeps_missing_a_host": short[0]}  # fmt: skip
+
+
+async def measure_routers(
+    reactor: Any, fleets: list[Fleet], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Several routers side by side, each with part of the hosts (no link between them: the
+    client joins each router).
+
+    1. latency: ``listvms`` on the first host of each router through that router, one call at
+       a time, ``args.calls`` times; p50 and p99 per router;
+    2. throughput: ``args.callers`` sessions dealt out over the routers, each keeping
+       ``args.depth`` calls outstanding to its router's hosts in turn for ``args.seconds``;
+       calls per second in all and per router.
+    """
+    results: dict[str, Any] = {
+        "routers": len(fleets),
+        "hosts_per_router": [len(f.names) for f in fleets],
+        "calls": args.calls,
+    }
+    for index, fleet in enumerate(fleets):
+        session = await _joined(reactor, fleet)
+        host = fleet.names[0]
+        for _ in range(20):
+            await session.call(host, "sysadm", "iohyve", action="listvms")
+        times = []
+        for _ in range(args.calls):
+            started = time.perf_counter()
+            await session.call(host, "sysadm", "iohyve", action="listvms")
+            times.append(time.perf_counter() - started)
+        results[f"router{index}"] = _summary(times)
+        await session.close()
+
+    callers = [(i % len(fleets), await _joined(reactor, fleets[i % len(fleets)]))
+               for i in range(args.callers)]  # fmt: skip
+    turns = [itertools.cycle(fleet.names) for fleet in fleets]
+    done = [0] * len(fleets)
+    errors = [0]
+    stop_at = time.perf_counter() + args.seconds
+
+    async def caller(index: int, session: FleetClient) -> None:
+        while time.perf_counter() < stop_at:
+            try:
+                if args.query:
+                    await session.call(next(turns[index]), "rpc", "query")
+                else:
+                    await session.call(next(turns[index]), "sysadm", "iohyve", action="listvms")
+                done[index] += 1
+            except Exception:
+                errors[0] += 1
+
+    started = time.perf_counter()
+    await DeferredList(
+        [ensureDeferred(caller(i, s)) for i, s in callers for _ in range(args.depth)]
+    )
+    elapsed = time.perf_counter() - started
+    results["throughput"] = {
+        "callers": args.callers,
+        "outstanding_per_caller": args.depth,
+        "call": "rpc/query" if args.query else "sysadm/iohyve listvms",
+        "seconds": round(elapsed, 2),
+        "calls_per_second": round(sum(done) / elapsed, 1),
+        "calls_per_second_per_router": [round(d / elapsed, 1) for d in done],
+        "errors": errors[0],
+    }
+    for _, session in callers:
+        await session.close()
+    return results
+
+
+def _compare(args: argparse.Namespace, base: Path, fleet: Fleet) -> dict[str, Any]:
+    """One router with every host, then ``args.routers`` routers with the hosts dealt out
+    over them, measured back to back in one run (``--routers 2``)."""
+    results: dict[str, Any] = {}
+
+    async def run(reactor: Any) -> None:
+        one = await measure(reactor, fleet, args)
+        one["sweep"] = await sweep(reactor, [fleet], args.sweeps)
+        results["one_router"] = one
+        await threads.deferToThread(fleet.stop)
+        fleets: list[Fleet] = []
+        try:
+            for index in range(args.routers):
+                names = fleet.names[index :: args.routers]
+                fleets.append(
+                    await threads.deferToThread(Fleet.named, base / f"router{index}", names)
+                )
+            several = await measure_routers(reactor, fleets, args)
+            several["sweep"] = await sweep(reactor, fleets, args.sweeps)
+            results[f"{args.routers}_routers"] = several
+        finally:
+            for each in fleets:
+                await threads.deferToThread(each.stop)
+
+    with contextlib.suppress(SystemExit):
+        task.react(lambda reactor: ensureDeferred(run(reactor)), [])
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet", description=__doc__)
     parser.add_argument("--hosts", type=int, default=20)
@@ -233,9 +395,27 @@ def main(argv: list[str] | None = None) -> None:
         help="load with rpc/query (answered in the host's process) instead of listvms, "
         "whose simulated iohyve list costs a process per host per second",
     )
+    parser.add_argument(
+        "--routers",
+        type=int,
+        default=1,
+        help="with 2 or more: after the one-router figures, the same hosts dealt out over "
+        "that many routers (no link between them), and the -H all sweep over each set-up",
+    )
+    parser.add_argument("--sweeps", type=int, default=50, help="-H all sweeps to time")
     args = parser.parse_args(argv)
+    if args.routers < 1 or args.routers > args.hosts:
+        parser.error("--routers must be between 1 and --hosts")
     base = Path(tempfile.mkdtemp(prefix="sysadmd-fleet-bench-"))
     fleet = Fleet(base, args.hosts)
+    if args.routers > 1:
+        try:
+            compared = _compare(args, base, fleet)
+        finally:
+            fleet.stop()
+            shutil.rmtree(base, ignore_errors=True)
+        print(json.dumps(compared, indent=2))
+        return
     try:
         results: list[dict[str, Any]] = []
 

@@ -5,7 +5,9 @@ The router is one more transport on the corridor: a call to ``sysadmd.<host>.<na
 the same validation, roles, limits and audit apply as on the host's own listeners. The caller
 is who the router says (caller disclosure, ``caller_authid`` and ``caller_authrole``): the
 router role ``admin`` or ``operator`` is that sysadmd role, any other role is refused, and so
-is a call whose caller the router did not disclose. Audit lines name ``<authid>@router``.
+is a call whose caller the router did not disclose, or that names a caller in
+``forward_for`` (which the router passes on from the caller unchecked). Audit lines name
+``<authid>@router``.
 The transport's own limits are the WebSocket's: messages up to ``limits.message_size``, and
 at most ``limits.in_flight`` calls waiting per caller session (429 beyond).
 
@@ -29,6 +31,7 @@ from urllib.parse import urlsplit
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.message import Error, Invocation
 from autobahn.wamp.serializer import JsonSerializer
 from autobahn.wamp.types import CallDetails, Challenge, ComponentConfig, RegisterOptions
 from twisted.application.internet import ClientService, backoffPolicy
@@ -86,6 +89,28 @@ class _Publisher:
         self._session.publish(event_topic(self._host, event["name"]), event["args"])
 
 
+def refuse_forwarded(msg: Any) -> Error | None:
+    """The error answering an invocation that names the caller it passes on (``forward_for``),
+    or None for any other message.
+
+    Crossbar discloses the first entry of a call's ``forward_for`` option as the caller, and
+    takes that option from any session unchecked (it is meant for its router-to-router links):
+    an operator could name an admin. Autobahn does not hand ``forward_for`` to the procedure,
+    so the refusal is made here, before the invocation reaches it.
+    """
+    if not isinstance(msg, Invocation) or not msg.forward_for:
+        return None
+    return Error(
+        Invocation.MESSAGE_TYPE,
+        msg.request,
+        error_uri(403),
+        args=[
+            "a forwarded call (forward_for) is refused: the router does not vouch for the "
+            "caller it names"
+        ],
+    )
+
+
 class _HostSession(ApplicationSession):  # type: ignore[misc]
     """One session with the router; the :class:`FleetMember` does the work."""
 
@@ -112,6 +137,13 @@ class _HostSession(ApplicationSession):  # type: ignore[misc]
 
     async def onJoin(self, details: Any) -> None:
         await self._member.joined(self)
+
+    def onMessage(self, msg: Any) -> None:
+        refusal = refuse_forwarded(msg)
+        if refusal is not None:
+            self._transport.send(refusal)
+            return
+        super().onMessage(msg)
 
     def onUserError(self, fail: Any, msg: str) -> None:
         # An ApplicationError is an answer (sysadmd.error.<code>) the caller receives, not a

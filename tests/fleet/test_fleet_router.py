@@ -18,7 +18,7 @@ from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.serializer import JsonSerializer
-from autobahn.wamp.types import ComponentConfig
+from autobahn.wamp.types import CallOptions, ComponentConfig
 from clientkit import SYSADM
 from clientkit import sysadm as sysadm_in
 from fleetkit import INTRUDER, KEY_USER, Fleet, fleet, wait_for
@@ -84,6 +84,25 @@ async def test_an_operator_is_refused_rmiso_by_the_router_and_by_the_host(fleet:
         with pytest.raises(ApiError) as mixed:
             await olga.call("h1", "sysadm", "iohyve", {"action": "rmiso"}, action="listvms")
         assert mixed.value.code == 400
+    finally:
+        await olga.close()
+
+
+@async_test
+async def test_a_caller_cannot_claim_another_identity_with_forward_for(fleet: Fleet) -> None:
+    """The router takes a caller's own ``forward_for`` option as the disclosed caller: an
+    operator claiming to pass on an admin's call must not get the admin's role."""
+    olga = await client(fleet, "olga")
+    forged = [{"session": 1, "authid": "alice", "authrole": "admin"}]
+    try:
+        with pytest.raises(ApplicationError) as refused:
+            await olga._live().call(
+                "sysadmd.h1.sysadm.iohyve",
+                {"action": "rmiso", "target": "x.iso"},
+                options=CallOptions(forward_for=forged),
+            )
+        assert refused.value.error == "sysadmd.error.403"
+        assert "forwarded" in refused.value.args[0]
     finally:
         await olga.close()
 

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import pytest
 from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.message import Error, Invocation
 from autobahn.wamp.types import CallDetails
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from twisted.internet.defer import Deferred
@@ -25,7 +26,7 @@ from sysadmd.catalog import all_specs
 from sysadmd.client.errors import ClientError
 from sysadmd.client.fleet import read_key
 from sysadmd.fleet._hostkey import HOST_KEY_FILE, HostKeyError, ensure_host_key, load_host_key
-from sysadmd.fleet._member import FLEET_EVENTS, FleetMember, _caller
+from sysadmd.fleet._member import FLEET_EVENTS, FleetMember, _caller, refuse_forwarded
 from sysadmd.fleet._router import AUTHORIZER_SOURCE, User, router_config
 from sysadmd.fleet._uris import procedures
 from sysadmd.fleet.admin import main as admin
@@ -128,6 +129,20 @@ def test_the_caller_is_who_the_router_discloses() -> None:
     with pytest.raises(ApplicationError) as other:
         _caller(_details("h2", "host"))
     assert other.value.error == "sysadmd.error.403"
+
+
+def test_an_invocation_naming_a_forwarded_caller_is_refused() -> None:
+    """The router discloses the first entry of a caller's own ``forward_for`` as the caller:
+    such an invocation is answered with a 403 before it reaches any procedure."""
+    claimed = [{"session": 1, "authid": "alice", "authrole": "admin"}]
+    forwarded = Invocation(7, 11, args=[{"action": "rmiso"}], forward_for=claimed)
+    refusal = refuse_forwarded(forwarded)
+    assert isinstance(refusal, Error)
+    assert (refusal.request_type, refusal.request) == (Invocation.MESSAGE_TYPE, 7)
+    assert refusal.error == "sysadmd.error.403"
+    assert "forwarded" in refusal.args[0]
+    assert refuse_forwarded(Invocation(8, 11, args=[{}], caller=5)) is None
+    assert refuse_forwarded(Error(Invocation.MESSAGE_TYPE, 9, "x")) is None
 
 
 def _permissions(config_: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
