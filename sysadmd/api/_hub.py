@@ -287,13 +287,28 @@ class Outbound:
                 self._close()
 
     def stopProducing(self) -> None:
-        """The connection is gone: drop the queue and ignore every later event."""
+        """The connection is gone: drop the queue and ignore every later event.
+
+        The callbacks are let go too: they belong to the connection, which holds this buffer,
+        and keeping them would leave the two in a reference cycle once the connection is
+        closed (freed only by the cyclic collector, which then walks every open connection).
+        """
         self._close()
+        self._send = _ignore_message
+        self._give_up = _ignore
 
     def _close(self) -> None:
         self._done = True
         self._queue.clear()
         self._queued_bytes = 0
+
+
+def _ignore_message(data: bytes) -> None:
+    """What a stopped :class:`Outbound` sends with: nothing."""
+
+
+def _ignore() -> None:
+    """What a stopped :class:`Outbound` gives up with: nothing."""
 
 
 def attach(protocol: object, outbound: Outbound) -> None:

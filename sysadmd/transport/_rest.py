@@ -344,12 +344,13 @@ class _RestRoot(Resource):
 
     Routing a request through Klein builds objects in reference cycles (a closure that refers
     to itself, the router's matcher) which only the cyclic collector frees: many per request.
-    The calls, nearly all the traffic, skip the router: a path of two plain segments
-    (no percent-encoding, valid UTF-8) whose first segment no other route claims goes to
-    :meth:`RestApi.call`. So does the not-found answer: a path no route can match (by the
-    routes' shapes, see :class:`_Shapes`) gets the router's 404 bytes without the router, so
-    that a scan of random paths leaves nothing for the collector either. Anything else goes
-    to Klein exactly as before.
+    The WebSocket upgrade at ``/`` (one per connection) goes straight to the WebSocket
+    resource, and the calls, nearly all the traffic, skip the router too: a path of two
+    plain segments (no percent-encoding, valid UTF-8) whose first segment no other route
+    claims goes to :meth:`RestApi.call`. So does the not-found answer: a path no route can
+    match (by the routes' shapes, see :class:`_Shapes`) gets the router's 404 bytes without
+    the router, so that a scan of random paths leaves nothing for the collector either.
+    Anything else goes to Klein exactly as before.
     """
 
     isLeaf = True
@@ -360,6 +361,11 @@ class _RestRoot(Resource):
         self._routed = routed
         self._shapes = shapes
         self._claimed = shapes.claimed
+
+    @staticmethod
+    def _websocket_path(path: list[bytes]) -> bool:
+        """Whether the path is ``/``, the WebSocket endpoint's."""
+        return path == [b""]
 
     def _call_path(self, path: list[bytes]) -> tuple[str, str] | None:
         if self._claimed is None or len(path) != 2:
@@ -376,6 +382,10 @@ class _RestRoot(Resource):
 
     def render(self, request: IRequest) -> bytes | int:
         path = cast(Request, request).postpath or []
+        if self._websocket_path(path):
+            # The WebSocket endpoint, as its route would render it: every connection's upgrade.
+            websocket: bytes | int = self._rest.websocket(request).render(request)
+            return websocket
         call = self._call_path(path)
         if call is not None:
             if request.method not in _CALL_METHODS_BYTES:

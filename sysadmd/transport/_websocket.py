@@ -10,13 +10,14 @@ after a reply: sysadm's clients close it themselves.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import ensureDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -82,16 +83,24 @@ class _WebSocketConnection(Connection):
 
     def __init__(self, protocol: ApiServerProtocol, peer: str) -> None:
         super().__init__(peer, "websocket", subscriber=protocol.outbound)
-        self._protocol = protocol
+        # Weak: the protocol holds this connection, and a strong reference back would leave
+        # the two in a reference cycle once closed, for the cyclic collector to find.
+        self._protocol = weakref.ref(protocol)
 
     def on_login(self) -> None:
-        self._protocol.logged_in()
+        protocol = self._protocol()
+        if protocol is not None:
+            protocol.logged_in()
 
     def on_logout(self) -> None:
-        self._protocol.factory.hub.drop(self._protocol.outbound)
+        protocol = self._protocol()
+        if protocol is not None:
+            protocol.factory.hub.drop(protocol.outbound)
 
     def on_session_end(self, why: Ended) -> None:
-        self._protocol.session_ended(why)
+        protocol = self._protocol()
+        if protocol is not None:
+            protocol.session_ended(why)
 
 
 class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
@@ -218,13 +227,22 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         if connection is not None:
             connection.closed()
         timer = getattr(self, "_timer", None)
-        if timer is not None and timer.active():
-            timer.cancel()
+        if timer is not None:
+            if timer.active():
+                timer.cancel()
+            # The timer's call refers to this protocol: let it go (no cycle once closed).
+            self._timer = None
         outbound = getattr(self, "outbound", None)
         if outbound is not None:
             outbound.stopProducing()
             self.factory.hub.drop(outbound)
         self.factory.open.discard(self)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Autobahn resolves ``is_closed`` with the protocol itself, a reference cycle that
+        only the cyclic collector would free: once closed, it holds None instead."""
+        super().connectionLost(reason)
+        self.is_closed = succeed(None)
 
     def going_away(self) -> None:
         """Close with 1001: the daemon is stopping."""
@@ -327,6 +345,13 @@ class OriginCheckedResource(Resource):
         if not _asks_for_websocket(request):
             return _upgrade_required(request)
         result: bytes | int = self._websocket.render(request)
+        channel = request.channel
+        if channel is not None and channel.transport is None:
+            # The WebSocket has taken the connection over from the HTTP channel, which will
+            # read nothing more: the channel and this request, which refer to each other
+            # (``channel.requests``), would otherwise stay in a cycle after the connection
+            # ends.
+            channel.requests.remove(request)
         return result
 
 

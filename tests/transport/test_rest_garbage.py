@@ -25,7 +25,13 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from sysadmd.app import build_site
-from sysadmd.transport._rest import CALL_ROUTE, _claimed_segments, _encode, _Shapes
+from sysadmd.transport._rest import (
+    CALL_ROUTE,
+    _claimed_segments,
+    _encode,
+    _RestRoot,
+    _Shapes,
+)
 
 REQUESTS = 1000
 #: Allowance for objects that reach the collector once, not per request (caches warming up).
@@ -163,6 +169,7 @@ def test_what_skips_the_router_answers_as_the_router_does(
     request_bytes = _request(path, b'{"action": "echo", "word": "hi"}', method)
     direct = _exchange(request_bytes)
     monkeypatch.setattr(_Shapes, "unmatched", lambda self, path: False)
+    monkeypatch.setattr(_RestRoot, "_websocket_path", staticmethod(lambda path: False))
     routed = _exchange(request_bytes)
     assert direct == routed
 
