@@ -10,14 +10,16 @@ after a reply: sysadm's clients close it themselves.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+import txaio
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from twisted.internet.defer import ensureDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -178,7 +180,20 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             self._send(_refusal(payload, TOO_MANY))
             return
         self._in_flight += 1
-        d = ensureDeferred(self._answer(payload))
+        answer = self._answer(payload)
+        # Run the answer at once: a reply that is ready (the guest list within its refresh
+        # window) is sent before this returns, with no Deferred made for it. Only an answer
+        # that waits is handed to Twisted, from where it waits.
+        try:
+            waiting = answer.send(None)
+        except StopIteration:
+            self._in_flight -= 1
+            return
+        except Exception:
+            self._in_flight -= 1
+            self._failed(Failure())
+            return
+        d: Deferred[None] = Deferred.fromCoroutine(_rest(answer, waiting))
         d.addBoth(self._answered)
         d.addErrback(self._failed)
 
@@ -205,6 +220,26 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     def _answered(self, result: Any) -> Any:
         self._in_flight -= 1
         return result
+
+    def dataReceived(self, data: bytes) -> None:
+        """Autobahn's, less its debug line, whose arguments are formatted on every read even
+        when debug messages are not logged (the daemon logs Autobahn at info)."""
+        if _debugging():
+            super().dataReceived(data)
+        else:
+            self._dataReceived(data)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """Autobahn's, less its debug line (formatted on every write, as in
+        :meth:`dataReceived`), when nothing waits in its send queue."""
+        if sync or chopsize or self.send_queue or self.logOctets or _debugging():
+            super().sendData(data, sync, chopsize)
+            return
+        self.transport.write(data)
+        if self.state == self.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif self.state in (self.STATE_CONNECTING, self.STATE_PROXY_CONNECTING):
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
 
     def _send(self, data: bytes) -> None:
         """Send a text frame. The message limits are for what clients send: Autobahn
@@ -247,6 +282,26 @@ class ApiServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     def going_away(self) -> None:
         """Close with 1001: the daemon is stopping."""
         self.sendCloseFrame(code=1001, reasonUtf8=b"the server is stopping", isReply=False)
+
+
+def _debugging() -> bool:
+    """Whether Autobahn's debug messages are logged."""
+    return txaio.get_global_log_level() in _DEBUG_LEVELS
+
+
+_DEBUG_LEVELS: Final = frozenset({"debug", "trace"})
+
+
+def _rest(
+    coroutine: Coroutine[Any, Any, None], waiting: Deferred[Any]
+) -> Generator[Deferred[Any], Any, None]:
+    """The rest of ``coroutine``, which was run until it waited for ``waiting``: driven by
+    ``Deferred.fromCoroutine``, it waits for that Deferred and then runs the coroutine on,
+    which reads the Deferred's outcome (result or failure, cancellation included) itself."""
+    with contextlib.suppress(Exception):  # the coroutine reads it from the Deferred
+        yield waiting
+    del waiting
+    yield from coroutine.__await__()
 
 
 TOO_MANY: Final = ApiError(429, "too many requests waiting for replies on this connection")

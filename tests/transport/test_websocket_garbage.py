@@ -1,4 +1,5 @@
-"""The WebSocket path leaves nothing for the cyclic garbage collector.
+"""The WebSocket path leaves nothing for the cyclic garbage collector, and does no more per
+message than it must.
 
 Opening a WebSocket, logging in, calling and closing must free every object it built by
 reference counting: objects in reference cycles wait for a collection, and a full collection
@@ -17,10 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import autobahn.twisted.websocket as autobahn_twisted
+import autobahn.websocket.protocol as autobahn_protocol
 import pytest
+import txaio
 from authkit import make_authenticator
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from probe import Probe
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -152,3 +158,81 @@ def test_connections_that_log_in_leave_no_cyclic_garbage(tmp_path: Path) -> None
         session()
     unreachable = gc.collect()
     assert unreachable < ONCE, f"{unreachable} objects in cycles after {CONNECTIONS} connections"
+
+
+class _Bare(WebSocketServerProtocol):  # type: ignore[misc]
+    """The least a JSON API over Autobahn does: decode, look up, encode, send."""
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        message = json.loads(payload)
+        reply = {"namespace": message["namespace"], "name": "response", "id": message["id"]}
+        body = json.dumps({**reply, "args": {"word": "hi"}}, separators=(",", ":"))
+        self.sendMessage(body.encode(), isBinary=False)
+
+
+def _bare() -> tuple[Any, _Transport]:
+    factory = WebSocketServerFactory()
+    factory.protocol = _Bare
+    factory.setProtocolOptions(perMessageCompressionAccept=lambda offers: None)
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+    transport = _Transport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
+    protocol.makeConnection(transport)
+    protocol.dataReceived(_UPGRADE % base64.b64encode(os.urandom(16)))
+    assert transport.value().startswith(b"HTTP/1.1 101"), transport.value()[:200]
+    return protocol, transport
+
+
+def _deferreds_made(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    made = [0]
+    original = Deferred.__init__
+
+    def counted(self: Deferred[Any], *args: Any, **kwargs: Any) -> None:
+        made[0] += 1
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Deferred, "__init__", counted)
+    return made
+
+
+def test_a_ready_reply_makes_no_deferred_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call whose answer is ready is answered before the frame's bytes are handled, with
+    no more Deferreds than a bare Autobahn server makes per message (Autobahn's own)."""
+    harness = Harness(tmp_path)
+    channel, transport = harness.open()
+    login = {"namespace": "rpc", "name": "auth_token", "id": "l", "args": {"token": harness.token}}
+    assert b'"name":"response"' in harness.call(channel, transport, login)
+    bare, bare_transport = _bare()
+    made = _deferreds_made(monkeypatch)
+    for _ in range(100):
+        assert b'"word":"hi"' in Harness.call(bare, bare_transport, ECHO)
+    floor, made[0] = made[0], 0
+    for _ in range(100):
+        assert b'"word":"hi"' in harness.call(channel, transport, ECHO)
+    assert made[0] <= floor, f"{made[0]} Deferreds for 100 calls; a bare server makes {floor}"
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_autobahn_debug_lines_are_formatted_only_when_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: str
+) -> None:
+    """Autobahn formats a debug line for every read and every write, whatever the level;
+    the daemon's WebSockets skip that unless Autobahn's debug messages are logged."""
+    harness = Harness(tmp_path)
+    channel, transport = harness.open()
+    formatted = [0]
+
+    def counted(value: Any) -> str:
+        formatted[0] += 1
+        return repr(value)
+
+    monkeypatch.setattr(autobahn_twisted, "hltype", counted)
+    monkeypatch.setattr(autobahn_protocol, "hltype", counted)
+    txaio.set_global_log_level(level)
+    try:
+        for _ in range(10):
+            assert b'"word":"hi"' in harness.call(channel, transport, ECHO)
+    finally:
+        txaio.set_global_log_level("info")
+    assert (formatted[0] > 0) == (level == "debug"), formatted[0]
