@@ -7,9 +7,12 @@ A fake runner answers ``iohyve list`` only when the test says so, and a
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
@@ -251,3 +254,62 @@ def test_window_zero_only_shares_a_running_list() -> None:
 def test_a_negative_window_is_refused() -> None:
     with pytest.raises(ValueError, match="list_cache"):
         make(-1.0)
+
+
+class _TimedRunner(FakeRunner):
+    """Notes when each command started, on the test's clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.starts: list[float] = []
+
+    def run(
+        self, executable: str, args: tuple[str, ...], *, timeout: float | None = None
+    ) -> Deferred[ProcessResult]:
+        self.starts.append(self.clock.seconds())
+        return super().run(executable, args, timeout=timeout)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    window=st.sampled_from([0.5, 1.0, 2.0]),
+    steps=st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=1.5),  # seconds until this step
+            st.integers(min_value=0, max_value=3),  # callers asking at that moment
+            st.booleans(),  # whether the running list ends at that moment
+            st.booleans(),  # whether a caller asks again from its own callback
+        ),
+        max_size=40,
+    ),
+)
+def test_without_changes_no_two_lists_start_within_one_window(
+    window: float, steps: list[tuple[float, int, bool, bool]]
+) -> None:
+    """However callers and lists interleave (pollers, callers that ask again as soon as
+    their answer comes, lists slower or faster than the window), while nothing changes
+    and every list succeeds, one ``iohyve list`` runs at a time and each starts at least
+    one window after the one before."""
+    clock = Clock()
+    runner = _TimedRunner(clock)
+    iohyve = Iohyve(cast(ProcessRunner, runner), ["/iohyve"], clock=clock, list_cache=window)
+    starts = runner.starts
+    finished = 0
+
+    def ask(again: bool) -> None:
+        d = iohyve.list_vms()
+        if again:
+            d.addCallback(lambda _: ask(False))
+
+    for delay, callers, finish, again in steps:
+        clock.advance(delay)
+        for _ in range(callers):
+            ask(again)
+        if finish and finished < runner.spawned:
+            assert runner.spawned - finished == 1, "two lists in flight"
+            runner.finish(finished, listing("web"))
+            finished += 1
+    assert runner.spawned - finished <= 1, "two lists in flight"
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(gap >= window for gap in gaps), (starts, window)
