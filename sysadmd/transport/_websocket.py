@@ -10,10 +10,10 @@ after a reply: sysadm's clients close it themselves.
 
 from __future__ import annotations
 
-import contextlib
 import weakref
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Final
 
 import txaio
@@ -295,13 +295,48 @@ _DEBUG_LEVELS: Final = frozenset({"debug", "trace"})
 def _rest(
     coroutine: Coroutine[Any, Any, None], waiting: Deferred[Any]
 ) -> Generator[Deferred[Any], Any, None]:
-    """The rest of ``coroutine``, which was run until it waited for ``waiting``: driven by
-    ``Deferred.fromCoroutine``, it waits for that Deferred and then runs the coroutine on,
-    which reads the Deferred's outcome (result or failure, cancellation included) itself."""
-    with contextlib.suppress(Exception):  # the coroutine reads it from the Deferred
-        yield waiting
-    del waiting
-    yield from coroutine.__await__()
+    """The rest of ``coroutine``, which was run until it waited for ``waiting``, for
+    ``Deferred.fromCoroutine`` to drive as if it had started the coroutine itself: the
+    Deferred's result is sent into the coroutine, its failure thrown into it."""
+    yield from _Resumed(coroutine, waiting)
+
+
+class _Resumed:
+    """A coroutine's steps from the one that yielded ``waiting`` on, as an iterator that
+    ``yield from`` delegates to (sends, throws and closing go to the coroutine)."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], waiting: Deferred[Any]) -> None:
+        self._coroutine = coroutine
+        self._waiting: Deferred[Any] | None = waiting
+
+    def __iter__(self) -> _Resumed:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: Any) -> Any:
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            return waiting
+        return self._coroutine.send(value)
+
+    def throw(
+        self,
+        kind: type[BaseException] | BaseException,
+        value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> Any:
+        self._waiting = None
+        error = value if value is not None else kind
+        if isinstance(error, type):
+            error = error()
+        if traceback is not None:
+            error = error.with_traceback(traceback)
+        return self._coroutine.throw(error)
+
+    def close(self) -> None:
+        self._coroutine.close()
 
 
 TOO_MANY: Final = ApiError(429, "too many requests waiting for replies on this connection")

@@ -32,7 +32,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from sysadmd.api import Api, Registry, Role
+from sysadmd.api import Api, ApiError, Registry, Role
 from sysadmd.app import build_site
 from sysadmd.auth import Authenticator
 from sysadmd.services import Rpc
@@ -41,6 +41,8 @@ REQUESTS = 1000
 CONNECTIONS = 200
 #: Allowance for objects that reach the collector once, not per request (caches warming up).
 ONCE = 100
+#: What a client is told of an error that is no ApiError.
+INTERNAL_ERROR = "internal error; the server log has the details"
 
 _UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: sysadmd.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -85,7 +87,8 @@ class Harness:
         self.auth: Authenticator = make_authenticator(directory, self.clock)
         registry = Registry()
         registry.register(Rpc(self.auth, "testhost"))
-        registry.register(Probe())
+        self.probe = Probe()
+        registry.register(self.probe)
         self.site = build_site(Api(registry, self.auth), self.clock)
         self.token, _ = self.auth.sessions.create("alice", Role.ADMIN)
 
@@ -236,3 +239,49 @@ def test_autobahn_debug_lines_are_formatted_only_when_logged(
     finally:
         txaio.set_global_log_level("info")
     assert (formatted[0] > 0) == (level == "debug"), formatted[0]
+
+
+def _payload(frame: bytes) -> bytes:
+    """The payload of one unmasked frame, as the server sends them."""
+    length = frame[1] & 0x7F
+    return frame[4:] if length == 126 else frame[2:]
+
+
+def _hold(word: str) -> dict[str, Any]:
+    return {
+        "namespace": "test",
+        "name": "probe",
+        "id": word,
+        "args": {"action": "hold", "word": word},
+    }
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        (None, {"hold": {"word": "w"}}),
+        (ApiError(409, "taken meanwhile"), {"code": "409", "message": "taken meanwhile"}),
+        (RuntimeError("a bug"), {"code": "500", "message": INTERNAL_ERROR}),
+    ],
+    ids=["result", "api-error", "bug"],
+)
+def test_a_request_that_waits_is_answered_with_what_it_waited_for(
+    tmp_path: Path, outcome: Exception | None, expected: dict[str, Any]
+) -> None:
+    """A request whose handler waits is answered when the wait ends, with its result or the
+    error it ended with, as if it had been run by Twisted from the start."""
+    harness = Harness(tmp_path)
+    channel, transport = harness.open()
+    probe = harness.probe
+    assert harness.call(channel, transport, _hold("w")) == b""
+    assert probe.started == ["w"]
+    transport.clear()
+    gate = probe.gates["w"]
+    if outcome is None:
+        gate.callback(None)
+    else:
+        gate.errback(outcome)
+    reply = json.loads(_payload(transport.value()))
+    assert reply["id"] == "w"
+    assert reply["args"] == expected
+    assert b'"word":"hi"' in harness.call(channel, transport, ECHO)
