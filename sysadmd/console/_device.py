@@ -27,8 +27,9 @@ BURST = 256 * 1024
 
 
 class ConsoleDevice(abstract.FileDescriptor):
-    """One open console device: ``received`` gets every byte read; ``lost`` is called once
-    when the device closes (the guest's end went away, or :meth:`loseConnection`)."""
+    """One open console device: ``received`` gets every byte read, at most ``burst`` bytes
+    at a time; ``lost`` is called once when the device closes (the guest's end went away, or
+    :meth:`loseConnection`)."""
 
     def __init__(
         self,
@@ -36,8 +37,13 @@ class ConsoleDevice(abstract.FileDescriptor):
         reactor: Any,
         received: Callable[[bytes], None],
         lost: Callable[[], None],
+        *,
+        burst: int = BURST,
     ) -> None:
         super().__init__(reactor)
+        if burst <= 0:
+            raise ValueError("a console device must read at least one byte per wake-up")
+        self.burst = burst
         self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
@@ -56,7 +62,7 @@ class ConsoleDevice(abstract.FileDescriptor):
         return self._fd
 
     def doRead(self) -> object:
-        """Read what the device holds now (up to :data:`BURST` bytes) and hand it on as one
+        """Read what the device holds now (up to ``burst`` bytes) and hand it on as one
         chunk. A keystroke's echo is one read and is handed on at once; a burst, which a
         terminal gives out a line buffer (4 KiB) per read, is handed on in large chunks, so
         what is done per chunk for every viewer (framing, encryption, a send) is done a
@@ -64,9 +70,9 @@ class ConsoleDevice(abstract.FileDescriptor):
         parts: list[bytes] = []
         size = 0
         end: object = None
-        while size < BURST:
+        while size < self.burst:
             try:
-                data = os.read(self._fd, _CHUNK)
+                data = os.read(self._fd, min(_CHUNK, self.burst - size))
             except BlockingIOError:
                 break
             except OSError:
