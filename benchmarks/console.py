@@ -216,19 +216,28 @@ async def _measure(  # noqa: PLR0917
     await writer.send(b"\x03")  # clear the typed line
     await _until(writer, b"root@bench:~ # ", seen)
 
+    last = f"\r\n{lines}\r\nroot@bench:~ # ".encode()
+
     async def throughput(clients: list[ClientConnection]) -> dict[str, float]:
-        last = f"\r\n{lines}\r\nroot@bench:~ # ".encode()
         buffers = [bytearray() for _ in clients]
+        finished: list[float] = []
+
+        async def reader(client: ClientConnection, seen: bytearray) -> None:
+            await _until(client, last, seen)
+            finished.append(time.perf_counter())
+
         cpu = _cpu(daemon), time.process_time(), _cpu(guest)
         started = time.perf_counter()
         await writer.send(f"jot {lines}\r".encode())
-        await asyncio.gather(*(_until(c, last, b) for c, b in zip(clients, buffers, strict=False)))
+        await asyncio.gather(*(reader(c, b) for c, b in zip(clients, buffers, strict=False)))
         seconds = time.perf_counter() - started
         size = _jot_size(lines)
         return {
             "viewers": len(clients),
             "bytes": size,
             "seconds": round(seconds, 3),
+            # When the first viewer had the whole burst (the last one's is "seconds").
+            "first_viewer_s": round(min(finished) - started, 3),
             "mib_per_s_per_viewer": round(size / seconds / 2**20, 2),
             "mib_per_s_total": round(size * len(clients) / seconds / 2**20, 2),
             # Where the time went: the daemon's CPU, the viewers' (this process's) and the
@@ -240,8 +249,10 @@ async def _measure(  # noqa: PLR0917
 
     one = await throughput([writer])
     others = [await _viewer(port, cafile, token) for _ in range(viewers - 1)]
-    for _other in others:  # drain the history each got
-        await asyncio.sleep(0)
+    # Each new viewer's history ends with the last burst's last line, which is also how the next
+    # burst ends: read the history first, or the viewer would count as done before it starts.
+    for other in others:
+        await asyncio.wait_for(_until(other, last, bytearray()), 30)
     await asyncio.sleep(1.0)
     many = await throughput([writer, *others])
     for ws in others:
