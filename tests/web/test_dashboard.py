@@ -66,6 +66,21 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
+def serious_violations(page: Page, view: str) -> list[str]:
+    """axe-core's serious and critical findings on what ``page`` shows now, one line each
+    naming ``view`` (the page must have been opened with its CSP bypassed)."""
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        "async () => (await axe.run(document)).violations"
+        ".map(v => [v.impact, v.id, v.help, v.nodes.length])"
+    )
+    return [
+        f"{view}: {impact} {rule} ({help_}, {n} nodes)"
+        for impact, rule, help_, n in result
+        if impact in ("serious", "critical")
+    ]
+
+
 def base(daemon: Daemon) -> str:
     scheme, where = daemon.addresses[0]
     return f"{'https' if scheme == 'wss' else 'http'}://{where}/ui/"
@@ -431,16 +446,7 @@ def test_no_serious_accessibility_violation(
     views = ["login"]
 
     def check(view: str) -> None:
-        page.add_script_tag(path=str(AXE))
-        result = page.evaluate(
-            "async () => (await axe.run(document)).violations"
-            ".map(v => [v.impact, v.id, v.help, v.nodes.length])"
-        )
-        problems.extend(
-            f"{view}: {impact} {rule} ({help_}, {n} nodes)"
-            for impact, rule, help_, n in result
-            if impact in ("serious", "critical")
-        )
+        problems.extend(serious_violations(page, view))
 
     check("login")
     log_in(page, "admin", daemon.password)

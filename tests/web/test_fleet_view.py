@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from daemon import Daemon
 from fleetkit import Fleet, fleet
-from test_dashboard import AXE, DESKTOP, PHONE, SCREENSHOTS, browser
+from test_dashboard import AXE, DESKTOP, PHONE, SCREENSHOTS, browser, serious_violations
 
 from benchmarks.dashboard import log_in
 
@@ -336,16 +336,7 @@ def test_the_fleet_view_has_no_serious_accessibility_violation(
     problems: list[str] = []
 
     def check(view: str) -> None:
-        page.add_script_tag(path=str(AXE))
-        result = page.evaluate(
-            "async () => (await axe.run(document)).violations"
-            ".map(v => [v.impact, v.id, v.help, v.nodes.length])"
-        )
-        problems.extend(
-            f"{view}: {impact} {rule} ({help_}, {n} nodes)"
-            for impact, rule, help_, n in result
-            if impact in ("serious", "critical")
-        )
+        problems.extend(serious_violations(page, view))
 
     page.get_by_role("button", name="Fleet", exact=True).click()
     expect(page.get_by_label("Ticket")).to_be_visible()
