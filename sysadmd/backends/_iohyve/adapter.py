@@ -191,6 +191,9 @@ class Iohyve:
         self._previous: _Shared | None = None
         #: The ``isolist`` running now, which checks asked for meanwhile join.
         self._isolisting: _Shared | None = None
+        #: How many downloads had ended when ``_isolisting`` was asked for, and now.
+        self._isolisting_after = 0
+        self._downloads_ended = 0
         self._guest_locks: dict[str, DeferredLock] = {}
 
     def _run(self, *args: str, timeout: float | None = None) -> Deferred[ProcessResult]:
@@ -277,8 +280,14 @@ class Iohyve:
         for (nor a download ended) since it was asked for, else from a new one, run after the
         mutations asked for before it. Callers share the list: they must not change it."""
         shared = self._isolisting
-        if shared is None or shared.finished or shared.generation != self._order.generation:
+        if (
+            shared is None
+            or shared.finished
+            or shared.generation != self._order.generation
+            or self._isolisting_after != self._downloads_ended
+        ):
             generation = self._order.generation
+            self._isolisting_after = self._downloads_ended
             shared = _Shared(generation, self._clock.seconds(), self._order.read(self._list_isos))
             self._isolisting = shared
             if shared.finished:
@@ -636,10 +645,10 @@ class Iohyve:
 
     def _changes_isos(self, process: RunningProcess) -> RunningProcess:
         """A download's process changes the ISOs outside the write lane: once it has ended,
-        no ``isolist`` asked for before is shared."""
+        no ``isolist`` asked for before is shared (the guest list is not concerned)."""
 
         def ended(outcome: object) -> object:
-            self._order.touch()
+            self._downloads_ended += 1
             return outcome
 
         process.done.addBoth(ended)
