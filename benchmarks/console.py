@@ -191,6 +191,7 @@ async def _measure(  # noqa: PLR0917
     viewers: int,
     idle: int = 0,
     daemon: psutil.Process | None = None,
+    guest: psutil.Process | None = None,
 ) -> Any:
     writer = await _viewer(port, cafile, token)
     seen = bytearray()
@@ -215,30 +216,43 @@ async def _measure(  # noqa: PLR0917
     await writer.send(b"\x03")  # clear the typed line
     await _until(writer, b"root@bench:~ # ", seen)
 
+    last = f"\r\n{lines}\r\nroot@bench:~ # ".encode()
+
     async def throughput(clients: list[ClientConnection]) -> dict[str, float]:
-        last = f"\r\n{lines}\r\nroot@bench:~ # ".encode()
         buffers = [bytearray() for _ in clients]
-        cpu = _cpu(daemon), time.process_time()
+        finished: list[float] = []
+
+        async def reader(client: ClientConnection, seen: bytearray) -> None:
+            await _until(client, last, seen)
+            finished.append(time.perf_counter())
+
+        cpu = _cpu(daemon), time.process_time(), _cpu(guest)
         started = time.perf_counter()
         await writer.send(f"jot {lines}\r".encode())
-        await asyncio.gather(*(_until(c, last, b) for c, b in zip(clients, buffers, strict=False)))
+        await asyncio.gather(*(reader(c, b) for c, b in zip(clients, buffers, strict=False)))
         seconds = time.perf_counter() - started
         size = _jot_size(lines)
         return {
             "viewers": len(clients),
             "bytes": size,
             "seconds": round(seconds, 3),
+            # When the first viewer had the whole burst (the last one's is "seconds").
+            "first_viewer_s": round(min(finished) - started, 3),
             "mib_per_s_per_viewer": round(size / seconds / 2**20, 2),
             "mib_per_s_total": round(size * len(clients) / seconds / 2**20, 2),
-            # Where the time went: the daemon's CPU and the viewers' (this process's).
+            # Where the time went: the daemon's CPU, the viewers' (this process's) and the
+            # simulated guest's (printing the burst), all on the same cores.
             "daemon_cpu_s": round(_cpu(daemon) - cpu[0], 3),
             "viewers_cpu_s": round(time.process_time() - cpu[1], 3),
+            "guest_cpu_s": round(_cpu(guest) - cpu[2], 3),
         }
 
     one = await throughput([writer])
     others = [await _viewer(port, cafile, token) for _ in range(viewers - 1)]
-    for _other in others:  # drain the history each got
-        await asyncio.sleep(0)
+    # Each new viewer's history ends with the last burst's last line, which is also how the next
+    # burst ends: read the history first, or the viewer would count as done before it starts.
+    for other in others:
+        await asyncio.wait_for(_until(other, last, bytearray()), 30)
     await asyncio.sleep(1.0)
     many = await throughput([writer, *others])
     for ws in others:
@@ -252,6 +266,15 @@ async def _measure(  # noqa: PLR0917
         result["idle"] = await _idle(port, cafile, token, idle, daemon)
     await writer.close()
     return result
+
+
+def _guest(base: Path) -> psutil.Process | None:
+    """The simulated guest's console program (it prints the burst), if its pid is known."""
+    try:
+        pid = int((base / "state" / "simulator" / "console" / "bench.pid").read_text())
+        return psutil.Process(pid)
+    except (OSError, ValueError, psutil.Error):
+        return None
 
 
 def _cpu(process: psutil.Process | None) -> float:
@@ -333,7 +356,7 @@ def run(samples: int, lines: int, viewers: int, idle: int = 0) -> dict[str, Any]
             daemon = psutil.Process(process.pid)
             token = log_in(port, cafile)
             result = asyncio.run(
-                _measure(port, cafile, token, samples, lines, viewers, idle, daemon)
+                _measure(port, cafile, token, samples, lines, viewers, idle, daemon, _guest(base))
             )
             _release(port, cafile, token, 600)
             devices = sorted((base / "state" / "simulator" / "dev").glob("*B"))

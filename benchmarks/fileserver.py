@@ -61,8 +61,14 @@ class Handler(BaseHTTPRequestHandler):
         return
 
 
+class Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of connections (the daemon asks for
+    # the sizes of many fetches at once) would wait for SYN retransmits, a second each.
+    request_queue_size = 1024
+
+
 def main() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     print("http", server.server_address[1], flush=True)
     server.serve_forever()

@@ -310,6 +310,25 @@ class Control:
                     raise RuntimeError(f"{namespace}/{name}: {message}")
                 return message["args"]
 
+    def send_many(self, namespace: str, name: str, many: list[Any]) -> None:
+        """Send one request per item of ``many`` (ids ``t0``, ``t1``, ...) without waiting."""
+        for index, args in enumerate(many):
+            request = {"namespace": namespace, "name": name, "id": f"t{index}", "args": args}
+            self.ws.send(json.dumps(request))
+
+    def replies(self, count: int, began: float, timeout: float = 60) -> list[tuple[Any, float]]:
+        """The replies to the ``count`` requests :meth:`send_many` sent, in their order, each
+        with its time since ``began``."""
+        replies: dict[int, tuple[Any, float]] = {}
+        while len(replies) < count:
+            message = self._next(timeout)
+            if _is_event(message):
+                continue
+            if message.get("name") != "response":
+                raise RuntimeError(f"request {message.get('id')}: {message}")
+            replies[int(str(message["id"])[1:])] = (message["args"], time.monotonic() - began)
+        return [replies[i] for i in range(count)]
+
     def wait_event(
         self, matches: Callable[[dict[str, Any]], bool], timeout: float
     ) -> tuple[float, dict[str, Any]]:
@@ -1031,11 +1050,32 @@ def _fan_point(
     }
 
 
+def fetch_together(daemon: Daemon, base: str, count: int) -> list[tuple[Any, float]]:
+    """``count`` fetchiso calls sent at once (8 a connection: the most the daemon lets one
+    connection have waiting), each reply with its time since they were sent."""
+    calls = [{"action": "fetchiso", "url": f"{base}/together{i}.iso"} for i in range(count)]
+    groups = [calls[i : i + 8] for i in range(0, len(calls), 8)]
+    clients = [Control(daemon.urls["ws"], token=daemon.token) for _ in groups]
+    try:
+        began = time.monotonic()
+        for client, group in zip(clients, groups, strict=True):
+            client.send_many("sysadm", "iohyve", group)
+        return [
+            pair
+            for client, group in zip(clients, groups, strict=True)
+            for pair in client.replies(len(group), began)
+        ]
+    finally:
+        for client in clients:
+            client.ws.close()
+
+
 def fetch_queue(daemon: Daemon, work: Path, mode: Mode) -> dict[str, Any]:
     """The fetch queue with ``mode.queued`` tasks waiting behind a running one: the time to
     accept them (one fetchiso after the other, each answered "Task Queued"), the daemon's
     memory per queued task, and ``rpc/dispatcher list`` (reply time and size) with one task
-    and with all of them. Then every task is killed."""
+    and with all of them. Then every task is killed, and as many are accepted again with every
+    request sent before the first reply is read (concurrent accepts), and killed."""
     files = work / "queue"
     files.mkdir()
     _make_file(files / "queue-running.iso", 64 * MIB)
@@ -1082,6 +1122,13 @@ def fetch_queue(daemon: Daemon, work: Path, mode: Mode) -> dict[str, Any]:
                 batch = ids[first : first + 64]
                 control.call("rpc", "dispatcher", {"action": "kill", "job_id": batch})
             kill_s = time.monotonic() - began
+            # The same number again, every request sent before the first reply is read.
+            answered = fetch_together(daemon, base, mode.queued)
+            together = [seconds for _, seconds in answered]
+            together_ids = [reply.get("fetchiso", reply)["queueid"] for reply, _ in answered]
+            for first in range(0, len(together_ids), 64):
+                batch = together_ids[first : first + 64]
+                control.call("rpc", "dispatcher", {"action": "kill", "job_id": batch})
             control.call("rpc", "dispatcher", {"action": "kill", "job_id": running[:1]})
     finally:
         stop(server)
@@ -1090,6 +1137,8 @@ def fetch_queue(daemon: Daemon, work: Path, mode: Mode) -> dict[str, Any]:
         "seconds_to_accept_all": accept_s,
         "accept_p50_ms": percentile(accepted, 0.5) * 1000,
         "accept_p99_ms": percentile(accepted, 0.99) * 1000,
+        "seconds_to_accept_all_together": max(together),
+        "together_p50_ms": percentile(together, 0.5) * 1000,
         "list_ms_with_one_task": one_ms,
         "list_bytes_with_one_task": one_bytes,
         "list_jobs_with_one_task": one_jobs,

@@ -11,6 +11,7 @@ from sysadmd.console._service import (
     ConsoleLimits,
     ConsoleService,
     GuestConsole,
+    Output,
     Viewer,
 )
 
@@ -18,5 +19,6 @@ __all__ = [
     "ConsoleLimits",
     "ConsoleService",
     "GuestConsole",
+    "Output",
     "Viewer",
 ]

@@ -26,7 +26,7 @@ from twisted.logger import Logger
 
 from sysadmd.api import ApiError, conflict, not_found
 from sysadmd.backends import VMBackend
-from sysadmd.console._device import ConsoleDevice
+from sysadmd.console._device import BURST, ConsoleDevice
 from sysadmd.console._history import ConsoleLog, Ring
 
 #: Guest names as they become file names of the console logs (the API validates names
@@ -49,8 +49,30 @@ class Viewer(Protocol):
     def send_status(self, status: dict[str, Any]) -> None:
         """Send a status control message."""
 
-    def send_output(self, data: bytes) -> None:
+    def send_output(self, output: Output) -> None:
         """Send console bytes (bounded: a viewer too far behind closes itself)."""
+
+
+class Output:
+    """One chunk of a guest's output, the same object for every viewer it goes to.
+
+    A transport makes its wire form once for all its viewers: :meth:`framed` calls
+    ``frame`` the first time and hands the same result to every later caller that passes
+    the same ``frame``. Only the encryption and the send stay per viewer.
+    """
+
+    __slots__ = ("_frames", "data")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._frames: dict[Callable[[bytes], bytes], bytes] = {}
+
+    def framed(self, frame: Callable[[bytes], bytes]) -> bytes:
+        """``frame(self.data)``, computed once per ``frame``."""
+        framed = self._frames.get(frame)
+        if framed is None:
+            framed = self._frames[frame] = frame(self.data)
+        return framed
 
 
 #: Records an audit event: the event name and its fields.
@@ -73,6 +95,14 @@ class ConsoleLimits:
     viewer_buffer: int = 1024 * 1024
     #: Seconds between looks at which guests run.
     interval: float = 2.0
+
+    @property
+    def chunk(self) -> int:
+        """Bytes of output read and sent to the viewers at most at a time: a quarter of a
+        viewer's buffer (at least 4 KiB, at most 256 KiB), so that a viewer whose connection
+        is briefly full, as every one is after a large write, has room for a few chunks
+        before it counts as too slow."""
+        return min(BURST, max(4096, self.viewer_buffer // 4))
 
 
 class GuestConsole:
@@ -109,8 +139,9 @@ class GuestConsole:
     def received(self, data: bytes) -> None:
         self.ring.append(data)
         self._log.append(data)
+        output = Output(data)
         for viewer in list(self.viewers):
-            viewer.send_output(data)
+            viewer.send_output(output)
 
     def history(self, limit: int) -> bytes:
         """The last ``limit`` bytes of output: memory first, the log for more."""
@@ -216,7 +247,11 @@ class ConsoleService(Service):
             if console.device is not None or console.state != "running":
                 return
             console.device = ConsoleDevice(
-                path, self._reactor, console.received, lambda: self._closed(console)
+                path,
+                self._reactor,
+                console.received,
+                lambda: self._closed(console),
+                burst=self.limits.chunk,
             )
             self.log.info("Reading the console of {guest} from {path}", guest=name, path=str(path))
         except (ApiError, OSError) as e:
@@ -263,7 +298,7 @@ class ConsoleService(Service):
         viewer.send_status(console.status(viewer))
         history = console.ring.tail()
         if history:
-            viewer.send_output(history)
+            viewer.send_output(Output(history))
         for other in console.viewers:
             if other is not viewer:
                 other.send_status(console.status(other))

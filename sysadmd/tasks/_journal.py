@@ -27,12 +27,21 @@ Durability
     :meth:`Journal.save` fires. Whatever fired survives ``kill -9`` or a power loss; a save
     that had not fired may or may not be there, but never half of it.
 
+Group commit
+    Writes (:meth:`Journal.save`, :meth:`Journal.save_digest`, :meth:`Journal.forget_digest`)
+    asked for in the same turn of the reactor, or while an earlier group is being committed,
+    are committed together: one transaction, one commit, one fsync. Each write runs in a
+    savepoint of its own, so one that fails is undone alone and fails alone; each caller's
+    Deferred still fires only once the commit that holds its write is on disk (or fails with
+    it). At most one group is committed at a time: while its fsync runs, the next one gathers.
+
 Threads and order
     Every SQLite call, and every file system call on the database, runs in the
     :class:`~twisted.enterprise.adbapi.ConnectionPool`'s single thread (``cp_min`` =
     ``cp_max`` = 1), never on the reactor thread. That thread takes its work first in,
-    first out, so writes happen in call order: saves issued without waiting for each other
-    leave the last one in the file. A save snapshots the record when it is called; the
+    first out, and groups and reads are handed to it in call order, so writes happen in call
+    order: saves issued without waiting for each other leave the last one in the file, and a
+    read sees every write asked for before it. A save snapshots the record when it is called; the
     caller may change the object afterwards.
 
 File modes
@@ -81,7 +90,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar, cast
 from urllib.parse import quote
 
 from twisted.enterprise import adbapi
@@ -294,6 +303,14 @@ class JournalError(Exception):
     """The journal cannot be used; the message is one line naming the file."""
 
 
+class _Write(NamedTuple):
+    """One write waiting for its group's commit: what runs in the pool, and its caller."""
+
+    work: Callable[..., None]
+    args: tuple[object, ...]
+    done: Deferred[None]
+
+
 class _Cursor(Protocol):
     """What the interactions use of :class:`adbapi.Transaction` (a DB-API cursor)."""
 
@@ -432,6 +449,12 @@ class Journal:
         self._opened = False
         self._closing: Deferred[None] | None = None
         self._saves = 0
+        #: The writes gathered for the next group commit, in call order.
+        self._gathering: list[_Write] = []
+        #: Whether a flush of the gathering group is already scheduled.
+        self._flush_scheduled = False
+        #: How many groups the pool has been handed and not committed yet.
+        self._committing = 0
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -478,6 +501,7 @@ class Journal:
     def close(self) -> Deferred[None]:
         """Let pending writes finish, close the connection (in the pool), stop the pool."""
         if self._closing is None:
+            self._flush()  # the gathered writes go to the pool before it closes
             self._opened = False
             self._closing = self._close_pool()
         return settled(self._closing)
@@ -515,7 +539,7 @@ class Journal:
             return fail(ValueError(f"unknown task state {record.state!r}"))
         self._saves += 1
         prune = self._saves % PRUNE_EVERY == 0
-        return self._interact(self._save, snapshot, self._seconds() if prune else None)
+        return self._write(self._save, snapshot, self._seconds() if prune else None)
 
     def recover(self, now: float) -> Deferred[tuple[list[TaskRecord], list[TaskRecord]]]:
         """At start-up: running tasks become ``interrupted``; return them and the queued.
@@ -527,11 +551,11 @@ class Journal:
 
     def save_digest(self, name: str, digest: str, size: int, verified: float) -> Deferred[None]:
         """Record that ISO ``name`` (``size`` bytes) was verified to hash to ``digest``."""
-        return self._interact(self._save_digest, name, digest, size, verified)
+        return self._write(self._save_digest, name, digest, size, verified)
 
     def forget_digest(self, name: str) -> Deferred[None]:
         """Forget the digest recorded for ISO ``name``, if any."""
-        return self._interact(self._forget_digest, name)
+        return self._write(self._forget_digest, name)
 
     def digests(self) -> Deferred[dict[str, tuple[str, int, float]]]:
         """Every recorded digest: name to (digest, size, when verified)."""
@@ -593,8 +617,25 @@ class Journal:
         for suffix in ("-wal", "-shm"):
             _restrict(f"{self.path}{suffix}", create=False)
 
-    def _save(self, cursor: _Cursor, record: TaskRecord, prune: float | None) -> None:
+    def _commit_group(self, cursor: _Cursor, writes: list[_Write]) -> list[Failure | None]:
+        """Run ``writes`` in one transaction, each in a savepoint of its own: one that fails
+        is undone alone. The interaction's commit (one fsync) follows. What each write came
+        to: ``None`` or its failure."""
         cursor.execute("BEGIN IMMEDIATE")
+        outcomes: list[Failure | None] = []
+        for write in writes:
+            cursor.execute("SAVEPOINT one_write")
+            try:
+                write.work(cursor, *write.args)
+            except Exception:
+                outcomes.append(Failure())
+                cursor.execute("ROLLBACK TO one_write")
+            else:
+                outcomes.append(None)
+            cursor.execute("RELEASE one_write")
+        return outcomes
+
+    def _save(self, cursor: _Cursor, record: TaskRecord, prune: float | None) -> None:
         cursor.execute(_UPSERT, _row(record))
         if prune is not None:
             self._prune_rows(cursor, prune)
@@ -618,14 +659,12 @@ class Journal:
     def _save_digest(
         self, cursor: _Cursor, name: str, digest: str, size: int, verified: float
     ) -> None:
-        cursor.execute("BEGIN IMMEDIATE")
         cursor.execute(
             "INSERT OR REPLACE INTO iso_digests (name, digest, size, verified) VALUES (?, ?, ?, ?)",
             (name, digest, size, verified),
         )
 
     def _forget_digest(self, cursor: _Cursor, name: str) -> None:
-        cursor.execute("BEGIN IMMEDIATE")
         cursor.execute("DELETE FROM iso_digests WHERE name = ?", (name,))
 
     def _digests(self, cursor: _Cursor) -> dict[str, tuple[str, int, float]]:
@@ -650,17 +689,64 @@ class Journal:
 
     # -- plumbing -----------------------------------------------------------------------
 
+    def _write(self, work: Callable[..., None], *args: object) -> Deferred[None]:
+        """Gather a write for the next group commit; fires once that commit is on disk."""
+        if self._pool is None or not self._opened:
+            state = "closed" if self._closing is not None else "not open"
+            return fail(JournalError(f"task journal {self.path}: {state}"))
+        done: Deferred[None] = Deferred()
+        self._gathering.append(_Write(work, args, done))
+        if not self._committing and not self._flush_scheduled:
+            # At the end of this turn: every write asked for in it joins the group.
+            self._flush_scheduled = True
+            self._from_threads.callFromThread(self._scheduled_flush)
+        return done
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._committing:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand the gathered writes to the pool as one group (behind whatever it has)."""
+        writes, self._gathering = self._gathering, []
+        if not writes:
+            return
+        pool = self._pool
+        if pool is None:
+            error = JournalError(f"task journal {self.path}: closed")
+            for write in writes:
+                write.done.errback(Failure(error))
+            return
+        self._committing += 1
+        committed: Deferred[list[Failure | None]] = pool.runInteraction(self._commit_group, writes)
+
+        def delivered(outcomes: list[Failure | None] | Failure) -> None:
+            self._committing -= 1
+            for index, write in enumerate(writes):
+                outcome = outcomes if isinstance(outcomes, Failure) else outcomes[index]
+                if outcome is None:
+                    write.done.callback(None)
+                else:
+                    write.done.errback(self._as_journal_error(outcome))
+            if self._gathering and not self._committing and not self._flush_scheduled:
+                self._flush()
+
+        committed.addBoth(delivered)
+
     def _interact(
         self,
         interaction: Callable[Concatenate[_Cursor, _P], _T],
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> Deferred[_T]:
-        """Run ``interaction(cursor, *args, **kwargs)`` in one transaction in the pool."""
+        """Run ``interaction(cursor, *args, **kwargs)`` in one transaction in the pool, after
+        the writes asked for before it."""
         pool = self._pool
         if pool is None or not self._opened:
             state = "closed" if self._closing is not None else "not open"
             return fail(JournalError(f"task journal {self.path}: {state}"))
+        self._flush()
         result: Deferred[_T] = pool.runInteraction(interaction, *args, **kwargs)
         return result.addErrback(self._as_journal_error)
 

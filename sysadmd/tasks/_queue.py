@@ -7,8 +7,9 @@ is queued or running it owns its ISO name, so no second fetch, rename or removal
 can touch that name.
 
 A task's state is a :class:`~sysadmd.shared.TaskState`. Every change of it goes
-to the journal (SQLite, through a thread pool; the writes are chained so they land
-in order) and to the ``dispatcher`` event subscribers, in sysadm's event shape:
+to the journal (SQLite, through a thread pool; the journal keeps the order in which
+writes are asked for, and commits those asked for together in one transaction) and to
+the ``dispatcher`` event subscribers, in sysadm's event shape:
 ``pending`` when queued, ``running`` when the command starts and then every second
 with the bytes on disk, the rate and the new output, ``finished`` with the outcome
 and whether the ISO arrived. A task keeps the last 4 KiB (UTF-8) of its output.
@@ -359,8 +360,13 @@ class FetchQueue(Service):
         self._stopping = False
         self.tasks: dict[str, FetchTask] = {}
         self._owners: dict[str, FetchTask] = {}
-        # Journal writes run one after another on this chain, opened first.
+        # Fires once the journal is open (or given up); writes asked for before wait here,
+        # in order, and are handed to the journal then.
         self._journal_tail: Deferred[None] = Deferred()
+        self._before_open: list[Callable[[], None]] = []
+        self._journal_ready = False
+        #: Settles once the last journal write asked for has (the journal commits in order).
+        self._last_write: Deferred[None] = self._journal_tail
         self._started: Deferred[None] = succeed(None)
         #: Told how many more bytes a running fetch has on disk at each sample.
         self.on_bytes: Callable[[int], object] | None = None
@@ -580,7 +586,7 @@ class FetchQueue(Service):
         """
         if self._journal is None:
             return succeed(None)
-        return settled(self._journal_tail)
+        return settled(self._last_write)
 
     def _enqueue(self, task: FetchTask) -> None:
         self.tasks[task.id] = task
@@ -653,13 +659,13 @@ class FetchQueue(Service):
                 # a fetch asked for while the queue starts is not mistaken for one of them.
                 left = await self._journal.recent()
                 interrupted, queued = await self._journal.recover(self._clock.seconds())
-                self._journal_tail.callback(None)
+                self._opened_journal()
                 await self._recover(left, interrupted, queued)
             except Exception:
                 self.log.failure("The task journal cannot be used; fetches are not journalled")
                 self._journal = None
                 if not self._journal_tail.called:
-                    self._journal_tail.callback(None)
+                    self._opened_journal()
         # What uploads left that no task removed (their tasks' were removed above).
         await remove_left_overs(self._iohyve, self._in_thread, self.busy)
         self._workers = [ensureDeferred(self._work()) for _ in range(self._concurrency)]
@@ -1153,15 +1159,17 @@ class FetchQueue(Service):
         self.digests[name] = (digest, size, when)
         if self._journal is not None:
             journal = self._journal
-            self._journal_tail.addCallback(
-                lambda _: journal.save_digest(name, digest, size, when)
-            ).addErrback(lambda f: self.log.failure("Could not journal the digest", f))
+            self._journal_write(
+                lambda: journal.save_digest(name, digest, size, when),
+                lambda f: self.log.failure("Could not journal the digest", f),
+            )
 
     def _forget_digest(self, name: str) -> None:
         if self.digests.pop(name, None) is not None and self._journal is not None:
             journal = self._journal
-            self._journal_tail.addCallback(lambda _: journal.forget_digest(name)).addErrback(
-                lambda f: self.log.failure("Could not journal the digest", f)
+            self._journal_write(
+                lambda: journal.forget_digest(name),
+                lambda f: self.log.failure("Could not journal the digest", f),
             )
 
     def _finish(self, task: FetchTask, state: TaskState, message: str | None) -> None:
@@ -1197,7 +1205,33 @@ class FetchQueue(Service):
             def failed(failure: Failure) -> None:
                 self.log.failure("Could not journal fetch {task_id}", failure, task_id=record.id)
 
-            self._journal_tail.addCallback(lambda _: journal.save(record)).addErrback(failed)
+            self._journal_write(lambda: journal.save(record), failed)
+
+    def _journal_write(
+        self, write: Callable[[], Deferred[None]], failed: Callable[[Failure], None]
+    ) -> None:
+        """Hand a write to the journal now, or once it is open; :meth:`written` waits for it.
+
+        Writes are not chained one after the other: the journal keeps their order and
+        commits those asked for together at once (one fsync for a burst of fetches)."""
+        done: Deferred[None] = Deferred()
+
+        def hand_over() -> None:
+            write().addErrback(failed).addBoth(lambda _: done.callback(None))
+
+        if self._journal_ready:
+            hand_over()
+        else:
+            self._before_open.append(hand_over)
+        self._last_write = done
+
+    def _opened_journal(self) -> None:
+        """The journal is open (or given up): hand it the writes asked for meanwhile."""
+        self._journal_ready = True
+        waiting, self._before_open = self._before_open, []
+        for hand_over in waiting:
+            hand_over()
+        self._journal_tail.callback(None)
 
     def _emit(self, task: FetchTask) -> None:
         if self._publish is None:

@@ -13,7 +13,9 @@ the server's ``{"type": "status", ...}`` and ``{"type": "error", "message": ...}
 client's ``{"type": "take"}`` and ``{"type": "release"}`` (dispatched as the actions of the
 same names). Everything the server sends goes through one bounded buffer per connection; a
 viewer that falls that far behind is closed with 1008, and the guest and the other viewers
-never wait for it.
+never wait for it. A chunk of output is framed once for all the viewers of the guest (the
+frame is a binary message with the chunk as its payload, as if each had framed it); only the
+encryption and the send are per viewer.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -47,7 +50,7 @@ from sysadmd.api import (
     client_address,
 )
 from sysadmd.auth import Ended, credentials_from_header
-from sysadmd.console import ConsoleService, GuestConsole
+from sysadmd.console import ConsoleService, GuestConsole, Output
 from sysadmd.transport._websocket import OriginCheckedResource
 
 log = Logger()
@@ -55,8 +58,18 @@ log = Logger()
 #: The close code of every refusal: no login, a refused login, an unknown guest, too slow.
 POLICY: Final = 1008
 _PATH: Final = re.compile(r"/console/([^/]+)")
-_TEXT: Final = b"\x00"
-_BINARY: Final = b"\x01"
+
+
+def _frame(payload: bytes, *, binary: bool) -> bytes:
+    """A whole server-to-client message in one frame, unmasked and uncompressed (the
+    factory refuses compression): the bytes every viewer's connection sends."""
+    framed: bytes = PreparedMessage(payload, binary, False, True).payloadHybi
+    return framed
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """Console bytes as one binary message, ready to send on any console connection."""
+    return _frame(payload, binary=True)
 
 
 @dataclass(frozen=True)
@@ -134,22 +147,19 @@ class ConsoleServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         return caller is not None and caller.role.allows(Role.ADMIN)
 
     def send_status(self, status: dict[str, Any]) -> None:
-        self.outbound.deliver(_TEXT + json.dumps(status).encode())
+        self.outbound.deliver(_frame(json.dumps(status).encode(), binary=False))
 
-    def send_output(self, data: bytes) -> None:
-        self.outbound.deliver(_BINARY + data)
+    def send_output(self, output: Output) -> None:
+        self.outbound.deliver(output.framed(binary_frame))
 
     # The connection
 
-    def _deliver(self, message: bytes) -> None:
+    def _deliver(self, frame: bytes) -> None:
+        """Send one framed message (what ``sendPreparedMessage`` sends without compression;
+        the limit on message size is the client's, not ours)."""
         if self.state != self.STATE_OPEN:
             return
-        limit: int = self.maxMessagePayloadSize
-        self.maxMessagePayloadSize = 0
-        try:
-            self.sendMessage(message[1:], isBinary=message[:1] == _BINARY)
-        finally:
-            self.maxMessagePayloadSize = limit
+        self.sendData(frame)
 
     def _error(self, message: str) -> None:
         self.send_status({"type": "error", "message": message})

@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 from support import async_test
+from twisted.internet.defer import Deferred
 
 from sysadmd.backends import Iohyve, ProcessRunner
 from sysadmd.backends._errors import Unsupported
@@ -31,7 +33,7 @@ class Recorder:
         on_output: Callable[[str, bytes], None] | None = None,
     ) -> Any:
         self.started.append((executable, tuple(args)))
-        return object()
+        return SimpleNamespace(done=Deferred())  # a process that has not ended
 
 
 def test_iohyve_resumes_with_fetch_F_r_on_the_file_iohyve_fetch_writes(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from twisted.internet.testing import MemoryReactor
 
-from sysadmd.console._device import ConsoleDevice
+from sysadmd.console._device import BURST, ConsoleDevice
 
 
 @pytest.fixture
@@ -66,5 +66,37 @@ def test_what_the_device_does_not_take_waits_in_the_buffer_in_order(
             elif not chunk:
                 break
         assert bytes(received) == big + b"after"
+    finally:
+        device.connectionLost(None)  # type: ignore[arg-type]
+
+
+def test_what_the_device_holds_is_read_in_one_chunk_per_wake_up(
+    pty_pair: tuple[int, Path],
+) -> None:
+    """A terminal gives out at most its line buffer (4 KiB) per read; one wake-up hands on
+    everything the device holds (up to BURST) as one chunk, and an echo on its own at once."""
+    other, path = pty_pair
+    reactor = MemoryReactor()
+    chunks: list[bytes] = []
+    device = ConsoleDevice(path, reactor, chunks.append, lambda: None)
+    try:
+        printed = bytearray()
+        line = b"".join(b"%d\r\n" % n for n in range(1000))
+        while len(printed) < 64 * 1024:
+            try:
+                printed += line[: os.write(other, line)]
+            except BlockingIOError:
+                break
+        device.doRead()
+        assert len(chunks) == 1
+        assert len(chunks[0]) > 4096
+        while len(b"".join(chunks)) < len(printed):
+            assert device.doRead() is None
+        assert b"".join(chunks) == printed
+        assert all(len(chunk) <= BURST for chunk in chunks)
+        chunks.clear()
+        os.write(other, b"a")
+        device.doRead()
+        assert chunks == [b"a"]
     finally:
         device.connectionLost(None)  # type: ignore[arg-type]

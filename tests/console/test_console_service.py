@@ -16,7 +16,7 @@ from twisted.internet.task import deferLater
 
 from sysadmd.backends._iohyve.adapter import console_device_path
 from sysadmd.backends._vmbhyve import parse as vmbhyve
-from sysadmd.console import ConsoleLimits, ConsoleService
+from sysadmd.console import ConsoleLimits, ConsoleService, Output
 from sysadmd.console._history import ConsoleLog, Ring
 
 
@@ -83,8 +83,8 @@ class Viewer:
     def send_status(self, status: dict[str, Any]) -> None:
         self.messages.append(status)
 
-    def send_output(self, data: bytes) -> None:
-        self.messages.append(data)
+    def send_output(self, output: Output) -> None:
+        self.messages.append(output.data)
 
     @property
     def output(self) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from httpserver import HTTPServer
 from probe import OpenGate
 from support import async_fixture, async_test
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
 from wsclient import settle
 
 from sysadmd.api import Api, ApiError, Connection, Registry, Role, declared_actions
@@ -44,6 +45,7 @@ class Stack:
         delete_delay: float = 0.3,
         run_fetches: bool = True,
         journal: Journal | None = None,
+        max_queued: int = 2,
     ) -> None:
         self.root = root
         self.profile = profile
@@ -56,7 +58,7 @@ class Stack:
         self.iohyve: Iohyve | VmBhyve = Iohyve(
             self.runner, self.command, rc_conf=self.rc_conf, iso_root=root / "iohyve" / "ISO"
         )
-        self.fetches = FetchQueue(self.iohyve, reactor, max_queued=2, journal=journal)
+        self.fetches = FetchQueue(self.iohyve, reactor, max_queued=max_queued, journal=journal)
         if run_fetches:
             self.fetches.startService()
         registry = Registry()
@@ -393,6 +395,64 @@ async def test_fetchiso_replies_once_the_queued_task_is_journalled(
         assert [r["comment"] for r in replies] == ["Task Queued"]
     finally:
         journal.release()
+        await stack.fetches.stopService()
+        await stack.runner.stop_all()
+
+
+@async_test
+async def test_concurrent_fetchiso_calls_share_one_isolist_and_reply_once_journalled(
+    tmp_path: Path, http: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight fetchiso calls at once run one ``iohyve isolist`` between them; each decision
+    stays its own (409 for the ISO that exists), and each reply comes only once its task
+    can be read from the journal's file by another connection."""
+    (tmp_path / "files").mkdir()
+    journal = Journal(tmp_path / "tasks.sqlite", reactor)
+    stack = Stack(tmp_path / "sim", "0.7.9", [tmp_path / "files"], journal=journal, max_queued=8)
+    (tmp_path / "there.iso").write_bytes(b"t")
+    stack.add_iso(tmp_path / "there.iso")
+    http.files.files["there.iso"] = b"t"
+    for index in range(7):
+        http.files.files[f"new{index}.iso"] = b"n" * 1000
+        http.files.stall.add(f"new{index}.iso")  # the first one's download holds
+    isolists: list[tuple[str, ...]] = []
+    run = stack.runner.run
+
+    def counting(executable: str, args: tuple[str, ...], **options: Any) -> Any:
+        if "isolist" in args:
+            isolists.append(args)
+        return run(executable, args, **options)
+
+    monkeypatch.setattr(stack.runner, "run", counting)
+
+    def journalled(task_id: str) -> bool:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{tmp_path / 'tasks.sqlite'}?mode=ro", uri=True)
+        ) as reader:
+            return (
+                reader.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone()
+                is not None
+            )
+
+    try:
+        await stack.fetches.written()  # the journal is open
+        names = [f"new{index}.iso" for index in range(7)]
+        calls = [
+            Deferred.fromCoroutine(stack.call("fetchiso", url=http.url(name))).addCallback(
+                lambda reply: (reply, journalled(reply["queueid"]))
+            )
+            for name in names
+        ]
+        refused = Deferred.fromCoroutine(stack.error("fetchiso", url=http.url("there.iso")))
+        replies = await gatherResults(calls)
+        assert (await refused)[0] == 409
+        assert len(isolists) == 1
+        assert all(on_disk for _, on_disk in replies)
+        assert len({reply["queueid"] for reply, _ in replies}) == 7
+    finally:
+        http.files.release()
+        for task in stack.fetches.listing():
+            stack.fetches.kill([task.id])
         await stack.fetches.stopService()
         await stack.runner.stop_all()
 

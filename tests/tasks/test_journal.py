@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from sysadmd.shared import OUTPUT_TAIL as MAX_OUTPUT_TAIL
@@ -773,3 +774,99 @@ async def test_a_version_4_journal_gains_the_resumption_columns(journals: Journa
         None,
         None,
     )
+
+
+# -- group commit ---------------------------------------------------------------------------
+
+
+def count_commits(journal: Journal) -> list[str]:
+    """The statements the journal's connection runs from now on (SQLite's trace: a commit
+    is one ``COMMIT``, which with ``synchronous=FULL`` in WAL mode is one fsync)."""
+    statements: list[str] = []
+    pool = journal._pool
+    assert pool is not None
+    for connection in pool.connections.values():
+        connection.set_trace_callback(statements.append)
+    return statements
+
+
+def committed_ids(path: Path) -> set[str]:
+    """The task ids another connection reads from the file: what is committed."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as reader:
+        return {str(row[0]) for row in reader.execute("SELECT id FROM tasks")}
+
+
+@async_test
+async def test_saves_asked_for_together_commit_once(journals: Journals) -> None:
+    """Twenty saves asked for in one turn are one transaction with one commit (one fsync),
+    and each caller hears of its save only once another connection can read it."""
+    journal = await journals.open()
+    await journal.save(record(0))  # the connection is made
+    statements = count_commits(journal)
+    heard: list[tuple[str, bool]] = []
+    saves = []
+    for number in range(1, 21):
+        saved = record(number)
+
+        def on_disk(_: None, task_id: str = saved.id) -> None:
+            heard.append((task_id, task_id in committed_ids(journals.path)))
+
+        saves.append(journal.save(saved).addCallback(on_disk))
+    await gatherResults(saves)
+    assert statements.count("COMMIT") == 1
+    assert len(heard) == 20 and all(readable for _, readable in heard)
+    assert [task_id for task_id, _ in heard] == [record(n).id for n in range(1, 21)]
+
+
+@async_test
+async def test_saves_asked_for_while_a_commit_runs_are_the_next_group(
+    journals: Journals,
+) -> None:
+    """While one group commits, the saves asked for meanwhile gather into one more."""
+    journal = await journals.open()
+    await journal.save(record(0))
+    statements = count_commits(journal)
+    pool = journal._pool
+    assert pool is not None
+    held = threading.Event()
+    pool.threadpool.callInThread(held.wait, 10)  # the pool's thread waits for the test
+    try:
+        first = journal.save(record(1))
+        while not journal._committing:  # the first group is handed to the pool
+            await deferLater(reactor, 0.001, lambda: None)
+        later = [journal.save(record(n)) for n in range(2, 12)]
+    finally:
+        held.set()
+    await gatherResults([first, *later])
+    assert statements.count("COMMIT") == 2
+    assert {record(n).id for n in range(12)} == committed_ids(journals.path)
+
+
+@async_test
+async def test_a_save_that_fails_in_a_group_fails_alone(journals: Journals) -> None:
+    """Each save of a group runs in a savepoint: one that the database refuses is undone
+    and fails with a JournalError; the others of its group are committed."""
+    journal = await journals.open()
+    outcomes: list[object] = []
+    saves = [
+        journal.save(record(1)),
+        journal.save(record(2, name=None)),  # NOT NULL: refused by SQLite
+        journal.save(record(3)),
+    ]
+    for save in saves:
+        save.addBoth(outcomes.append)
+    await gatherResults(saves, consumeErrors=True).addErrback(lambda _: None)
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], Failure) and outcomes[1].check(JournalError)
+    assert committed_ids(journals.path) == {record(1).id, record(3).id}
+
+
+@async_test
+async def test_a_read_sees_the_writes_asked_for_before_it(journals: Journals) -> None:
+    """A read asked for in the same turn as saves comes after them, not before."""
+    journal = await journals.open()
+    for number in range(1, 6):
+        journal.save(record(number))
+    journal.save_digest("image1.iso", "sha256:" + "0" * 64, 10, NOW)
+    assert {r.id for r in await journal.recent()} == {record(n).id for n in range(1, 6)}
+    assert "image1.iso" in await journal.digests()

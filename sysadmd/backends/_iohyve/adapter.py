@@ -24,6 +24,11 @@ When the window has passed, the next caller starts a new list, and while it runs
 answered with the previous one, as long as it is less than two windows old and no mutation
 has been asked for since: polling clients never wait for ``iohyve list`` once the daemon has
 a list, and no answer is older than two windows.
+
+The ISO list (``iohyve isolist``) is shared the same way while it runs, with no reuse once it
+has finished: every fetch checks that its ISO is absent, and a burst of fetches costs one
+``isolist``, while a check asked for after a list finished (or after a mutation, or after a
+download's process ended) runs a new one, so it sees every ISO added or removed before it.
 """
 
 from __future__ import annotations
@@ -184,6 +189,11 @@ class Iohyve:
         self._listing: _Shared | None = None
         #: The list that ``_listing`` replaces, answered while ``_listing`` runs.
         self._previous: _Shared | None = None
+        #: The ``isolist`` running now, which checks asked for meanwhile join.
+        self._isolisting: _Shared | None = None
+        #: How many downloads had ended when ``_isolisting`` was asked for, and now.
+        self._isolisting_after = 0
+        self._downloads_ended = 0
         self._guest_locks: dict[str, DeferredLock] = {}
 
     def _run(self, *args: str, timeout: float | None = None) -> Deferred[ProcessResult]:
@@ -244,25 +254,49 @@ class Iohyve:
         an upload is still writing into (they hold its temporary file)."""
 
         async def run() -> list[IsoInfo]:
-            names = await self._list_isos()
+            names = await self._shared_isos()
             uploading = await deferToThread(_holding_uploads, self.iso_root, names)
             return [IsoInfo(name) for name in names if name not in uploading]
 
-        return self._order.read(run)
+        return ensureDeferred(run())
 
     def iso_files(self) -> Deferred[list[tuple[IsoInfo, int]]]:
         """The ISOs with their sizes: ``isolist``, then a stat of each dataset's file."""
 
         async def run() -> list[tuple[IsoInfo, int]]:
-            names = await self._list_isos()
+            names = await self._shared_isos()
             return await deferToThread(
                 sized_isos, [(IsoInfo(n), self.iso_directory(n) / n) for n in names]
             )
 
-        return self._order.read(run)
+        return ensureDeferred(run())
 
     async def _list_isos(self) -> list[str]:
+        """Run ``isolist`` now (in the write lane, or in a read of its own)."""
         return _parsed("isolist", parse.parse_isolist, await self._read("isolist", "isolist"))
+
+    def _shared_isos(self) -> Deferred[list[str]]:
+        """The ISO names, from the ``isolist`` running now if one is and no mutation was asked
+        for (nor a download ended) since it was asked for, else from a new one, run after the
+        mutations asked for before it. Callers share the list: they must not change it."""
+        shared = self._isolisting
+        if (
+            shared is None
+            or shared.finished
+            or shared.generation != self._order.generation
+            or self._isolisting_after != self._downloads_ended
+        ):
+            generation = self._order.generation
+            self._isolisting_after = self._downloads_ended
+            shared = _Shared(generation, self._clock.seconds(), self._order.read(self._list_isos))
+            self._isolisting = shared
+            if shared.finished:
+                # Finished at once (a fake runner): the caller still gets the result.
+                if shared.failure is not None:
+                    return fail(shared.failure)
+                return succeed(shared.value)
+        listed: Deferred[list[str]] = shared.join()
+        return listed
 
     def version(self) -> Deferred[str]:
         """iohyve's version string."""
@@ -360,10 +394,10 @@ class Iohyve:
         """Conflict if ISO ``name`` exists already (a fetch must not overwrite it)."""
 
         async def run() -> None:
-            if name in await self._list_isos():
+            if name in await self._shared_isos():
                 raise Conflict(f"ISO '{name}' already exists; remove or rename it first")
 
-        return self._order.read(run)
+        return ensureDeferred(run())
 
     # Guests
 
@@ -600,9 +634,25 @@ class Iohyve:
         self, url: str, *, timeout: float, on_output: Callable[[str, bytes], None] | None = None
     ) -> RunningProcess:
         """Start ``iohyve fetch URL``; the caller follows the process it returns."""
-        return self._runner.start(
-            self._executable, (*self._prefix, "fetch", url), timeout=timeout, on_output=on_output
+        return self._changes_isos(
+            self._runner.start(
+                self._executable,
+                (*self._prefix, "fetch", url),
+                timeout=timeout,
+                on_output=on_output,
+            )
         )
+
+    def _changes_isos(self, process: RunningProcess) -> RunningProcess:
+        """A download's process changes the ISOs outside the write lane: once it has ended,
+        no ``isolist`` asked for before is shared (the guest list is not concerned)."""
+
+        def ended(outcome: object) -> object:
+            self._downloads_ended += 1
+            return outcome
+
+        process.done.addBoth(ended)
+        return process
 
     def resume_fetch(
         self,
@@ -620,11 +670,13 @@ class Iohyve:
             raise Unsupported("this host has no fetch command: downloads cannot be resumed")
         target = self.iso_directory(name) / name
         host = "/" + str(target.relative_to(self._host_root)).removeprefix(".").lstrip("/")
-        return self._runner.start(
-            self._fetch[0],
-            (*self._fetch[1:], "-F", "-r", "-o", host, url),
-            timeout=timeout,
-            on_output=on_output,
+        return self._changes_isos(
+            self._runner.start(
+                self._fetch[0],
+                (*self._fetch[1:], "-F", "-r", "-o", host, url),
+                timeout=timeout,
+                on_output=on_output,
+            )
         )
 
     def gather_partial(self, name: str) -> Deferred[int]:
