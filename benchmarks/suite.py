@@ -565,15 +565,19 @@ def spawns(daemon: Daemon, mode: Mode, window: float, generator: str) -> dict[st
     ended = time.monotonic()
     time.sleep(0.5)  # a process still running at the end writes its line when it ends
     runs = []
+    created = []
     for line in daemon.spawn_log.read_text().splitlines():
-        start, end, _pid, *words = line.split()
+        start, end, _pid, born, *words = line.split()
         if float(start) < ended and float(end) > began:
             runs.append((float(start), float(end), " ".join(words)))
+            created.append(float(born))
     runs.sort()
-    starts = [s for s, _, _ in runs]
-    # The window is measured by the daemon from when a list was asked for; spawnlog.py sees
-    # a process a little after that (Python's start-up), so starts are compared with 5 %
-    # of slack: two starts closer than 0.95 windows are two runs in one window.
+    # The window is measured by the daemon from when a list was asked for, so the count
+    # uses when the daemon created each process (the kernel's record, in clock ticks), not
+    # when spawnlog.py's Python had started, which lags by tens of milliseconds more or less
+    # with the load. 5 % of slack: two creations closer than 0.95 windows are two runs in
+    # one window.
+    starts = sorted(created)
     slack = 0.95 * (window or 1.0)
     per_window = max(
         (sum(1 for t in starts[i:] if t - s < slack) for i, s in enumerate(starts)), default=0
@@ -602,7 +606,7 @@ def _spawn_runs(log: Path, after: float) -> list[tuple[float, float, list[str]]]
         return []
     runs = []
     for line in log.read_text().splitlines():
-        start, end, _pid, *words = line.split()
+        start, end, _pid, _born, *words = line.split()
         if float(start) >= after:
             runs.append((float(start), float(end), words))
     return sorted(runs)
