@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -373,6 +374,9 @@ def test_the_host_view_shows_identifys_host_name(browser: Browser, daemon: Daemo
     name = page.locator("dt", has_text="Host name").locator("xpath=following-sibling::dd[1]")
     expect(name).to_have_text(expected)
     expect(page).to_have_title(f"{expected} · sysadmd")
+    # iohyve's version line names iohyve itself: the row says it once.
+    backend = page.locator("dt", has_text="Backend").locator("xpath=following-sibling::dd[1]")
+    expect(backend).to_have_text(re.compile(r"^iohyve v0\.7\.9 "))
     page.context.close()
 
 

@@ -351,7 +351,10 @@ async function identify(): Promise<string> {
 function backendLine(reply: unknown): string {
   if (typeof reply === "string") return reply;
   const v = (reply ?? {}) as { backend?: unknown; version?: unknown };
-  return `${String(v.backend ?? "?")}: ${String(v.version ?? "?")}`;
+  const backend = String(v.backend ?? "?");
+  const version = String(v.version ?? "?");
+  // iohyve's own version line starts with its name: say it once.
+  return version.startsWith(`${backend} `) ? version : `${backend}: ${version}`;
 }
 
 async function renderHost(): Promise<void> {
