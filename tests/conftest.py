@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -60,3 +61,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     base = factory.getbasetemp()
     for pidfile in base.glob("**/console/*.pid"):
         stop_console(str(pidfile), str(pidfile.with_suffix(".none")))
+
+
+@pytest.fixture
+def no_automatic_collection() -> Iterator[None]:
+    """The cyclic collector runs only when a test asks (``gc.collect()``), so that what a
+    test counts as left in cycles was not collected behind its back."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

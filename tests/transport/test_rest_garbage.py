@@ -12,7 +12,6 @@ import gc
 import json
 import random
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -43,16 +42,6 @@ def _request(path: bytes, body: bytes, method: bytes = b"PUT") -> bytes:
         b"%s %s HTTP/1.1\r\nHost: sysadmd.test\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (method, path, len(body), body)
     )
-
-
-@pytest.fixture
-def no_automatic_collection() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ import gc
 import json
 import os
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,16 +113,6 @@ class Harness:
 
 
 ECHO = {"namespace": "test", "name": "probe", "id": "e", "args": {"action": "echo", "word": "hi"}}
-
-
-@pytest.fixture
-def no_automatic_collection() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @pytest.mark.usefixtures("no_automatic_collection")

@@ -681,12 +681,9 @@ class Iohyve:
 
     def gather_partial(self, name: str) -> Deferred[int]:
         """The largest partial file in ISO ``name``'s dataset, kept as ``<name>``."""
-
-        async def run() -> int:
-            size: int = await deferToThread(gather_partial, self.iso_directory(name), name)
-            return size
-
-        return self._order.write(run)
+        return self._order.write(
+            lambda: deferToThread(gather_partial, self.iso_directory(name), name)
+        )
 
     def iso_directory(self, name: str) -> Path:
         """Where ISO ``name``'s dataset is mounted (iohyve's layout: ``ISO/<name>/<name>``)."""

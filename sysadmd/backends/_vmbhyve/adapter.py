@@ -789,12 +789,9 @@ class VmBhyve:
 
     def gather_partial(self, name: str) -> Deferred[int]:
         """The largest partial file in ``name``'s download directory, kept as ``<name>``."""
-
-        async def run() -> int:
-            size: int = await deferToThread(gather_partial, self.iso_directory(name), name)
-            return size
-
-        return self._order.write(run)
+        return self._order.write(
+            lambda: deferToThread(gather_partial, self.iso_directory(name), name)
+        )
 
     def iso_size(self, name: str) -> int | None:
         """The size of the fetched ISO, in the store or still in its download directory."""
