@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 
 from sysadmd.simulator.context import Context
+from sysadmd.simulator.getopt import OptionReader
 from sysadmd.simulator.vmhost import HostLock, Processes
 
 USAGE = "usage: pgrep [-LSfilnoqvx] [-d delim] [-F pidfile] [-G gid] pattern ..."
@@ -33,19 +34,14 @@ def _matches(regex: re.Pattern[str], subject: str, *, whole: bool) -> bool:
 def cmd_pgrep(ctx: Context, args: list[str]) -> int:
     """Run ``pgrep <args>`` and return its status."""
     flags = ""
-    index = 0
-    while index < len(args) and args[index].startswith("-") and args[index] != "-":
-        word = args[index]
-        index += 1
-        if word == "--":
-            break
-        for letter in word[1:]:
-            if letter not in "flx":
-                ctx.output.err(f"pgrep: illegal option -- {letter}")
-                ctx.output.err(USAGE)
-                return _BAD_USAGE
-        flags += word[1:]
-    patterns = args[index:]
+    reader = OptionReader(args, "flx")
+    for letter, _value, problem in reader:
+        if problem is not None:
+            ctx.output.err(f"pgrep: illegal option -- {letter}")
+            ctx.output.err(USAGE)
+            return _BAD_USAGE
+        flags += letter
+    patterns = reader.operands
     if not patterns:
         ctx.output.err(USAGE)
         return _BAD_USAGE

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 
 from sysadmd.simulator.context import SIMULATOR_ERROR, Context
+from sysadmd.simulator.getopt import OptionReader
 from sysadmd.simulator.vmhost import host_path
 
 _OPTSTRING = "cC:defF:hHlkM:qQrS:tT:vVz0123456789"
@@ -42,22 +43,17 @@ class _Failed(Exception):
 def cmd_xz(ctx: Context, args: list[str]) -> int:
     """Run ``xz <args>`` and return its status."""
     flags = ""
-    index = 0
-    while index < len(args) and args[index].startswith("-") and args[index] != "-":
-        word = args[index]
-        index += 1
-        if word == "--":
-            break
-        for letter in word[1:]:
-            if _OPTSTRING.find(letter) < 0 or letter == ":":
-                ctx.output.err(f"xz: illegal option -- {letter}")
-                ctx.output.err("xz: Try `xz --help' for more information.")
-                return _ERROR
-            if letter not in "dfkq":
-                ctx.output.err(f"iohyve-sim: xz option '-{letter}' not provided by the simulator")
-                return SIMULATOR_ERROR
-            flags += letter
-    files = args[index:]
+    reader = OptionReader(args, _OPTSTRING)
+    for letter, _value, problem in reader:
+        if problem == "illegal":
+            ctx.output.err(f"xz: illegal option -- {letter}")
+            ctx.output.err("xz: Try `xz --help' for more information.")
+            return _ERROR
+        if letter not in "dfkq":
+            ctx.output.err(f"iohyve-sim: xz option '-{letter}' not provided by the simulator")
+            return SIMULATOR_ERROR
+        flags += letter
+    files = reader.operands
     if "d" not in flags or not files or "-" in files:
         ctx.output.err("iohyve-sim: xz decompresses named files (-d FILE ...) here")
         return SIMULATOR_ERROR
