@@ -140,14 +140,14 @@ def test_log_in_and_see_the_guests_again_after_a_load(browser: Browser, daemon: 
     """Measured as the benchmark suite measures it (benchmarks/dashboard.py), which judges
     the figure against its 1 s target: a timed assertion here would only measure how busy
     the machine running the tests is. What this test holds is that the guest list appears
-    after *Log in*, and after a load of the logged-in tab without logging in again."""
+    after *Log in*, and after a load of the logged-in tab without logging in again: the
+    measuring waits for the guest's row each time and fails when it does not appear."""
     sim(daemon, "create", "seedguest", "8G")
     times = time_to_guest_list(browser, base(daemon), "admin", daemon.password, "seedguest")
     print(
         f"\nguest list {times['after_log_in_s'] * 1000:.0f} ms after 'Log in', "
         f"{times['after_load_s'] * 1000:.0f} ms after a load"
     )
-    assert times["after_log_in_s"] > 0 and times["after_load_s"] > 0
 
 
 def test_first_load_is_small(browser: Browser, daemon: Daemon) -> None:
